@@ -1,0 +1,21 @@
+"""kagglekit: tiling, stitching, TTA, thresholds, folds and offline delivery for Kaggle image competitions.
+
+Importing the package is cheap: torch, timm, segmentation-models-pytorch and albumentations are
+imported by the submodules that need them, when they are first used. Submodules:
+
+    kagglekit.io          lazy image and volume sources
+    kagglekit.tiling      tile grids, tissue masks, blending windows, the Stitcher
+    kagglekit.infer       sliding-window inference over a source
+    kagglekit.tta         the dihedral group D4, TTA wrappers and merge modes
+    kagglekit.models      model factory, offline weights, checkpoints, 2.5D and MIL models
+    kagglekit.augment     albumentations presets, mixers, volume and stain transforms
+    kagglekit.cv          fold makers
+    kagglekit.metrics     F-beta, balanced accuracy, dice
+    kagglekit.thresholds  threshold search and decision rules
+    kagglekit.kaggle      environment, RLE, submission guard, time budget
+"""
+
+from kagglekit.errors import KagglekitError
+
+__version__ = "0.1.0"
+__all__ = ["KagglekitError", "__version__"]
