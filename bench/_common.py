@@ -1,0 +1,107 @@
+"""Shared measuring and reporting for the benchmarks in bench/.
+
+Every benchmark runs kagglekit and its peers in one process on the same data. Peak RSS per row is
+measured in that same process by resetting the kernel's high-water mark (``/proc/self/clear_refs``)
+before each row and reading ``VmHWM`` after it.
+"""
+
+from __future__ import annotations
+
+import datetime
+import gc
+import os
+import platform
+import re
+import time
+from pathlib import Path
+
+RESULTS = Path(__file__).with_name("RESULTS.md")
+
+
+def reset_peak_rss() -> None:
+    """Reset this process's peak-RSS counter to its current RSS (Linux only; no-op elsewhere)."""
+    gc.collect()
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        pass
+
+
+def _status_mb(field: str) -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def peak_rss_mb() -> float:
+    """Peak resident set size in MB since the last :func:`reset_peak_rss`."""
+    return _status_mb("VmHWM")
+
+
+def rss_mb() -> float:
+    """Current resident set size in MB."""
+    return _status_mb("VmRSS")
+
+
+def measure(fn, *args, repeat: int = 1, **kwargs):
+    """Run ``fn`` ``repeat`` times; return (best wall seconds, peak RSS MB over the runs, last result)."""
+    best = float("inf")
+    reset_peak_rss()
+    result = None
+    for _ in range(repeat):
+        start = time.perf_counter()
+        result = fn(*args, **kwargs)
+        best = min(best, time.perf_counter() - start)
+    return best, peak_rss_mb(), result
+
+
+def machine() -> str:
+    """One line naming the machine: CPU model, cores, memory, Python, torch and numpy versions."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+        mem_gb = int(Path("/proc/meminfo").read_text().split()[1]) / 2**20
+    except OSError:
+        mem_gb = float("nan")
+    parts = [cpu, f"{os.cpu_count()} cores", f"{mem_gb:.0f} GB RAM", f"Python {platform.python_version()}"]
+    for mod in ("numpy", "torch"):
+        try:
+            parts.append(f"{mod} {__import__(mod).__version__}")
+        except ImportError:
+            pass
+    try:
+        load = os.getloadavg()[0]
+        parts.append(f"load average {load:.1f} at start")
+    except OSError:
+        pass
+    return ", ".join(parts)
+
+
+def markdown_table(headers: list[str], rows: list[list]) -> str:
+    """Format rows as a GitHub markdown table (floats to 3 significant digits)."""
+
+    def cell(v):
+        if isinstance(v, float):
+            return f"{v:.3g}" if abs(v) < 1000 else f"{v:.0f}"
+        return str(v)
+
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def record(section: str, body: str, machine_line: str | None = None) -> None:
+    """Replace (or append) ``## section`` in bench/RESULTS.md with ``body``, stamped with date and machine."""
+    stamp = f"_{datetime.date.today().isoformat()} — {machine_line or machine()}_"
+    block = f"## {section}\n\n{stamp}\n\n{body.strip()}\n"
+    text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n\nWritten by `make bench`; each section by its script.\n"
+    pattern = re.compile(rf"^## {re.escape(section)}\n.*?(?=^## |\Z)", re.S | re.M)
+    text = pattern.sub(lambda _: block + "\n", text) if pattern.search(text) else text.rstrip() + "\n\n" + block
+    tmp = RESULTS.with_suffix(".tmp")
+    tmp.write_text(text)
+    tmp.replace(RESULTS)
+    print(f"\n## {section}\n{stamp}\n{body}")

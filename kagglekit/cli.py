@@ -1,0 +1,169 @@
+"""The ``kagglekit`` command: it parses arguments and calls the library, nothing more.
+
+    kagglekit wheels build   build kagglekit's wheel and download the wheels the Kaggle image lacks
+    kagglekit wheels check   prove offline that the wheel folder installs for the target
+    kagglekit kernel check   validate kernel-metadata.json (refuses internet on or missing)
+    kagglekit bundle         write dist/kaggle/ (wheel dataset, model dataset, kernel folder)
+    kagglekit push           upload the bundle with the kaggle CLI, or print the commands
+
+Each subcommand is a ``_add_<name>(subparsers)`` function that registers a parser and its handler,
+so a new one (``demo``) is one more function in ``_COMMANDS``. Errors from kagglekit are printed as
+``kagglekit: error: ...`` with exit code 1; usage errors exit with 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from kagglekit.errors import InvalidArgumentError, KagglekitError
+
+
+def _target(args):
+    """The target from --local / --python-version / --platform, defaulting to the Kaggle image's."""
+    from dataclasses import replace
+
+    from kagglekit.kaggle.wheels import Target, kaggle_image
+
+    image = kaggle_image()
+    if args.local:
+        if args.python_version or args.platform:
+            raise InvalidArgumentError("--local targets this interpreter; drop --python-version / --platform")
+        return image, Target.local()
+    target = image.target
+    if args.python_version:
+        target = replace(target, python_version=args.python_version, abi=None)
+    if args.platform:
+        target = replace(target, platforms=tuple(args.platform))
+    return image, target
+
+
+def _add_target_options(parser) -> None:
+    group = parser.add_argument_group("target (default: the Kaggle image, see kagglekit/kaggle/kaggle_image.toml)")
+    group.add_argument("--python-version", help="target Python, e.g. 3.12")
+    group.add_argument("--platform", action="append", help="target platform tag (repeatable), e.g. manylinux_2_17_x86_64")
+    group.add_argument("--local", action="store_true", help="target this interpreter and machine instead")
+    group.add_argument("--isolated", action="store_true", help="run pip --isolated (ignore PIP_* variables)")
+
+
+def _wheels_build(args) -> int:
+    from kagglekit.kaggle.wheels import build_wheels
+
+    image, target = _target(args)
+    wheels = build_wheels(args.dest, project=args.project, requirements=args.requirement, image=image,
+                          target=target, find_links=args.find_links or (), index_url=args.index_url,
+                          no_index=args.no_index, isolated=args.isolated, dataset_id=args.dataset_id)
+    for w in wheels:
+        print(w)
+    print(f"{len(wheels)} wheels in {args.dest} for {target.describe()}")
+    return 0
+
+
+def _wheels_check(args) -> int:
+    from kagglekit.kaggle.wheels import check_wheels
+
+    image, target = _target(args)
+    found = check_wheels(args.folder, requirements=args.requirement, image=image, target=target,
+                         isolated=args.isolated)
+    print("\n".join(found))
+    print(f"ok: {args.folder} installs offline for {target.describe()} ({len(found)} wheels)")
+    return 0
+
+
+def _add_wheels(sub) -> None:
+    wheels = sub.add_parser("wheels", help="the offline wheel dataset").add_subparsers(dest="action", required=True)
+    build = wheels.add_parser("build", help="build kagglekit's wheel and download the missing requirements")
+    build.add_argument("--dest", default="wheels", help="wheel folder (default: wheels)")
+    build.add_argument("--project", default=".", help="source folder of kagglekit (default: .)")
+    build.add_argument("--requirement", action="append",
+                       help="requirement to download (repeatable; default: `missing` in kaggle_image.toml)")
+    build.add_argument("--find-links", action="append", help="extra folder or URL of distributions (repeatable)")
+    build.add_argument("--index-url", help="package index to download from")
+    build.add_argument("--no-index", action="store_true", help="use only --find-links")
+    build.add_argument("--dataset-id", help="id for dataset-metadata.json, e.g. you/kagglekit-wheels")
+    _add_target_options(build)
+    build.set_defaults(handler=_wheels_build)
+    check = wheels.add_parser("check", help="prove the wheel folder installs offline for the target")
+    check.add_argument("folder", nargs="?", default="wheels", help="wheel folder (default: wheels)")
+    check.add_argument("--requirement", action="append",
+                       help="requirement that must resolve (repeatable; default: kagglekit + `missing`)")
+    _add_target_options(check)
+    check.set_defaults(handler=_wheels_check)
+
+
+def _kernel_check(args) -> int:
+    from kagglekit.kaggle.kernel import check_kernel_metadata
+
+    meta = check_kernel_metadata(args.path)
+    print(f"ok: {args.path} ({meta.get('id')}, {meta['code_file']}, internet off)")
+    return 0
+
+
+def _add_kernel(sub) -> None:
+    kernel = sub.add_parser("kernel", help="kernel-metadata.json").add_subparsers(dest="action", required=True)
+    check = kernel.add_parser("check", help="validate kernel-metadata.json as the kaggle CLI does, internet off")
+    check.add_argument("path", nargs="?", default="kernel-metadata.json")
+    check.set_defaults(handler=_kernel_check)
+
+
+def _bundle(args) -> int:
+    from kagglekit.kaggle.bundle import bundle
+
+    result = bundle(args.out, models=args.models, kernel_metadata=args.kernel_metadata, wheels=args.wheels,
+                    owner=args.owner, link=not args.copy)
+    for folder in (result.wheels, result.models, result.kernel):
+        print(folder)
+    print(f"bundle written to {result.root}; upload it with `kagglekit push` (add --create the first time)")
+    return 0
+
+
+def _add_bundle(sub) -> None:
+    parser = sub.add_parser("bundle", help="write dist/kaggle/: wheel dataset, model dataset, kernel folder")
+    parser.add_argument("--models", required=True, help="folder of checkpoints and their configs")
+    parser.add_argument("--out", default="dist/kaggle", help="bundle folder (default: dist/kaggle)")
+    parser.add_argument("--kernel-metadata", default="kernel-metadata.json")
+    parser.add_argument("--wheels", default="wheels", help="wheel folder (default: wheels)")
+    parser.add_argument("--owner", help="your Kaggle user name, replacing the placeholder owner in every id")
+    parser.add_argument("--copy", action="store_true", help="copy model files instead of hard-linking them")
+    parser.set_defaults(handler=_bundle)
+
+
+def _push(args) -> int:
+    from kagglekit.kaggle.bundle import push
+
+    push(args.bundle, create=args.create, message=args.message, dry_run=args.dry_run)
+    return 0
+
+
+def _add_push(sub) -> None:
+    parser = sub.add_parser("push", help="upload the bundle with the kaggle CLI (or print the commands)")
+    parser.add_argument("bundle", nargs="?", default="dist/kaggle")
+    parser.add_argument("--create", action="store_true", help="first upload: `datasets create` instead of `version`")
+    parser.add_argument("--message", default="kagglekit bundle", help="dataset version message")
+    parser.add_argument("--dry-run", action="store_true", help="print the commands without running them")
+    parser.set_defaults(handler=_push)
+
+
+_COMMANDS = (_add_wheels, _add_kernel, _add_bundle, _add_push)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="kagglekit", description="Kaggle delivery: offline wheels, bundle, push.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="command")
+    for add in _COMMANDS:
+        add(sub)
+    return parser
+
+
+def main(argv=None) -> int:
+    """Run the ``kagglekit`` command with ``argv`` (default: ``sys.argv[1:]``); return the exit code."""
+    args = build_parser().parse_args(argv)
+    try:
+        return args.handler(args)
+    except KagglekitError as exc:
+        print(f"kagglekit: error: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,41 @@
+"""Lazy image and volume sources.
+
+``open_image`` and ``open_volume`` return a :class:`Source`: ``.shape`` (H, W, C), ``.dtype``,
+``.read(y, x, h, w)`` (an (h, w, C) array, zero outside the image) and ``.thumbnail(max_side)``.
+TIFFs are read window by window; PNG/JPEG are decoded once on first use.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from kagglekit.errors import ImageReadError
+from kagglekit.io.source import ArraySource, Source
+from kagglekit.io.volume import VolumeSource, open_volume
+
+__all__ = ["ArraySource", "Source", "VolumeSource", "open_image", "open_volume"]
+
+
+def open_image(path_or_array, level: int = 0, cache_bytes: int = 128 << 20) -> Source:
+    """Open an image lazily.
+
+    ``path_or_array``: a numpy (H, W) / (H, W, C) array, an existing :class:`Source` (returned
+    as is), or a path to a TIFF (tiled or striped, ``level`` = pyramid level, at most
+    ``cache_bytes`` of decoded tiles held) or to a PNG/JPEG/BMP/WebP (decoded once, RGB order).
+    """
+    if isinstance(path_or_array, Source):
+        return path_or_array
+    if isinstance(path_or_array, np.ndarray):
+        return ArraySource(path_or_array)
+    path = Path(path_or_array)
+    if not path.is_file():
+        raise ImageReadError(f"{path}: no such file")
+    if path.suffix.lower() in (".tif", ".tiff", ".svs", ".ndpi", ".btf"):
+        from kagglekit.io.tiff import TiffSource
+
+        return TiffSource(path, level=level, cache_bytes=cache_bytes)
+    from kagglekit.io.decoded import DecodedImageSource
+
+    return DecodedImageSource(path)

@@ -1,0 +1,81 @@
+"""PNG, JPEG, BMP, WebP ... through OpenCV: formats that cannot be read window by window.
+
+The file is decoded once, on the first read, and the decoded array (uint8 or uint16, never float) is
+kept; RGB(A) order, not OpenCV's BGR(A).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from kagglekit.errors import ImageReadError
+from kagglekit.io.source import Source
+
+
+def decode_image(path) -> np.ndarray:
+    """Decode an image file into an (H, W, C) uint8/uint16 array in RGB(A) order."""
+    import cv2
+
+    path = Path(path)
+    if not path.is_file():
+        raise ImageReadError(f"{path}: no such file")
+    data = np.fromfile(path, np.uint8)
+    image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
+    if image is None or image.size == 0:
+        raise ImageReadError(f"{path}: OpenCV cannot decode it (truncated, corrupt or not an image); re-copy or re-export the file")
+    if image.ndim == 2:
+        return image[:, :, None]
+    if image.shape[2] == 3:
+        return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+    if image.shape[2] == 4:
+        return cv2.cvtColor(image, cv2.COLOR_BGRA2RGBA)
+    return image
+
+
+def _header_shape(path: Path):
+    """(H, W, C, dtype) from the PNG header without decoding, or None for other formats."""
+    with open(path, "rb") as fh:
+        head = fh.read(26)
+    if len(head) < 26 or head[:8] != b"\x89PNG\r\n\x1a\n" or head[12:16] != b"IHDR":
+        return None
+    width, height = int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
+    depth, color = head[24], head[25]
+    channels = {0: 1, 2: 3, 3: 3, 4: 2, 6: 4}.get(color)
+    if channels is None or width == 0 or height == 0:
+        return None
+    if color == 4:  # OpenCV returns gray+alpha as BGRA
+        channels = 4
+    return height, width, channels, np.dtype(np.uint16 if depth == 16 else np.uint8)
+
+
+class DecodedImageSource(Source):
+    """A source over a file OpenCV decodes whole. Holds the decoded image after the first read.
+
+    The shape of a PNG comes from its header, so opening is cheap and a corrupt body is reported on
+    the first read; other formats are decoded when opened.
+    """
+
+    def __init__(self, path):
+        self.path = Path(path)
+        self.name = str(path)
+        self._array = None
+        header = _header_shape(self.path) if self.path.is_file() else None
+        if header is None:
+            self._array = decode_image(self.path)
+            header = (*self._array.shape, self._array.dtype)
+        *shape, self.dtype = header
+        self.shape = tuple(int(s) for s in shape)
+
+    @property
+    def array(self) -> np.ndarray:
+        if self._array is None:
+            array = decode_image(self.path)
+            if array.shape != self.shape or array.dtype != self.dtype:
+                raise ImageReadError(f"{self.path}: decoded shape {array.shape} {array.dtype} differs from its header {self.shape} {self.dtype}")
+            self._array = array
+        return self._array
+
+    def _read_inside(self, y0, x0, y1, x1):
+        return self.array[y0:y1, x0:x1]

@@ -1,0 +1,99 @@
+"""Stitcher: weighted accumulation of tile predictions, in memory or as streaming row strips."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from kagglekit._checks import positive_int
+from kagglekit.errors import InvalidArgumentError, ShapeError
+
+
+class Stitcher:
+    """Accumulates weighted tile predictions into a (C, H_out, W_out) output.
+
+    Coordinates given to :meth:`add` are in output pixels. With ``normalized=False`` the stitcher
+    also accumulates the weights and divides by their sum when rows are handed out; pixels no tile
+    touched get ``fill_value``. With ``normalized=True`` the caller promises that the weights already
+    sum to 1 on every pixel (see :class:`~kagglekit.tiling.TileWeights`), and no weight map is kept.
+
+    ``max_rows=None`` holds the whole output. A number holds only that many rows in a ring buffer:
+    call :meth:`pop` to hand back finished rows (those no later tile touches) before adding tiles
+    further down; memory is then O(max_rows x W_out), not O(H_out x W_out).
+
+    ``dtype`` is the accumulator's (float32, or float16 to halve memory); strips come back as float32,
+    the in-memory result of :meth:`finish` in ``dtype``.
+    """
+
+    def __init__(self, channels: int, height: int, width: int, *, normalized: bool = False,
+                 dtype=np.float32, fill_value: float = 0.0, max_rows: int | None = None):
+        self.channels = positive_int("channels", channels)
+        self.height, self.width = positive_int("height", height), positive_int("width", width)
+        self.dtype = np.dtype(dtype)
+        if self.dtype not in (np.float16, np.float32, np.float64):
+            raise InvalidArgumentError(f"accumulator dtype must be float16, float32 or float64, got {self.dtype}")
+        self.normalized, self.fill_value = normalized, float(fill_value)
+        self.rows = self.height if max_rows is None else min(positive_int("max_rows", max_rows), self.height)
+        self.streaming = max_rows is not None
+        self.acc = np.zeros((self.channels, self.rows, self.width), self.dtype)
+        self.wsum = None if normalized else np.zeros((self.rows, self.width), np.float32)
+        self.row0 = 0  # first output row still held
+
+    def _ring(self, y0: int, y1: int):
+        """Buffer row slices for output rows [y0, y1): one slice, or two where the ring wraps."""
+        a, b = y0 % self.rows, (y1 - 1) % self.rows + 1
+        if a < b or y1 - y0 == 0:
+            return [(slice(a, b), slice(0, y1 - y0))]
+        return [(slice(a, self.rows), slice(0, self.rows - a)), (slice(0, b), slice(self.rows - a, y1 - y0))]
+
+    def add(self, y: int, x: int, values: np.ndarray, weight: np.ndarray | None = None) -> None:
+        """Add ``values`` (C, h, w), already multiplied by their weight, with its top-left at output (y, x).
+
+        ``weight`` (h, w) is required unless ``normalized``. Parts outside the output are dropped.
+        """
+        if values.ndim != 3 or values.shape[0] != self.channels:
+            raise ShapeError(f"values must be (C={self.channels}, h, w), got {values.shape}")
+        y0, y1 = max(y, self.row0), min(y + values.shape[1], self.height)
+        x0, x1 = max(x, 0), min(x + values.shape[2], self.width)
+        if y0 >= y1 or x0 >= x1:
+            return
+        if y < self.row0 and y + values.shape[1] > self.row0 and values[:, : self.row0 - y].any():
+            raise InvalidArgumentError(f"rows above {self.row0} were already handed out; add tiles in row order and pop only finished rows")
+        if y1 - self.row0 > self.rows:
+            raise InvalidArgumentError(f"tile reaches row {y1}, beyond the {self.rows} rows held from row {self.row0}; pop finished rows first or raise max_rows")
+        if not self.normalized and weight is None:
+            raise InvalidArgumentError("this stitcher is not normalized: pass the tile's weight too")
+        for buf, part in self._ring(y0, y1):
+            rows = slice(y0 - y + part.start, y0 - y + part.stop)
+            self.acc[:, buf, x0:x1] += values[:, rows, x0 - x : x1 - x]
+            if self.wsum is not None:
+                self.wsum[buf, x0:x1] += weight[rows, x0 - x : x1 - x]
+
+    def _normalize(self, acc: np.ndarray, wsum: np.ndarray | None) -> np.ndarray:
+        if wsum is None:
+            return acc
+        covered = wsum > 0
+        np.divide(acc, wsum, out=acc, where=covered)
+        acc[:, ~covered] = self.fill_value
+        return acc
+
+    def pop(self, upto: int) -> np.ndarray:
+        """Hand back output rows [row0, upto) as a float32 (C, rows, W_out) array and forget them."""
+        upto = min(upto, self.height)
+        if upto <= self.row0:
+            return np.zeros((self.channels, 0, self.width), np.float32)
+        parts = self._ring(self.row0, upto)
+        acc = np.concatenate([self.acc[:, buf] for buf, _ in parts], axis=1).astype(np.float32, copy=len(parts) == 1)
+        wsum = None if self.wsum is None else np.concatenate([self.wsum[buf] for buf, _ in parts], axis=0)
+        for buf, _ in parts:
+            self.acc[:, buf] = 0
+            if self.wsum is not None:
+                self.wsum[buf] = 0
+        self.row0 = int(upto)
+        return self._normalize(acc, wsum)
+
+    def finish(self) -> np.ndarray:
+        """The remaining rows; for an in-memory stitcher the whole (C, H_out, W_out) output, in place."""
+        if self.streaming or self.row0:
+            return self.pop(self.height)
+        self.row0 = self.height
+        return self._normalize(self.acc, self.wsum)

@@ -1,0 +1,203 @@
+"""kagglekit.infer against the whole-image model (pointwise models) and a brute-force weighted average."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from kagglekit.errors import InvalidArgumentError, KagglekitError, ShapeError
+from kagglekit.infer import iter_strips, sliding_window
+from kagglekit.io import open_volume
+
+RNG = np.random.default_rng(2)
+torch.manual_seed(0)
+POINTWISE = torch.nn.Conv2d(3, 2, 1).eval()
+SPATIAL = torch.nn.Conv2d(3, 2, 5, padding=2).eval()
+
+
+def whole(model, image: np.ndarray, scale: float = 255.0) -> np.ndarray:
+    with torch.no_grad():
+        return model(torch.from_numpy(image).permute(2, 0, 1)[None].float() / scale)[0].numpy()
+
+
+def plain_starts(length, tile, stride):
+    if length <= tile:
+        return [0]
+    starts = list(range(0, length - tile, stride))
+    return starts + [length - tile] if starts[-1] != length - tile else starts
+
+
+def plain_window(kind, n, sigma=0.125):
+    i = np.arange(n)
+    if kind == "constant":
+        return np.ones(n)
+    if kind == "linear":
+        return np.minimum(i + 1, n - i).astype(float)
+    return np.maximum(np.exp(-0.5 * ((i - (n - 1) / 2) / (sigma * n)) ** 2), 1e-6)
+
+
+def brute_force(model, image, tile, stride, window, margin, keep=None, fill=0.0):
+    """Every tile through the model, weighted by its window with the inner crop, averaged; plainly."""
+    H, W, _ = image.shape
+    padded = np.zeros((H + tile, W + tile, image.shape[2]), image.dtype)
+    padded[:H, :W] = image
+    num, den = None, np.zeros((H + tile, W + tile))
+    for y in plain_starts(H, tile, stride):
+        for x in plain_starts(W, tile, stride):
+            if keep is not None and not keep(y, x):
+                continue
+            out = whole(model, padded[y : y + tile, x : x + tile])
+            wy, wx = plain_window(window, tile), plain_window(window, tile)
+            if y > 0:
+                wy[:margin] = 0
+            if y + tile < H:
+                wy[tile - margin :] = 0
+            if x > 0:
+                wx[:margin] = 0
+            if x + tile < W:
+                wx[tile - margin :] = 0
+            w = np.outer(wy, wx)
+            num = np.zeros((out.shape[0], *den.shape)) if num is None else num
+            num[:, y : y + tile, x : x + tile] += out * w
+            den[y : y + tile, x : x + tile] += w
+    result = np.full(num.shape, float(fill))
+    np.divide(num, den, out=result, where=den > 0)
+    return result[:, :H, :W]
+
+
+@pytest.mark.parametrize("window", ["constant", "linear", "gaussian"])
+@pytest.mark.parametrize("margin", [0, 4])
+@pytest.mark.parametrize("stride", [16, 23])
+@pytest.mark.parametrize("shape", [(37, 53), (64, 64), (70, 101), (9, 30)])
+def test_pointwise_model_equals_whole_image(window, margin, stride, shape):
+    image = RNG.integers(0, 256, (*shape, 3), dtype=np.uint8)
+    out = sliding_window(POINTWISE, image, tile=32, stride=stride, batch_size=3, window=window, margin=margin, progress=False)
+    assert out.shape == (2, *shape) and out.dtype == np.float32
+    np.testing.assert_allclose(out, whole(POINTWISE, image), atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("window", ["constant", "gaussian"])
+@pytest.mark.parametrize("margin", [0, 6])
+def test_spatial_model_equals_brute_force_average(window, margin):
+    image = RNG.integers(0, 256, (75, 90, 3), dtype=np.uint8)
+    out = sliding_window(SPATIAL, image, tile=32, stride=18, batch_size=4, window=window, margin=margin, progress=False)
+    np.testing.assert_allclose(out, brute_force(SPATIAL, image, 32, 18, window, margin), atol=1e-5, rtol=0)
+
+
+def test_skip_mask_fills_skipped_tiles_and_averages_kept_ones():
+    image = RNG.integers(0, 256, (96, 96, 3), dtype=np.uint8)
+    mask = np.zeros((12, 12), bool)
+    mask[:4, :6] = True  # tissue in the top-left only
+    out = sliding_window(SPATIAL, image, tile=32, stride=24, window="gaussian", skip_mask=mask, min_fraction=0.1, fill_value=-7, progress=False)
+
+    def keep(y, x):
+        region = np.kron(mask, np.ones((8, 8), bool))[y : y + 32, x : x + 32]
+        return region.mean() >= 0.1
+
+    expected = brute_force(SPATIAL, image, 32, 24, "gaussian", 0, keep=keep, fill=-7)
+    np.testing.assert_allclose(out, expected, atol=1e-5)
+    assert (out == -7).any() and (out != -7).any()
+
+
+@pytest.mark.parametrize(("margin", "masked"), [(0, False), (4, False), (4, True)])
+def test_strips_concatenate_to_the_in_memory_result(margin, masked):
+    image = RNG.integers(0, 256, (150, 77, 3), dtype=np.uint8)
+    mask = RNG.random((15, 8)) < 0.5 if masked else None
+    kwargs = dict(tile=32, stride=20, margin=margin, skip_mask=mask, window="linear", progress=False, batch_size=5)
+    full = sliding_window(SPATIAL, image, **kwargs)
+    strips = list(iter_strips(SPATIAL, image, **kwargs))
+    rows = [r for r, _ in strips]
+    assert rows == sorted(rows) and rows[0] == 0 and len(strips) > 3
+    np.testing.assert_array_equal(np.concatenate([s for _, s in strips], axis=1), full)
+
+
+@pytest.mark.parametrize("scale", [2, 8])
+def test_out_scale_equals_average_pooling(scale):
+    image = RNG.integers(0, 256, (64, 96, 3), dtype=np.uint8)
+    pool = torch.nn.AvgPool2d(scale)
+    out = sliding_window(pool, image, tile=32, stride=16, out_scale=scale, window="gaussian", progress=False)
+    expected = F.avg_pool2d(torch.from_numpy(image).permute(2, 0, 1)[None].float() / 255, scale)[0].numpy()
+    assert out.shape == expected.shape
+    np.testing.assert_allclose(out, expected, atol=1e-5)
+
+
+def test_out_scale_with_ragged_edges_pads_with_zeros():
+    image = RNG.integers(0, 256, (45, 70, 3), dtype=np.uint8)
+    out = sliding_window(torch.nn.AvgPool2d(4), image, tile=16, stride=8, out_scale=4, progress=False)
+    padded = np.zeros((48, 72, 3), np.uint8)
+    padded[:45, :70] = image
+    expected = F.avg_pool2d(torch.from_numpy(padded).permute(2, 0, 1)[None].float() / 255, 4)[0].numpy()
+    np.testing.assert_allclose(out, expected, atol=1e-5)
+
+
+def test_volume_slices_are_channels(tmp_path):
+    import tifffile
+
+    stack = RNG.integers(0, 65535, (7, 50, 60), dtype=np.uint16)
+    tifffile.imwrite(tmp_path / "v.tif", stack, tile=(16, 16))
+    model = torch.nn.Conv2d(4, 1, 1).eval()
+    out = sliding_window(model, open_volume(tmp_path / "v.tif", z=slice(2, 6)), tile=32, stride=24, progress=False)
+    np.testing.assert_allclose(out, whole(model, np.moveaxis(stack[2:6], 0, 2), 65535.0), atol=1e-5)
+
+
+def test_normalize_modes():
+    image = RNG.integers(0, 256, (40, 40, 3), dtype=np.uint8)
+    mean, std = (0.5, 0.4, 0.3), (0.2, 0.25, 0.3)
+    out = sliding_window(POINTWISE, image, tile=32, stride=16, normalize=(mean, std), progress=False)
+    x = (image / 255.0 - mean) / std
+    np.testing.assert_allclose(out, whole(POINTWISE, x.astype(np.float32), 1.0), atol=1e-5)
+    out = sliding_window(POINTWISE, image, tile=32, stride=16, normalize=lambda t: t * 2, progress=False)
+    np.testing.assert_allclose(out, whole(POINTWISE, image, 255.0 / 2), atol=1e-5)
+    with pytest.raises(InvalidArgumentError, match="normalize"):
+        sliding_window(POINTWISE, image, tile=32, normalize="imagenet", progress=False)
+
+
+def test_tta_hook_gets_each_batch_and_its_first_index():
+    image = RNG.integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    seen = []
+
+    def flip_tta(model, batch, first):
+        seen.append((first, len(batch)))
+        return model(batch.flip(-1)).flip(-1)
+
+    out = sliding_window(POINTWISE, image, tile=32, stride=16, batch_size=4, tta=flip_tta, progress=False)
+    np.testing.assert_allclose(out, whole(POINTWISE, image), atol=1e-5)
+    assert seen == [(0, 4), (4, 4), (8, 1)]
+
+
+def test_bad_arguments_are_clear():
+    image = RNG.integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    cases = [
+        (dict(tile=32, stride=40), "larger than the tile"),
+        (dict(tile=32, stride=16, margin=16), "less than half"),
+        (dict(tile=32, window="hann"), "unknown window"),
+        (dict(tile=32, batch_size=0), "batch_size"),
+        (dict(tile=32, out_scale=3), "multiples of 3"),
+    ]
+    for kwargs, match in cases:
+        with pytest.raises(KagglekitError, match=match):
+            sliding_window(POINTWISE, image, progress=False, **kwargs)
+    with pytest.raises(ShapeError, match="empty"):
+        sliding_window(POINTWISE, np.zeros((0, 10, 3), np.uint8), tile=32, progress=False)
+    with pytest.raises(ShapeError, match="out_scale"):
+        sliding_window(torch.nn.AvgPool2d(2), image, tile=32, progress=False)
+    with pytest.raises(InvalidArgumentError, match="out_channels"):
+        sliding_window(POINTWISE, image, tile=32, skip_mask=np.zeros((4, 4), bool), progress=False)
+    filled = sliding_window(POINTWISE, image, tile=32, skip_mask=np.zeros((4, 4), bool), out_channels=2, fill_value=3, progress=False)
+    assert filled.shape == (2, 64, 64) and np.all(filled == 3)
+
+
+def test_model_errors_propagate_from_the_reader_thread():
+    class Broken:
+        shape, dtype, name = (64, 64, 3), np.dtype(np.uint8), "broken"
+
+        def read(self, *args, **kwargs):
+            raise OSError("disk gone")
+
+    from kagglekit.io import Source
+
+    broken = type("BrokenSource", (Source,), dict(Broken.__dict__))()
+    with pytest.raises(OSError, match="disk gone"):
+        sliding_window(POINTWISE, broken, tile=32, progress=False)

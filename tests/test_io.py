@@ -1,0 +1,187 @@
+"""kagglekit.io against numpy slicing of the fully decoded file (tifffile / OpenCV / PIL as oracles)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import tifffile
+
+from kagglekit.errors import ImageReadError, InvalidArgumentError, KagglekitError, ShapeError
+from kagglekit.io import ArraySource, open_image, open_volume
+
+RNG = np.random.default_rng(0)
+
+
+def window(array: np.ndarray, y: int, x: int, h: int, w: int) -> np.ndarray:
+    """The oracle: pad the whole array with zeros, then slice."""
+    if array.ndim == 2:
+        array = array[:, :, None]
+    pad = max(h, w)
+    padded = np.pad(array, ((pad, pad), (pad, pad), (0, 0)))
+    return padded[y + pad : y + pad + h, x + pad : x + pad + w]
+
+
+WINDOWS = [(0, 0, 17, 23), (-5, -7, 20, 30), (40, 60, 64, 64), (95, 120, 30, 40), (-10, -10, 200, 260)]
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
+@pytest.mark.parametrize("channels", [1, 3, 4])
+def test_png_reads_rgb_order_and_windows(tmp_path, dtype, channels):
+    info = np.iinfo(dtype)
+    image = RNG.integers(0, info.max, (101, 131, channels), dtype=dtype)
+    path = tmp_path / "x.png"
+    bgr = image if channels == 1 else cv2.cvtColor(image, cv2.COLOR_RGB2BGR if channels == 3 else cv2.COLOR_RGBA2BGRA)
+    assert cv2.imwrite(str(path), bgr)
+    src = open_image(path)
+    assert src.shape == (101, 131, channels) and src.dtype == dtype
+    for y, x, h, w in WINDOWS:
+        np.testing.assert_array_equal(src.read(y, x, h, w), window(image, y, x, h, w))
+
+
+def test_jpeg_matches_pil(tmp_path):
+    from PIL import Image
+
+    image = cv2.GaussianBlur(RNG.integers(0, 255, (64, 80, 3), dtype=np.uint8), (7, 7), 2)
+    path = tmp_path / "x.jpg"
+    Image.fromarray(image).save(path, quality=95)
+    ours = open_image(path).read(0, 0, 64, 80).astype(int)
+    pil = np.asarray(Image.open(path).convert("RGB")).astype(int)
+    assert np.abs(ours - pil).mean() < 1.5  # same file, two JPEG decoders: equal up to IDCT rounding
+    assert np.abs(ours - image).mean() < 4  # and RGB order, not BGR
+
+
+@pytest.mark.parametrize(("layout", "channels"), [(lay, c) for lay in ("tiled", "striped", "uncompressed") for c in (1, 3)] + [("planar", 3)])
+def test_tiff_windows(tmp_path, layout, channels):
+    image = RNG.integers(0, 60000, (150, 170, channels), dtype=np.uint16)
+    path = tmp_path / "x.tif"
+    kwargs = {
+        "tiled": dict(tile=(32, 48), compression="zlib"),
+        "striped": dict(rowsperstrip=7, compression="zlib"),
+        "planar": dict(rowsperstrip=16, planarconfig="separate", compression="zlib"),
+        "uncompressed": dict(rowsperstrip=10),
+    }[layout]
+    data = image[:, :, 0] if channels == 1 else image
+    if layout == "planar":
+        data = np.moveaxis(image, 2, 0)
+    tifffile.imwrite(path, data, photometric="rgb" if channels == 3 else "minisblack", **kwargs)
+    src = open_image(path)
+    assert src.shape == (150, 170, channels)
+    for y, x, h, w in WINDOWS:
+        np.testing.assert_array_equal(src.read(y, x, h, w), window(image, y, x, h, w))
+
+
+def test_tiff_pyramid_levels_and_thumbnail(tmp_path):
+    base = cv2.resize(RNG.integers(0, 255, (32, 32, 3), dtype=np.uint8), (512, 512), interpolation=cv2.INTER_CUBIC)
+    levels = [base, cv2.resize(base, (256, 256), interpolation=cv2.INTER_AREA), cv2.resize(base, (128, 128), interpolation=cv2.INTER_AREA)]
+    path = tmp_path / "pyr.tif"
+    with tifffile.TiffWriter(path) as tw:
+        tw.write(levels[0], tile=(64, 64), subifds=2, photometric="rgb")
+        for lv in levels[1:]:
+            tw.write(lv, tile=(64, 64), subfiletype=1, photometric="rgb")
+    for i, lv in enumerate(levels):
+        src = open_image(path, level=i)
+        assert src.shape == lv.shape
+        np.testing.assert_array_equal(src.read(10, 20, 50, 40), window(lv, 10, 20, 50, 40))
+    thumb = open_image(path).thumbnail(200)
+    oracle = cv2.resize(levels[1], (200, 200), interpolation=cv2.INTER_AREA)
+    assert thumb.shape == (200, 200, 3)
+    assert np.abs(thumb.astype(int) - oracle).max() <= 1
+    with pytest.raises(InvalidArgumentError, match="levels 0..2"):
+        open_image(path, level=3)
+
+
+def test_thumbnail_of_flat_image_matches_area_resize():
+    image = RNG.integers(0, 255, (1000, 600, 3), dtype=np.uint8)
+    thumb = ArraySource(image).thumbnail(250)
+    oracle = cv2.resize(image, (150, 250), interpolation=cv2.INTER_AREA)
+    assert thumb.shape == oracle.shape
+    assert np.abs(thumb.astype(int) - oracle).mean() < 1.0
+
+
+def _peak_rss_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError("no VmHWM")
+
+
+def test_small_window_of_huge_tiled_tiff_decodes_only_its_tiles(tmp_path):
+    size, tile = 20000, 256
+    path = tmp_path / "huge.tif"
+    stamp = np.arange(tile * tile, dtype=np.uint32).reshape(tile, tile).astype(np.uint8)
+
+    def tiles():
+        for i in range(-(-size // tile)):
+            for j in range(-(-size // tile)):
+                yield (stamp + (i * 7 + j) % 251).astype(np.uint8)
+
+    tifffile.imwrite(path, tiles(), shape=(size, size), dtype=np.uint8, tile=(tile, tile), compression="zlib")
+    src = open_image(path)
+    Path("/proc/self/clear_refs").write_text("5")
+    before = _peak_rss_mb()
+    got = src.read(10000, 12345, 256, 256)
+    grew = _peak_rss_mb() - before
+    assert grew < 50, f"reading a 256x256 window raised peak RSS by {grew:.0f} MB"
+    i, j = 10000 // tile, 12345 // tile
+    oracle = (stamp + (i * 7 + j) % 251).astype(np.uint8)[10000 - i * tile :, 12345 - j * tile :]
+    np.testing.assert_array_equal(got[: oracle.shape[0], : oracle.shape[1], 0], oracle[:256, :256])
+
+
+def test_multipage_tiff_volume(tmp_path):
+    stack = RNG.integers(0, 65535, (12, 60, 70), dtype=np.uint16)
+    path = tmp_path / "vol.tif"
+    tifffile.imwrite(path, stack, tile=(32, 32))
+    vol = open_volume(path, z=slice(3, 9))
+    assert vol.shape == (60, 70, 6) and vol.dtype == np.uint16
+    np.testing.assert_array_equal(vol.read(-3, 5, 40, 80), window(np.moveaxis(stack[3:9], 0, 2), -3, 5, 40, 80))
+    np.testing.assert_array_equal(open_volume(path, z=[0, 11]).read(0, 0, 60, 70), np.moveaxis(stack[[0, 11]], 0, 2))
+
+
+def test_folder_volume_natural_order(tmp_path):
+    stack = RNG.integers(0, 255, (11, 40, 30), dtype=np.uint8)
+    for i, s in enumerate(stack):
+        assert cv2.imwrite(str(tmp_path / f"{i}.png"), s)
+    (tmp_path / "notes.txt").write_text("not a slice")
+    vol = open_volume(tmp_path, z=slice(1, None, 2))
+    assert vol.shape == (40, 30, 5)
+    np.testing.assert_array_equal(vol.read(0, 0, 40, 30), np.moveaxis(stack[1::2], 0, 2))
+    with pytest.raises(InvalidArgumentError, match="11 slices"):
+        open_volume(tmp_path, z=slice(20, 30))
+
+
+def test_volume_slices_must_match(tmp_path):
+    cv2.imwrite(str(tmp_path / "0.png"), np.zeros((10, 10), np.uint8))
+    cv2.imwrite(str(tmp_path / "1.png"), np.zeros((10, 12), np.uint8))
+    with pytest.raises(ShapeError, match="share one size"):
+        open_volume(tmp_path)
+
+
+@pytest.mark.parametrize("suffix", [".png", ".jpg", ".tif"])
+def test_truncated_or_corrupt_files_name_the_file(tmp_path, suffix):
+    image = RNG.integers(0, 255, (300, 300, 3), dtype=np.uint8)
+    path = tmp_path / f"broken{suffix}"
+    if suffix == ".tif":
+        tifffile.imwrite(path, image, tile=(64, 64), compression="zlib")
+    else:
+        cv2.imwrite(str(path), image)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(ImageReadError, match="broken"):
+        open_image(path).read(200, 200, 100, 100)
+    path.write_bytes(b"this is not an image at all" * 10)
+    with pytest.raises(ImageReadError, match="broken"):
+        open_image(path).read(0, 0, 10, 10)
+
+
+def test_missing_file_and_bad_arrays():
+    with pytest.raises(ImageReadError, match="no such file"):
+        open_image("/nonexistent/slide.tif")
+    with pytest.raises(KagglekitError, match="empty"):
+        ArraySource(np.zeros((0, 5, 3), np.uint8))
+    with pytest.raises(ShapeError):
+        ArraySource(np.zeros((2, 3, 4, 5), np.uint8))
+    with pytest.raises(InvalidArgumentError):
+        ArraySource(np.zeros((5, 5), np.uint8)).read(0, 0, 0, 3)

@@ -1,0 +1,158 @@
+"""kagglekit.tiling against brute force written plainly here."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from kagglekit.errors import InvalidArgumentError, KagglekitError, ShapeError
+from kagglekit.tiling import (
+    Stitcher, TileGrid, TileWeights, blend_window, detect_background, draw_grid, overlay_mask, swap_background,
+    tissue_mask, window_1d,
+)
+
+RNG = np.random.default_rng(1)
+
+
+def plain_starts(length, tile, stride):
+    if length <= tile:
+        return [0]
+    starts = list(range(0, length - tile, stride))
+    return starts + [length - tile] if starts[-1] != length - tile else starts
+
+
+@pytest.mark.parametrize(("shape", "tile", "stride"), [((100, 131), 32, 24), ((64, 64), 32, 32), ((10, 7), 32, 16), ((257, 33), (64, 16), (48, 5))])
+def test_grid_covers_every_pixel_and_snaps_to_the_edge(shape, tile, stride):
+    grid = TileGrid(shape, tile, stride)
+    th, tw = (tile, tile) if np.isscalar(tile) else tile
+    sy, sx = (stride, stride) if np.isscalar(stride) else stride
+    expected = [(y, x) for y in plain_starts(shape[0], th, sy) for x in plain_starts(shape[1], tw, sx)]
+    assert [tuple(p) for p in grid.positions] == expected
+    covered = np.zeros(shape, int)
+    for y, x in grid.positions:
+        covered[y : y + th, x : x + tw] += 1
+    assert covered.min() >= 1
+
+
+def test_overlap_fraction_and_multiple():
+    assert TileGrid((1000, 1000), 512, overlap=0.25).stride == (384, 384)
+    grid = TileGrid((1000, 999), 64, 32, multiple=32)
+    assert np.all(grid.positions % 32 == 0)
+    assert grid.positions[:, 1].max() + 64 >= 999
+
+
+def test_bad_grids():
+    for kwargs, match in [
+        (dict(shape=(100, 100), tile=32, stride=40), "larger than the tile"),
+        (dict(shape=(0, 100), tile=32), "empty"),
+        (dict(shape=(100, 100), tile=0), "tile"),
+        (dict(shape=(100, 100), tile=32, stride=8, overlap=0.5), "not both"),
+        (dict(shape=(100, 100), tile=30, multiple=8), "multiples"),
+    ]:
+        with pytest.raises(KagglekitError, match=match):
+            TileGrid(**kwargs)
+
+
+def test_select_and_top_k_match_brute_force():
+    shape, tile = (300, 400), 50
+    grid = TileGrid(shape, tile, 40)
+    mask = RNG.random((30, 40)) < 0.3
+    full = np.kron(mask, np.ones((10, 10), bool))  # the mask at full resolution
+    brute = np.array([full[y : y + tile, x : x + tile].mean() for y, x in grid.positions])
+    np.testing.assert_allclose(grid.mask_fraction(mask), brute)
+    kept = grid.select(mask, 0.35)
+    assert [tuple(p) for p in kept.positions] == [tuple(p) for p, f in zip(grid.positions, brute) if f >= 0.35]
+    assert not kept.is_full and grid.is_full
+    top = grid.top_k(brute, 5)
+    assert sorted(brute[[i for i, p in enumerate(grid.positions) if tuple(p) in {tuple(q) for q in top.positions}]]) == sorted(np.sort(brute)[-5:])
+    with pytest.raises(ShapeError):
+        grid.top_k(brute[:-1], 3)
+
+
+def test_windows_closed_form():
+    np.testing.assert_allclose(window_1d("linear", 5), [1 / 3, 2 / 3, 1, 2 / 3, 1 / 3])
+    g = window_1d("gaussian", 8, 0.25)
+    centre = 3.5
+    np.testing.assert_allclose(g, np.exp(-0.5 * ((np.arange(8) - centre) / 2.0) ** 2))
+    np.testing.assert_allclose(blend_window("constant", (3, 4)), np.ones((3, 4)))
+    with pytest.raises(InvalidArgumentError, match="unknown window"):
+        window_1d("hann", 8)
+
+
+@pytest.mark.parametrize("window", ["constant", "linear", "gaussian"])
+@pytest.mark.parametrize("margin", [0, 4])
+def test_full_grid_weights_sum_to_one(window, margin):
+    grid = TileGrid((70, 91), 32, 20)
+    weights = TileWeights(grid, window, margin=margin)
+    total = np.zeros((70 + 32, 91 + 32))
+    for k, (y, x) in enumerate(grid.positions):
+        total[y : y + 32, x : x + 32] += weights.weight(k)
+    np.testing.assert_allclose(total[:70, :91], 1, atol=1e-6)
+
+
+def test_margin_leaving_a_gap_is_refused():
+    with pytest.raises(InvalidArgumentError, match="stride <= tile - 2 \\* margin"):
+        TileWeights(TileGrid((100, 100), 32, 30), margin=4)
+    with pytest.raises(InvalidArgumentError, match="less than half"):
+        TileWeights(TileGrid((100, 100), 32, 8), margin=16)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float16])
+@pytest.mark.parametrize("max_rows", [None, 40])
+def test_stitcher_matches_brute_force(dtype, max_rows):
+    H, W, C, t = 100, 80, 2, 30
+    tiles = [(y, x) for y in range(0, 71, 20) for x in range(0, 51, 25)]
+    values = {p: RNG.random((C, t, t)) for p in tiles}
+    weights = {p: RNG.random((t, t)) + 0.1 for p in tiles}
+    num, den = np.zeros((C, H, W)), np.zeros((H, W))
+    for y, x in tiles:
+        num[:, y : y + t, x : x + t] += values[y, x] * weights[y, x]
+        den[y : y + t, x : x + t] += weights[y, x]
+    expected = np.where(den > 0, num / np.where(den > 0, den, 1), -1)
+    st = Stitcher(C, H, W, dtype=dtype, fill_value=-1, max_rows=max_rows)
+    strips = []
+    for i, (y, x) in enumerate(tiles):
+        st.add(y, x, (values[y, x] * weights[y, x]).astype(np.float32), weights[y, x].astype(np.float32))
+        if max_rows and i + 1 < len(tiles) and tiles[i + 1][0] != y:
+            strips.append(st.pop(tiles[i + 1][0]))
+    strips.append(st.finish())
+    got = np.concatenate(strips, axis=1)
+    np.testing.assert_allclose(got, expected, rtol=1e-2 if dtype == np.float16 else 1e-5, atol=1e-2 if dtype == np.float16 else 1e-6)
+
+
+def test_stitcher_refuses_tiles_beyond_its_rows():
+    st = Stitcher(1, 100, 10, max_rows=20, normalized=True)
+    with pytest.raises(InvalidArgumentError, match="pop finished rows"):
+        st.add(10, 0, np.ones((1, 20, 10), np.float32))
+
+
+def _disk_slide(background: str) -> tuple[np.ndarray, np.ndarray]:
+    yy, xx = np.mgrid[:200, :300]
+    truth = (yy - 100) ** 2 + (xx - 140) ** 2 < 70**2
+    bg = 240 if background == "white" else 10
+    fg = 150 if background == "white" else 120
+    image = np.full((200, 300, 3), bg, np.uint8)
+    image[truth] = [fg, fg - 40, fg + 30]
+    noisy = np.clip(image.astype(int) + RNG.integers(-12, 12, image.shape), 0, 255).astype(np.uint8)
+    return noisy, truth
+
+
+@pytest.mark.parametrize("background", ["white", "black"])
+def test_tissue_mask_and_background(background):
+    image, truth = _disk_slide(background)
+    assert detect_background(image) == background
+    mask = tissue_mask(image)
+    iou = (mask & truth).sum() / (mask | truth).sum()
+    assert iou > 0.97
+    swapped = swap_background(image, mask)
+    assert np.all(swapped[~mask] == 0) and np.array_equal(swapped[mask], image[mask])
+
+
+def test_pictures_have_the_right_shape():
+    image, truth = _disk_slide("white")
+    over = overlay_mask(image, truth[::2, ::2])
+    assert over.shape == image.shape and over.dtype == np.uint8
+    assert np.abs(over[truth].astype(int) - image[truth]).mean() > 5  # the tint is visible
+    grid = TileGrid((2000, 3000), 500)
+    drawn = draw_grid(image, grid)
+    assert drawn[0, :, 1].max() == 255  # the top edge of the first tile row is drawn in green
