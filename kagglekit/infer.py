@@ -117,8 +117,12 @@ def _check_normalize(normalize):
     raise InvalidArgumentError(f"normalize must be 'scale', None, a (mean, std) pair or a callable, got {normalize!r}")
 
 
-def _tile_outputs(model, plan: _Plan, device, amp, channels_last, normalize, tta, progress):
-    """Yield (tile index, weighted output (C, h, w) float32 numpy) for every tile of the plan, in order."""
+def _batch_outputs(model, plan: _Plan, device, amp, channels_last, normalize, tta):
+    """Yield (first tile index, weighted outputs (B, C, h, w) float32 numpy) for the plan's batches, in order.
+
+    Tiles are read and converted on a prefetch thread; each output is multiplied by its tile's
+    blending weight (two broadcast products with the separable profiles) on the model's device.
+    """
     import torch
 
     _check_normalize(normalize)
@@ -137,41 +141,47 @@ def _tile_outputs(model, plan: _Plan, device, amp, channels_last, normalize, tta
             for b, k in enumerate(ks):
                 y, x = grid.positions[k]
                 src.read(int(y), int(x), th, tw, out=raw[b])
-            w = torch.from_numpy(np.stack([weights.weight(k) for k in ks])[:, None])
+            wy, wx = (torch.from_numpy(np.stack(p)) for p in zip(*(weights.profiles(k) for k in ks)))
             if on_cuda:  # ship the compact integer tiles, convert on the GPU
                 raw = raw.astype(np.int32) if raw.dtype == np.uint16 else raw
-                yield start, torch.from_numpy(raw).pin_memory(), w.pin_memory()
+                yield start, torch.from_numpy(raw).pin_memory(), wy, wx
             else:
-                yield start, torch.from_numpy(_to_float(raw, normalize, dtype_max)), w
+                yield start, torch.from_numpy(_to_float(raw, normalize, dtype_max)), wy, wx
 
-    from tqdm.auto import tqdm
-
-    bar = tqdm(total=len(grid), unit="tile", desc="sliding window", disable=not progress, leave=False)
     autocast = torch.autocast("cuda", dtype=torch.float16) if amp and on_cuda else nullcontext()
     out_h, out_w = weights.tile_out
-    try:
-        with torch.inference_mode():
-            for start, batch, w in _prefetch(read_batches()):
-                if on_cuda:
-                    batch = _to_float_cuda(batch.to(device, non_blocking=True), normalize, dtype_max)
-                # NCHW view of NHWC memory (channels-last strides): no copy, and convolutions on CPU
-                # run several times faster on it than on contiguous NCHW. Models that need
-                # contiguous input must call .contiguous() themselves.
-                batch = batch.permute(0, 3, 1, 2)
-                if callable(normalize):
-                    batch = normalize(batch)
-                with autocast:
-                    pred = tta(model, batch, start) if tta is not None else model(batch)
-                if not isinstance(pred, torch.Tensor) or pred.ndim != 4 or pred.shape[0] != len(batch) or tuple(pred.shape[2:]) != (out_h, out_w):
-                    got = tuple(pred.shape) if isinstance(pred, torch.Tensor) else type(pred).__name__
-                    raise ShapeError(f"the model returned {got} for a batch of {tuple(batch.shape)}; expected (N, C, {out_h}, {out_w}) "
-                                     f"(tile {grid.tile} / out_scale {weights.scale}); set out_scale to the model's output stride")
-                pred = pred.float().mul_(w.to(pred.device)).cpu().numpy()
-                for b in range(len(pred)):
-                    yield start + b, pred[b]
-                bar.update(len(pred))
-    finally:
-        bar.close()
+    with torch.inference_mode():
+        for start, batch, wy, wx in _prefetch(read_batches()):
+            if on_cuda:
+                batch = _to_float_cuda(batch.to(device, non_blocking=True), normalize, dtype_max)
+            # NCHW view of NHWC memory (channels-last strides): no copy, and convolutions on CPU
+            # run several times faster on it than on contiguous NCHW. Models that need
+            # contiguous input must call .contiguous() themselves.
+            batch = batch.permute(0, 3, 1, 2)
+            if callable(normalize):
+                batch = normalize(batch)
+            with autocast:
+                pred = tta(model, batch, start) if tta is not None else model(batch)
+            if not isinstance(pred, torch.Tensor) or pred.ndim != 4 or pred.shape[0] != len(batch) or tuple(pred.shape[2:]) != (out_h, out_w):
+                got = tuple(pred.shape) if isinstance(pred, torch.Tensor) else type(pred).__name__
+                raise ShapeError(f"the model returned {got} for a batch of {tuple(batch.shape)}; expected (N, C, {out_h}, {out_w}) "
+                                 f"(tile {grid.tile} / out_scale {weights.scale}); set out_scale to the model's output stride")
+            pred = pred.float().mul_(wy.to(pred.device)[:, None, :, None]).mul_(wx.to(pred.device)[:, None, None, :])
+            yield start, pred.cpu().numpy()
+
+
+def _tile_outputs(model, plan: _Plan, device, amp, channels_last, normalize, tta, progress):
+    """Yield (tile index, weighted output (C, h, w)) for every tile, in order.
+
+    The model runs on a second background thread, a batch ahead, while the caller stitches.
+    """
+    from tqdm.auto import tqdm
+
+    with tqdm(total=len(plan.grid), unit="tile", desc="sliding window", disable=not progress, leave=False) as bar:
+        for start, pred in _prefetch(_batch_outputs(model, plan, device, amp, channels_last, normalize, tta)):
+            for b in range(len(pred)):
+                yield start + b, pred[b]
+            bar.update(len(pred))
 
 
 def _add(stitcher: Stitcher, weights: TileWeights, k: int, values: np.ndarray) -> None:

@@ -1,0 +1,43 @@
+"""The one place that knows albumentations 1.4.x from 2.x (the Kaggle image may carry either)."""
+
+from __future__ import annotations
+
+import albumentations as A
+import numpy as np
+
+ALBUMENTATIONS_2 = int(A.__version__.split(".")[0]) >= 2
+
+
+def transform_rng(transform) -> np.random.Generator:
+    """A generator for one draw of ``transform``'s parameters: its own seeded generator under 2.x
+    (``Compose(seed=...)`` seeds it), one derived from numpy's global state under 1.4.x."""
+    if ALBUMENTATIONS_2:
+        return transform.random_generator
+    return np.random.default_rng(np.random.randint(2**31))
+
+
+def gauss_noise(std_fraction: tuple[float, float], p: float):
+    """Gaussian noise whose standard deviation is a fraction of the dtype's range (255 or 1.0)."""
+    if ALBUMENTATIONS_2:
+        return A.GaussNoise(std_range=std_fraction, p=p)
+    return A.GaussNoise(var_limit=tuple((s * 255) ** 2 for s in std_fraction), p=p)
+
+
+def coarse_dropout(max_holes: int, max_size_fraction: float, p: float):
+    """Up to ``max_holes`` rectangles of up to ``max_size_fraction`` of each side, zero-filled; masks untouched."""
+    if ALBUMENTATIONS_2:
+        return A.CoarseDropout(
+            num_holes_range=(1, max_holes),
+            hole_height_range=(max_size_fraction / 4, max_size_fraction),
+            hole_width_range=(max_size_fraction / 4, max_size_fraction),
+            p=p,
+        )
+    return A.CoarseDropout(
+        max_holes=max_holes,
+        max_height=max_size_fraction,
+        max_width=max_size_fraction,
+        min_holes=1,
+        min_height=max_size_fraction / 4,
+        min_width=max_size_fraction / 4,
+        p=p,
+    )
