@@ -6,7 +6,7 @@ import socket
 
 import pytest
 
-_LOOPBACK = ("127.", "::1", "localhost")
+_LOOPBACK = ("127.", "::1", "localhost", "0.0.0.0")
 
 
 class NetworkAccessError(RuntimeError):
@@ -36,9 +36,20 @@ def _no_network():
 
         return wrapper
 
+    original_getaddrinfo = socket.getaddrinfo
+
+    def guarded_getaddrinfo(host, *args, **kwargs):
+        # name lookups reach the network too (and libraries retry them for a long time)
+        if host is not None and not _is_local((host.decode() if isinstance(host, bytes) else str(host),)):
+            attempts.append(host)
+            raise NetworkAccessError(f"test tried to look up the host {host!r}")
+        return original_getaddrinfo(host, *args, **kwargs)
+
     socket.socket.connect = guarded(original_connect)
     socket.socket.connect_ex = guarded(original_connect_ex)
+    socket.getaddrinfo = guarded_getaddrinfo
     yield attempts
     socket.socket.connect = original_connect
     socket.socket.connect_ex = original_connect_ex
+    socket.getaddrinfo = original_getaddrinfo
     assert not attempts, f"code under test tried to reach the network: {attempts}"

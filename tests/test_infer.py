@@ -201,3 +201,24 @@ def test_model_errors_propagate_from_the_reader_thread():
     broken = type("BrokenSource", (Source,), dict(Broken.__dict__))()
     with pytest.raises(OSError, match="disk gone"):
         sliding_window(POINTWISE, broken, tile=32, progress=False)
+
+
+def test_view_cycle_gives_each_window_the_next_view():
+    from kagglekit.tta import ViewCycle, views
+
+    image = RNG.integers(0, 256, (70, 90, 3), dtype=np.uint8)
+    out = sliding_window(SPATIAL, image, tile=32, stride=20, batch_size=3, tta=ViewCycle("d4"), progress=False)
+    d4 = views("d4")
+    tile_index = iter(range(10**6))
+
+    class PerTileView(torch.nn.Module):
+        """The oracle's model: tile number k (in grid order) seen through view k % 8, mapped back."""
+
+        def forward(self, x):
+            v = d4[next(tile_index) % 8]
+            return v.invert(SPATIAL(v.apply(x)))
+
+    expected = brute_force(PerTileView(), image, 32, 20, "gaussian", 0)
+    np.testing.assert_allclose(out, expected, atol=1e-5)
+    pointwise = sliding_window(POINTWISE, image, tile=32, stride=20, tta=ViewCycle("d4"), progress=False)
+    np.testing.assert_allclose(pointwise, whole(POINTWISE, image), atol=1e-5)

@@ -1,0 +1,119 @@
+"""D4 test-time augmentation: kagglekit.tta.TTA (batched and sequential) against ttach, same process.
+
+Rows: ttach ``SegmentationTTAWrapper(model, d4_transform(), merge_mode="mean")`` (eight sequential
+passes), kagglekit ``TTA(model, "d4", batched=True)`` (one forward over all eight views) and
+``batched=False`` (eight passes, running merge). Times are the best of several interleaved rounds;
+``max abs diff`` is against ttach's output. A last table counts NaN for ``tsharpen`` on logits.
+torch runs with 1 thread (``torch.set_num_threads(1)``) so that ratios are stable on a shared machine.
+
+The benchmark runs twice: in this process (default glibc allocator) and in a child process with
+``MALLOC_MMAP_THRESHOLD_`` / ``MALLOC_TRIM_THRESHOLD_`` raised. glibc serves every block above 32 MB
+with a fresh mmap, so one forward over all eight views (activations 8x larger) pays page faults on
+each call that eight small passes do not; the second run shows how much of the gap that is.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+from torch import nn
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from _common import machine, markdown_table, measure, record  # noqa: E402
+
+import ttach  # noqa: E402
+
+from kagglekit.tta import TTA  # noqa: E402
+
+ROUNDS = 5
+
+
+def small_cnn() -> nn.Module:
+    torch.manual_seed(0)
+    layers, width = [], 3
+    for _ in range(3):
+        layers += [nn.Conv2d(width, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU()]
+        width = 16
+    return nn.Sequential(*layers, nn.Conv2d(16, 1, 1)).eval()
+
+
+def smp_unet() -> nn.Module:
+    from kagglekit.models import create
+
+    torch.manual_seed(0)
+    return create("smp/unet/resnet18", num_classes=1).eval()
+
+
+def bench_model(label: str, model: nn.Module, x: torch.Tensor) -> list[list]:
+    runners = {
+        "ttach d4 (8 passes)": ttach.SegmentationTTAWrapper(model, ttach.aliases.d4_transform(), merge_mode="mean"),
+        "kagglekit TTA batched": TTA(model, "d4", batched=True),
+        "kagglekit TTA sequential": TTA(model, "d4", batched=False),
+    }
+    best = {k: float("inf") for k in runners}
+    peak = {k: 0.0 for k in runners}
+    out = {}
+    with torch.inference_mode():
+        for fn in runners.values():
+            fn(x)  # warm-up
+        for _ in range(ROUNDS):
+            for name, fn in runners.items():
+                seconds, rss, out[name] = measure(fn, x)
+                best[name] = min(best[name], seconds)
+                peak[name] = max(peak[name], rss)
+    reference = out["ttach d4 (8 passes)"]
+    base = best["ttach d4 (8 passes)"]
+    return [[label, name, best[name], base / best[name], peak[name], (out[name] - reference).abs().max().item()]
+            for name in runners]
+
+
+def tsharpen_nan_rows() -> list[list]:
+    torch.manual_seed(0)
+    model = small_cnn()
+    x = torch.randn(2, 3, 64, 64)
+    with torch.inference_mode():
+        theirs = ttach.SegmentationTTAWrapper(model, ttach.aliases.d4_transform(), merge_mode="tsharpen")(x)
+        ours = TTA(model, "d4", merge="tsharpen")(x)
+    frac = lambda t: torch.isnan(t).float().mean().item()  # noqa: E731
+    return [["ttach tsharpen", frac(theirs)], ["kagglekit tsharpen", frac(ours)]]
+
+
+ALLOCATOR_ENV = {"MALLOC_MMAP_THRESHOLD_": "4000000000", "MALLOC_TRIM_THRESHOLD_": "4000000000"}
+
+
+def all_rows() -> list[list]:
+    torch.set_num_threads(1)
+    rows = bench_model("small CNN (3x conv16), 1x3x256x256", small_cnn(), torch.randn(1, 3, 256, 256))
+    rows += bench_model("small CNN (3x conv16), 8x3x128x128", small_cnn(), torch.randn(8, 3, 128, 128))
+    rows += bench_model("smp Unet resnet18, 2x3x128x128", smp_unet(), torch.randn(2, 3, 128, 128))
+    return rows
+
+
+def main() -> None:
+    if os.environ.get("KAGGLEKIT_BENCH_CHILD"):
+        print(json.dumps(all_rows()))
+        return
+    line = machine()
+    torch.manual_seed(0)
+    rows = [["default", *r] for r in all_rows()]
+    child = subprocess.run([sys.executable, __file__], capture_output=True, text=True, check=True,
+                           env={**os.environ, **ALLOCATOR_ENV, "KAGGLEKIT_BENCH_CHILD": "1"})
+    rows += [["mmap threshold 4 GB", *r] for r in json.loads(child.stdout.strip().splitlines()[-1])]
+    headers = ["glibc malloc", "model, input", "method", "best s", "speed vs ttach (x)", "peak RSS MB",
+               "max abs diff vs ttach"]
+    nan_table = markdown_table(["merge on logits", "NaN fraction of outputs"], tsharpen_nan_rows())
+    note = (f"D4 (8 views), mean merge, best of {ROUNDS} interleaved rounds, torch 1 thread. "
+            "'speed vs ttach' = ttach time / method time (> 1 is faster).")
+    record("TTA: D4 against ttach (bench_tta.py)", f"{note}\n\n{markdown_table(headers, rows)}\n\n{nan_table}",
+           machine_line=line)
+
+
+if __name__ == "__main__":
+    main()

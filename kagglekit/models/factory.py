@@ -1,0 +1,94 @@
+"""``create(name, ...)``: one factory over timm, segmentation-models-pytorch and kagglekit models."""
+
+from __future__ import annotations
+
+from torch import nn
+
+from kagglekit.errors import InvalidArgumentError
+from kagglekit.models.heads import BackboneWithHead, ConcatPoolHead
+from kagglekit.models.registry import get_builder
+from kagglekit.models.weights import load_weights
+
+HEADS = ("default", "concat_pool")
+
+
+def _timm(name: str, in_channels: int = 3, num_classes: int | None = None, head: str = "default",
+          drop_rate: float = 0.0, drop_path_rate: float | None = None, **kwargs) -> nn.Module:
+    import timm
+
+    if head not in HEADS:
+        raise InvalidArgumentError(f"unknown head {head!r}; choose one of {list(HEADS)}")
+    if drop_path_rate is not None:
+        kwargs["drop_path_rate"] = drop_path_rate
+    try:
+        if head == "default":
+            if num_classes is not None:
+                kwargs["num_classes"] = num_classes
+            return timm.create_model(name, pretrained=False, in_chans=in_channels, drop_rate=drop_rate, **kwargs)
+        if num_classes is None:
+            raise InvalidArgumentError("head='concat_pool' needs num_classes")
+        backbone = timm.create_model(name, pretrained=False, in_chans=in_channels, num_classes=0,
+                                     global_pool="", **kwargs)
+    except RuntimeError as e:
+        if "Unknown model" not in str(e):
+            raise
+        raise InvalidArgumentError(f"timm has no model {name!r}; list them with timm.list_models('*pattern*')") from e
+    return BackboneWithHead(backbone, ConcatPoolHead(backbone.num_features, num_classes, dropout=drop_rate))
+
+
+def _smp(spec: str, in_channels: int = 3, num_classes: int = 1, drop_path_rate: float | None = None,
+         **kwargs) -> nn.Module:
+    import segmentation_models_pytorch as smp
+
+    arch, _, encoder = spec.partition("/")
+    if not encoder:
+        raise InvalidArgumentError(f"smp names look like 'smp/<arch>/<encoder>', e.g. 'smp/unet/resnet18'; got 'smp/{spec}'")
+    if drop_path_rate is not None:
+        if not encoder.startswith("tu-"):
+            raise InvalidArgumentError(
+                f"drop_path_rate works only with timm encoders in smp ('tu-<timm name>'), not {encoder!r}"
+            )
+        kwargs["drop_path_rate"] = drop_path_rate
+    try:
+        return smp.create_model(arch, encoder_name=encoder, encoder_weights=None, in_channels=in_channels,
+                                classes=num_classes, **kwargs)
+    except KeyError as e:
+        raise InvalidArgumentError(f"segmentation-models-pytorch cannot build {spec!r}: {e.args[0]}") from e
+
+
+_FAMILIES = {"timm": _timm, "smp": _smp, "kagglekit": lambda name, **kw: get_builder(name)(**kw)}
+
+
+def create(name: str, *, weights=None, pretrained: bool = False, strict: bool = True,
+           weights_key: str | None = None, **kwargs) -> nn.Module:
+    """Build a model by name, optionally loading local weights; never touches the network.
+
+    Names: ``"timm/<timm name>"`` (classifier; kwargs ``in_channels``, ``num_classes``,
+    ``head="default"|"concat_pool"``, ``drop_rate``, ``drop_path_rate`` and any timm argument),
+    ``"smp/<arch>/<encoder>"`` (segmentation model; ``in_channels``, ``num_classes``, any smp argument,
+    ``drop_path_rate`` for ``tu-`` encoders) and ``"kagglekit/<name>"`` (see ``list_models()``).
+    Models take NCHW float tensors. ``weights`` is a local file (.safetensors/.pth/.pt/.bin) loaded by
+    :func:`load_weights` with ``strict``, ``pretrained`` (the file is a library pretrained file: heads
+    of another size are re-initialised, the input conv adapted) and ``weights_key``. The name and
+    kwargs are kept on ``model.kagglekit_config`` so that ``save_checkpoint`` can rebuild the model;
+    the load report is ``model.kagglekit_load_report``.
+    """
+    family, _, rest = str(name).partition("/")
+    if family not in _FAMILIES or not rest:
+        raise InvalidArgumentError(
+            f"model name {name!r} must look like 'timm/<name>', 'smp/<arch>/<encoder>' or 'kagglekit/<name>'"
+        )
+    if kwargs.get("encoder_weights") is not None:
+        raise InvalidArgumentError("kagglekit never downloads weights: pass weights=<local file>, pretrained=True")
+    kwargs.pop("encoder_weights", None)
+    if pretrained and weights is None:
+        raise InvalidArgumentError(
+            "pretrained=True needs weights=<local file>: kagglekit never downloads. Save the timm/smp "
+            "pretrained state dict once (e.g. as a Kaggle dataset) and pass its path"
+        )
+    model = _FAMILIES[family](rest, **kwargs)
+    model.kagglekit_config = {"name": name, "kwargs": dict(kwargs)}
+    if weights is not None:
+        model.kagglekit_load_report = load_weights(model, weights, strict=strict, pretrained=pretrained,
+                                                   key=weights_key)
+    return model

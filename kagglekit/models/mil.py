@@ -1,0 +1,81 @@
+"""Multiple-instance heads for whole-slide classification: bags of tile embeddings -> bag logits.
+
+Both heads take ``x`` (B, N, D) float tile features and an optional ``mask`` (B, N) bool, True for real
+tiles and False for padding, so bags of different sizes batch together. Outputs do not depend on the
+order of the tiles nor on padding (padded rows are never read, even if they hold NaN).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from kagglekit._checks import positive_int
+from kagglekit.errors import ShapeError
+
+
+def _check_bag(x: torch.Tensor, mask, in_dim: int, min_tiles: int, who: str) -> torch.Tensor:
+    """Validate (B, N, D) + mask and return the mask as bool (B, N)."""
+    if not isinstance(x, torch.Tensor) or x.ndim != 3 or x.shape[-1] != in_dim:
+        shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+        raise ShapeError(f"{who} expects tile features (B, N, {in_dim}), got {shape}")
+    if mask is None:
+        mask = torch.ones(x.shape[:2], dtype=torch.bool, device=x.device)
+    elif tuple(mask.shape) != tuple(x.shape[:2]):
+        raise ShapeError(f"{who}: mask must be (B, N) = {tuple(x.shape[:2])}, got {tuple(mask.shape)}")
+    mask = mask.bool()
+    fewest = int(mask.sum(dim=1).min()) if mask.numel() else 0
+    if fewest < min_tiles:
+        raise ShapeError(f"{who}: a bag has {fewest} real tiles but at least {min_tiles} are needed; "
+                         "drop empty bags or lower r")
+    return mask
+
+
+class Chowder(nn.Module):
+    """CHOWDER (Courtiol et al. 2018): a linear score per tile, the ``r`` highest and ``r`` lowest scores
+    of each bag (sorted), then an MLP with sigmoid hidden layers of sizes ``hidden``:
+    (B, N, in_dim) + mask (B, N) -> (B, num_classes) logits. Every bag needs at least ``r`` real tiles."""
+
+    def __init__(self, in_dim: int, r: int = 5, hidden=(200, 100), num_classes: int = 1, dropout: float = 0.0):
+        super().__init__()
+        self.in_dim = positive_int("in_dim", in_dim)
+        self.r = positive_int("r", r)
+        hidden = [hidden] if isinstance(hidden, int) else list(hidden)
+        self.score = nn.Linear(self.in_dim, 1)
+        layers, width = [], 2 * self.r
+        for h in hidden:
+            layers += [nn.Linear(width, positive_int("hidden size", h)), nn.Sigmoid(), nn.Dropout(dropout)]
+            width = h
+        layers.append(nn.Linear(width, positive_int("num_classes", num_classes)))
+        self.mlp = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        mask = _check_bag(x, mask, self.in_dim, self.r, "Chowder")
+        scores = self.score(x).squeeze(-1)
+        top = scores.masked_fill(~mask, float("-inf")).topk(self.r, dim=1).values
+        bottom = scores.masked_fill(~mask, float("inf")).topk(self.r, dim=1, largest=False).values
+        return self.mlp(torch.cat([top, bottom], dim=1))
+
+
+class GatedAttentionMIL(nn.Module):
+    """Gated attention pooling (Ilse et al. 2018): weights ``softmax(w . (tanh(V h) * sigmoid(U h)))`` over
+    the real tiles, the weighted sum of tile features, then a linear classifier:
+    (B, N, in_dim) + mask (B, N) -> (B, num_classes) logits (and (B, N) attention if asked)."""
+
+    def __init__(self, in_dim: int, hidden: int = 128, num_classes: int = 1, dropout: float = 0.0):
+        super().__init__()
+        self.in_dim = positive_int("in_dim", in_dim)
+        hidden = positive_int("hidden", hidden)
+        self.attn_v = nn.Sequential(nn.Linear(self.in_dim, hidden), nn.Tanh())
+        self.attn_u = nn.Sequential(nn.Linear(self.in_dim, hidden), nn.Sigmoid())
+        self.attn_w = nn.Linear(hidden, 1)
+        self.drop = nn.Dropout(dropout)
+        self.classifier = nn.Linear(self.in_dim, positive_int("num_classes", num_classes))
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None, return_attention: bool = False):
+        mask = _check_bag(x, mask, self.in_dim, 1, "GatedAttentionMIL")
+        x = x.masked_fill(~mask.unsqueeze(-1), 0.0)
+        logits = self.attn_w(self.attn_v(x) * self.attn_u(x)).squeeze(-1)
+        attention = torch.softmax(logits.masked_fill(~mask, float("-inf")), dim=1)
+        out = self.classifier(self.drop(torch.einsum("bn,bnd->bd", attention, x)))
+        return (out, attention) if return_attention else out

@@ -1,0 +1,49 @@
+"""``Ensemble``: one module that merges several models' outputs (or several checkpoints')."""
+
+from __future__ import annotations
+
+import os
+
+import torch
+from torch import nn
+
+from kagglekit.errors import InvalidArgumentError
+from kagglekit.tta.merge import Merger
+
+
+class Ensemble(nn.Module):
+    """Run every member on the same input and merge the outputs with ``merge`` (see ``Merger``).
+
+    ``models`` holds ``nn.Module`` objects and/or paths of checkpoints written by
+    ``kagglekit.models.save_checkpoint`` (loaded once, on CPU, in eval mode). ``weights`` are positive
+    per-member weights (default equal). Members run one after another; memory holds one member's
+    output plus the running merge. Members may themselves be ``TTA`` modules.
+    """
+
+    def __init__(self, models, weights=None, merge: str = "mean", outputs: str = "logits"):
+        super().__init__()
+        members = []
+        for m in models:
+            if isinstance(m, (str, os.PathLike)):
+                from kagglekit.models import load_checkpoint
+
+                m = load_checkpoint(m).eval()
+            elif not isinstance(m, nn.Module):
+                raise InvalidArgumentError(f"Ensemble members must be nn.Module or checkpoint paths, got {type(m).__name__}")
+            members.append(m)
+        if not members:
+            raise InvalidArgumentError("Ensemble needs at least one model or checkpoint path")
+        self.members = nn.ModuleList(members)
+        weights = [1.0] * len(members) if weights is None else [float(w) for w in weights]
+        if len(weights) != len(members) or min(weights) <= 0:
+            raise InvalidArgumentError(
+                f"Ensemble weights must be {len(members)} positive numbers (one per model), got {weights}"
+            )
+        Merger(merge, outputs)  # validate early
+        self.weights, self.merge, self.outputs = weights, merge, outputs
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        merger = Merger(self.merge, self.outputs)
+        for model, w in zip(self.members, self.weights):
+            merger.add(model(x), w)
+        return merger.result()
