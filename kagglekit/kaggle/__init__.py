@@ -1,0 +1,38 @@
+"""Kaggle delivery: environment and paths, RLE, the submission guard, the time budget.
+
+Importing this package is cheap: each name is loaded from its submodule on first use.
+
+    kagglekit.kaggle.env         is_kaggle, is_rerun, input_dir, working_dir, find_input, set_offline
+    kagglekit.kaggle.rle         rle_encode, rle_decode
+    kagglekit.kaggle.submission  SubmissionGuard
+    kagglekit.kaggle.budget      Budget
+"""
+
+from __future__ import annotations
+
+import importlib
+
+_EXPORTS = {
+    "is_kaggle": "env",
+    "is_rerun": "env",
+    "input_dir": "env",
+    "working_dir": "env",
+    "find_input": "env",
+    "set_offline": "env",
+    "rle_encode": "rle",
+    "rle_decode": "rle",
+    "SubmissionGuard": "submission",
+    "Budget": "budget",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_EXPORTS))

@@ -1,0 +1,201 @@
+"""A submission file that is always valid: a fallback written first, every replacement atomic.
+
+    with SubmissionGuard("/kaggle/working/submission.csv", sample_submission=sample_csv,
+                         fill={"rle": ""}) as guard:     # fallback written here
+        ...                                              # hours of inference
+        guard.commit(frame)                              # validated, then atomically replaced
+
+Every write goes to a temporary file in the same directory, is flushed and fsynced, and then
+renamed over the target with ``os.replace`` (atomic on POSIX), so the target always holds the
+fallback or the last committed frame, whatever happens in between (exception, kill, time-out).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import tempfile
+import traceback
+from collections.abc import Mapping
+from pathlib import Path
+
+import polars as pl
+
+from kagglekit.errors import InvalidArgumentError, SubmissionError
+
+__all__ = ["SubmissionGuard"]
+
+_SHOWN = 5  # offenders listed per problem
+
+
+def _read_reference(source) -> pl.DataFrame:
+    """The sample submission as strings (ids and values kept verbatim; empty fields are '')."""
+    if isinstance(source, pl.DataFrame):
+        return source
+    path = Path(source)
+    if not path.is_file():
+        raise SubmissionError(
+            f"sample submission {path} does not exist; pass its path (see kagglekit.kaggle.find_input)"
+        )
+    frame = pl.read_csv(path, infer_schema=False)
+    return frame.with_columns(pl.all().fill_null(""))
+
+
+def _as_frame(rows) -> pl.DataFrame:
+    if isinstance(rows, pl.DataFrame):
+        return rows
+    if isinstance(rows, Mapping):
+        return pl.DataFrame(dict(rows))
+    raise InvalidArgumentError(
+        f"a submission must be a polars DataFrame or a dict of columns, got {type(rows).__name__} "
+        "(pl.from_pandas(df) converts a pandas DataFrame)"
+    )
+
+
+def _listed(values) -> str:
+    values = list(values)
+    shown = ", ".join(repr(v) for v in values[:_SHOWN])
+    return f"{shown}, ... ({len(values)} in all)" if len(values) > _SHOWN else shown
+
+
+def write_csv_atomic(frame: pl.DataFrame, path: Path) -> None:
+    """Write ``frame`` as CSV to ``path`` via a fsynced temporary file and ``os.replace``."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            frame.write_csv(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    with contextlib.suppress(OSError):  # make the rename itself durable (not possible on every OS)
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+
+
+class SubmissionGuard:
+    """Keeps ``path`` a valid submission from the moment the guard is entered.
+
+    ``sample_submission``: path or polars DataFrame; defines the columns (and their order), the id
+    column (``id_column``, default: the first) and the set of ids; its rows, with the columns in
+    ``fill`` replaced by constants, are the fallback. Without a sample, ``fallback`` (a frame or a
+    dict of columns, e.g. the test ids with default predictions) is both the fallback and the
+    reference. Values are compared as written: ids are matched as strings.
+
+    On entry the fallback is written atomically (stale temporary files of an earlier killed run are
+    removed). :meth:`commit` validates a frame (columns, missing, duplicated and unknown ids, null
+    and NaN values; the error lists the first offenders of each) and then replaces the file
+    atomically; it may be called many times (e.g. after each model of an ensemble). An exception in
+    the block leaves the last valid file in place and propagates, unless ``suppress_errors=True``:
+    then it is printed and swallowed so that the kernel ends normally with that file (a kernel that
+    raises has no submission at all).
+    """
+
+    def __init__(
+        self,
+        path="submission.csv",
+        sample_submission=None,
+        *,
+        fill: Mapping | None = None,
+        fallback=None,
+        id_column: str | None = None,
+        suppress_errors: bool = False,
+    ):
+        if sample_submission is None and fallback is None:
+            raise InvalidArgumentError(
+                "SubmissionGuard needs sample_submission (path or frame) or fallback (the rows to write "
+                "until a real submission is committed)"
+            )
+        self.path = Path(path)
+        self.reference = _read_reference(sample_submission) if sample_submission is not None else _as_frame(fallback)
+        self.id_column = id_column or self.reference.columns[0]
+        if self.id_column not in self.reference.columns:
+            raise InvalidArgumentError(
+                f"id_column {self.id_column!r} is not a column of the sample: {self.reference.columns}"
+            )
+        rows = self.reference if fallback is None else _as_frame(fallback)
+        if fill:
+            unknown = set(fill) - set(rows.columns)
+            if unknown:
+                raise InvalidArgumentError(
+                    f"fill names columns {sorted(unknown)} that the sample does not have: {rows.columns}"
+                )
+            rows = rows.with_columns([pl.lit(value).alias(name) for name, value in fill.items()])
+        self.fallback = rows
+        self.suppress_errors = suppress_errors
+        self.committed = False
+
+    def validate(self, rows) -> pl.DataFrame:
+        """Return ``rows`` as a frame with the sample's column order, or raise SubmissionError."""
+        frame = _as_frame(rows)
+        columns = self.reference.columns
+        problems = []
+        missing_cols = [c for c in columns if c not in frame.columns]
+        extra_cols = [c for c in frame.columns if c not in columns]
+        if missing_cols:
+            problems.append(f"missing columns: {_listed(missing_cols)}")
+        if extra_cols:
+            problems.append(f"unexpected columns: {_listed(extra_cols)}")
+        if self.id_column in frame.columns:
+            ids = frame.get_column(self.id_column).cast(pl.Utf8)
+            expected = self.reference.get_column(self.id_column).cast(pl.Utf8)
+            duplicated = ids.filter(ids.is_duplicated()).unique(maintain_order=True)
+            missing = expected.filter(~expected.is_in(ids.implode()))
+            unknown = ids.filter(~ids.is_in(expected.implode()))
+            if duplicated.len():
+                problems.append(f"duplicated ids: {_listed(duplicated.to_list())}")
+            if missing.len():
+                problems.append(f"missing ids: {_listed(missing.to_list())}")
+            if unknown.len():
+                problems.append(f"unknown ids (not in the sample submission): {_listed(unknown.to_list())}")
+            for column in frame.columns:
+                values = frame.get_column(column)
+                bad = values.is_null()
+                if values.dtype.is_float():
+                    bad = bad | values.is_nan()
+                if bad.any():
+                    problems.append(f"null or NaN in column {column!r} for ids: {_listed(ids.filter(bad).to_list())}")
+        if problems:
+            raise SubmissionError(
+                f"submission for {self.path} does not match the sample submission "
+                f"({len(self.reference)} rows, columns {columns}, id column {self.id_column!r}):\n- "
+                + "\n- ".join(problems)
+                + "\nFix the rows; the file on disk still holds the last valid submission."
+            )
+        return frame.select(columns)
+
+    def write_fallback(self) -> Path:
+        """Write the fallback rows (validated) atomically; remove leftovers of a killed earlier write."""
+        frame = self.validate(self.fallback)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        for stale in self.path.parent.glob(f".{self.path.name}.*.tmp"):
+            with contextlib.suppress(OSError):
+                stale.unlink()
+        write_csv_atomic(frame, self.path)
+        return self.path
+
+    def commit(self, rows) -> Path:
+        """Validate ``rows`` and atomically replace the submission file with them."""
+        frame = self.validate(rows)
+        write_csv_atomic(frame, self.path)
+        self.committed = True
+        return self.path
+
+    def __enter__(self) -> "SubmissionGuard":
+        self.write_fallback()
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> bool:
+        if exc_type is None or not issubclass(exc_type, Exception) or not self.suppress_errors:
+            return False
+        kept = "the last committed submission" if self.committed else "the fallback submission"
+        traceback.print_exception(exc_type, exc, tb, file=sys.stderr)
+        print(f"SubmissionGuard: error suppressed; {self.path} keeps {kept}", file=sys.stderr)
+        return True

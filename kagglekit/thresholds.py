@@ -1,0 +1,505 @@
+"""Thresholds and decision rules: exact F-beta threshold search, percentile thresholds, per-class
+thresholds, the expected-F-beta (Bayes) decision, entropy rejection to "Other", temperature scaling.
+
+Convention used everywhere here: a score is predicted positive when ``score >= threshold``
+(:func:`apply_threshold`), the same comparison as scikit-learn's ``precision_recall_curve``.
+
+Scores are numpy arrays of any shape: float16/32/64, uint8/uint16 or other integers; NaN scores
+raise. Labels are 0/1 arrays of the same shape (see :mod:`kagglekit.metrics`).
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from typing import NamedTuple
+
+import numpy as np
+
+from kagglekit.errors import InvalidArgumentError, ShapeError
+from kagglekit.metrics import _as_binary, _check_beta, balanced_accuracy, fbeta_from_counts
+
+__all__ = [
+    "ThresholdResult",
+    "ClassThresholds",
+    "FbetaDecision",
+    "EntropyCut",
+    "apply_threshold",
+    "best_fbeta_threshold",
+    "percentile_threshold",
+    "per_class_thresholds",
+    "expected_fbeta_decision",
+    "entropy",
+    "reject_by_entropy",
+    "fit_entropy_cut",
+    "TemperatureScaler",
+]
+
+# A level-1 bucket is refined when its upper bound reaches the best exact value found so far within
+# this relative slack, so that floating-point rounding can never drop the bucket holding the optimum.
+_BOUND_SLACK = 1e-9
+
+
+class ThresholdResult(NamedTuple):
+    """``threshold`` (a score value; positive when ``score >= threshold``), the ``fbeta`` it reaches,
+    and ``quantile``: the fraction q with ``np.quantile(scores, q) == threshold`` (numpy's linear method)."""
+
+    threshold: float
+    fbeta: float
+    quantile: float
+
+
+class ClassThresholds(NamedTuple):
+    """Per-class ``thresholds`` (C,) and the F-beta each class reaches, ``fbetas`` (C,); their mean
+    is the macro F-beta of :func:`apply_threshold` with these thresholds on the data they were fitted on."""
+
+    thresholds: np.ndarray
+    fbetas: np.ndarray
+
+
+def apply_threshold(scores, threshold) -> np.ndarray:
+    """Bool predictions ``scores >= threshold`` (``threshold`` may be a (C,) array for (n, C) scores)."""
+    return np.asarray(scores) >= np.asarray(threshold)
+
+
+def _as_scores(name: str, scores) -> np.ndarray:
+    """Return ``scores`` as a real numeric array (bool viewed as uint8); raise on other dtypes or NaN.
+
+    float16 is checked for NaN later, from its bit-pattern histogram (``np.isnan`` on float16 costs
+    as much as the whole search)."""
+    s = np.asarray(scores)
+    if s.dtype == bool:
+        return s.view(np.uint8)
+    if s.dtype.kind not in "uif":
+        raise InvalidArgumentError(f"{name} must be a real numeric array, got dtype {s.dtype}")
+    if s.size == 0:
+        raise ShapeError(f"{name} is empty; pass at least one score")
+    if s.dtype.kind == "f" and s.dtype != np.float16 and np.isnan(s).any():
+        raise InvalidArgumentError(f"{name} contains NaN; replace or mask those pixels before searching a threshold")
+    return s
+
+
+def _checked_mask(mask, shape) -> np.ndarray:
+    m = _as_binary("mask", mask)
+    if m.shape != shape:
+        raise ShapeError(f"mask has shape {m.shape} but scores has shape {shape}; they must match")
+    if not m.any():
+        raise InvalidArgumentError("mask selects no element; pass a mask with at least one True")
+    return m
+
+
+def _masked_pair(y_true, scores, mask) -> tuple[np.ndarray, np.ndarray]:
+    """Validated flat (labels as bool, scores) restricted to ``mask``; contiguous and native-endian."""
+    y = _as_binary("y_true", y_true)
+    s = _as_scores("scores", scores)
+    if y.shape != s.shape:
+        raise ShapeError(f"y_true has shape {y.shape} but scores has shape {s.shape}; they must match")
+    if mask is not None:
+        m = _checked_mask(mask, s.shape)
+        y, s = y[m], s[m]
+    s = np.ascontiguousarray(s.ravel(), dtype=s.dtype.newbyteorder("="))
+    return y.ravel(), s
+
+
+# ---------------------------------------------------------------------------------------------
+# Exact F-beta threshold search. Each counting routine returns, for candidate thresholds in
+# ascending order, the numbers of positive and negative scores >= each candidate (tp, fp). Only the
+# distinct scores of positives are candidates: if no positive scores exactly t, raising t to the next
+# distinct score drops negatives only, which cannot lower F-beta.
+# ---------------------------------------------------------------------------------------------
+
+
+def _sorted_counts(s: np.ndarray, y: np.ndarray, tp_above: int = 0, fp_above: int = 0):
+    """Sort positives and negatives separately (numpy's SIMD sort; no argsort) and sweep.
+
+    ``tp_above`` / ``fp_above`` add the counts of scores above this subset (used when ``s`` is one
+    value range of a larger array). Holds sorted copies of ``s``: 1x its size."""
+    pos = np.sort(s[y])
+    neg = np.sort(s[~y])
+    first = np.flatnonzero(np.r_[True, pos[1:] != pos[:-1]])  # -0.0 == 0.0, as with >=
+    values = pos[first]
+    tp = tp_above + pos.size - first
+    fp = fp_above + neg.size - np.searchsorted(neg, values, side="left")
+    return values, tp, fp
+
+
+def _label_histogram(codes: np.ndarray, y: np.ndarray, nbits: int):
+    """Counts of negatives and of positives per code (codes: unsigned ints < 2**nbits, in value order).
+
+    The label goes into bit ``nbits`` of one key array (uint16 when it fits) counted by np.add.at
+    (numpy >= 1.25 has a fast path for 1-D integer indices): faster here than np.bincount, which
+    first widens the keys to int64, and than sorting them. Holds the key array (2 or 4 bytes per
+    score)."""
+    key_dtype = np.uint16 if nbits <= 15 else np.uint32
+    key = np.left_shift(y.view(np.uint8), nbits, dtype=key_dtype)
+    key |= codes
+    hist = np.zeros(2 << nbits, dtype=np.int64)
+    np.add.at(hist, key, 1)
+    return hist[: 1 << nbits], hist[1 << nbits :]
+
+
+def _sign_magnitude_histogram(bits: np.ndarray, y: np.ndarray):
+    """Label histograms over 65536 ordered codes of 16-bit sign-magnitude patterns.
+
+    ``bits``: float16 bit patterns, or the high halves of float32 (then each code is a bucket of
+    2**16 consecutive float32 values). Code order is value order; -0.0 shares the +0.0 code.
+    Non-negative scores (probabilities, the common case) need no transform: their raw bits are
+    already ordered and fit in 15 bits, leaving bit 15 for the label."""
+    neg = np.zeros(1 << 16, dtype=np.int64)
+    pos = np.zeros(1 << 16, dtype=np.int64)
+    if bits.max() < 0x8000:
+        neg[0x8000:], pos[0x8000:] = _label_histogram(bits, y, 15)
+        return neg, pos
+    codes = np.where(bits >= 0x8000, ~bits, bits | 0x8000).astype(np.uint16)
+    neg, pos = _label_histogram(codes, y, 16)
+    for hist in (neg, pos):  # -0.0 (code 0x7FFF) equals +0.0 (code 0x8000) under >=
+        hist[0x8000] += hist[0x7FFF]
+        hist[0x7FFF] = 0
+    return neg, pos
+
+
+def _codes_to_float16(codes: np.ndarray) -> np.ndarray:
+    raw = np.where(codes >= 0x8000, codes - 0x8000, 0xFFFF - codes).astype(np.uint16)
+    return raw.view(np.float16)
+
+
+def _histogram_counts(s: np.ndarray, y: np.ndarray):
+    """uint8, uint16 and float16 scores: one counting pass over all values, O(n), exact."""
+    if s.dtype == np.float16:
+        neg, pos = _sign_magnitude_histogram(s.view(np.uint16), y)
+        codes = np.arange(1 << 16)
+        nan = ((codes > 0xFC00) | (codes < 0x03FF)) & ((neg + pos) > 0)
+        if nan.any():
+            raise InvalidArgumentError("scores contains NaN; replace or mask those pixels before searching a threshold")
+        to_values = _codes_to_float16
+    else:
+        neg, pos = _label_histogram(s, y, 8 * s.dtype.itemsize)
+        to_values = np.asarray
+    tp = np.cumsum(pos[::-1])[::-1]
+    fp = np.cumsum(neg[::-1])[::-1]
+    keep = np.flatnonzero(pos)
+    return to_values(keep), tp[keep], fp[keep]
+
+
+def _float32_bucket_bounds(first: int, last: int) -> tuple[float, float]:
+    """Smallest value of ordered bucket ``first`` and largest of bucket ``last`` (float32 buckets)."""
+
+    def value(key32: int) -> float:
+        bits = key32 & 0x7FFFFFFF if key32 & 0x80000000 else ~key32 & 0xFFFFFFFF
+        return float(np.array([bits], dtype=np.uint32).view(np.float32)[0])
+
+    lo, hi = value(first << 16), value((last << 16) | 0xFFFF)
+    return (-math.inf if math.isnan(lo) else lo), (math.inf if math.isnan(hi) else hi)
+
+
+def _float32_counts(s: np.ndarray, y: np.ndarray, beta: float, n_pos: int):
+    """float32, exact and faster than a full sort: bucket by the high 16 bits, bound, refine.
+
+    Level 1 counts labels per bucket of 2**16 consecutive float32 values (one pass, like float16).
+    For each bucket, F-beta at its lowest value is reachable, and no threshold inside it can beat
+    F(all positives from the bucket up, only negatives above the bucket). Buckets whose bound does
+    not reach the best reachable value are dropped; the value range spanning the remaining buckets
+    (usually a few around the optimum) is gathered and solved by sorting. Holds a 2-byte key per
+    score plus the gathered subset."""
+    half = 1 if sys.byteorder == "little" else 0
+    neg, pos = _sign_magnitude_histogram(s.view(np.uint16)[half::2], y)
+    tp_ge = np.cumsum(pos[::-1])[::-1]
+    fp_ge = np.cumsum(neg[::-1])[::-1]
+    tp_above = np.r_[tp_ge[1:], 0]
+    fp_above = np.r_[fp_ge[1:], 0]
+    best = fbeta_from_counts(tp_ge, n_pos, tp_ge + fp_ge, beta).max()
+    bound = fbeta_from_counts(tp_ge, n_pos, tp_ge + fp_above, beta)
+    refine = np.flatnonzero((pos > 0) & (bound >= best * (1 - _BOUND_SLACK)))
+    first, last = int(refine[0]), int(refine[-1])
+    if first == 0x8000:  # the +0.0 bucket also holds -0.0 and the tiniest negatives (code 0x7FFF)
+        first = 0x7FFF
+    lo, hi = _float32_bucket_bounds(first, last)
+    idx = np.flatnonzero((s >= lo) & (s <= hi))
+    return _sorted_counts(s[idx], y[idx], int(tp_above[last]), int(fp_above[last]))
+
+
+def best_fbeta_threshold(y_true, scores, beta: float = 1.0, mask=None) -> ThresholdResult:
+    """The threshold maximising F-beta of ``scores >= threshold`` against ``y_true``, exactly.
+
+    ``y_true``: 0/1 array; ``scores``: same shape; ``mask``: optional bool array of that shape, only
+    True elements count (e.g. the fragment or tissue mask). Every distinct score is a candidate and
+    tied scores fall on the same side. Among thresholds reaching the maximum the largest is returned.
+
+    Method by dtype: uint8, uint16, float16: one counting pass (a count per distinct value), O(n).
+    float32: a counting pass over 65536 value buckets, then a sort of the few buckets that can still
+    hold the optimum. Other dtypes: positives and negatives sorted separately, one sweep.
+    Memory: the masked copy (if ``mask``) plus at most one sorted copy of the scores.
+    """
+    beta = _check_beta(beta)
+    y, s = _masked_pair(y_true, scores, mask)
+    n_pos = int(np.count_nonzero(y))
+    if n_pos == 0:
+        raise InvalidArgumentError(
+            "y_true has no positive label (inside the mask); F-beta is 0 at every threshold, so there is "
+            "no best threshold. Check the labels or the mask."
+        )
+    if s.dtype in (np.uint8, np.uint16, np.float16):
+        values, tp, fp = _histogram_counts(s, y)
+    elif s.dtype == np.float32:
+        values, tp, fp = _float32_counts(s, y, beta, n_pos)
+    else:
+        values, tp, fp = _sorted_counts(s, y)
+    f = fbeta_from_counts(tp, n_pos, tp + fp, beta)
+    i = len(f) - 1 - int(np.argmax(f[::-1]))
+    below = s.size - int(tp[i] + fp[i])
+    return ThresholdResult(float(values[i]), float(f[i]), below / (s.size - 1) if s.size > 1 else 0.0)
+
+
+def percentile_threshold(scores, q: float, mask=None) -> float:
+    """The ``q``-quantile of ``scores`` (inside ``mask``), with ``np.quantile``'s linear method.
+
+    ``q`` is a fraction in [0, 1] (pass p / 100 for a percentile p). Used to transfer a threshold
+    as a fraction of pixels, e.g. the ``quantile`` of :func:`best_fbeta_threshold` to a test image.
+    Holds a copy of the scores (np.quantile partitions one)."""
+    if isinstance(q, bool) or not isinstance(q, (int, float, np.number)) or not 0 <= q <= 1:
+        raise InvalidArgumentError(
+            f"q must be a fraction in [0, 1] like np.quantile's (p / 100 for a percentile), got {q!r}"
+        )
+    s = _as_scores("scores", scores)
+    if mask is not None:
+        s = s[_checked_mask(mask, s.shape)]
+    if s.dtype == np.float16 and np.isnan(s).any():
+        raise InvalidArgumentError("scores contains NaN; replace or mask those pixels first")
+    return float(np.quantile(s, q))
+
+
+def per_class_thresholds(Y, S, beta: float = 1.0) -> ClassThresholds:
+    """Best F-beta threshold of each column, for multi-label macro F-beta.
+
+    ``Y``: (n_samples, n_classes) 0/1 labels; ``S``: scores of the same shape. Every class needs at
+    least one positive (a class without one has no best threshold)."""
+    y = _as_binary("Y", Y)
+    s = np.asarray(S)
+    if y.ndim != 2 or s.shape != y.shape:
+        raise ShapeError(
+            f"Y and S must be 2-D (n_samples, n_classes) arrays of the same shape, got {y.shape} and {s.shape}"
+        )
+    empty = np.flatnonzero(~y.any(axis=0))
+    if empty.size:
+        raise InvalidArgumentError(
+            f"classes {empty[:10].tolist()} have no positive label, so F-beta has no best threshold for them; "
+            "set their thresholds yourself (e.g. 0.5) or drop them"
+        )
+    results = [best_fbeta_threshold(y[:, c], s[:, c], beta) for c in range(y.shape[1])]
+    return ClassThresholds(np.array([r.threshold for r in results]), np.array([r.fbeta for r in results]))
+
+
+# ---------------------------------------------------------------------------------------------
+# Expected F-beta decision for independent label probabilities.
+# ---------------------------------------------------------------------------------------------
+
+
+class FbetaDecision(NamedTuple):
+    """``labels``: (n, m) bool predictions; ``expected_fbeta``: (n,) their expected F-beta."""
+
+    labels: np.ndarray
+    expected_fbeta: np.ndarray
+
+
+def _check_probabilities(name: str, P, ndim: int) -> np.ndarray:
+    p = np.asarray(P, dtype=np.float64)
+    if p.ndim != ndim or p.size == 0:
+        raise ShapeError(f"{name} must be a non-empty {ndim}-D array of probabilities, got shape {p.shape}")
+    if not np.all((p >= 0) & (p <= 1)):  # also catches NaN
+        raise InvalidArgumentError(f"{name} must hold probabilities in [0, 1] (no NaN); apply sigmoid/softmax first")
+    return p
+
+
+def _add_bernoulli(dist: np.ndarray, p: np.ndarray) -> np.ndarray:
+    """Distribution of a count (rows of ``dist``) plus an independent Bernoulli(p) (one p per row)."""
+    out = np.zeros((dist.shape[0], dist.shape[1] + 1))
+    out[:, :-1] = dist * (1 - p)[:, None]
+    out[:, 1:] += dist * p[:, None]
+    return out
+
+
+def _expected_fbeta_topk(p_desc: np.ndarray, beta2: float, empty_fbeta: float) -> np.ndarray:
+    """E[F-beta] of predicting the top k labels, for k = 0..m. ``p_desc``: (n, m) sorted descending.
+
+    With TP the number of true labels among the top k (a Poisson-binomial count A) and FN the number
+    outside (an independent count B): E[F] = sum_a,b P(A=a) P(B=b) (1+beta^2) a / (beta^2 (a+b) + k).
+    Holds (n, m^2 / 2) floats for the suffix distributions."""
+    n, m = p_desc.shape
+    suffix = [np.ones((n, 1))]
+    for j in range(m - 1, -1, -1):
+        suffix.append(_add_bernoulli(suffix[-1], p_desc[:, j]))
+    suffix.reverse()  # suffix[k]: distribution of the count among labels k..m-1
+    expected = np.empty((n, m + 1))
+    expected[:, 0] = suffix[0][:, 0] * empty_fbeta
+    prefix = np.ones((n, 1))
+    for k in range(1, m + 1):
+        prefix = _add_bernoulli(prefix, p_desc[:, k - 1])
+        a = np.arange(k + 1)[:, None]
+        b = np.arange(m - k + 1)[None, :]
+        weight = (1 + beta2) * a / (beta2 * (a + b) + k)
+        expected[:, k] = ((prefix @ weight) * suffix[k]).sum(axis=1)
+    return expected
+
+
+def expected_fbeta_decision(P, beta: float = 1.0, empty_fbeta: float = 1.0, chunk: int = 4096) -> FbetaDecision:
+    """The 0/1 prediction of each sample that maximises its expected F-beta.
+
+    ``P``: (n, m) independent label probabilities. F-beta of an empty truth with an empty prediction
+    is ``empty_fbeta`` (1.0; pass 0.0 for the other convention); otherwise F = (1+b^2)TP/(b^2|Y|+|S|).
+    Under independence an optimal prediction is the set of the k most probable labels for some k
+    (Lewis 1995; Ye et al. 2012), so every k is scored exactly with Poisson-binomial distributions:
+    O(m^3) per sample, vectorised over ``chunk`` samples at a time (memory ~ chunk * m^2 * 4 bytes).
+    Ties between k go to the smaller k.
+    """
+    beta2 = _check_beta(beta) ** 2
+    if not 0 <= empty_fbeta <= 1:
+        raise InvalidArgumentError(
+            f"empty_fbeta must be in [0, 1] (1.0 or 0.0 are the usual conventions), got {empty_fbeta!r}"
+        )
+    p = _check_probabilities("P", P, 2)
+    order = np.argsort(-p, axis=1, kind="stable")
+    p_desc = np.take_along_axis(p, order, axis=1)
+    best_k = np.empty(len(p), dtype=np.int64)
+    best_value = np.empty(len(p))
+    for start in range(0, len(p), chunk):
+        expected = _expected_fbeta_topk(p_desc[start : start + chunk], beta2, float(empty_fbeta))
+        best_k[start : start + chunk] = expected.argmax(axis=1)
+        best_value[start : start + chunk] = expected.max(axis=1)
+    rank = np.empty_like(order)
+    np.put_along_axis(rank, order, np.arange(p.shape[1])[None, :], axis=1)
+    return FbetaDecision(rank < best_k[:, None], best_value)
+
+
+# ---------------------------------------------------------------------------------------------
+# Entropy rejection ("Other") and temperature scaling.
+# ---------------------------------------------------------------------------------------------
+
+
+def entropy(P) -> np.ndarray:
+    """Shannon entropy in nats of each row of ``P`` (n, C), rows being probability vectors (0 log 0 = 0)."""
+    p = _check_probabilities("P", P, 2)
+    sums = p.sum(axis=1)
+    if not np.allclose(sums, 1.0, atol=1e-3):
+        raise InvalidArgumentError(
+            f"rows of P must sum to 1 (found sums from {sums.min():.4g} to {sums.max():.4g}); apply softmax first"
+        )
+    with np.errstate(divide="ignore", invalid="ignore"):
+        terms = np.where(p > 0, p * np.log(p), 0.0)
+    return -terms.sum(axis=1)
+
+
+def _class_labels(P: np.ndarray, classes):
+    labels = np.arange(P.shape[1]) if classes is None else np.asarray(classes)
+    if labels.shape != (P.shape[1],):
+        raise ShapeError(f"classes must name the {P.shape[1]} columns of P, got shape {labels.shape}")
+    return labels
+
+
+def reject_by_entropy(P, cut: float, other=-1, classes=None) -> np.ndarray:
+    """Arg-max class of each row of ``P`` (n, C), or ``other`` where ``entropy(P) > cut``.
+
+    ``classes``: labels of the C columns (default 0..C-1). Returns a (n,) array of labels."""
+    p = _check_probabilities("P", P, 2)
+    labels = _class_labels(p, classes)
+    return np.where(entropy(p) > cut, other, labels[p.argmax(axis=1)])
+
+
+class EntropyCut(NamedTuple):
+    """``cut`` for :func:`reject_by_entropy` and the ``balanced_accuracy`` it reaches on the fitting data."""
+
+    cut: float
+    balanced_accuracy: float
+
+
+def fit_entropy_cut(P, y, other=-1, classes=None) -> EntropyCut:
+    """The entropy cut maximising balanced accuracy of :func:`reject_by_entropy` on out-of-fold data.
+
+    ``P``: (n, C) out-of-fold probabilities; ``y``: (n,) true labels, ``other`` for samples of
+    classes the model does not know (without any, rejecting can only hurt and the cut is the
+    largest entropy). Exact over every distinct entropy (and -inf, rejecting all): one sort and
+    cumulative sums. Among equal scores the largest cut (fewest rejections) is returned.
+    """
+    p = _check_probabilities("P", P, 2)
+    labels = _class_labels(p, classes)
+    y = np.asarray(y)
+    if y.shape != (len(p),):
+        raise ShapeError(f"y must be a 1-D array with one label per row of P ({len(p)}), got shape {y.shape}")
+    ent = entropy(p)
+    predicted = labels[p.argmax(axis=1)]
+    classes_in_y, index, class_size = np.unique(y, return_inverse=True, return_counts=True)
+    is_other = y == other
+    # Balanced accuracy = (sum of kept correct known-class samples / their class size
+    #                      + sum of rejected "other" samples / their class size) / number of classes.
+    kept_gain = np.where(~is_other & (predicted == y), 1.0 / class_size[index], 0.0)
+    rejected_gain = np.where(is_other, 1.0 / class_size[index], 0.0)
+    order = np.argsort(ent, kind="stable")
+    ent_sorted = ent[order]
+    last_of_value = np.r_[np.flatnonzero(ent_sorted[1:] != ent_sorted[:-1]), len(ent) - 1]
+    kept = np.cumsum(kept_gain[order])[last_of_value]
+    rejected = rejected_gain.sum() - np.cumsum(rejected_gain[order])[last_of_value]
+    scores = np.r_[rejected_gain.sum(), kept + rejected] / len(classes_in_y)
+    cuts = np.r_[-math.inf, ent_sorted[last_of_value]]
+    i = len(scores) - 1 - int(np.argmax(scores[::-1]))
+    return EntropyCut(float(cuts[i]), float(scores[i]))
+
+
+def _nll(inverse_t: float, logits: np.ndarray, y: np.ndarray, kind: str) -> float:
+    z = logits * inverse_t
+    if kind == "softmax":
+        zmax = z.max(axis=1, keepdims=True)
+        log_norm = np.log(np.exp(z - zmax).sum(axis=1)) + zmax[:, 0]
+        return float((log_norm - z[np.arange(len(z)), y]).mean())
+    return float((np.logaddexp(0.0, z) - y * z).mean())
+
+
+class TemperatureScaler:
+    """Temperature scaling (Guo et al. 2017), fitted on out-of-fold logits by minimising the NLL.
+
+    ``fit(logits, y)``: logits (n, C) with class indices y (n,) -> softmax; or logits of any shape
+    with 0/1 targets of the same shape -> sigmoid (binary or multi-label, one shared temperature).
+    ``transform(logits)`` returns the calibrated probabilities (float64). The NLL is convex in 1/T;
+    T is searched in [``min_t``, ``max_t``] to a relative precision of about 1e-8.
+    """
+
+    def __init__(self, min_t: float = 0.05, max_t: float = 20.0):
+        if not 0 < min_t < max_t < math.inf:
+            raise InvalidArgumentError(f"need 0 < min_t < max_t < inf, got {min_t!r}, {max_t!r}")
+        self.min_t, self.max_t = float(min_t), float(max_t)
+
+    def fit(self, logits, y) -> "TemperatureScaler":
+        from scipy.optimize import minimize_scalar
+
+        z = np.asarray(logits, dtype=np.float64)
+        if z.size == 0 or not np.isfinite(z).all():
+            raise InvalidArgumentError("logits must be a non-empty array of finite numbers")
+        target = np.asarray(y)
+        if z.ndim == 2 and target.shape == (len(z),):
+            if target.dtype.kind not in "ui" or target.min() < 0 or target.max() >= z.shape[1]:
+                raise InvalidArgumentError(f"y must hold class indices in 0..{z.shape[1] - 1} for (n, C) logits")
+            self.kind_ = "softmax"
+        elif target.shape == z.shape:
+            target = _as_binary("y", target).astype(np.float64)
+            self.kind_ = "sigmoid"
+        else:
+            raise ShapeError(
+                f"y has shape {target.shape}; pass class indices (n,) for (n, C) logits or 0/1 targets of the "
+                f"logits' shape {z.shape}"
+            )
+        bounds = (math.log(1 / self.max_t), math.log(1 / self.min_t))
+        result = minimize_scalar(
+            lambda log_inv_t: _nll(math.exp(log_inv_t), z, target, self.kind_),
+            bounds=bounds,
+            method="bounded",
+            options={"xatol": 1e-8},
+        )
+        self.temperature_ = math.exp(-result.x)
+        self.nll_ = float(result.fun)
+        return self
+
+    def transform(self, logits) -> np.ndarray:
+        if not hasattr(self, "temperature_"):
+            raise InvalidArgumentError("TemperatureScaler is not fitted; call fit(logits, y) first")
+        from scipy.special import expit, softmax
+
+        z = np.asarray(logits, dtype=np.float64) / self.temperature_
+        return softmax(z, axis=1) if self.kind_ == "softmax" else expit(z)
