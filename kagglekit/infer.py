@@ -151,7 +151,7 @@ def _batch_outputs(model, plan: _Plan, device, amp, channels_last, normalize, tt
     autocast = torch.autocast("cuda", dtype=torch.float16) if amp and on_cuda else nullcontext()
     out_h, out_w = weights.tile_out
     with torch.inference_mode():
-        for start, batch, wy, wx in _prefetch(read_batches()):
+        for start, batch, wy, wx in _prefetch(read_batches(), depth=1):
             if on_cuda:
                 batch = _to_float_cuda(batch.to(device, non_blocking=True), normalize, dtype_max)
             # NCHW view of NHWC memory (channels-last strides): no copy, and convolutions on CPU
@@ -189,6 +189,13 @@ def _add(stitcher: Stitcher, weights: TileWeights, k: int, values: np.ndarray) -
     y, x = weights.origin(k)
     weight = None if stitcher.normalized else weights.weight(k)[top:bottom, left:right]
     stitcher.add(y + top, x + left, values[:, top:bottom, left:right], weight)
+
+
+def _pop_in_chunks(stitcher: Stitcher, upto: int, rows: int) -> Iterator[tuple[int, np.ndarray]]:
+    """Hand out the finished rows below ``upto`` as strips of at most ``rows`` rows each."""
+    while stitcher.row0 < upto:
+        row0 = stitcher.row0
+        yield row0, stitcher.pop(min(upto, row0 + rows))
 
 
 def _channels_when_empty(out_channels) -> int:
@@ -250,16 +257,17 @@ def iter_strips(model, source, tile=512, stride=None, batch_size: int = 8, windo
                 margin: int = 0, out_scale: int = 1, device=None, amp: bool = False, channels_last: bool = False,
                 normalize="scale", skip_mask=None, progress: bool = True, *, sigma: float = 0.125,
                 min_fraction: float = 0.05, fill_value: float = 0.0, out_channels: int | None = None,
-                dtype=np.float32, tta: Callable | None = None) -> Iterator[tuple[int, np.ndarray]]:
+                dtype=np.float32, tta: Callable | None = None, strip_rows: int = 128) -> Iterator[tuple[int, np.ndarray]]:
     """Like :func:`sliding_window`, but yield ``(first_row, strip)`` pairs as rows are finished.
 
-    ``strip`` is a float32 (C_out, rows, W_out) array of output rows ``first_row:first_row + rows``;
-    the strips tile the output from top to bottom. Holds one tile-row of output (tile_h / out_scale
-    rows), so memory does not grow with the image's height.
+    ``strip`` is a new float32 (C_out, rows, W_out) array of output rows ``first_row:first_row + rows``
+    with ``rows <= strip_rows``; the strips tile the output from top to bottom. Holds one tile-row of
+    output (tile_h / out_scale rows) and one strip, so memory does not grow with the image's height.
     """
     plan = _plan(source, tile, stride, batch_size, window, sigma, margin, out_scale, skip_mask, min_fraction)
     weights, grid = plan.weights, plan.grid
     H, W = weights.out_shape
+    strip_rows = positive_int("strip_rows", strip_rows)
     stitcher = None
     for k, values in _tile_outputs(model, plan, device, amp, channels_last, normalize, tta, progress):
         if stitcher is None:
@@ -267,17 +275,13 @@ def iter_strips(model, source, tile=512, stride=None, batch_size: int = 8, windo
                                 fill_value=fill_value, max_rows=weights.tile_out[0])
         _add(stitcher, weights, k, values)
         if k + 1 < len(grid) and grid.index[k + 1][0] != grid.index[k][0]:
-            row0 = stitcher.row0
-            strip = stitcher.pop(weights.origin(k + 1)[0] + weights.crop(k + 1)[0])
-            if strip.shape[1]:
-                yield row0, strip
+            yield from _pop_in_chunks(stitcher, weights.origin(k + 1)[0] + weights.crop(k + 1)[0], strip_rows)
     if stitcher is None:
-        channels, step = _channels_when_empty(out_channels), weights.tile_out[0]
+        channels, step = _channels_when_empty(out_channels), strip_rows
         for row0 in range(0, H, step):
             yield row0, np.full((channels, min(step, H - row0), W), fill_value, np.float32)
         return
-    row0 = stitcher.row0
-    yield row0, stitcher.finish()
+    yield from _pop_in_chunks(stitcher, H, strip_rows)
 
 
 sliding_window.__doc__ += "\n    Args:" + _DOC_ARGS

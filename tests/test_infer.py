@@ -101,14 +101,15 @@ def test_skip_mask_fills_skipped_tiles_and_averages_kept_ones():
     assert (out == -7).any() and (out != -7).any()
 
 
-@pytest.mark.parametrize(("margin", "masked"), [(0, False), (4, False), (4, True)])
-def test_strips_concatenate_to_the_in_memory_result(margin, masked):
+@pytest.mark.parametrize(("margin", "masked", "strip_rows"), [(0, False, 128), (4, False, 7), (4, True, 128)])
+def test_strips_concatenate_to_the_in_memory_result(margin, masked, strip_rows):
     image = RNG.integers(0, 256, (150, 77, 3), dtype=np.uint8)
     mask = RNG.random((15, 8)) < 0.5 if masked else None
     kwargs = dict(tile=32, stride=20, margin=margin, skip_mask=mask, window="linear", progress=False, batch_size=5)
     full = sliding_window(SPATIAL, image, **kwargs)
-    strips = list(iter_strips(SPATIAL, image, **kwargs))
+    strips = list(iter_strips(SPATIAL, image, strip_rows=strip_rows, **kwargs))
     rows = [r for r, _ in strips]
+    assert max(s.shape[1] for _, s in strips) <= strip_rows
     assert rows == sorted(rows) and rows[0] == 0 and len(strips) > 3
     np.testing.assert_array_equal(np.concatenate([s for _, s in strips], axis=1), full)
 
