@@ -17,7 +17,7 @@ from typing import NamedTuple
 import numpy as np
 
 from kagglekit.errors import InvalidArgumentError, ShapeError
-from kagglekit.metrics import _as_binary, _check_beta, balanced_accuracy, fbeta_from_counts
+from kagglekit.metrics import _as_binary, _check_beta, fbeta_from_counts
 
 __all__ = [
     "ThresholdResult",

@@ -15,11 +15,10 @@ push`` refuses it.
 from __future__ import annotations
 
 import json
-import os
 import re
-import tempfile
 from pathlib import Path
 
+from kagglekit._atomic import atomic_open
 from kagglekit.errors import ConfigError
 
 PLACEHOLDER_OWNER = "your-kaggle-username"
@@ -41,18 +40,10 @@ def write_json_atomic(path, data) -> Path:
 
     A crash or an unserialisable value leaves the previous file untouched.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(data, f, indent=2)
-            f.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
-    return path
+    with atomic_open(path, "w", encoding="utf-8") as f:
+        json.dump(data, f, indent=2)
+        f.write("\n")
+    return Path(path)
 
 
 def read_json_object(path, what: str) -> dict:

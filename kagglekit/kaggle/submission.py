@@ -13,15 +13,14 @@ fallback or the last committed frame, whatever happens in between (exception, ki
 from __future__ import annotations
 
 import contextlib
-import os
 import sys
-import tempfile
 import traceback
 from collections.abc import Mapping
 from pathlib import Path
 
 import polars as pl
 
+from kagglekit._atomic import atomic_open, temp_pattern
 from kagglekit.errors import InvalidArgumentError, SubmissionError
 
 __all__ = ["SubmissionGuard"]
@@ -61,23 +60,8 @@ def _listed(values) -> str:
 
 def write_csv_atomic(frame: pl.DataFrame, path: Path) -> None:
     """Write ``frame`` as CSV to ``path`` via a fsynced temporary file and ``os.replace``."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            frame.write_csv(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    with contextlib.suppress(OSError):  # make the rename itself durable (not possible on every OS)
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+    with atomic_open(path, "wb") as f:
+        frame.write_csv(f)
 
 
 class SubmissionGuard:
@@ -175,7 +159,7 @@ class SubmissionGuard:
         """Write the fallback rows (validated) atomically; remove leftovers of a killed earlier write."""
         frame = self.validate(self.fallback)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        for stale in self.path.parent.glob(f".{self.path.name}.*.tmp"):
+        for stale in self.path.parent.glob(temp_pattern(self.path)):
             with contextlib.suppress(OSError):
                 stale.unlink()
         write_csv_atomic(frame, self.path)

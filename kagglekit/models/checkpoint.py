@@ -8,6 +8,7 @@ from pathlib import Path
 
 from torch import nn
 
+from kagglekit._atomic import atomic_path
 from kagglekit.errors import InvalidArgumentError, WeightsNotFoundError
 from kagglekit.models.factory import create
 from kagglekit.models.weights import CheckpointError, _is_safetensors, load_weights, unwrap_model
@@ -42,10 +43,8 @@ def save_checkpoint(model: nn.Module, path, metadata: dict | None = None) -> Pat
             "pass layer choices to create() as strings, and metadata as plain values"
         ) from e
     path = Path(os.fspath(path)).expanduser()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    save_model(bare, str(tmp), metadata={_META_KEY: text})
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        save_model(bare, str(tmp), metadata={_META_KEY: text})
     return path
 
 

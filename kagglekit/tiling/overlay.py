@@ -50,14 +50,12 @@ def draw_grid(thumbnail: np.ndarray, grid: TileGrid, color=(0, 255, 0), thicknes
 
 def save_png(path, rgb: np.ndarray) -> None:
     """Write an (h, w, 3) RGB uint8 picture as PNG, atomically (temporary file, then rename)."""
-    import os
-
     import cv2
+
+    from kagglekit._atomic import atomic_open
 
     ok, data = cv2.imencode(".png", cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2BGR))
     if not ok:
         raise ShapeError(f"cannot encode an image of shape {rgb.shape} as PNG")
-    tmp = f"{path}.tmp"
-    with open(tmp, "wb") as fh:
-        fh.write(data.tobytes())
-    os.replace(tmp, path)
+    with atomic_open(path, "wb") as f:
+        f.write(data.tobytes())
