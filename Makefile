@@ -25,6 +25,9 @@ test: $(VENV)/.dev-installed
 test-fast: $(VENV)/.dev-installed
 	$(PY) -m pytest -m "not slow"
 
+demo: $(VENV)/.dev-installed
+	$(PY) -m kagglekit.cli demo
+
 bench: $(VENV)/.bench-installed
 	for b in bench/bench_*.py; do $(PY) $$b || exit 1; done
 

@@ -144,7 +144,43 @@ def _add_push(sub) -> None:
     parser.set_defaults(handler=_push)
 
 
-_COMMANDS = (_add_wheels, _add_kernel, _add_bundle, _add_push)
+def _demo(args) -> int:
+    from kagglekit.demo.run import run_demo
+
+    run_demo(args.out, train_seconds=args.train_seconds, n_train=args.n_train, n_test=args.n_test, side=args.side,
+             seed=args.seed, notebook=args.notebook)
+    return 0
+
+
+def _add_demo(sub) -> None:
+    parser = sub.add_parser("demo", help="build a mini-competition, train on CPU, run the inference notebook, score it")
+    parser.add_argument("--out", default="build/demo", help="folder for the data, model and outputs (default: build/demo)")
+    parser.add_argument("--train-seconds", type=float, default=90.0, help="training time on CPU (default: 90)")
+    parser.add_argument("--n-train", type=int, default=4, help="training slides (default: 4)")
+    parser.add_argument("--n-test", type=int, default=2, help="test slides (default: 2)")
+    parser.add_argument("--side", type=int, default=2048, help="slide side in pixels (default: 2048)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--notebook", help="inference notebook (default: notebooks/inference.ipynb of the source tree)")
+    parser.set_defaults(handler=_demo)
+
+
+def _segment(args) -> int:
+    from kagglekit.pipeline import segment
+
+    report = segment(args.config, args.input, args.output)
+    print(report.summary())
+    return 0
+
+
+def _add_segment(sub) -> None:
+    parser = sub.add_parser("segment", help="run the segmentation pipeline of a TOML config to submission.csv")
+    parser.add_argument("--config", required=True, help="pipeline TOML (see kagglekit.pipeline.config)")
+    parser.add_argument("--input", help="competition folder (default: $KAGGLEKIT_INPUT_DIR, /kaggle/input or ./input)")
+    parser.add_argument("--output", help="folder for submission.csv (default: /kaggle/working on Kaggle, else .)")
+    parser.set_defaults(handler=_segment)
+
+
+_COMMANDS = (_add_wheels, _add_kernel, _add_bundle, _add_push, _add_demo, _add_segment)
 
 
 def build_parser() -> argparse.ArgumentParser:

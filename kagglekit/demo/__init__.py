@@ -1,0 +1,7 @@
+"""``kagglekit demo``: a mini-competition built from scikit-image's IHC image, trained and submitted on CPU.
+
+    data.py      the competition folder (train/, test/, train.csv, sample_submission.csv) and its answers
+    train.py     a small U-Net trained for a bounded time; threshold picked on the held-out fold
+    run.py       the whole demo: data, training, the inference notebook headless, the score
+    notebook.py  run a notebook with papermill-style parameters through nbclient
+"""

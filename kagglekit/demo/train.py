@@ -1,0 +1,171 @@
+"""The demo's training: a small U-Net on CPU for a bounded time, the threshold picked on the held-out fold.
+
+Tiles of the training slides form a polars table (slide, position, tissue and DAB fractions);
+``kagglekit.cv.make_folds`` splits it by slide, stratified on "has DAB". Fold 0's slides are held
+out; the model trains on random crops around the other folds' tissue tiles through
+``kagglekit.augment.preset("histology")`` until the time is up (learning rate on a cosine over that
+time); then the held-out slides go through ``kagglekit.infer.sliding_window`` exactly as the
+pipeline will run them, and ``kagglekit.thresholds.best_fbeta_threshold`` (beta 0.5) picks the
+threshold on those predictions. The model dataset gets the checkpoint, ``threshold.json`` and the
+pipeline's ``segment.toml``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+MODEL = "smp/unet/tu-lcnet_050"
+MODEL_KWARGS = {"encoder_depth": 3, "decoder_channels": [32, 16, 8]}
+BETA = 0.5
+
+
+@dataclass(frozen=True)
+class InferenceSettings:
+    """How the pipeline will run the model; the held-out fold is predicted the same way."""
+
+    tile: int = 256
+    stride: int = 192
+    views: str = "d4"  # cycled per window (kagglekit.tta.ViewCycle): no extra cost
+
+    def toml(self, threshold_file: str) -> str:
+        return (f'[inputs]\nglob = "test/*.png"\n\n[tiling]\ntile = {self.tile}\nstride = {self.stride}\nwindow = "gaussian"\n'
+                f'batch_size = 8\ntissue_only = true\nthumbnail = 512\nmin_tissue = 0.02\n\n'
+                f'[[models]]\npath = "model.safetensors"\nweight = 1.0\n\n[tta]\nviews = "{self.views}"\nmode = "cycle"\n\n'
+                f'[threshold]\nkind = "file"\nfile = "{threshold_file}"\n\n[output]\nfallback = ""\n\n'
+                f'[budget]\nseconds = 1800\nreserve = 60\n')
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    models_dir: Path
+    steps: int
+    seconds: float
+    held_out: tuple[str, ...]
+    threshold: float
+    held_out_fbeta: float
+
+
+def tile_table(images: dict, masks: dict, tile: int):
+    """polars frame of every tile with tissue: slide, y, x, tissue (fraction), dab (fraction), has_dab."""
+    import polars as pl
+
+    from kagglekit.tiling import TileGrid, tissue_mask
+
+    rows = []
+    for slide, image in images.items():
+        grid = TileGrid(image.shape, tile)
+        tissue = grid.mask_fraction(tissue_mask(image[::8, ::8]))
+        dab = grid.mask_fraction(masks[slide][::4, ::4])
+        for (y, x), t, d in zip(grid.positions, tissue, dab):
+            if t > 0:
+                rows.append({"slide": slide, "y": int(y), "x": int(x), "tissue": float(t), "dab": float(d)})
+    frame = pl.DataFrame(rows)
+    return frame.with_columns((pl.col("dab") > 0.05).cast(pl.Int8).alias("has_dab"))
+
+
+def _batches(images, masks, tiles, size: int, batch_size: int, rng: np.random.Generator):
+    """Endless (x, y) float32 NCHW batches of augmented crops around random rows of ``tiles``."""
+    import torch
+
+    # albumentations asks PyPI for a newer version when imported, unless told not to: never at run time.
+    os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+    from kagglekit.augment import preset
+
+    augment = preset("histology", size=size)
+    slides, ys, xs = (tiles.get_column(c).to_list() for c in ("slide", "y", "x"))
+    while True:
+        xb, yb = [], []
+        for k in rng.integers(0, len(slides), batch_size):
+            image, mask = images[slides[k]], masks[slides[k]]
+            y0, x0 = max(0, ys[k] - size // 4), max(0, xs[k] - size // 4)
+            out = augment(image=image[y0 : y0 + size * 3 // 2, x0 : x0 + size * 3 // 2],
+                          mask=mask[y0 : y0 + size * 3 // 2, x0 : x0 + size * 3 // 2])
+            xb.append(out["image"])
+            yb.append(out["mask"])
+        x = torch.from_numpy(np.stack(xb)).permute(0, 3, 1, 2).float().div_(255)
+        yield x, torch.from_numpy(np.stack(yb)[:, None].astype(np.float32))
+
+
+def _fit(model, batches, seconds: float, lr: float, log) -> int:
+    """Train until ``seconds`` have passed (cosine learning rate over that time); return the step count."""
+    import torch
+
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
+    loss_fn = torch.nn.BCEWithLogitsLoss()
+    model.train()
+    start, step, running = time.monotonic(), 0, None
+    while (elapsed := time.monotonic() - start) < seconds:
+        for group in opt.param_groups:
+            group["lr"] = lr * 0.5 * (1 + math.cos(math.pi * elapsed / seconds))
+        x, y = next(batches)
+        loss = loss_fn(model(x), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        step += 1
+        running = loss.item() if running is None else 0.9 * running + 0.1 * loss.item()
+        if step % 20 == 0:
+            log(f"  step {step}: loss {running:.3f} ({elapsed:.0f} s)")
+    return step
+
+
+def predict_logits(model, image: np.ndarray, settings: InferenceSettings) -> np.ndarray:
+    """(H, W) float32 logits of an RGB uint8 slide, run as the pipeline runs it (window views cycled)."""
+    from kagglekit.infer import sliding_window
+    from kagglekit.tta import ViewCycle
+
+    return sliding_window(model, image, tile=settings.tile, stride=settings.stride, normalize="scale",
+                          tta=ViewCycle(settings.views), progress=False)[0]
+
+
+def train(competition_dir, models_dir, seconds: float = 90.0, *, size: int = 192, batch_size: int = 8,
+          n_folds: int = 4, seed: int = 0, settings: InferenceSettings = InferenceSettings(), log=print) -> TrainResult:
+    """Train on ``competition_dir``'s train slides for ``seconds``; write the model dataset to ``models_dir``.
+
+    Holds every training slide and mask in memory (the demo's slides are small) and one held-out
+    slide's logits.
+    """
+    import polars as pl
+    import torch
+
+    from kagglekit.cv import make_folds
+    from kagglekit.demo.data import read_masks
+    from kagglekit.io import open_image
+    from kagglekit.models import create, save_checkpoint
+    from kagglekit.thresholds import best_fbeta_threshold
+
+    start = time.monotonic()
+    competition_dir, models_dir = Path(competition_dir), Path(models_dir)
+    masks = read_masks(competition_dir / "train.csv")
+    images = {i: open_image(competition_dir / "train" / f"{i}.png").read(0, 0, *m.shape) for i, m in masks.items()}
+    tiles = make_folds(tile_table(images, masks, settings.tile), n_splits=min(n_folds, len(images)),
+                       target="has_dab", groups="slide", seed=seed)
+    held_out = tuple(sorted(tiles.filter(pl.col("fold") == 0).get_column("slide").unique().to_list()))
+    train_tiles = tiles.filter(pl.col("fold") != 0)
+    log(f"{len(tiles)} tissue tiles in {len(images)} slides; holding out {', '.join(held_out)}; "
+        f"training on {len(train_tiles)} tiles for {seconds:.0f} s")
+
+    torch.manual_seed(seed)
+    model = create(MODEL, in_channels=3, num_classes=1, **MODEL_KWARGS)
+    batches = _batches(images, masks, train_tiles, size, batch_size, np.random.default_rng(seed))
+    steps = _fit(model, batches, seconds, lr=3e-3, log=log)
+
+    model.eval()
+    logits = np.concatenate([predict_logits(model, images[i], settings).ravel() for i in held_out])
+    truth = np.concatenate([masks[i].ravel() for i in held_out])
+    best = best_fbeta_threshold(truth, 1.0 / (1.0 + np.exp(-logits)), beta=BETA)
+    log(f"held-out F{BETA:g} {best.fbeta:.3f} at threshold {best.threshold:.3f}")
+
+    models_dir.mkdir(parents=True, exist_ok=True)
+    save_checkpoint(model, models_dir / "model.safetensors",
+                    metadata={"steps": steps, "held_out": list(held_out), "fbeta": best.fbeta, "beta": BETA})
+    (models_dir / "threshold.json").write_text(json.dumps({"threshold": best.threshold, "fbeta": best.fbeta, "beta": BETA}) + "\n")
+    (models_dir / "segment.toml").write_text(settings.toml("threshold.json"))
+    return TrainResult(models_dir, steps, time.monotonic() - start, held_out, best.threshold, best.fbeta)

@@ -1,0 +1,33 @@
+"""Config-driven pipelines that the inference notebook and the demo call.
+
+    segment(config, input_dir, output_dir)   segmentation.py  sample submission in, RLE submission.csv out
+    load_config(path_or_dict)                config.py        the checked SegmentConfig
+    overlay_prediction(source, rle)          preview.py       a thumbnail with the predicted mask drawn on it
+
+Importing this package is cheap: each name is loaded from its submodule on first use.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+_EXPORTS = {
+    "segment": "segmentation",
+    "SegmentReport": "segmentation",
+    "load_config": "config",
+    "SegmentConfig": "config",
+    "PipelineConfigError": "config",
+    "overlay_prediction": "preview",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_EXPORTS))

@@ -1,0 +1,85 @@
+"""The demo on a tiny scale: data builder, a very short training and the pipeline to a valid submission."""
+
+from __future__ import annotations
+
+import csv
+import tomllib
+
+import numpy as np
+import pytest
+
+from kagglekit.cli import build_parser
+from kagglekit.demo import data
+from kagglekit.demo.data import build_competition, read_masks, source_and_label
+from kagglekit.demo.run import score
+from kagglekit.demo.train import InferenceSettings, train
+from kagglekit.pipeline import segment
+
+BETA2 = 0.25
+
+
+def test_the_label_is_the_thresholded_dab_density_of_plain_colour_deconvolution():
+    from scipy.ndimage import gaussian_filter
+    from skimage import data as skdata
+
+    image, label = source_and_label()
+    rgb_from_hed = np.array([[0.65, 0.70, 0.29], [0.07, 0.99, 0.11], [0.27, 0.57, 0.78]])  # Ruifrok & Johnston
+    od = np.log(np.maximum(skdata.immunohistochemistry() / 255.0, 1e-6)) / np.log(1e-6)
+    dab = np.maximum(od @ np.linalg.inv(rgb_from_hed), 0)[:, :, 2]
+    expected = gaussian_filter(dab, data.DAB_SIGMA, mode="nearest", truncate=4.0) > data.DAB_THRESHOLD
+    assert image.shape == (512, 512, 3) and label.dtype == bool
+    assert np.mean(label == expected) > 0.999  # only pixels within rounding of the threshold may differ
+    assert 0.1 < label.mean() < 0.5
+
+
+def test_the_competition_folder_looks_like_kaggles(tmp_path):
+    comp = build_competition(tmp_path, n_train=2, n_test=1, side=896, seed=3)
+    assert sorted(p.name for p in (comp.folder / "train").iterdir()) == ["train_0.png", "train_1.png"]
+    assert [p.name for p in (comp.folder / "test").iterdir()] == ["test_0.png"]
+    with open(comp.folder / "sample_submission.csv", newline="") as f:
+        assert list(csv.reader(f)) == [["id", "rle"], ["test_0", ""]]
+    masks = read_masks(comp.folder / "train.csv")
+    import cv2
+
+    for i, mask in masks.items():
+        image = cv2.imread(str(comp.folder / "train" / f"{i}.png"))
+        assert mask.shape == image.shape[:2] == (896, 896)
+        glass = (np.abs(image.astype(int) - data.BACKGROUND) <= 15).all(axis=2)
+        assert 0 < mask.mean() and (mask.astype(bool) & glass).mean() <= 0.01  # labels lie on tissue
+    again = build_competition(tmp_path / "again", n_train=2, n_test=1, side=896, seed=3)
+    assert (again.folder / "train.csv").read_bytes() == (comp.folder / "train.csv").read_bytes()
+
+
+def test_score_and_the_all_positive_baseline_have_their_closed_forms(tmp_path):
+    comp = build_competition(tmp_path, n_train=1, n_test=2, side=448)
+    truth = read_masks(comp.solution)
+    with open(comp.solution, newline="") as f:
+        right = {r["id"]: r["rle"] for r in csv.DictReader(f)}["test_0"]
+    with open(tmp_path / "sub.csv", "w", newline="") as f:  # test_0 exactly right, test_1 empty
+        csv.writer(f).writerows([["id", "rle"], ["test_0", right], ["test_1", ""]])
+    fbeta, baseline = score(tmp_path / "sub.csv", comp.solution)
+    n0, n1 = truth["test_0"].sum(), truth["test_1"].sum()
+    p = (n0 + n1) / (2 * 448 * 448)
+    recall = n0 / (n0 + n1)
+    assert fbeta == pytest.approx((1 + BETA2) * recall / (BETA2 * 1 + recall))  # precision 1
+    assert baseline == pytest.approx((1 + BETA2) * p / (BETA2 * p + 1))  # precision p, recall 1
+
+
+def test_tiny_demo_trains_and_the_pipeline_writes_a_valid_submission(tmp_path):
+    comp = build_competition(tmp_path, n_train=2, n_test=2, side=448, seed=1)
+    models = tmp_path / "input" / "models"
+    settings = InferenceSettings(tile=128, stride=96, views="flips")
+    result = train(comp.folder, models, seconds=2, size=64, batch_size=2, settings=settings, log=lambda *_: None)
+    assert result.steps >= 1 and len(result.held_out) == 1 and 0 <= result.threshold <= 1
+    config = tomllib.loads((models / "segment.toml").read_text())
+    assert config["tiling"]["tile"] == 128 and config["threshold"] == {"kind": "file", "file": "threshold.json"}
+    report = segment(models / "segment.toml", comp.folder, tmp_path / "working")
+    assert report.predicted == ["test_0", "test_1"] and not report.fallback
+    assert report.thresholds["test_0"] == pytest.approx(result.threshold)
+    fbeta, baseline = score(tmp_path / "working" / "submission.csv", comp.solution)  # decodes every row
+    assert 0 <= fbeta <= 1 and 0 < baseline < 1
+
+
+def test_the_demo_command_is_registered():
+    args = build_parser().parse_args(["demo", "--out", "x", "--train-seconds", "5", "--side", "1024"])
+    assert args.handler.__name__ == "_demo" and (args.out, args.train_seconds, args.side) == ("x", 5.0, 1024)
