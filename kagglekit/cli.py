@@ -5,9 +5,11 @@
     kagglekit kernel check   validate kernel-metadata.json (refuses internet on or missing)
     kagglekit bundle         write dist/kaggle/ (wheel dataset, model dataset, kernel folder)
     kagglekit push           upload the bundle with the kaggle CLI, or print the commands
+    kagglekit segment        run the segmentation pipeline of a config on an input folder
+    kagglekit demo           build the mini-competition, train, and run the notebook on it
 
 Each subcommand is a ``_add_<name>(subparsers)`` function that registers a parser and its handler,
-so a new one (``demo``) is one more function in ``_COMMANDS``. Errors from kagglekit are printed as
+so a new one is one more function in ``_COMMANDS``. Errors from kagglekit are printed as
 ``kagglekit: error: ...`` with exit code 1; usage errors exit with 2.
 """
 

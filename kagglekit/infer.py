@@ -273,9 +273,9 @@ def iter_strips(model, source, tile=512, stride=None, batch_size: int = 8, windo
         if stitcher is None:
             stitcher = Stitcher(len(values), H, W, normalized=weights.normalized, dtype=dtype,
                                 fill_value=fill_value, max_rows=weights.tile_out[0])
+        if k == 0 or grid.index[k][0] != grid.index[k - 1][0]:  # a new tile row: rows above it are final
+            yield from _pop_in_chunks(stitcher, weights.origin(k)[0] + weights.crop(k)[0], strip_rows)
         _add(stitcher, weights, k, values)
-        if k + 1 < len(grid) and grid.index[k + 1][0] != grid.index[k][0]:
-            yield from _pop_in_chunks(stitcher, weights.origin(k + 1)[0] + weights.crop(k + 1)[0], strip_rows)
     if stitcher is None:
         channels, step = _channels_when_empty(out_channels), strip_rows
         for row0 in range(0, H, step):

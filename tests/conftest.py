@@ -1,4 +1,10 @@
-"""Test-wide guards: any attempt to open a network connection fails the test run."""
+"""Test-wide guard: any attempt to reach the network (a connection or a name lookup) fails the run.
+
+The guard is installed when pytest starts, before test modules are imported, so that imports at
+collection time (a library's update check, a hub download) are caught too. An attempt raises
+``NetworkAccessError`` where it happens, and even if the code under test swallows that error the
+run ends failed, listing the attempts.
+"""
 
 from __future__ import annotations
 
@@ -7,49 +13,54 @@ import socket
 import pytest
 
 _LOOPBACK = ("127.", "::1", "localhost", "0.0.0.0")
+_ATTEMPTS: list = []
+_ORIGINALS = {}
 
 
 class NetworkAccessError(RuntimeError):
     """Raised when code under test tries to reach the network."""
 
 
-def _is_local(address) -> bool:
-    if isinstance(address, (str, bytes)):  # AF_UNIX path
-        return True
-    host = str(address[0]) if isinstance(address, tuple) and address else ""
-    return host.startswith(_LOOPBACK)
+def _is_local(host) -> bool:
+    if isinstance(host, bytes):
+        host = host.decode()
+    return host is None or str(host).startswith(_LOOPBACK)
 
 
-@pytest.fixture(autouse=True, scope="session")
-def _no_network():
-    """Patch socket connects for the whole session: loopback and unix sockets only."""
-    original_connect = socket.socket.connect
-    original_connect_ex = socket.socket.connect_ex
-    attempts: list = []
+def _refuse(what: str, target):
+    _ATTEMPTS.append(target)
+    raise NetworkAccessError(f"test tried to {what} {target!r}; kagglekit must not touch the network")
 
-    def guarded(method):
-        def wrapper(self, address, *args, **kwargs):
-            if not _is_local(address):
-                attempts.append(address)
-                raise NetworkAccessError(f"test tried to open a network connection to {address!r}")
-            return method(self, address, *args, **kwargs)
 
-        return wrapper
+def _guard_connect(method):
+    def connect(self, address, *args, **kwargs):
+        if isinstance(address, tuple) and address and not _is_local(address[0]):  # (AF_UNIX paths are str)
+            _refuse("open a network connection to", address)
+        return method(self, address, *args, **kwargs)
 
-    original_getaddrinfo = socket.getaddrinfo
+    return connect
 
-    def guarded_getaddrinfo(host, *args, **kwargs):
-        # name lookups reach the network too (and libraries retry them for a long time)
-        if host is not None and not _is_local((host.decode() if isinstance(host, bytes) else str(host),)):
-            attempts.append(host)
-            raise NetworkAccessError(f"test tried to look up the host {host!r}")
-        return original_getaddrinfo(host, *args, **kwargs)
 
-    socket.socket.connect = guarded(original_connect)
-    socket.socket.connect_ex = guarded(original_connect_ex)
-    socket.getaddrinfo = guarded_getaddrinfo
-    yield attempts
-    socket.socket.connect = original_connect
-    socket.socket.connect_ex = original_connect_ex
-    socket.getaddrinfo = original_getaddrinfo
-    assert not attempts, f"code under test tried to reach the network: {attempts}"
+def _guarded_getaddrinfo(host, *args, **kwargs):
+    if not _is_local(host):
+        _refuse("look up the host", host)
+    return _ORIGINALS["getaddrinfo"](host, *args, **kwargs)
+
+
+def pytest_configure(config):
+    _ORIGINALS.update(connect=socket.socket.connect, connect_ex=socket.socket.connect_ex, getaddrinfo=socket.getaddrinfo)
+    socket.socket.connect = _guard_connect(_ORIGINALS["connect"])
+    socket.socket.connect_ex = _guard_connect(_ORIGINALS["connect_ex"])
+    socket.getaddrinfo = _guarded_getaddrinfo
+
+
+def pytest_sessionfinish(session, exitstatus):
+    if _ATTEMPTS:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+        print(f"\nFAILED: code under test tried to reach the network: {_ATTEMPTS}")
+
+
+def pytest_unconfigure(config):
+    socket.socket.connect = _ORIGINALS["connect"]
+    socket.socket.connect_ex = _ORIGINALS["connect_ex"]
+    socket.getaddrinfo = _ORIGINALS["getaddrinfo"]

@@ -101,10 +101,10 @@ def test_skip_mask_fills_skipped_tiles_and_averages_kept_ones():
     assert (out == -7).any() and (out != -7).any()
 
 
-@pytest.mark.parametrize(("margin", "masked", "strip_rows"), [(0, False, 128), (4, False, 7), (4, True, 128)])
+@pytest.mark.parametrize(("margin", "masked", "strip_rows"), [(0, None, 128), (4, None, 7), (4, "random", 128), (0, "bottom", 16)])
 def test_strips_concatenate_to_the_in_memory_result(margin, masked, strip_rows):
     image = RNG.integers(0, 256, (150, 77, 3), dtype=np.uint8)
-    mask = RNG.random((15, 8)) < 0.5 if masked else None
+    mask = {None: None, "random": RNG.random((15, 8)) < 0.5, "bottom": np.arange(15)[:, None] * np.ones((1, 8)) >= 12}[masked]
     kwargs = dict(tile=32, stride=20, margin=margin, skip_mask=mask, window="linear", progress=False, batch_size=5)
     full = sliding_window(SPATIAL, image, **kwargs)
     strips = list(iter_strips(SPATIAL, image, strip_rows=strip_rows, **kwargs))

@@ -102,7 +102,7 @@ def test_set_offline_sets_the_variables_and_warns_when_late(monkeypatch):
         monkeypatch.delenv(name, raising=False)
     for module in env._READS_AT_IMPORT:
         monkeypatch.delitem(sys.modules, module, raising=False)
-    names = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE", "HF_HUB_DISABLE_TELEMETRY")
+    names = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE", "HF_HUB_DISABLE_TELEMETRY", "NO_ALBUMENTATIONS_UPDATE")
     assert set_offline() == dict.fromkeys(names, "1")
     assert os.environ["HF_HUB_OFFLINE"] == "1" and os.environ["TRANSFORMERS_OFFLINE"] == "1"
     monkeypatch.setitem(sys.modules, "huggingface_hub", types.ModuleType("huggingface_hub"))

@@ -156,3 +156,17 @@ def test_pictures_have_the_right_shape():
     grid = TileGrid((2000, 3000), 500)
     drawn = draw_grid(image, grid)
     assert drawn[0, :, 1].max() == 255  # the top edge of the first tile row is drawn in green
+
+
+def test_stitcher_pops_spans_longer_than_its_ring():
+    st = Stitcher(1, 50, 4, max_rows=8, fill_value=-1)
+    st.add(3, 0, np.full((1, 4, 4), 2.0, np.float32), np.ones((4, 4), np.float32))
+    first = st.pop(30)
+    assert first.shape == (1, 30, 4)
+    expected = np.full((30, 4), -1.0)
+    expected[3:7] = 2.0
+    np.testing.assert_array_equal(first[0], expected)
+    assert np.all(st.pop(40) == -1)
+    st.add(40, 0, np.full((1, 5, 4), 3.0, np.float32), np.ones((5, 4), np.float32))
+    rest = st.finish()
+    assert rest.shape == (1, 10, 4) and np.all(rest[0, :5] == 3) and np.all(rest[0, 5:] == -1)

@@ -14,6 +14,11 @@ them, on first attribute access:
 from __future__ import annotations
 
 import importlib
+import os
+
+# albumentations asks PyPI for a newer version when imported unless this is set; a Kaggle kernel has
+# no internet and tests must not touch the network. Set before any submodule imports albumentations.
+os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
 _WHERE = {
     "preset": "presets",

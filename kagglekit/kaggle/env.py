@@ -24,9 +24,10 @@ OFFLINE_VARIABLES = {
     "TRANSFORMERS_OFFLINE": "1",
     "HF_DATASETS_OFFLINE": "1",
     "HF_HUB_DISABLE_TELEMETRY": "1",
+    "NO_ALBUMENTATIONS_UPDATE": "1",
 }
 # Modules that read the variables above once, when they are imported.
-_READS_AT_IMPORT = ("huggingface_hub", "transformers", "datasets", "timm")
+_READS_AT_IMPORT = ("huggingface_hub", "transformers", "datasets", "timm", "albumentations")
 
 
 class InputNotFoundError(KagglekitError, FileNotFoundError):
@@ -111,7 +112,8 @@ def find_input(name: str, root=None) -> Path:
 
 
 def set_offline() -> dict[str, str]:
-    """Set the Hugging Face offline variables (hub, transformers, datasets; telemetry off).
+    """Set the Hugging Face offline variables (hub, transformers, datasets; telemetry off) and stop
+    albumentations' version check.
 
     Call it before importing timm, transformers or huggingface_hub: they read the variables at
     import time. Warns if one of them is already imported. Returns the variables set."""

@@ -133,9 +133,9 @@ def _predict(model, tta, source, cfg: SegmentConfig, threshold: float | None) ->
     """(H, W) bool mask of ``source`` and the probability threshold used (``threshold`` None: percentile).
 
     Holds the mask (1 byte per pixel), for a percentile threshold float16 logits (2 bytes per pixel),
-    and with ``tissue_only`` the float32 logits (4 bytes per pixel).
+    and one tile row of float32 logits.
     """
-    from kagglekit.infer import iter_strips, sliding_window
+    from kagglekit.infer import iter_strips
     from kagglekit.thresholds import percentile_threshold
     from kagglekit.tiling import tissue_mask
 
@@ -144,9 +144,7 @@ def _predict(model, tta, source, cfg: SegmentConfig, threshold: float | None) ->
     run = {"tile": t.tile, "stride": t.stride, "batch_size": t.batch_size, "window": t.window, "margin": t.margin,
            "device": cfg.device, "normalize": cfg.normalize, "skip_mask": skip, "min_fraction": t.min_tissue,
            "fill_value": SKIPPED_LOGIT, "out_channels": 1, "tta": tta, "progress": False}
-    # iter_strips raises when the first kept tile is below the first tile row (its stitcher starts at
-    # row 0 with room for one tile row), so with a tissue mask the whole float32 output is held instead.
-    strips = iter_strips(model, source, **run) if skip is None else [(0, sliding_window(model, source, **run))]
+    strips = iter_strips(model, source, **run)
     H, W = source.shape[:2]
     if threshold is not None:
         cut = _logit(threshold)

@@ -81,6 +81,12 @@ class Stitcher:
         upto = min(upto, self.height)
         if upto <= self.row0:
             return np.zeros((self.channels, 0, self.width), np.float32)
+        pieces = []
+        while self.row0 < upto:  # rows beyond the ring were never touched: hand them out in ring-sized pieces
+            pieces.append(self._pop_held(min(upto, self.row0 + self.rows)))
+        return pieces[0] if len(pieces) == 1 else np.concatenate(pieces, axis=1)
+
+    def _pop_held(self, upto: int) -> np.ndarray:
         parts = self._ring(self.row0, upto)
         acc = np.concatenate([self.acc[:, buf] for buf, _ in parts], axis=1).astype(np.float32, copy=len(parts) == 1)
         wsum = None if self.wsum is None else np.concatenate([self.wsum[buf] for buf, _ in parts], axis=0)
