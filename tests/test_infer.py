@@ -223,3 +223,9 @@ def test_view_cycle_gives_each_window_the_next_view():
     np.testing.assert_allclose(out, expected, atol=1e-5)
     pointwise = sliding_window(POINTWISE, image, tile=32, stride=20, tta=ViewCycle("d4"), progress=False)
     np.testing.assert_allclose(pointwise, whole(POINTWISE, image), atol=1e-5)
+
+
+def test_a_model_returning_its_input_is_not_overwritten_by_later_batches():
+    image = RNG.integers(0, 256, (100, 90, 3), dtype=np.uint8)
+    out = sliding_window(torch.nn.Identity(), image, tile=32, stride=20, batch_size=2, progress=False)
+    np.testing.assert_allclose(out, np.moveaxis(image, 2, 0) / 255.0, atol=1e-6)
