@@ -156,23 +156,30 @@ def workload_a(rows):
 def workload_b(rows, sizes=(16384, 32768)):
     model, args = conv1x1(), (512, 384, 8)
     ram_mb = int(Path("/proc/meminfo").read_text().split()[1]) / 1024
+    peers = {"MONAI sliding_window_inference": monai, "pytorch-toolbelt ImageSlicer+TileMerger": toolbelt}
+    peak_at: dict[str, tuple[int, float]] = {}
     for size in sizes:
         path = make_tiff(size)
         name = f"(b) {size}² tiled TIFF → mask"
         runs = [("floor", lambda: floor(model, path, *args)), ("kagglekit iter_strips", lambda: kk_mask(model, path, *args))]
-        # Peers hold the whole decoded slide, its float copy and full-size accumulators: run them only
-        # where that fits in half of this machine's RAM (measured 16384² peaks x4 for 32768²).
-        need = {"MONAI": 12 * size * size / 2**20 * 2.3, "toolbelt": 12 * size * size / 2**20 * 1.0}
-        for peer, fn in (("MONAI", monai), ("toolbelt", toolbelt)):
-            if need[peer] < ram_mb / 2:
-                runs.append((f"{peer}", lambda fn=fn: fn(model, path, *args)))
-            else:
-                print(f"{name}: {peer} not run, it would need about {need[peer] / 1024:.0f} GB (machine: {ram_mb / 1024:.0f} GB)")
-                rows.append([name, f"{peer}: not run (needs ≈{need[peer] / 1024:.0f} GB)", float("nan"), float("nan")])
-        rows += rows_for(name, runs)
-        for row in rows:
-            if len(row) == 4:
-                row.append(float("nan"))
+        skipped = []
+        # The peers hold the decoded slide, its float copy and full-size accumulators, so memory grows
+        # with the area: run one only if its peak at the previous size, scaled by the area, fits in
+        # half of this machine's RAM.
+        for peer, fn in peers.items():
+            if peer in peak_at:
+                prev_size, prev_peak = peak_at[peer]
+                need = prev_peak * (size / prev_size) ** 2
+                if need > ram_mb / 2:
+                    print(f"{name}: {peer} not run: about {need / 1024:.0f} GB needed, machine has {ram_mb / 1024:.0f} GB")
+                    skipped.append([name, f"{peer}: not run (≈{need / 1024:.0f} GB by area from {prev_size}²)", float("nan"), float("nan"), float("nan")])
+                    continue
+            runs.append((peer, lambda fn=fn: fn(model, path, *args)))
+        measured = rows_for(name, runs)
+        for row in measured:
+            if row[1] in peers:
+                peak_at[row[1]] = (size, row[3])
+        rows += measured + skipped
 
 
 def workload_c(rows):

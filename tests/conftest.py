@@ -8,9 +8,14 @@ run ends failed, listing the attempts.
 
 from __future__ import annotations
 
+import os
 import socket
 
 import pytest
+
+# Tests import albumentations themselves (as an oracle), not only through kagglekit.augment, which
+# sets this too: without it albumentations asks PyPI for a newer version at import time.
+os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
 _LOOPBACK = ("127.", "::1", "localhost", "0.0.0.0")
 _ATTEMPTS: list = []
