@@ -13,8 +13,9 @@ them, on first attribute access:
 
 from __future__ import annotations
 
-import importlib
 import os
+
+from kagglekit._lazy import lazy_exports
 
 # albumentations asks PyPI for a newer version when imported unless this is set; a Kaggle kernel has
 # no internet and tests must not touch the network. Set before any submodule imports albumentations.
@@ -45,12 +46,4 @@ _WHERE = {
 
 __all__ = sorted(_WHERE)
 
-
-def __getattr__(name: str):
-    if name not in _WHERE:
-        raise AttributeError(f"module 'kagglekit.augment' has no attribute {name!r}")
-    return getattr(importlib.import_module(f"kagglekit.augment.{_WHERE[name]}"), name)
-
-
-def __dir__():
-    return __all__
+__getattr__, __dir__ = lazy_exports(__name__, _WHERE)

@@ -10,7 +10,7 @@ Importing this package is cheap: each name is loaded from its submodule on first
 
 from __future__ import annotations
 
-import importlib
+from kagglekit._lazy import lazy_exports
 
 _EXPORTS = {
     "is_kaggle": "env",
@@ -27,12 +27,4 @@ _EXPORTS = {
 
 __all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name: str):
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__():
-    return sorted(set(globals()) | set(_EXPORTS))
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
