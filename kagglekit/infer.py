@@ -1,8 +1,8 @@
 """Sliding-window inference: tiles from a source, through a model, stitched back.
 
-A background thread reads the tiles of the next batches (uint8/uint16, as stored) and turns each
-batch into a float tensor while the model runs on the current one; only one batch at a time is ever
-float. Outputs are multiplied by their blending weights on the model's device and accumulated by a
+Three threads form a pipeline: a reader casts and scales the next batch's tiles into one of three
+reused float buffers, the model runs on a second thread and multiplies its outputs by their blending
+weights on its device, and the caller's thread accumulates them in a
 :class:`~kagglekit.tiling.Stitcher`, either into one (C, H, W) array (:func:`sliding_window`) or into
 row strips that are handed out as soon as no later tile touches them (:func:`iter_strips`).
 """
@@ -47,20 +47,24 @@ def _prefetch(produce: Iterator, depth: int = 2) -> Iterator:
     items: queue.Queue = queue.Queue(maxsize=depth)
     stop = threading.Event()
 
+    def put(item) -> bool:
+        """Queue ``item`` unless the consumer has gone; False once it has."""
+        while not stop.is_set():
+            try:
+                items.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
     def work():
         try:
             for item in produce:
-                while not stop.is_set():
-                    try:
-                        items.put(item, timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
-                if stop.is_set():
+                if not put(item):
                     return
-            items.put(_STOP)
+            put(_STOP)
         except BaseException as exc:  # handed to the consumer, which re-raises it
-            items.put(exc)
+            put(exc)
 
     thread = threading.Thread(target=work, name="kagglekit-prefetch", daemon=True)
     thread.start()
@@ -88,15 +92,15 @@ def _fill_float_batch(src: Source, positions, tile, normalize, dtype_max: float 
     scale = np.float32(1.0 / dtype_max) if dtype_max and normalize is not None else np.float32(1.0)
     for b, (y, x) in enumerate(positions):
         np.multiply(src.read(int(y), int(x), *tile), scale, out=out[b], dtype=np.float32)
-    if isinstance(normalize, (tuple, list)):
-        mean, std = (np.asarray(v, np.float32) for v in normalize)
+    if isinstance(normalize, tuple):
+        mean, std = normalize
         out -= mean
         out /= std
     return out
 
 
 def _to_float_cuda(raw, normalize, dtype_max: float | None):
-    """The same conversion as :func:`_to_float`, on the GPU, for an (N, h, w, C) integer tensor."""
+    """The conversion of :func:`_fill_float_batch`, on the GPU, for an (N, h, w, C) integer tensor."""
     x = raw.float()
     if normalize is None:
         return x
@@ -109,10 +113,11 @@ def _to_float_cuda(raw, normalize, dtype_max: float | None):
 
 
 def _check_normalize(normalize):
+    """``normalize`` as used per batch: unchanged, or a (mean, std) pair as float32 arrays."""
     if normalize is None or normalize == "scale" or callable(normalize):
-        return
+        return normalize
     if isinstance(normalize, (tuple, list)) and len(normalize) == 2:
-        return
+        return tuple(np.asarray(v, np.float32) for v in normalize)
     raise InvalidArgumentError(f"normalize must be 'scale', None, a (mean, std) pair or a callable, got {normalize!r}")
 
 
@@ -124,7 +129,7 @@ def _batch_outputs(model, plan: _Plan, device, amp, channels_last, normalize, tt
     """
     import torch
 
-    _check_normalize(normalize)
+    normalize = _check_normalize(normalize)
     src, grid, weights = plan.source, plan.grid, plan.weights
     th, tw = grid.tile
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))

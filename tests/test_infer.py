@@ -229,3 +229,21 @@ def test_a_model_returning_its_input_is_not_overwritten_by_later_batches():
     image = RNG.integers(0, 256, (100, 90, 3), dtype=np.uint8)
     out = sliding_window(torch.nn.Identity(), image, tile=32, stride=20, batch_size=2, progress=False)
     np.testing.assert_allclose(out, np.moveaxis(image, 2, 0) / 255.0, atol=1e-6)
+
+
+def test_prefetch_stops_its_thread_when_the_consumer_leaves_early():
+    import threading
+    import time
+
+    from kagglekit.infer import _prefetch
+
+    def leave_after_one():
+        stream = _prefetch(iter(range(2)), depth=1)
+        assert next(stream) == 0
+        time.sleep(0.5)  # the producer queues item 1, then waits to hand over its end marker
+        stream.close()
+
+    runner = threading.Thread(target=leave_after_one, daemon=True)
+    runner.start()
+    runner.join(timeout=10)
+    assert not runner.is_alive(), "closing the consumer left the prefetch thread blocked"
