@@ -26,9 +26,6 @@ from kagglekit.augment.colour import RGBOnly, StainJitter
 from kagglekit.augment.normalize import PerImageNormalize
 from kagglekit.errors import InvalidArgumentError
 
-PRESETS = ("d4", "light", "heavy", "histology")
-
-
 def preset(
     name: str,
     size: int | tuple[int, int] | None = None,
@@ -44,7 +41,7 @@ def preset(
     geometric_only: leave out everything but the transforms that move pixels. normalize: end with
     :class:`PerImageNormalize` (float32 output).
     """
-    one_of("preset", name, set(PRESETS))
+    one_of("preset", name, _BUILDERS)
     if interpolation not in (cv2.INTER_NEAREST, cv2.INTER_LINEAR, cv2.INTER_CUBIC):
         raise InvalidArgumentError("interpolation must be cv2.INTER_NEAREST, cv2.INTER_LINEAR or cv2.INTER_CUBIC")
     geometric, intensity = _BUILDERS[name](interpolation)
@@ -119,3 +116,4 @@ def _histology(interpolation):
 
 
 _BUILDERS = {"d4": _d4, "light": _light, "heavy": _heavy, "histology": _histology}
+PRESETS = tuple(_BUILDERS)

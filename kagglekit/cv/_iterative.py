@@ -60,10 +60,8 @@ def assign_iteratively(
                         (batch_counts, batch_extra), np.hstack([fold_counts, fold_extra]), urgency)
         fold[batch] = chosen
         unplaced[batch] = False
-        for j in range(n_splits):
-            in_j = chosen == j
-            fold_counts[j] += batch_counts[in_j].sum(axis=0, dtype=np.int64)
-            fold_extra[j] += batch_extra[in_j].sum(axis=0, dtype=np.int64)
+        np.add.at(fold_counts, chosen, batch_counts)
+        np.add.at(fold_extra, chosen, batch_extra)
 
     rest = np.flatnonzero(unplaced)
     if rest.size:
@@ -117,13 +115,14 @@ def _deal(unit_columns, slots, fold_totals, urgency, rng) -> np.ndarray:
     totals = fold_totals.astype(np.float64)
     order = rng.permutation(slots.size)
     chosen = np.empty(slots.size, dtype=np.int64)
+    eye = np.eye(n_splits)
     for start in range(0, slots.size, chunk):
         units, folds = order[start : start + chunk], slots[start : start + chunk]
         x = np.hstack([part[units] for part in unit_columns], dtype=np.float64)
         excess = (totals - totals.mean(axis=0)) * urgency  # (n_splits, C): how overfull each fold is
         rows, cols = linear_sum_assignment((x @ excess.T)[:, folds])
         chosen[units[rows]] = folds[cols]
-        totals += np.eye(n_splits)[chosen[units]].T @ x
+        totals += eye[chosen[units]].T @ x
     return chosen
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from torch import nn
 
+from kagglekit._checks import one_of
 from kagglekit.errors import InvalidArgumentError
 from kagglekit.models.heads import BackboneWithHead, ConcatPoolHead
 from kagglekit.models.registry import get_builder
@@ -16,8 +17,7 @@ def _timm(name: str, in_channels: int = 3, num_classes: int | None = None, head:
           drop_rate: float = 0.0, drop_path_rate: float | None = None, **kwargs) -> nn.Module:
     import timm
 
-    if head not in HEADS:
-        raise InvalidArgumentError(f"unknown head {head!r}; choose one of {list(HEADS)}")
+    one_of("head", head, HEADS)
     if drop_path_rate is not None:
         kwargs["drop_path_rate"] = drop_path_rate
     try:

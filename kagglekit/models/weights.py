@@ -206,7 +206,7 @@ def load_weights(model: nn.Module, source, *, strict: bool = True, pretrained: b
         )
     report = LoadReport(target=name, stripped_prefixes=stripped)
     first_conv = next((k for k, v in own.items() if v.ndim == 4), None)
-    to_load = {}
+    to_load, mismatched = {}, set()
     for k, v in state.items():
         if k not in own:
             report.unexpected.append(k)
@@ -218,10 +218,10 @@ def load_weights(model: nn.Module, source, *, strict: bool = True, pretrained: b
             to_load[k] = adapt_input_conv(own[k].shape[1], v.float(), base_chans=v.shape[1])
             report.adapted.append(f"{k}: {v.shape[1]} -> {own[k].shape[1]} input channels")
         else:
+            mismatched.add(k)
             report.mismatched.append(f"{k}: file {tuple(v.shape)} vs model {tuple(own[k].shape)}")
     loaded_storage = {own[k].data_ptr() for k in to_load if own[k].numel()}
-    mismatched_keys = {m.split(":")[0] for m in report.mismatched}
-    report.missing = [k for k in own if k not in to_load and k not in mismatched_keys
+    report.missing = [k for k in own if k not in to_load and k not in mismatched
                       and own[k].data_ptr() not in loaded_storage]  # tied tensors are saved once
     report.loaded = len(to_load)
     problems = report.missing if pretrained else report.missing + report.unexpected + report.mismatched

@@ -94,7 +94,6 @@ class Merger:
             if weight != 1.0:
                 raise InvalidArgumentError("merge='max' does not take weights; use mean, gmean or tsharpen")
             self._acc = y.clone() if self._acc is None else torch.maximum(self._acc, y)
-            self._total += 1
             return
         z = self._forward(y)
         z = z * weight if weight != 1.0 else z
