@@ -16,6 +16,7 @@ label moves with the crop but is never jittered, so the task is to find DAB what
 from __future__ import annotations
 
 import csv
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,23 +41,29 @@ class Competition:
     test_ids: tuple[str, ...]
 
 
+@functools.cache
 def source_and_label() -> tuple[np.ndarray, np.ndarray]:
-    """The (512, 512, 3) uint8 IHC image and its (512, 512) bool DAB-positive label."""
+    """The (512, 512, 3) uint8 IHC image and its (512, 512) bool DAB-positive label (cached, read-only)."""
     from skimage import data
     from skimage.color import rgb2hed
     from skimage.filters import gaussian
 
     image = data.immunohistochemistry()
     dab = gaussian(rgb2hed(image)[:, :, 2], sigma=DAB_SIGMA)
-    return image, dab > DAB_THRESHOLD
+    label = dab > DAB_THRESHOLD
+    image.flags.writeable = label.flags.writeable = False
+    return image, label
 
 
+@functools.cache
 def _stain_vectors() -> np.ndarray:
     """(3, 2) unit optical-density vectors of hematoxylin and DAB (skimage's deconvolution matrix)."""
     from skimage.color import rgb_from_hed
 
     vectors = rgb_from_hed[[0, 2]].T.astype(np.float64)
-    return vectors / np.linalg.norm(vectors, axis=0)
+    vectors /= np.linalg.norm(vectors, axis=0)
+    vectors.flags.writeable = False
+    return vectors
 
 
 def mosaic(side: int, rng: np.random.Generator, piece=(160, 400), cell: int = 448) -> tuple[np.ndarray, np.ndarray]:
@@ -79,7 +86,7 @@ def mosaic(side: int, rng: np.random.Generator, piece=(160, 400), cell: int = 44
             if rng.random() < 0.15:
                 continue
             h, w = rng.integers(piece[0], piece[1] + 1, 2)
-            y, x = rng.integers(0, 512 - h + 1), rng.integers(0, 512 - w + 1)
+            y, x = rng.integers(0, image.shape[0] - h + 1), rng.integers(0, image.shape[1] - w + 1)
             crop, crop_label = image[y : y + h, x : x + w], label[y : y + h, x : x + w]
             k, flip = int(rng.integers(4)), bool(rng.integers(2))
             crop, crop_label = np.rot90(crop, k), np.rot90(crop_label, k)
@@ -94,13 +101,6 @@ def mosaic(side: int, rng: np.random.Generator, piece=(160, 400), cell: int = 44
     return slide, truth
 
 
-def _write_png(path: Path, rgb: np.ndarray) -> None:
-    import cv2
-
-    if not cv2.imwrite(str(path), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)):
-        raise OSError(f"could not write {path}")
-
-
 def build_competition(root, n_train: int = 4, n_test: int = 2, side: int = 2048, seed: int = 0) -> Competition:
     """Write the competition folder and the solution under ``root``; return their paths.
 
@@ -108,6 +108,7 @@ def build_competition(root, n_train: int = 4, n_test: int = 2, side: int = 2048,
     Rebuilding with the same arguments writes the same files. Holds one slide at a time.
     """
     from kagglekit.kaggle.rle import rle_encode
+    from kagglekit.tiling import save_png
 
     n_train, n_test = positive_int("n_train", n_train), positive_int("n_test", n_test)
     side = positive_int("side", side, minimum=448)
@@ -122,7 +123,7 @@ def build_competition(root, n_train: int = 4, n_test: int = 2, side: int = 2048,
     for split, ids in (("train", train_ids), ("test", test_ids)):
         for i in ids:
             slide, truth = mosaic(side, rng)
-            _write_png(folder / split / f"{i}.png", slide)
+            save_png(folder / split / f"{i}.png", slide)
             rows[split].append([i, rle_encode(truth), side, side])
     _write_csv(folder / "train.csv", ["id", "rle", "height", "width"], rows["train"])
     _write_csv(root / "solution.csv", ["id", "rle", "height", "width"], rows["test"])

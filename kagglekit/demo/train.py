@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -74,8 +73,6 @@ def _batches(images, masks, tiles, size: int, batch_size: int, rng: np.random.Ge
     """Endless (x, y) float32 NCHW batches of augmented crops around random rows of ``tiles``."""
     import torch
 
-    # albumentations asks PyPI for a newer version when imported, unless told not to: never at run time.
-    os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
     from kagglekit.augment import preset
 
     augment = preset("histology", size=size)

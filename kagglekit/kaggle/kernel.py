@@ -132,15 +132,13 @@ def check_kernel_metadata(path=KERNEL_METADATA) -> dict:
         elif kernel_type == "notebook" and not _is_notebook(code_path):
             problems.append(f"code_file {code_path} is not a notebook (JSON with 'cells')")
 
-    for key in _BOOLEAN_KEYS:
-        if key in meta:
-            parse_bool(meta[key], key, problems)
+    flags = {key: parse_bool(meta[key], key, problems) for key in _BOOLEAN_KEYS if key in meta}
     if "enable_internet" not in meta:
         problems.append(
             "enable_internet is missing, and the kaggle CLI then turns the internet ON; "
             'write "enable_internet": false'
         )
-    elif parse_bool(meta["enable_internet"], "enable_internet", []) is True:
+    elif flags.get("enable_internet") is True:
         problems.append(
             "enable_internet is true: code competitions refuse kernels with internet; "
             'write "enable_internet": false and install from the wheel dataset'

@@ -158,7 +158,6 @@ class SubmissionGuard:
     def write_fallback(self) -> Path:
         """Write the fallback rows (validated) atomically; remove leftovers of a killed earlier write."""
         frame = self.validate(self.fallback)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         for stale in self.path.parent.glob(temp_pattern(self.path)):
             with contextlib.suppress(OSError):
                 stale.unlink()

@@ -26,10 +26,10 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from kagglekit._toml import tomllib
 from kagglekit.errors import ConfigError, InvalidArgumentError
 from kagglekit.kaggle.kernel import (
     DATASET_METADATA,
@@ -267,7 +267,10 @@ def check_wheels(folder="wheels", *, requirements=None, image: KaggleImage | Non
     target's tags, :class:`WheelError` when a declared dependency is neither in the folder (at a
     version in range) nor preinstalled in the image.
     """
-    from packaging.requirements import InvalidRequirement, Requirement  # dependency of pip, timm, pytest
+    from packaging.requirements import (  # dependency of pip, timm, pytest
+        InvalidRequirement,
+        Requirement,
+    )
 
     image = image or kaggle_image()
     target = target or image.target

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import json
 import math
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -260,9 +259,11 @@ def _threshold(data, base: Path) -> ThresholdConfig:
 
 
 def _output(data) -> OutputConfig:
+    from kagglekit.kaggle.rle import ORDERS
+
     t = _Table(data, "output", ("sample_submission", "submission", "id_column", "mask_column", "order", "fallback"))
     return OutputConfig(t.string("sample_submission", "sample_submission.csv"), t.string("submission", "submission.csv"),
-                        t.string("id_column", None), t.string("mask_column", None), t.string("order", "C", ("C", "F")),
+                        t.string("id_column", None), t.string("mask_column", None), t.string("order", "C", ORDERS),
                         t.string("fallback", ""))
 
 
@@ -276,16 +277,8 @@ def _budget(data) -> BudgetConfig:
 
 
 def _read_toml(path: Path) -> dict:
-    if sys.version_info >= (3, 11):
-        import tomllib
-    else:  # pragma: no cover - Python 3.10
-        try:
-            import tomli as tomllib
-        except ImportError:
-            raise PipelineConfigError(
-                f"reading {path} needs tomllib (Python >= 3.11) or the tomli package on Python 3.10; "
-                "pip install tomli, or pass the configuration as a dict"
-            ) from None
+    from kagglekit._toml import tomllib
+
     if not path.is_file():
         raise PipelineConfigError(f"pipeline config {path} not found; attach the dataset that holds it or fix the path")
     try:
