@@ -20,3 +20,11 @@ def one_of(name: str, value, choices) -> str:
     if value not in choices:
         raise InvalidArgumentError(f"unknown {name} {value!r}; choose one of {sorted(choices)}")
     return value
+
+
+def positive_weights(weights, count: int, what: str) -> list[float]:
+    """``weights`` as ``count`` floats (all 1.0 when None), or raise if the count or a sign is wrong."""
+    weights = [1.0] * count if weights is None else [float(w) for w in weights]
+    if len(weights) != count or min(weights, default=1.0) <= 0:
+        raise InvalidArgumentError(f"{what} weights must be {count} positive numbers (one each), got {weights}")
+    return weights

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from kagglekit._checks import positive_weights
 from kagglekit.errors import InvalidArgumentError
 from kagglekit.models.checkpoint import checkpoint_info
 from kagglekit.models.factory import create
@@ -18,9 +19,7 @@ def average_state_dicts(states, weights=None) -> dict[str, torch.Tensor]:
     states = list(states)
     if not states:
         raise InvalidArgumentError("nothing to average: pass at least one state dict or checkpoint")
-    weights = [1.0] * len(states) if weights is None else [float(w) for w in weights]
-    if len(weights) != len(states) or min(weights) <= 0:
-        raise InvalidArgumentError(f"averaging weights must be {len(states)} positive numbers, got {weights}")
+    weights = positive_weights(weights, len(states), "averaging")
     keys = list(states[0])
     for i, s in enumerate(states[1:], 1):
         if set(s) != set(keys) or any(s[k].shape != states[0][k].shape for k in keys):

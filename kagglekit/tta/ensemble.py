@@ -7,6 +7,7 @@ import os
 import torch
 from torch import nn
 
+from kagglekit._checks import positive_weights
 from kagglekit.errors import InvalidArgumentError
 from kagglekit.tta.merge import Merger
 
@@ -34,11 +35,7 @@ class Ensemble(nn.Module):
         if not members:
             raise InvalidArgumentError("Ensemble needs at least one model or checkpoint path")
         self.members = nn.ModuleList(members)
-        weights = [1.0] * len(members) if weights is None else [float(w) for w in weights]
-        if len(weights) != len(members) or min(weights) <= 0:
-            raise InvalidArgumentError(
-                f"Ensemble weights must be {len(members)} positive numbers (one per model), got {weights}"
-            )
+        weights = positive_weights(weights, len(members), "Ensemble")
         Merger(merge, outputs)  # validate early
         self.weights, self.merge, self.outputs = weights, merge, outputs
 

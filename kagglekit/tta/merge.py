@@ -28,7 +28,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from kagglekit._checks import one_of
+from kagglekit._checks import one_of, positive_weights
 from kagglekit.errors import InvalidArgumentError
 
 MODES = ("mean", "max", "logit_mean", "gmean", "tsharpen")
@@ -112,10 +112,8 @@ class Merger:
 def merge(outputs_list, mode: str = "mean", outputs: str = "logits", weights=None) -> torch.Tensor:
     """Merge a sequence of same-shaped tensors with :class:`Merger`; ``weights`` default to 1 each."""
     outputs_list = list(outputs_list)
-    weights = [1.0] * len(outputs_list) if weights is None else list(weights)
-    if len(weights) != len(outputs_list):
-        raise InvalidArgumentError(f"got {len(weights)} weights for {len(outputs_list)} outputs; give one per output")
+    weights = positive_weights(weights, len(outputs_list), "merge")
     merger = Merger(mode, outputs)
     for y, w in zip(outputs_list, weights):
-        merger.add(y, float(w))
+        merger.add(y, w)
     return merger.result()
