@@ -31,7 +31,7 @@ from kagglekit.kaggle.kernel import (
     check_dataset_metadata,
     check_kernel_metadata,
     check_owner,
-    dataset_metadata,
+    existing_or_new_dataset_metadata,
     read_json_object,
     replace_owner,
     write_json_atomic,
@@ -78,8 +78,7 @@ def _place(src: Path, dst: Path, link: bool) -> None:
 
 
 def _dataset_meta(source: Path, default_id: str, title: str, owner: str | None) -> dict:
-    meta = read_json_object(source / DATASET_METADATA, DATASET_METADATA) if (source / DATASET_METADATA).is_file() \
-        else dataset_metadata(default_id, title)
+    meta = existing_or_new_dataset_metadata(source, default_id, title)
     meta["id"] = replace_owner(meta.get("id", ""), owner)
     return meta
 

@@ -177,6 +177,12 @@ def dataset_metadata(dataset_id: str, title: str, *, license_name: str = "other"
     return meta
 
 
+def existing_or_new_dataset_metadata(folder: Path, default_id: str, title: str) -> dict:
+    """``folder/dataset-metadata.json`` if it exists (the user's id and licence are kept), else a new one."""
+    path = Path(folder) / DATASET_METADATA
+    return read_json_object(path, DATASET_METADATA) if path.is_file() else dataset_metadata(default_id, title)
+
+
 def check_dataset_metadata(folder) -> dict:
     """Validate ``folder/dataset-metadata.json`` as ``kaggle datasets create`` does; return its content."""
     path = Path(folder) / DATASET_METADATA

@@ -34,8 +34,7 @@ from kagglekit.errors import ConfigError, InvalidArgumentError
 from kagglekit.kaggle.kernel import (
     DATASET_METADATA,
     PLACEHOLDER_OWNER,
-    dataset_metadata,
-    read_json_object,
+    existing_or_new_dataset_metadata,
     write_json_atomic,
 )
 
@@ -248,8 +247,7 @@ def build_wheels(dest="wheels", *, project=".", requirements=None, image: Kaggle
 
 def _write_wheels_metadata(dest: Path, wheels: list[Path], target: Target, dataset_id: str | None) -> None:
     path = dest / DATASET_METADATA
-    meta = read_json_object(path, DATASET_METADATA) if path.is_file() else dataset_metadata(
-        WHEELS_DATASET_ID, "kagglekit wheels")
+    meta = existing_or_new_dataset_metadata(dest, WHEELS_DATASET_ID, "kagglekit wheels")
     if dataset_id:
         meta["id"] = dataset_id
     meta["description"] = (f"Wheels for an offline Kaggle kernel ({target.describe()}), built by "
