@@ -1,10 +1,15 @@
 """Sliding-window inference: tiles from a source, through a model, stitched back.
 
-Three threads form a pipeline: a reader casts and scales the next batch's tiles into one of three
-reused float buffers, the model runs on a second thread and multiplies its outputs by their blending
-weights on its device, and the caller's thread accumulates them in a
-:class:`~kagglekit.tiling.Stitcher`, either into one (C, H, W) array (:func:`sliding_window`) or into
-row strips that are handed out as soon as no later tile touches them (:func:`iter_strips`).
+Per batch: gather the tile windows (compressed TIFF tiles decoded on all cores at once), cast them
+into a reused float buffer and normalize it in place, run the model, then multiply each output by its
+blending weight while accumulating it (one fused pass) in a :class:`~kagglekit.tiling.Stitcher`,
+either into one (C, H, W) array (:func:`sliding_window`) or into row strips that are handed out as
+soon as no later tile touches them (:func:`iter_strips`).
+
+On a CPU the steps take turns on the caller's thread, each on all cores. Running them concurrently
+on threads was slower (bench_sliding.py): any other busy thread stalls the model's OpenMP team at
+each of its barriers. On CUDA, reading runs a batch ahead on one thread and the model on another, so
+that neither the GPU nor the stitching waits.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from kagglekit._checks import positive_int
+from kagglekit._tensors import as_tensor
 from kagglekit.errors import InvalidArgumentError, ShapeError
 from kagglekit.io import Source, open_image
 from kagglekit.tiling import Stitcher, TileGrid, TileWeights
@@ -81,117 +87,100 @@ def _prefetch(produce: Iterator, depth: int = 2) -> Iterator:
         thread.join()
 
 
-def _fill_float_batch(src: Source, positions, tile, normalize, dtype_max: float | None, out: np.ndarray) -> np.ndarray:
-    """Read the tiles at ``positions`` into ``out``, a reused float32 (N, h, w, C) buffer, normalized.
+class _Affine:
+    """``x * scale + offset``, in place on a float NHWC batch: ``normalize`` folded into one pass.
 
-    Each window is cast and scaled in one numpy pass straight from the source (for in-memory images
-    a view, so the uint8 pixels are read once and no uint8 batch is made). Reused buffers, because a
-    fresh 25 MB array per batch costs more in page faults than the conversion itself. A callable
-    ``normalize`` is applied later, on the device.
+    ``scale`` holds the integer range (1 / dtype max, for ``"scale"`` and (mean, std)) and 1 / std;
+    ``offset`` is -mean / std, or None. Both broadcast over the last (channel) axis. A callable
+    ``normalize`` is kept as ``then``, for the float NCHW batch. The integer-to-float cast itself is a
+    separate ``copy_``: torch vectorises a pure cast but not a multiply that also promotes uint8.
     """
-    scale = np.float32(1.0 / dtype_max) if dtype_max and normalize is not None else np.float32(1.0)
-    for b, (y, x) in enumerate(positions):
-        np.multiply(src.read(int(y), int(x), *tile), scale, out=out[b], dtype=np.float32)
-    if isinstance(normalize, tuple):
-        mean, std = normalize
-        out -= mean
-        out /= std
-    return out
+
+    def __init__(self, normalize, dtype: np.dtype, device):
+        import torch
+
+        pair = isinstance(normalize, (tuple, list)) and len(normalize) == 2
+        if not (normalize is None or normalize == "scale" or callable(normalize) or pair):
+            raise InvalidArgumentError(f"normalize must be 'scale', None, a (mean, std) pair or a callable, got {normalize!r}")
+        self.scale = 1.0 / np.iinfo(dtype).max if np.issubdtype(dtype, np.integer) and normalize is not None else 1.0
+        self.offset = None
+        if pair:
+            mean, std = (np.asarray(v, np.float32) for v in normalize)
+            self.scale = torch.as_tensor(np.asarray(self.scale / std, np.float32), device=device)
+            self.offset = torch.as_tensor(-mean / std, device=device)
+        self.then = normalize if callable(normalize) else None
+
+    def __call__(self, batch):
+        """Apply to the float32 (..., C) ``batch`` in place and return it."""
+        import torch
+
+        if self.offset is not None:
+            return torch.addcmul(self.offset, batch, self.scale, out=batch)
+        return batch.mul_(self.scale) if self.scale != 1.0 else batch
 
 
-def _to_float_cuda(raw, normalize, dtype_max: float | None):
-    """The conversion of :func:`_fill_float_batch`, on the GPU, for an (N, h, w, C) integer tensor."""
-    x = raw.float()
-    if normalize is None:
-        return x
-    if dtype_max:
-        x.mul_(1.0 / dtype_max)
-    if normalize == "scale" or callable(normalize):
-        return x
-    mean, std = (x.new_tensor(np.asarray(v, np.float32)) for v in normalize)
-    return (x - mean) / std
+def _device(device):
+    import torch
 
-
-def _check_normalize(normalize):
-    """``normalize`` as used per batch: unchanged, or a (mean, std) pair as float32 arrays."""
-    if normalize is None or normalize == "scale" or callable(normalize):
-        return normalize
-    if isinstance(normalize, (tuple, list)) and len(normalize) == 2:
-        return tuple(np.asarray(v, np.float32) for v in normalize)
-    raise InvalidArgumentError(f"normalize must be 'scale', None, a (mean, std) pair or a callable, got {normalize!r}")
+    return torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
 
 
 def _batch_outputs(model, plan: _Plan, device, amp, channels_last, normalize, tta):
-    """Yield (first tile index, weighted outputs (B, C, h, w) float32 numpy) for the plan's batches, in order.
-
-    Tiles are read and converted on a prefetch thread; each output is multiplied by its tile's
-    blending weight (two broadcast products with the separable profiles) on the model's device.
-    """
+    """Yield (first tile index, outputs (B, C, h, w) float32 numpy) for the plan's batches, in order."""
     import torch
 
-    normalize = _check_normalize(normalize)
     src, grid, weights = plan.source, plan.grid, plan.weights
     th, tw = grid.tile
-    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     on_cuda = device.type == "cuda"
-    dtype_max = float(np.iinfo(src.dtype).max) if np.issubdtype(src.dtype, np.integer) else None
-    model = model.to(device, memory_format=torch.channels_last) if channels_last else model.to(device)
-    model.eval()
-
-    shape = (plan.batch_size, th, tw, src.shape[2])
-    free: queue.Queue = queue.Queue()  # float batch buffers the model thread has finished with
-    for _ in range(3):  # one being filled, one queued, one in the model
-        free.put(None if on_cuda else np.empty(shape, np.float32))
+    affine = _Affine(normalize, src.dtype, device)
+    if isinstance(model, torch.nn.Module):  # any other callable on tensors is used as it is
+        model = model.to(device, memory_format=torch.channels_last) if channels_last else model.to(device)
+        model.eval()
+    buffer = None if on_cuda else torch.empty((plan.batch_size, th, tw, src.shape[2]))  # reused: no page faults per batch
 
     def read_batches():
         for start in range(0, len(grid), plan.batch_size):
-            ks = range(start, min(start + plan.batch_size, len(grid)))
-            positions = grid.positions[start : start + len(ks)]
-            wy, wx = (torch.from_numpy(np.stack(p)) for p in zip(*(weights.profiles(k) for k in ks)))
-            buffer = free.get()
-            if on_cuda:  # ship the compact integer tiles, convert on the GPU
-                raw = np.stack([src.read(int(y), int(x), th, tw) for y, x in positions])
-                raw = raw.astype(np.int32) if raw.dtype == np.uint16 else raw
-                yield start, torch.from_numpy(raw).pin_memory(), wy, wx, buffer
-            else:
-                batch = _fill_float_batch(src, positions, (th, tw), normalize, dtype_max, buffer[: len(ks)])
-                yield start, torch.from_numpy(batch), wy, wx, buffer
+            windows = [(int(y), int(x), th, tw) for y, x in grid.positions[start : start + plan.batch_size]]
+            src.prefetch(windows)
+            yield start, [src.read(*window) for window in windows]
 
     autocast = torch.autocast("cuda", dtype=torch.float16) if amp and on_cuda else nullcontext()
     out_h, out_w = weights.tile_out
     with torch.inference_mode():
-        for start, batch, wy, wx, buffer in _prefetch(read_batches(), depth=1):
-            if on_cuda:
-                batch = _to_float_cuda(batch.to(device, non_blocking=True), normalize, dtype_max)
+        for start, windows in _prefetch(read_batches(), depth=1) if on_cuda else read_batches():
+            if on_cuda:  # ship the compact integer tiles, convert on the GPU
+                batch = affine(as_tensor(np.stack(windows)).pin_memory().to(device, non_blocking=True).float())
+            else:
+                batch = buffer[: len(windows)]
+                for b, window in enumerate(windows):
+                    batch[b].copy_(as_tensor(window))
+                affine(batch)
             # NCHW view of NHWC memory (channels-last strides): no copy, and convolutions on CPU
             # run several times faster on it than on contiguous NCHW. Models that need
             # contiguous input must call .contiguous() themselves.
             batch = batch.permute(0, 3, 1, 2)
-            if callable(normalize):
-                batch = normalize(batch)
+            if affine.then is not None:
+                batch = affine.then(batch)
             with autocast:
                 pred = tta(model, batch, start) if tta is not None else model(batch)
             if not isinstance(pred, torch.Tensor) or pred.ndim != 4 or pred.shape[0] != len(batch) or tuple(pred.shape[2:]) != (out_h, out_w):
                 got = tuple(pred.shape) if isinstance(pred, torch.Tensor) else type(pred).__name__
                 raise ShapeError(f"the model returned {got} for a batch of {tuple(batch.shape)}; expected (N, C, {out_h}, {out_w}) "
                                  f"(tile {grid.tile} / out_scale {weights.scale}); set out_scale to the model's output stride")
-            if buffer is not None and pred.untyped_storage().data_ptr() == batch.untyped_storage().data_ptr():
-                pred = pred.clone()  # the model returned (a view of) its input: keep it before the buffer is reused
-            pred = pred.float().mul_(wy.to(pred.device)[:, None, :, None]).mul_(wx.to(pred.device)[:, None, None, :])
-            del batch
-            free.put(buffer)
-            yield start, pred.cpu().numpy()
+            # on CPU pred may be a view of the buffer (an identity model): it is stitched before the next fill
+            yield start, pred.float().cpu().numpy()
 
 
 def _tile_outputs(model, plan: _Plan, device, amp, channels_last, normalize, tta, progress):
-    """Yield (tile index, weighted output (C, h, w)) for every tile, in order.
-
-    The model runs on a second background thread, a batch ahead, while the caller stitches.
-    """
+    """Yield (tile index, output (C, h, w)) for every tile, in order."""
     from tqdm.auto import tqdm
 
+    device = _device(device)
+    outputs = _batch_outputs(model, plan, device, amp, channels_last, normalize, tta)
+    if device.type == "cuda":
+        outputs = _prefetch(outputs)
     with tqdm(total=len(plan.grid), unit="tile", desc="sliding window", disable=not progress, leave=False) as bar:
-        for start, pred in _prefetch(_batch_outputs(model, plan, device, amp, channels_last, normalize, tta)):
+        for start, pred in outputs:
             for b in range(len(pred)):
                 yield start + b, pred[b]
             bar.update(len(pred))
@@ -200,8 +189,7 @@ def _tile_outputs(model, plan: _Plan, device, amp, channels_last, normalize, tta
 def _add(stitcher: Stitcher, weights: TileWeights, k: int, values: np.ndarray) -> None:
     top, bottom, left, right = weights.crop(k)
     y, x = weights.origin(k)
-    weight = None if stitcher.normalized else weights.weight(k)[top:bottom, left:right]
-    stitcher.add(y + top, x + left, values[:, top:bottom, left:right], weight)
+    stitcher.add(y + top, x + left, values[:, top:bottom, left:right], weights.weight(k)[top:bottom, left:right])
 
 
 def _pop_in_chunks(stitcher: Stitcher, upto: int, rows: int) -> Iterator[tuple[int, np.ndarray]]:
@@ -251,8 +239,8 @@ def sliding_window(model, source, tile=512, stride=None, batch_size: int = 8, wi
                    dtype=np.float32, tta: Callable | None = None) -> np.ndarray:
     """Run ``model`` over ``source`` tile by tile and return the stitched (C_out, H_out, W_out) array of ``dtype``.
 
-    Holds the output, one batch of tiles (raw and float) ahead and behind, and the model; never a
-    float copy of the source.
+    Holds the output, one float batch, up to three batches of raw windows (views, for an in-memory
+    image) and the model; never a float copy of the source.
     """
     plan = _plan(source, tile, stride, batch_size, window, sigma, margin, out_scale, skip_mask, min_fraction)
     H, W = plan.weights.out_shape

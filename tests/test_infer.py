@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -153,6 +155,32 @@ def test_normalize_modes():
     np.testing.assert_allclose(out, whole(POINTWISE, image, 255.0 / 2), atol=1e-5)
     with pytest.raises(InvalidArgumentError, match="normalize"):
         sliding_window(POINTWISE, image, tile=32, normalize="imagenet", progress=False)
+
+
+def test_identity_model_output_survives_buffer_reuse():
+    """A model that returns its input hands back a view of the reused batch buffer."""
+    image = RNG.integers(0, 256, (90, 75, 3), dtype=np.uint8)
+    expected = np.moveaxis(image, 2, 0) / 255.0
+    out = sliding_window(lambda x: x, image, tile=32, stride=20, batch_size=3, progress=False)
+    np.testing.assert_allclose(out, expected, atol=1e-6)
+    strips = [s for _, s in iter_strips(lambda x: x, image, tile=32, stride=20, batch_size=3, strip_rows=16, progress=False)]
+    np.testing.assert_allclose(np.concatenate(strips, axis=1), expected, atol=1e-6)
+
+
+@pytest.mark.parametrize("dtype, normalize, scale", [
+    (np.uint8, None, 1.0), (np.int16, "scale", 32767.0), (np.uint32, "scale", 4294967295.0),
+    (np.float32, "scale", 1.0), (np.float64, None, 1.0),
+])
+def test_source_dtypes_and_read_only_memory(dtype, normalize, scale):
+    """Integer sources are divided by their dtype's maximum (unless normalize=None), float sources
+    taken as they are; a read-only array (like a memory-mapped file) is read without a warning."""
+    info = np.iinfo(dtype) if np.issubdtype(dtype, np.integer) else None
+    image = (RNG.integers(0, info.max, (45, 50, 3), endpoint=True) if info else RNG.normal(size=(45, 50, 3))).astype(dtype)
+    image.flags.writeable = False
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        out = sliding_window(POINTWISE, image, tile=32, stride=24, normalize=normalize, progress=False)
+    np.testing.assert_allclose(out, whole(POINTWISE, image.astype(np.float64), scale), rtol=1e-5, atol=1e-5)
 
 
 def test_tta_hook_gets_each_batch_and_its_first_index():

@@ -73,6 +73,34 @@ def test_tiff_windows(tmp_path, layout, channels):
         np.testing.assert_array_equal(src.read(y, x, h, w), window(image, y, x, h, w))
 
 
+@pytest.mark.parametrize(("layout", "segment", "planes"), [("tiled", (32, 48), 1), ("striped", (7, 170), 1), ("planar", (16, 170), 3)])
+def test_tiff_prefetch_decodes_each_touched_segment_once(tmp_path, layout, segment, planes):
+    image = RNG.integers(0, 255, (150, 170, 3), dtype=np.uint8)
+    path = tmp_path / "x.tif"
+    kwargs = {"tiled": dict(tile=segment), "striped": dict(rowsperstrip=7), "planar": dict(rowsperstrip=16, planarconfig="separate")}[layout]
+    tifffile.imwrite(path, np.moveaxis(image, 2, 0) if layout == "planar" else image, photometric="rgb", compression="zlib", **kwargs)
+    src = open_image(path)
+    touched = set()  # brute force: every (plane, segment row, segment column) under a clipped window
+    for y, x, h, w in WINDOWS:
+        for yy in range(max(y, 0), min(y + h, 150)):
+            for xx in range(max(x, 0), min(x + w, 170)):
+                touched |= {(p, yy // segment[0], xx // segment[1]) for p in range(planes)}
+    decoded = []  # segments requested while not cached, i.e. decoded
+    reader, segment_of = src.reader, src.reader._segment
+
+    def counting(index):
+        if index not in reader.cache.items:
+            decoded.append(index)
+        return segment_of(index)
+
+    reader._segment = counting
+    src.prefetch(WINDOWS)
+    assert len(decoded) == len(set(decoded)) == len(touched)
+    for y, x, h, w in WINDOWS:
+        np.testing.assert_array_equal(src.read(y, x, h, w), window(image, y, x, h, w))
+    assert len(decoded) == len(touched)  # the reads found every segment decoded
+
+
 def test_tiff_pyramid_levels_and_thumbnail(tmp_path):
     base = cv2.resize(RNG.integers(0, 255, (32, 32, 3), dtype=np.uint8), (512, 512), interpolation=cv2.INTER_CUBIC)
     levels = [base, cv2.resize(base, (256, 256), interpolation=cv2.INTER_AREA), cv2.resize(base, (128, 128), interpolation=cv2.INTER_AREA)]

@@ -112,12 +112,24 @@ def test_stitcher_matches_brute_force(dtype, max_rows):
     st = Stitcher(C, H, W, dtype=dtype, fill_value=-1, max_rows=max_rows)
     strips = []
     for i, (y, x) in enumerate(tiles):
-        st.add(y, x, (values[y, x] * weights[y, x]).astype(np.float32), weights[y, x].astype(np.float32))
+        st.add(y, x, values[y, x].astype(np.float32), weights[y, x].astype(np.float32))
         if max_rows and i + 1 < len(tiles) and tiles[i + 1][0] != y:
             strips.append(st.pop(tiles[i + 1][0]))
     strips.append(st.finish())
     got = np.concatenate(strips, axis=1)
     np.testing.assert_allclose(got, expected, rtol=1e-2 if dtype == np.float16 else 1e-5, atol=1e-2 if dtype == np.float16 else 1e-6)
+
+
+def test_stitcher_takes_any_strided_float_views():
+    """Flipped (negative-stride), strided and float64/float16 inputs all add ``values * weight``."""
+    values, weight = RNG.random((2, 12, 16)), RNG.random((12, 16))
+    st = Stitcher(2, 20, 20, normalized=True)
+    st.add(3, 2, values[:, ::-1, ::-1], weight[::-1].astype(np.float16))
+    st.add(5, 0, values[:, ::2, ::2].astype(np.float32), None)
+    expected = np.zeros((2, 20, 20))
+    expected[:, 3:15, 2:18] += values[:, ::-1, ::-1] * weight[::-1].astype(np.float16)
+    expected[:, 5:11, 0:8] += values[:, ::2, ::2].astype(np.float32)
+    np.testing.assert_allclose(st.finish(), expected, rtol=1e-6, atol=1e-6)
 
 
 def test_stitcher_refuses_tiles_beyond_its_rows():

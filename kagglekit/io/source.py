@@ -50,6 +50,16 @@ class Source:
             out[y0 - y : y1 - y, x0 - x : x1 - x] = self._read_inside(y0, x0, y1, x1)
         return out
 
+    def prefetch(self, windows) -> None:
+        """Say that the (y, x, h, w) ``windows`` will be read next. Sources that decode (compressed
+        TIFF) decode what they touch in parallel now; for the others this does nothing."""
+        H, W, _ = self.shape
+        inside = [(max(y, 0), max(x, 0), min(y + h, H), min(x + w, W)) for y, x, h, w in windows]
+        self._prefetch_inside([r for r in inside if r[0] < r[2] and r[1] < r[3]])
+
+    def _prefetch_inside(self, windows) -> None:
+        """Hook for :meth:`prefetch`, given (y0, x0, y1, x1) windows clipped to the image."""
+
     def thumbnail(self, max_side: int = 1024) -> np.ndarray:
         """Return the whole image shrunk by area averaging so that its longer side is ``max_side``.
 

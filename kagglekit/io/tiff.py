@@ -8,6 +8,8 @@ Uncompressed contiguous pages are memory-mapped instead.
 
 from __future__ import annotations
 
+import functools
+import os
 import threading
 from collections import OrderedDict
 
@@ -15,6 +17,14 @@ import numpy as np
 
 from kagglekit.errors import ImageReadError, InvalidArgumentError
 from kagglekit.io.source import Source
+
+
+@functools.cache
+def _decode_pool():
+    """One process-wide pool of decoding threads, one per core, started on first use."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    return ThreadPoolExecutor(max_workers=os.cpu_count() or 1, thread_name_prefix="kagglekit-decode")
 
 
 class _SegmentCache:
@@ -76,9 +86,28 @@ class TiffPageReader:
         except (OSError, ValueError, TypeError):
             return None
 
-    def _segment(self, plane: int, row: int, col: int) -> np.ndarray:
-        """Decoded segment as (seg_h, seg_w, samples), padded to the full tile size."""
-        index = plane * self.seg_rows * self.seg_cols + row * self.seg_cols + col
+    def _touched(self, y0: int, x0: int, y1: int, x1: int):
+        """(plane, row, col, segment index) of every segment the window [y0, y1) x [x0, x1) touches."""
+        for plane in range(self.planes):
+            for row in range(y0 // self.seg_h, (y1 - 1) // self.seg_h + 1):
+                for col in range(x0 // self.seg_w, (x1 - 1) // self.seg_w + 1):
+                    yield plane, row, col, (plane * self.seg_rows + row) * self.seg_cols + col
+
+    def decode_ahead(self, windows) -> None:
+        """Decode the segments that the (y0, x0, y1, x1) ``windows`` touch and the cache lacks, all at
+        once on a thread per core (zlib, JPEG and the other codecs release the GIL), so that reading
+        the windows next finds them cached. Does nothing when they would not fit in the cache."""
+        if self.memmap is not None:
+            return
+        needed = {index for window in windows for *_, index in self._touched(*window)}
+        with self.lock:
+            missing = sorted(i for i in needed if i not in self.cache.items)
+        seg_bytes = self.seg_h * self.seg_w * self.dtype.itemsize * (self.shape[2] // self.planes)
+        if len(missing) > 1 and len(needed) * seg_bytes <= self.cache.max_bytes:
+            list(_decode_pool().map(self._segment, missing))
+
+    def _segment(self, index: int) -> np.ndarray:
+        """Decoded segment ``index`` as (seg_h, seg_w, samples), padded to the full tile size."""
         with self.lock:
             cached = self.cache.get(index)
             if cached is not None:
@@ -108,16 +137,13 @@ class TiffPageReader:
         if self.memmap is not None:
             return np.array(self.memmap[y0:y1, x0:x1])
         out = np.empty((y1 - y0, x1 - x0, self.shape[2]), self.dtype)
-        sh, sw = self.seg_h, self.seg_w
-        for plane in range(self.planes):
+        for plane, row, col, index in self._touched(y0, x0, y1, x1):
             channels = slice(plane, plane + 1) if self.planes > 1 else slice(None)
-            for row in range(y0 // sh, (y1 - 1) // sh + 1):
-                for col in range(x0 // sw, (x1 - 1) // sw + 1):
-                    seg = self._segment(plane, row, col)
-                    top, left = row * sh, col * sw
-                    a0, a1 = max(y0, top), min(y1, top + seg.shape[0])
-                    b0, b1 = max(x0, left), min(x1, left + seg.shape[1])
-                    out[a0 - y0 : a1 - y0, b0 - x0 : b1 - x0, channels] = seg[a0 - top : a1 - top, b0 - left : b1 - left]
+            seg = self._segment(index)
+            top, left = row * self.seg_h, col * self.seg_w
+            a0, a1 = max(y0, top), min(y1, top + seg.shape[0])
+            b0, b1 = max(x0, left), min(x1, left + seg.shape[1])
+            out[a0 - y0 : a1 - y0, b0 - x0 : b1 - x0, channels] = seg[a0 - top : a1 - top, b0 - left : b1 - left]
         return out
 
 
@@ -132,6 +158,9 @@ class PageSource(Source):
 
     def _read_inside(self, y0, x0, y1, x1):
         return self.reader.read_inside(y0, x0, y1, x1)
+
+    def _prefetch_inside(self, windows) -> None:
+        self.reader.decode_ahead(windows)
 
 
 class TiffSource(PageSource):

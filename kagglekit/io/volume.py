@@ -50,6 +50,10 @@ class VolumeSource(Source):
             out[:, :, i : i + 1] = s.read(y0, x0, y1 - y0, x1 - x0)
         return out
 
+    def _prefetch_inside(self, windows) -> None:
+        for s in self.slices:
+            s._prefetch_inside(windows)
+
 
 def open_volume(path, z=None, cache_bytes: int = 64 << 20) -> VolumeSource:
     """Open a multi-page TIFF or a folder of slice images as a (H, W, Z) source.

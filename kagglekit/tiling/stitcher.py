@@ -5,16 +5,36 @@ from __future__ import annotations
 import numpy as np
 
 from kagglekit._checks import positive_int
+from kagglekit._tensors import as_tensor
 from kagglekit.errors import InvalidArgumentError, ShapeError
+
+
+def _accumulate(dst: np.ndarray, values: np.ndarray, weight: np.ndarray | None) -> None:
+    """``dst += values * weight`` in place, in one pass.
+
+    Written with torch's ``addcmul_`` because numpy has no fused multiply-add: ``dst += values * weight``
+    writes a temporary product and reads it back in a second pass.
+    """
+    target = as_tensor(dst)
+    if weight is None:
+        target.add_(as_tensor(values))
+    else:
+        target.addcmul_(as_tensor(values), as_tensor(weight))
+
+
+def _product(values: np.ndarray, weight: np.ndarray | None, rows: int) -> np.ndarray:
+    """The contribution ``values * weight`` of the first ``rows`` rows of a tile."""
+    return values[:, :rows] if weight is None else values[:, :rows] * weight[:rows]
 
 
 class Stitcher:
     """Accumulates weighted tile predictions into a (C, H_out, W_out) output.
 
-    Coordinates given to :meth:`add` are in output pixels. With ``normalized=False`` the stitcher
-    also accumulates the weights and divides by their sum when rows are handed out; pixels no tile
-    touched get ``fill_value``. With ``normalized=True`` the caller promises that the weights already
-    sum to 1 on every pixel (see :class:`~kagglekit.tiling.TileWeights`), and no weight map is kept.
+    Coordinates given to :meth:`add` are in output pixels; each tile adds ``values * weight``. With
+    ``normalized=False`` the stitcher also accumulates the weights and divides by their sum when rows
+    are handed out; pixels no tile touched get ``fill_value``. With ``normalized=True`` the caller
+    promises that the weights already sum to 1 on every pixel (see :class:`~kagglekit.tiling.TileWeights`),
+    and no weight map is kept.
 
     ``max_rows=None`` holds the whole output. A number holds only that many rows in a ring buffer:
     call :meth:`pop` to hand back finished rows (those no later tile touches) before adding tiles
@@ -46,9 +66,10 @@ class Stitcher:
         return [(slice(a, self.rows), slice(0, self.rows - a)), (slice(0, b), slice(self.rows - a, y1 - y0))]
 
     def add(self, y: int, x: int, values: np.ndarray, weight: np.ndarray | None = None) -> None:
-        """Add ``values`` (C, h, w), already multiplied by their weight, with its top-left at output (y, x).
+        """Add ``values * weight`` with its top-left at output (y, x); parts outside the output are dropped.
 
-        ``weight`` (h, w) is required unless ``normalized``. Parts outside the output are dropped.
+        ``values`` is (C, h, w) float32, ``weight`` (h, w) float32; ``weight`` may be None (all ones)
+        only for a ``normalized`` stitcher.
         """
         if values.ndim != 3 or values.shape[0] != self.channels:
             raise ShapeError(f"values must be (C={self.channels}, h, w), got {values.shape}")
@@ -56,17 +77,17 @@ class Stitcher:
         x0, x1 = max(x, 0), min(x + values.shape[2], self.width)
         if y0 >= y1 or x0 >= x1:
             return
-        if y < self.row0 and y + values.shape[1] > self.row0 and values[:, : self.row0 - y].any():
+        if y < self.row0 and y + values.shape[1] > self.row0 and _product(values, weight, self.row0 - y).any():
             raise InvalidArgumentError(f"rows above {self.row0} were already handed out; add tiles in row order and pop only finished rows")
         if y1 - self.row0 > self.rows:
             raise InvalidArgumentError(f"tile reaches row {y1}, beyond the {self.rows} rows held from row {self.row0}; pop finished rows first or raise max_rows")
         if not self.normalized and weight is None:
             raise InvalidArgumentError("this stitcher is not normalized: pass the tile's weight too")
         for buf, part in self._ring(y0, y1):
-            rows = slice(y0 - y + part.start, y0 - y + part.stop)
-            self.acc[:, buf, x0:x1] += values[:, rows, x0 - x : x1 - x]
+            rows, cols = slice(y0 - y + part.start, y0 - y + part.stop), slice(x0 - x, x1 - x)
+            _accumulate(self.acc[:, buf, x0:x1], values[:, rows, cols], None if weight is None else weight[rows, cols])
             if self.wsum is not None:
-                self.wsum[buf, x0:x1] += weight[rows, x0 - x : x1 - x]
+                self.wsum[buf, x0:x1] += weight[rows, cols]
 
     def _normalize(self, acc: np.ndarray, wsum: np.ndarray | None) -> np.ndarray:
         if wsum is None:

@@ -76,11 +76,6 @@ class TileWeights:
             self._cache[key] = np.outer(self.rows[0][i], self.cols[0][j])
         return self._cache[key]
 
-    def profiles(self, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """The (tile_h / scale,) and (tile_w / scale,) float32 profiles whose outer product is :meth:`weight`."""
-        i, j = self.grid.index[k]
-        return self.rows[0][i], self.cols[0][j]
-
     def crop(self, k: int) -> tuple[int, int, int, int]:
         """(top, bottom, left, right) of the part of tile ``k`` that counts, in output pixels within the tile."""
         i, j = self.grid.index[k]
