@@ -77,8 +77,8 @@ def bench_model(label: str, model: nn.Module, x: torch.Tensor) -> list[list]:
 def forward_batching_rows() -> list[list]:
     """Why batched TTA loses on this CPU: one forward over 8 images against 8 forwards over 1, by image side.
 
-    The small CNN's activations for 8 images (8 x 16 x side² float32) pass the 2 MB per-core L2 cache
-    between 64² and 128²; from there each layer streams from memory and the single large forward is slower.
+    The small CNN's activations for 8 images (8 x 16 x side² float32) reach the 2 MB per-core L2 cache
+    at 64²; above it each layer streams from memory and the gap to eight small forwards widens.
     """
     torch.set_num_threads(1)
     model, rows = small_cnn(), []
@@ -136,8 +136,8 @@ def main() -> None:
     note = (f"D4 (8 views), mean merge, best of {ROUNDS} interleaved rounds, torch 1 thread. "
             "'speed vs ttach' = ttach time / method time (> 1 is faster).")
     batching_note = ("The small CNN alone, torch 1 thread: one forward over 8 images against 8 forwards over 1 "
-                     "(what batched and sequential D4 do). Above the 2 MB per-core L2 cache the large forward is "
-                     "slower; batched TTA pays off on GPUs and on CPU only for small inputs.")
+                     "(what batched and sequential D4 do). On this CPU the single forward is the slower one, and "
+                     "more so once the activations outgrow the 2 MB per-core L2 cache; batching views is for GPUs.")
     record("TTA: D4 against ttach (bench_tta.py)",
            f"{note}\n\n{markdown_table(headers, rows)}\n\n{batching_note}\n\n{batching_table}\n\n{nan_table}",
            machine_line=line)

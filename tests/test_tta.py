@@ -222,6 +222,24 @@ def test_view_cycle_runs_one_forward_per_tile_shape():
         assert sorted(calls) == [2, 3]  # views 2,4,6 keep the shape; 3,5 swap H and W
 
 
+@pytest.mark.parametrize("channels_last", [True, False])
+def test_views_reach_the_model_in_the_callers_memory_format(channels_last):
+    """Flips and rotations return contiguous NCHW; a channels-last batch must stay channels-last."""
+    base, formats = small_cnn(), []
+
+    def model(x):
+        formats.append(x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous())
+        return base(x)
+
+    batch = torch.randn(4, 3, 8, 8)
+    batch = batch.contiguous(memory_format=torch.channels_last) if channels_last else batch
+    with torch.no_grad():
+        ViewCycle("d4")(model, batch, 0)
+        TTA(model, "d4", batched=True)(batch)
+        TTA(model, "d4", batched=False)(batch)
+    assert len(formats) == 1 + 1 + 8 and set(formats) == {channels_last}
+
+
 # ---- ensemble -----------------------------------------------------------------------------------
 
 def test_ensemble_weighted_mean_and_checkpoints(tmp_path):

@@ -19,14 +19,23 @@ def _check_nchw(x: torch.Tensor, who: str) -> None:
         raise ShapeError(f"{who} expects an NCHW float tensor, got {shape}; add the batch/channel axes first")
 
 
-def _forward_grouped(model, inputs: list[torch.Tensor]) -> list[torch.Tensor]:
-    """Run ``model`` once per distinct input shape on the concatenated inputs; outputs in input order."""
+def _channels_last(x: torch.Tensor) -> bool:
+    return x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
+
+
+def _forward_grouped(model, inputs: list[torch.Tensor], channels_last: bool) -> list[torch.Tensor]:
+    """Run ``model`` once per distinct input shape on the concatenated inputs; outputs in input order.
+
+    ``channels_last``: hand the model channels-last memory, as the caller's batch had (flips and
+    rotations return contiguous NCHW, on which CPU convolutions run several times slower).
+    """
     groups: dict[tuple, list[int]] = {}
     for i, x in enumerate(inputs):
         groups.setdefault(tuple(x.shape[1:]), []).append(i)
     outs: list = [None] * len(inputs)
     for idx in groups.values():
-        y = model(torch.cat([inputs[i] for i in idx]) if len(idx) > 1 else inputs[idx[0]])
+        x = torch.cat([inputs[i] for i in idx]) if len(idx) > 1 else inputs[idx[0]]
+        y = model(x.contiguous(memory_format=torch.channels_last) if channels_last else x)
         for i, part in zip(idx, y.split([inputs[i].shape[0] for i in idx])):
             outs[i] = part
     return outs
@@ -60,12 +69,13 @@ class TTA(nn.Module):
         _check_nchw(x, "TTA")
         merger = Merger(self.merge, self.outputs)
         if self.batched:
-            outs = _forward_grouped(self.model, [v.apply(x) for v in self.views])
+            outs = _forward_grouped(self.model, [v.apply(x) for v in self.views], _channels_last(x))
             for view, y in zip(self.views, outs):
                 merger.add(self._invert(view, y))
         else:
+            layout = torch.channels_last if _channels_last(x) else torch.contiguous_format
             for view in self.views:
-                merger.add(self._invert(view, self.model(view.apply(x))))
+                merger.add(self._invert(view, self.model(view.apply(x).contiguous(memory_format=layout))))
         return merger.result()
 
 
@@ -89,7 +99,7 @@ class ViewCycle:
         members = {v: [i for i in range(n) if view_of[i] == v] for v in sorted(set(view_of))}
         index = {v: torch.tensor(idx, device=batch.device) for v, idx in members.items()}
         inputs = [self.views[v].apply(batch.index_select(0, index[v])) for v in members]
-        outs = _forward_grouped(model, inputs)
+        outs = _forward_grouped(model, inputs, _channels_last(batch))
         result = None
         for v, y in zip(members, outs):
             y = self.views[v].invert(y)
