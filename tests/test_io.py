@@ -53,6 +53,31 @@ def test_jpeg_matches_pil(tmp_path):
     assert np.abs(ours - image).mean() < 4  # and RGB order, not BGR
 
 
+@pytest.mark.parametrize("kind", ["color", "gray", "progressive", "exif-rotated", "cmyk"])
+def test_jpeg_shape_from_header_equals_decoded_shape(tmp_path, kind):
+    """Opening a JPEG reads only its header; the shape must be what OpenCV decodes."""
+    from PIL import Image
+
+    from kagglekit.io.decoded import decode_image
+
+    image = RNG.integers(0, 255, (37, 53, 3), dtype=np.uint8)
+    path = tmp_path / "x.jpg"
+    if kind in ("color", "gray", "progressive"):
+        data = image[:, :, 0] if kind == "gray" else image
+        cv2.imwrite(str(path), data, [cv2.IMWRITE_JPEG_PROGRESSIVE, int(kind == "progressive")])
+    elif kind == "exif-rotated":
+        exif = Image.Exif()
+        exif[0x0112] = 6  # orientation: rotate 90 degrees clockwise to display
+        Image.fromarray(image).save(path, exif=exif)
+    else:
+        Image.fromarray(image).convert("CMYK").save(path)
+    src = open_image(path)
+    assert (src._array is None) == (kind != "cmyk")  # not decoded on open (CMYK: no header shape, decoded)
+    decoded = decode_image(path)
+    assert src.shape == decoded.shape and src.dtype == decoded.dtype
+    np.testing.assert_array_equal(src.read(0, 0, 37, 53), decoded)
+
+
 @pytest.mark.parametrize(("layout", "channels"), [(lay, c) for lay in ("tiled", "striped", "uncompressed") for c in (1, 3)] + [("planar", 3)])
 def test_tiff_windows(tmp_path, layout, channels):
     image = RNG.integers(0, 60000, (150, 170, channels), dtype=np.uint16)

@@ -34,10 +34,9 @@ def decode_image(path) -> np.ndarray:
     return image
 
 
-def _header_shape(path: Path):
-    """(H, W, C, dtype) from the PNG header without decoding, or None for other formats."""
-    with open(path, "rb") as fh:
-        head = fh.read(26)
+def _png_header(fh):
+    """(H, W, C, dtype) from a PNG's IHDR chunk, or None."""
+    head = fh.read(26)
     if len(head) < 26 or head[:8] != b"\x89PNG\r\n\x1a\n" or head[12:16] != b"IHDR":
         return None
     width, height = int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
@@ -50,11 +49,53 @@ def _header_shape(path: Path):
     return height, width, channels, np.dtype(np.uint16 if depth == 16 else np.uint8)
 
 
+# start-of-frame markers (baseline, extended, progressive, lossless; Huffman or arithmetic coded)
+_JPEG_SOF = frozenset({0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF})
+
+
+def _jpeg_header(fh):
+    """(H, W, C, uint8) from a JPEG's start-of-frame segment, or None (also for anything unusual:
+    12-bit samples, CMYK, a height given only after the scan). OpenCV's IMREAD_UNCHANGED ignores the
+    EXIF orientation, so the frame size is the decoded size."""
+    if fh.read(2) != b"\xff\xd8":
+        return None
+    while fh.read(1) == b"\xff":
+        marker = fh.read(1)
+        while marker == b"\xff":  # fill bytes before a marker
+            marker = fh.read(1)
+        if not marker or marker[0] in (0xD9, 0xDA):  # end of file or image, or the scan before a frame
+            return None
+        if marker[0] == 0x01 or 0xD0 <= marker[0] <= 0xD7:  # markers without a length
+            continue
+        size = fh.read(2)
+        if marker[0] in _JPEG_SOF:
+            frame = fh.read(6)
+            if len(frame) < 6 or frame[0] != 8 or frame[5] not in (1, 3):
+                return None
+            height, width = int.from_bytes(frame[1:3], "big"), int.from_bytes(frame[3:5], "big")
+            return (height, width, frame[5], np.dtype(np.uint8)) if height and width else None
+        if len(size) < 2:
+            return None
+        fh.seek(int.from_bytes(size, "big") - 2, 1)
+    return None
+
+
+def _header_shape(path: Path):
+    """(H, W, C, dtype) from a PNG or JPEG header without decoding, or None for other formats."""
+    with open(path, "rb") as fh:
+        for header in (_png_header, _jpeg_header):
+            fh.seek(0)
+            shape = header(fh)
+            if shape is not None:
+                return shape
+    return None
+
+
 class DecodedImageSource(Source):
     """A source over a file OpenCV decodes whole. Holds the decoded image after the first read.
 
-    The shape of a PNG comes from its header, so opening is cheap and a corrupt body is reported on
-    the first read; other formats are decoded when opened.
+    The shape of a PNG or JPEG comes from its header, so opening is cheap and a corrupt body is
+    reported on the first read; other formats are decoded when opened.
     """
 
     def __init__(self, path):
