@@ -168,7 +168,7 @@ def workload_b(rows, sizes=(16384, 32768)):
     paths = {size: make_tiff(size) for size in sizes}
     name = {size: f"(b) {size}² tiled TIFF → mask" for size in sizes}
     table = {size: rows_for(name[size], [("floor", lambda p=paths[size]: floor(model, p, *args)),
-                                         ("kagglekit iter_strips", lambda p=paths[size]: kk_mask(model, p, *args))], repeat=1)
+                                         ("kagglekit iter_strips", lambda p=paths[size]: kk_mask(model, p, *args))], repeat=2)
              for size in sizes}
     peak_at: dict[str, tuple[int, float]] = {}
     for size in sorted(sizes):

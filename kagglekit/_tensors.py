@@ -9,14 +9,19 @@ _SHAREABLE = frozenset(np.dtype(t) for t in (np.bool_, np.uint8, np.int8, np.int
                                             np.float16, np.float32, np.float64))
 
 
+def shareable(array: np.ndarray) -> bool:
+    """True when ``torch.from_numpy`` can view ``array`` as it is: a native-endian dtype every supported
+    torch knows, writable memory (not a read-only memory map) and no negative strides (no flipped view)."""
+    return array.dtype in _SHAREABLE and array.flags.writeable and min(array.strides, default=0) >= 0
+
+
 def as_tensor(array: np.ndarray):
-    """A CPU tensor viewing ``array``; a copy only when torch cannot share the memory: read-only
-    arrays (memory-mapped files), negative strides (flipped views), or unsigned dtypes wider than
-    8 bits, which become the smallest signed dtype that holds them (uint16 -> int32)."""
+    """A CPU tensor viewing ``array``, or viewing a copy when it is not :func:`shareable`: in native
+    byte order, and for dtypes older torch lacks in the one numpy promotes them to with int32
+    (uint16 -> int32, uint32 -> int64, uint64 -> float64)."""
     import torch
 
-    if array.dtype not in _SHAREABLE:
-        array = array.astype(np.promote_types(array.dtype, np.int32))
-    elif not array.flags.writeable or min(array.strides, default=0) < 0:
-        array = array.copy()
+    if not shareable(array):
+        dtype = array.dtype.newbyteorder("=")
+        array = array.astype(dtype if dtype in _SHAREABLE else np.promote_types(dtype, np.int32))
     return torch.from_numpy(array)

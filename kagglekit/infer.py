@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from kagglekit._checks import positive_int
-from kagglekit._tensors import as_tensor
+from kagglekit._tensors import as_tensor, shareable
 from kagglekit.errors import InvalidArgumentError, ShapeError
 from kagglekit.io import Source, open_image
 from kagglekit.tiling import Stitcher, TileGrid, TileWeights
@@ -136,25 +136,32 @@ def _batch_outputs(model, plan: _Plan, device, amp, channels_last, normalize, tt
     if isinstance(model, torch.nn.Module):  # any other callable on tensors is used as it is
         model = model.to(device, memory_format=torch.channels_last) if channels_last else model.to(device)
         model.eval()
-    buffer = None if on_cuda else torch.empty((plan.batch_size, th, tw, src.shape[2]))  # reused: no page faults per batch
+    buffer = None if on_cuda else torch.empty((plan.batch_size, th, tw, src.shape[2]), dtype=torch.float32)
 
     def read_batches():
         for start in range(0, len(grid), plan.batch_size):
             windows = [(int(y), int(x), th, tw) for y, x in grid.positions[start : start + plan.batch_size]]
             src.prefetch(windows)
-            yield start, [src.read(*window) for window in windows]
+            windows = [src.read(*window) for window in windows]
+            # on CUDA the compact integer tiles are stacked and pinned here, on the reader thread
+            yield start, as_tensor(np.stack(windows)).pin_memory() if on_cuda else windows
+
+    def cast_into_buffer(windows):
+        """The windows as one float32 batch in the reused buffer (no page faults per batch): torch's
+        multi-threaded ``copy_`` where it can view a window, otherwise numpy's single pass."""
+        batch = buffer[: len(windows)]
+        for b, window in enumerate(windows):
+            if shareable(window):
+                batch[b].copy_(torch.from_numpy(window))
+            else:  # read-only memory maps, flipped views, uint16: no intermediate copy
+                np.copyto(batch[b].numpy(), window, casting="unsafe")
+        return batch
 
     autocast = torch.autocast("cuda", dtype=torch.float16) if amp and on_cuda else nullcontext()
     out_h, out_w = weights.tile_out
-    with torch.inference_mode():
-        for start, windows in _prefetch(read_batches(), depth=1) if on_cuda else read_batches():
-            if on_cuda:  # ship the compact integer tiles, convert on the GPU
-                batch = affine(as_tensor(np.stack(windows)).pin_memory().to(device, non_blocking=True).float())
-            else:
-                batch = buffer[: len(windows)]
-                for b, window in enumerate(windows):
-                    batch[b].copy_(as_tensor(window))
-                affine(batch)
+    for start, tiles in _prefetch(read_batches(), depth=1) if on_cuda else read_batches():
+        with torch.inference_mode():  # per batch: the caller's code between yields runs in its own mode
+            batch = affine(tiles.to(device, non_blocking=True).float() if on_cuda else cast_into_buffer(tiles))
             # NCHW view of NHWC memory (channels-last strides): no copy, and convolutions on CPU
             # run several times faster on it than on contiguous NCHW. Models that need
             # contiguous input must call .contiguous() themselves.
@@ -168,7 +175,8 @@ def _batch_outputs(model, plan: _Plan, device, amp, channels_last, normalize, tt
                 raise ShapeError(f"the model returned {got} for a batch of {tuple(batch.shape)}; expected (N, C, {out_h}, {out_w}) "
                                  f"(tile {grid.tile} / out_scale {weights.scale}); set out_scale to the model's output stride")
             # on CPU pred may be a view of the buffer (an identity model): it is stitched before the next fill
-            yield start, pred.float().cpu().numpy()
+            outputs = pred.float().cpu().numpy()
+        yield start, outputs
 
 
 def _tile_outputs(model, plan: _Plan, device, amp, channels_last, normalize, tta, progress):
@@ -207,8 +215,8 @@ def _channels_when_empty(out_channels) -> int:
 
 _DOC_ARGS = """
     model: a torch module (or any callable on tensors) taking (N, C, tile_h, tile_w) float32 and
-        returning (N, C_out, tile_h / out_scale, tile_w / out_scale). It is moved to ``device`` and put
-        in eval mode.
+        returning (N, C_out, tile_h / out_scale, tile_w / out_scale). A module is moved to ``device``
+        and put in eval mode; any other callable is used as it is.
     source: a path, an (H, W, C) numpy array or a :class:`~kagglekit.io.Source` (image or volume:
         a volume's slices are the channels).
     tile, stride: tile size and step in input pixels (int or (h, w)); stride defaults to the tile.
@@ -239,8 +247,8 @@ def sliding_window(model, source, tile=512, stride=None, batch_size: int = 8, wi
                    dtype=np.float32, tta: Callable | None = None) -> np.ndarray:
     """Run ``model`` over ``source`` tile by tile and return the stitched (C_out, H_out, W_out) array of ``dtype``.
 
-    Holds the output, one float batch, up to three batches of raw windows (views, for an in-memory
-    image) and the model; never a float copy of the source.
+    Holds the output, one float batch, one batch of raw windows (views, for an in-memory image; on
+    CUDA up to three batches, pinned) and the model; never a float copy of the source.
     """
     plan = _plan(source, tile, stride, batch_size, window, sigma, margin, out_scale, skip_mask, min_fraction)
     H, W = plan.weights.out_shape

@@ -21,7 +21,7 @@ SPATIAL = torch.nn.Conv2d(3, 2, 5, padding=2).eval()
 
 def whole(model, image: np.ndarray, scale: float = 255.0) -> np.ndarray:
     with torch.no_grad():
-        return model(torch.from_numpy(image).permute(2, 0, 1)[None].float() / scale)[0].numpy()
+        return model(torch.from_numpy(image.astype(np.float32)).permute(2, 0, 1)[None] / scale)[0].numpy()
 
 
 def plain_starts(length, tile, stride):
@@ -275,3 +275,16 @@ def test_prefetch_stops_its_thread_when_the_consumer_leaves_early():
     runner.start()
     runner.join(timeout=10)
     assert not runner.is_alive(), "closing the consumer left the prefetch thread blocked"
+
+
+def test_callers_grad_mode_is_untouched_between_strips():
+    """Inference mode is entered per batch: the caller's loop body, and two interleaved generators,
+    run in the caller's own grad mode."""
+    image = RNG.integers(0, 256, (64, 40, 3), dtype=np.uint8)
+    first = iter_strips(POINTWISE, image, tile=16, stride=12, strip_rows=8, progress=False)
+    second = iter_strips(POINTWISE, image, tile=16, stride=12, strip_rows=8, progress=False)
+    w = torch.ones(2, requires_grad=True)
+    for (_, a), (_, b) in zip(first, second):
+        assert torch.is_grad_enabled() and not torch.is_inference_mode_enabled()
+        (w * float(a.sum() + b.sum())).sum().backward()
+    assert torch.is_grad_enabled() and not torch.is_inference_mode_enabled() and w.grad is not None

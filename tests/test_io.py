@@ -126,6 +126,43 @@ def test_tiff_prefetch_decodes_each_touched_segment_once(tmp_path, layout, segme
     assert len(decoded) == len(touched)  # the reads found every segment decoded
 
 
+def _prefetch_in_child(path, queue):
+    open_image(path).prefetch([(0, 0, 64, 64), (64, 64, 64, 64)])
+    queue.put("done")
+
+
+def test_tiff_prefetch_works_in_a_forked_child(tmp_path):
+    """The decode pool is per process: a child forked after the parent used it gets a fresh one."""
+    import multiprocessing
+
+    path = tmp_path / "x.tif"
+    tifffile.imwrite(path, RNG.integers(0, 255, (128, 128, 3), dtype=np.uint8), tile=(32, 32), compression="zlib", photometric="rgb")
+    open_image(path).prefetch([(0, 0, 128, 128)])  # the parent's pool is now running
+    ctx = multiprocessing.get_context("fork")
+    queue = ctx.Queue()
+    child = ctx.Process(target=_prefetch_in_child, args=(path, queue))
+    child.start()
+    child.join(60)
+    if child.is_alive():
+        child.kill()
+        child.join()
+    assert child.exitcode == 0 and queue.get(timeout=1) == "done"
+
+
+def test_tiff_prefetch_keeps_the_cached_segments_it_needs(tmp_path):
+    """A cache of three segments: the second batch needs cached segment 0 plus two new ones; decoding
+    those must not evict 0 (it is refreshed first), so reading finds all three cached."""
+    path = tmp_path / "x.tif"
+    image = RNG.integers(0, 255, (32, 160, 1), dtype=np.uint8)
+    tifffile.imwrite(path, image[:, :, 0], tile=(32, 32), compression="zlib")
+    src = open_image(path, cache_bytes=3 * 32 * 32)
+    src.prefetch([(0, 0, 32, 64)])  # segments 0, 1
+    src.read(0, 64, 32, 32)  # segment 2: cache order 0, 1, 2
+    src.prefetch([(0, 0, 32, 32), (0, 96, 32, 64)])  # needs 0 (cached), 3 and 4 (new)
+    assert sorted(src.reader.cache.items) == [0, 3, 4]
+    assert src.reader.cache.bytes == 3 * 32 * 32
+
+
 def test_tiff_pyramid_levels_and_thumbnail(tmp_path):
     base = cv2.resize(RNG.integers(0, 255, (32, 32, 3), dtype=np.uint8), (512, 512), interpolation=cv2.INTER_CUBIC)
     levels = [base, cv2.resize(base, (256, 256), interpolation=cv2.INTER_AREA), cv2.resize(base, (128, 128), interpolation=cv2.INTER_AREA)]

@@ -182,3 +182,22 @@ def test_stitcher_pops_spans_longer_than_its_ring():
     st.add(40, 0, np.full((1, 5, 4), 3.0, np.float32), np.ones((5, 4), np.float32))
     rest = st.finish()
     assert rest.shape == (1, 10, 4) and np.all(rest[0, :5] == 3) and np.all(rest[0, 5:] == -1)
+
+
+@pytest.mark.parametrize("array", [
+    np.arange(12, dtype=np.float32).reshape(3, 4),
+    np.arange(12, dtype=">f4").reshape(3, 4),
+    np.arange(60000, 60012, dtype=np.uint16).reshape(3, 4),
+    np.arange(2**40, 2**40 + 12, dtype=np.uint64).reshape(3, 4),
+    np.arange(12, dtype=np.int16).reshape(3, 4)[::-1, ::2],
+], ids=["float32", "big-endian", "uint16", "uint64", "flipped"])
+def test_as_tensor_views_or_copies_with_the_same_values(array):
+    from kagglekit._tensors import as_tensor, shareable
+
+    tensor = as_tensor(array)
+    np.testing.assert_array_equal(tensor.numpy(), array)
+    assert (tensor.data_ptr() == array.ctypes.data) == shareable(array)  # a view exactly when shareable
+    read_only = array.copy()
+    read_only.flags.writeable = False
+    assert not shareable(read_only)
+    np.testing.assert_array_equal(as_tensor(read_only).numpy(), array)

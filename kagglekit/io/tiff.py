@@ -21,10 +21,15 @@ from kagglekit.io.source import Source
 
 @functools.cache
 def _decode_pool():
-    """One process-wide pool of decoding threads, one per core, started on first use."""
+    """One process-wide pool of decoding threads, one per usable core, started on first use."""
     from concurrent.futures import ThreadPoolExecutor
 
-    return ThreadPoolExecutor(max_workers=os.cpu_count() or 1, thread_name_prefix="kagglekit-decode")
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return ThreadPoolExecutor(max_workers=cores, thread_name_prefix="kagglekit-decode")
+
+
+if hasattr(os, "register_at_fork"):  # a forked child (DataLoader workers) inherits the pool but not its threads
+    os.register_at_fork(after_in_child=_decode_pool.cache_clear)
 
 
 class _SegmentCache:
@@ -42,8 +47,9 @@ class _SegmentCache:
         return value
 
     def put(self, key, value: np.ndarray) -> None:
+        old = self.items.pop(key, None)
+        self.bytes += value.nbytes - (0 if old is None else old.nbytes)
         self.items[key] = value
-        self.bytes += value.nbytes
         while self.bytes > self.max_bytes and len(self.items) > 1:
             _, old = self.items.popitem(last=False)
             self.bytes -= old.nbytes
@@ -101,7 +107,7 @@ class TiffPageReader:
             return
         needed = {index for window in windows for *_, index in self._touched(*window)}
         with self.lock:
-            missing = sorted(i for i in needed if i not in self.cache.items)
+            missing = sorted(i for i in needed if self.cache.get(i) is None)  # get(): keeps the cached ones recent
         seg_bytes = self.seg_h * self.seg_w * self.dtype.itemsize * (self.shape[2] // self.planes)
         if len(missing) > 1 and len(needed) * seg_bytes <= self.cache.max_bytes:
             list(_decode_pool().map(self._segment, missing))

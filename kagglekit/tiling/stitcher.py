@@ -5,21 +5,23 @@ from __future__ import annotations
 import numpy as np
 
 from kagglekit._checks import positive_int
-from kagglekit._tensors import as_tensor
+from kagglekit._tensors import shareable
 from kagglekit.errors import InvalidArgumentError, ShapeError
 
 
 def _accumulate(dst: np.ndarray, values: np.ndarray, weight: np.ndarray | None) -> None:
-    """``dst += values * weight`` in place, in one pass.
+    """``dst += values * weight`` in place (``weight`` None: ``dst += values``).
 
-    Written with torch's ``addcmul_`` because numpy has no fused multiply-add: ``dst += values * weight``
-    writes a temporary product and reads it back in a second pass.
+    For float32 throughout (what :mod:`kagglekit.infer` passes) one pass with torch's ``addcmul_``:
+    numpy has no fused multiply-add, and ``dst += values * weight`` writes a temporary product and
+    reads it back. Other dtypes take the numpy route: torch 2.1's ``addcmul_`` fails on mixed dtypes.
     """
-    target = as_tensor(dst)
-    if weight is None:
-        target.add_(as_tensor(values))
+    if weight is not None and values.dtype == weight.dtype == dst.dtype == np.float32 and shareable(values) and shareable(weight):
+        import torch
+
+        torch.from_numpy(dst).addcmul_(torch.from_numpy(values), torch.from_numpy(weight))
     else:
-        target.addcmul_(as_tensor(values), as_tensor(weight))
+        dst += values if weight is None else values * weight
 
 
 def _product(values: np.ndarray, weight: np.ndarray | None, rows: int) -> np.ndarray:
@@ -68,8 +70,8 @@ class Stitcher:
     def add(self, y: int, x: int, values: np.ndarray, weight: np.ndarray | None = None) -> None:
         """Add ``values * weight`` with its top-left at output (y, x); parts outside the output are dropped.
 
-        ``values`` is (C, h, w) float32, ``weight`` (h, w) float32; ``weight`` may be None (all ones)
-        only for a ``normalized`` stitcher.
+        ``values`` is (C, h, w), ``weight`` (h, w), both float (float32 is the fast path); ``weight``
+        may be None (all ones) only for a ``normalized`` stitcher.
         """
         if values.ndim != 3 or values.shape[0] != self.channels:
             raise ShapeError(f"values must be (C={self.channels}, h, w), got {values.shape}")
