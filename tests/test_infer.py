@@ -288,3 +288,14 @@ def test_callers_grad_mode_is_untouched_between_strips():
         assert torch.is_grad_enabled() and not torch.is_inference_mode_enabled()
         (w * float(a.sum() + b.sum())).sum().backward()
     assert torch.is_grad_enabled() and not torch.is_inference_mode_enabled() and w.grad is not None
+
+
+def test_float32_batches_whatever_torchs_default_dtype():
+    image = RNG.integers(0, 256, (40, 36, 3), dtype=np.uint8)
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        out = sliding_window(POINTWISE, image, tile=16, stride=12, progress=False)
+    finally:
+        torch.set_default_dtype(previous)
+    np.testing.assert_allclose(out, whole(POINTWISE, image), atol=1e-5)
