@@ -145,17 +145,22 @@ def rows_for(workload, runs, repeat=3):
 HEADERS = ["workload", "method", "wall s", "peak RSS MB", "x floor"]
 
 
-def workload_a(rows):
-    image, model = make_image(8192), conv1x1()
-    args = (512, 384, 8)
-    gap = np.abs(kk_memory(model, image, *args)[0] - monai(model, image, *args)[0]).max()
-    print(f"(a) max |kagglekit - MONAI| = {gap:.2e}")
-    rows += rows_for("(a) 8192² 1x1 conv", [
+def in_memory_rows(workload, model, image, args):
+    """The floor, kagglekit, MONAI and toolbelt on an in-memory image, 5 interleaved rounds."""
+    return rows_for(workload, [
         ("floor", lambda: floor(model, image, *args)),
         ("kagglekit sliding_window", lambda: kk_memory(model, image, *args)),
         ("MONAI sliding_window_inference", lambda: monai(model, image, *args)),
         ("pytorch-toolbelt ImageSlicer+TileMerger", lambda: toolbelt(model, image, *args)),
     ], repeat=5)
+
+
+def workload_a(rows):
+    image, model = make_image(8192), conv1x1()
+    args = (512, 384, 8)
+    gap = np.abs(kk_memory(model, image, *args)[0] - monai(model, image, *args)[0]).max()
+    print(f"(a) max |kagglekit - MONAI| = {gap:.2e}")
+    rows += in_memory_rows("(a) 8192² 1x1 conv", model, image, args)
 
 
 def workload_b(rows, sizes=(16384, 32768)):
@@ -194,12 +199,7 @@ def workload_c(rows):
     torch.manual_seed(0)
     model = smp.Unet("resnet18", encoder_weights=None, in_channels=3, classes=1).eval()
     image, args = make_image(2048, seed=1), (256, 192, 8)
-    rows += rows_for("(c) 2048² smp Unet-r18", [
-        ("floor", lambda: floor(model, image, *args)),
-        ("kagglekit sliding_window", lambda: kk_memory(model, image, *args)),
-        ("MONAI sliding_window_inference", lambda: monai(model, image, *args)),
-        ("pytorch-toolbelt ImageSlicer+TileMerger", lambda: toolbelt(model, image, *args)),
-    ], repeat=5)
+    rows += in_memory_rows("(c) 2048² smp Unet-r18", model, image, args)
 
 
 def main(which):

@@ -175,10 +175,14 @@ def _histogram_counts(s: np.ndarray, y: np.ndarray):
     else:
         neg, pos = _label_histogram(s, y, 8 * s.dtype.itemsize)
         to_values = np.asarray
-    tp = np.cumsum(pos[::-1])[::-1]
-    fp = np.cumsum(neg[::-1])[::-1]
+    tp, fp = _count_at_or_above(pos), _count_at_or_above(neg)
     keep = np.flatnonzero(pos)
     return to_values(keep), tp[keep], fp[keep]
+
+
+def _count_at_or_above(histogram: np.ndarray) -> np.ndarray:
+    """For each bin of an ascending histogram, the count in that bin and every bin above it."""
+    return np.cumsum(histogram[::-1])[::-1]
 
 
 def _float32_bucket_bounds(first: int, last: int) -> tuple[float, float]:
@@ -203,8 +207,7 @@ def _float32_counts(s: np.ndarray, y: np.ndarray, beta: float, n_pos: int):
     score plus the gathered subset."""
     half = 1 if sys.byteorder == "little" else 0
     neg, pos = _sign_magnitude_histogram(s.view(np.uint16)[half::2], y)
-    tp_ge = np.cumsum(pos[::-1])[::-1]
-    fp_ge = np.cumsum(neg[::-1])[::-1]
+    tp_ge, fp_ge = _count_at_or_above(pos), _count_at_or_above(neg)
     tp_above = np.r_[tp_ge[1:], 0]
     fp_above = np.r_[fp_ge[1:], 0]
     best = fbeta_from_counts(tp_ge, n_pos, tp_ge + fp_ge, beta).max()
@@ -377,7 +380,11 @@ def expected_fbeta_decision(P, beta: float = 1.0, empty_fbeta: float = 1.0, chun
 
 def entropy(P) -> np.ndarray:
     """Shannon entropy in nats of each row of ``P`` (n, C), rows being probability vectors (0 log 0 = 0)."""
-    p = _check_probabilities("P", P, 2)
+    return _entropy(_check_probabilities("P", P, 2))
+
+
+def _entropy(p: np.ndarray) -> np.ndarray:
+    """:func:`entropy` of an already checked (n, C) probability array."""
     sums = p.sum(axis=1)
     if not np.allclose(sums, 1.0, atol=1e-3):
         raise InvalidArgumentError(
@@ -401,7 +408,7 @@ def reject_by_entropy(P, cut: float, other=-1, classes=None) -> np.ndarray:
     ``classes``: labels of the C columns (default 0..C-1). Returns a (n,) array of labels."""
     p = _check_probabilities("P", P, 2)
     labels = _class_labels(p, classes)
-    return np.where(entropy(p) > cut, other, labels[p.argmax(axis=1)])
+    return np.where(_entropy(p) > cut, other, labels[p.argmax(axis=1)])
 
 
 class EntropyCut(NamedTuple):
@@ -424,7 +431,7 @@ def fit_entropy_cut(P, y, other=-1, classes=None) -> EntropyCut:
     y = np.asarray(y)
     if y.shape != (len(p),):
         raise ShapeError(f"y must be a 1-D array with one label per row of P ({len(p)}), got shape {y.shape}")
-    ent = entropy(p)
+    ent = _entropy(p)
     predicted = labels[p.argmax(axis=1)]
     classes_in_y, index, class_size = np.unique(y, return_inverse=True, return_counts=True)
     is_other = y == other

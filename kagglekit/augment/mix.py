@@ -68,11 +68,11 @@ def cutmix(
     x0, x1 = max(cx - half_w, 0), min(cx + half_w, width)
     lam = 1 - (y1 - y0) * (x1 - x0) / (height * width)
     mixed = inputs.clone()
-    mixed[..., y0:y1, x0:x1] = inputs[index][..., y0:y1, x0:x1]
+    mixed[..., y0:y1, x0:x1] = inputs[..., y0:y1, x0:x1][index]  # shuffle only the pasted box
     mixed_masks = None
     if masks is not None:
         mixed_masks = masks.clone()
-        mixed_masks[..., y0:y1, x0:x1] = masks[index.to(masks.device)][..., y0:y1, x0:x1]
+        mixed_masks[..., y0:y1, x0:x1] = masks[..., y0:y1, x0:x1][index.to(masks.device)]
     return Mixed(mixed, _mix_targets(targets, lam, index), lam, index, mixed_masks, (y0, y1, x0, x1))
 
 

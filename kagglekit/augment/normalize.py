@@ -31,8 +31,7 @@ def normalize_per_image(
     lo_q, hi_q = percentiles
     if not 0 <= lo_q < hi_q <= 100:
         raise InvalidArgumentError(f"percentiles must satisfy 0 <= lo < hi <= 100, got {percentiles}")
-    lo = np.percentile(x, lo_q, axis=axes, keepdims=True).astype(np.float32)
-    hi = np.percentile(x, hi_q, axis=axes, keepdims=True).astype(np.float32)
+    lo, hi = np.percentile(x, [lo_q, hi_q], axis=axes, keepdims=True).astype(np.float32)  # one partition
     np.clip(x, lo, hi, out=x)
     x -= lo
     x /= hi - lo + eps

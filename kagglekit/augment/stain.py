@@ -132,8 +132,12 @@ class ReinhardNormalizer(_SkipFlag):
     def __init__(self, io: float = 240, beta: float = 0.15):
         self.io, self.beta = io, beta
 
+    def _enough_tissue(self, rgb: np.ndarray) -> bool:
+        """At least :data:`MIN_TISSUE_PIXELS` stained pixels (counted, not gathered as in :func:`tissue_od`)."""
+        return np.count_nonzero((optical_density(rgb, self.io) > self.beta).all(axis=1)) >= MIN_TISSUE_PIXELS
+
     def fit(self, reference: np.ndarray) -> ReinhardNormalizer:
-        if len(tissue_od(optical_density(reference, self.io), self.beta)) < MIN_TISSUE_PIXELS:
+        if not self._enough_tissue(reference):
             raise InvalidArgumentError(f"the reference has fewer than {MIN_TISSUE_PIXELS} stained pixels; fit on a tissue tile")
         lab = _to_lab(reference)
         self.mean_, self.std_ = lab.mean(axis=(0, 1)), lab.std(axis=(0, 1))
@@ -142,7 +146,7 @@ class ReinhardNormalizer(_SkipFlag):
     def transform(self, image: np.ndarray) -> np.ndarray:
         if not hasattr(self, "mean_"):
             raise NotFittedError("call fit(reference) before transform")
-        if len(tissue_od(optical_density(image, self.io), self.beta)) < MIN_TISSUE_PIXELS:
+        if not self._enough_tissue(image):
             return self._skip(image, f"fewer than {MIN_TISSUE_PIXELS} stained pixels")
         lab = _to_lab(image)
         std = lab.std(axis=(0, 1))

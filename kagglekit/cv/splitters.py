@@ -16,6 +16,7 @@ from sklearn.model_selection import BaseCrossValidator
 from kagglekit._checks import positive_int
 from kagglekit.cv._iterative import assign_iteratively
 from kagglekit.errors import InvalidArgumentError, ShapeError
+from kagglekit.metrics import _as_binary
 
 
 class _IterativeSplitter(BaseCrossValidator):
@@ -95,16 +96,7 @@ class MultilabelStratifiedKFold(_IterativeSplitter):
         labels = np.asarray(y)
         if labels.ndim != 2 or labels.shape[0] != n_rows:
             raise ShapeError(f"y must be an (n_rows, n_labels) 0/1 matrix with n_rows={n_rows}, got shape {labels.shape}")
-        names = [f"label {i}" for i in range(labels.shape[1])]
-        if labels.dtype.kind == "f" and np.isnan(labels).any():
-            raise InvalidArgumentError("y has NaN labels; fill or drop those rows before making folds")
-        if labels.dtype.kind in "iu" and labels.size and labels.min() >= 0 and labels.max() <= 1:
-            return labels, names  # no copy: the engine takes any integer dtype
-        if labels.dtype.kind == "b":
-            return labels, names
-        if labels.dtype.kind != "f" or not ((labels == 0) | (labels == 1)).all():
-            raise InvalidArgumentError("y must hold only 0/1 (or bool) label indicators; binarise it first")
-        return labels.astype(np.uint8), names
+        return _as_binary("y", labels), [f"label {i}" for i in range(labels.shape[1])]
 
 
 class PatientBalancedKFold(_IterativeSplitter):

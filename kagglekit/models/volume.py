@@ -73,10 +73,15 @@ class ResidualBlock3d(nn.Module):
         return F.relu(v + self.body(v))
 
 
-def _features_backbone(name: str, in_chans: int, **kwargs) -> nn.Module:
+def _features_backbone(name: str, in_chans: int, feature_index: int, **kwargs) -> tuple[nn.Module, int, int, int]:
+    """A timm ``features_only`` backbone and, for its ``feature_index``-th feature map (negative counts
+    from the deepest), the index made non-negative, its channels and its output stride."""
     import timm
 
-    return timm.create_model(name, pretrained=False, features_only=True, in_chans=in_chans, **kwargs)
+    backbone = timm.create_model(name, pretrained=False, features_only=True, in_chans=in_chans, **kwargs)
+    info = backbone.feature_info
+    index = feature_index % len(info.channels())
+    return backbone, index, info.channels()[index], info.reduction()[index]
 
 
 def _upsample(y: torch.Tensor, size, enabled: bool) -> torch.Tensor:
@@ -101,12 +106,10 @@ class VolumeSegmenter(nn.Module):
         self.group_stride = positive_int("group_stride", group_stride or group_size)
         self.normalize = one_of("normalize", normalize, NORMALIZE)
         self.upsample = bool(upsample)
-        self.backbone = _features_backbone(backbone, self.group_size, **backbone_kwargs)
-        info = self.backbone.feature_info
-        self.feature_index = feature_index % len(info.channels())
-        self.output_stride = info.reduction()[self.feature_index]
+        self.backbone, self.feature_index, channels, self.output_stride = _features_backbone(
+            backbone, self.group_size, feature_index, **backbone_kwargs)
         neck_channels = positive_int("neck_channels", neck_channels)
-        self.neck = nn.Sequential(nn.Conv2d(info.channels()[self.feature_index], neck_channels, 1, bias=False),
+        self.neck = nn.Sequential(nn.Conv2d(channels, neck_channels, 1, bias=False),
                                   nn.BatchNorm2d(neck_channels), nn.ReLU(inplace=True))
         self.blocks = nn.Sequential(*[ResidualBlock3d(neck_channels) for _ in range(positive_int("num_blocks", num_blocks, 0))])
         self.zpool = ZPool(zpool)
@@ -146,11 +149,9 @@ class ZPoolSegmenter(nn.Module):
         self.stem = nn.Sequential(nn.Conv3d(1, c, 3, padding=1, bias=False), nn.BatchNorm3d(c), nn.ReLU(inplace=True),
                                   *[ResidualBlock3d(c) for _ in range(positive_int("num_blocks", num_blocks, 0))])
         self.zpool = ZPool(zpool)
-        self.backbone = _features_backbone(backbone, c * self.zpool.factor, **backbone_kwargs)
-        info = self.backbone.feature_info
-        self.feature_index = feature_index % len(info.channels())
-        self.output_stride = info.reduction()[self.feature_index]
-        self.head = nn.Conv2d(info.channels()[self.feature_index], positive_int("num_classes", num_classes), 1)
+        self.backbone, self.feature_index, channels, self.output_stride = _features_backbone(
+            backbone, c * self.zpool.factor, feature_index, **backbone_kwargs)
+        self.head = nn.Conv2d(channels, positive_int("num_classes", num_classes), 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         _check_volume(x, self.output_stride, "ZPoolSegmenter")
