@@ -15,6 +15,8 @@ import re
 import time
 from pathlib import Path
 
+from kagglekit._atomic import atomic_open
+
 RESULTS = Path(__file__).with_name("RESULTS.md")
 
 
@@ -67,6 +69,12 @@ def measure(fn, *args, repeat: int = 1, **kwargs):
     return best, peak_rss_mb(), result
 
 
+try:  # read when the bench script imports this module, i.e. when it starts
+    _START_LOAD: float | None = os.getloadavg()[0]
+except OSError:
+    _START_LOAD = None
+
+
 def machine() -> str:
     """One line naming the machine: CPU model, cores, memory, Python, torch and numpy versions."""
     cpu = platform.processor() or platform.machine()
@@ -84,11 +92,8 @@ def machine() -> str:
             parts.append(f"{mod} {__import__(mod).__version__}")
         except ImportError:
             pass
-    try:
-        load = os.getloadavg()[0]
-        parts.append(f"load average {load:.1f} at start")
-    except OSError:
-        pass
+    if _START_LOAD is not None:
+        parts.append(f"load average {_START_LOAD:.1f} at start")
     return ", ".join(parts)
 
 
@@ -112,7 +117,6 @@ def record(section: str, body: str, machine_line: str | None = None) -> None:
     text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n\nWritten by `make bench`; each section by its script.\n"
     pattern = re.compile(rf"^## {re.escape(section)}\n.*?(?=^## |\Z)", re.S | re.M)
     text = pattern.sub(lambda _: block + "\n", text) if pattern.search(text) else text.rstrip() + "\n\n" + block
-    tmp = RESULTS.with_suffix(".tmp")
-    tmp.write_text(text)
-    tmp.replace(RESULTS)
+    with atomic_open(RESULTS, "w") as f:
+        f.write(text)
     print(f"\n## {section}\n{stamp}\n{body}")

@@ -68,7 +68,8 @@ def monai_loop(model, paths: list[Path]) -> dict:
 
     rows = {}
     for path in paths:
-        image = open_image(path).read(0, 0, *open_image(path).shape[:2])
+        source = open_image(path)
+        image = source.read(0, 0, *source.shape[:2])
         x = torch.from_numpy(image).permute(2, 0, 1)[None].float().div_(255)
         with torch.inference_mode():
             logits = sliding_window_inference(x, (TILE, TILE), BATCH, model, overlap=0.25, mode="gaussian")

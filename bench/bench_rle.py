@@ -9,7 +9,6 @@ Run: ``.venv/bin/python bench/bench_rle.py`` (about three minutes, mostly the pe
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 
@@ -49,7 +48,6 @@ def peer_decode(rle: str, shape, order: str) -> np.ndarray:
 
 
 def main() -> None:
-    load = os.getloadavg()[0]
     rows = []
     for name, mask in (("blobs", blob_mask()), ("10% noise", np.random.default_rng(1).random((SIDE, SIDE)) < 0.1)):
         for order in ("C", "F"):
@@ -71,7 +69,7 @@ def main() -> None:
         rows,
     )
     body = (
-        f"10^8-pixel bool mask ({SIDE} x {SIDE}); load average {load:.1f} when the bench started "
+        f"10^8-pixel bool mask ({SIDE} x {SIDE}) "
         "(shared machine; peak RSS includes the input mask).\n\n" + table
     )
     record("rle: encode/decode of a 10^8-pixel mask (bench_rle.py)", body)

@@ -19,6 +19,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 from _common import markdown_table, measure, record, rss_mb  # noqa: E402
 
+from kagglekit._atomic import atomic_path  # noqa: E402
 from kagglekit.infer import iter_strips, sliding_window  # noqa: E402
 from kagglekit.io import open_image  # noqa: E402
 from kagglekit.tiling import TileGrid, blend_window  # noqa: E402
@@ -53,9 +54,8 @@ def make_tiff(size: int) -> Path:
             for j in range(size // 512):
                 yield patterns[(i * 7 + j * 3) % 8]
 
-    tmp = path.with_suffix(".tmp")
-    tifffile.imwrite(tmp, tiles(), shape=(size, size, 3), dtype=np.uint8, tile=(512, 512), compression="zlib", bigtiff=True, photometric="rgb")
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        tifffile.imwrite(tmp, tiles(), shape=(size, size, 3), dtype=np.uint8, tile=(512, 512), compression="zlib", bigtiff=True, photometric="rgb")
     return path
 
 
@@ -99,14 +99,20 @@ def kk_mask(model, path, tile, stride, batch):
     return mask
 
 
+def whole_image(image):
+    """The peers need the whole image in memory: read a TIFF path entirely."""
+    if isinstance(image, Path):
+        import tifffile
+
+        return tifffile.imread(image)
+    return image
+
+
 # --- MONAI --------------------------------------------------------------------------------------------------
 def monai(model, image, tile, stride, batch):
     from monai.inferers import sliding_window_inference
 
-    if isinstance(image, Path):
-        import tifffile
-
-        image = tifffile.imread(image)
+    image = whole_image(image)
     x = torch.from_numpy(image).permute(2, 0, 1)[None].float().div_(255)
     with torch.inference_mode():
         out = sliding_window_inference(x, (tile, tile), batch, model, overlap=1 - stride / tile, mode="gaussian", sigma_scale=0.125)
@@ -117,10 +123,7 @@ def monai(model, image, tile, stride, batch):
 def toolbelt(model, image, tile, stride, batch):
     from pytorch_toolbelt.inference.tiles import ImageSlicer, TileMerger
 
-    if isinstance(image, Path):
-        import tifffile
-
-        image = tifffile.imread(image)
+    image = whole_image(image)
     slicer = ImageSlicer(image.shape, tile_size=tile, tile_step=stride, weight=blend_window("gaussian", tile))
     tiles = slicer.split(image)
     merger = TileMerger(slicer.target_shape, 1, slicer.weight)

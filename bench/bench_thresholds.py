@@ -14,7 +14,6 @@ Run: ``.venv/bin/python bench/bench_thresholds.py`` (about 5-8 minutes, mostly t
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 
@@ -74,7 +73,6 @@ def kagglekit_search(y, scores, beta):
 
 
 def main() -> None:
-    load = os.getloadavg()[0]
     y, scores32 = make_scores(N)
     rows = []
     verdicts = []
@@ -108,7 +106,7 @@ def main() -> None:
         [["expected_fbeta_decision (beta=2)", "10^5 x 28 float64", t_dec, mem_dec]],
     )
     body = (
-        f"10^7 scores, 10% positives, beta={BETA}; load average {load:.1f} when the bench started "
+        f"10^7 scores, 10% positives, beta={BETA} "
         "(timings on a shared machine are noisy; the ratios are from one run, same process).\n\n"
         f"{table}\n\n" + "\n".join(f"- {v}" for v in verdicts) + f"\n\n{decision}\n"
     )

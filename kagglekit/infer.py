@@ -34,9 +34,12 @@ _STOP = object()
 @dataclass
 class _Plan:
     source: Source
-    grid: TileGrid
-    weights: TileWeights
+    weights: TileWeights  # its .grid is the plan's tile grid
     batch_size: int
+
+    @property
+    def grid(self) -> TileGrid:
+        return self.weights.grid
 
 
 def _plan(source, tile, stride, batch_size, window, sigma, margin, out_scale, skip_mask, min_fraction) -> _Plan:
@@ -45,7 +48,7 @@ def _plan(source, tile, stride, batch_size, window, sigma, margin, out_scale, sk
     grid = TileGrid(source.shape, tile, stride=stride, multiple=out_scale)
     if skip_mask is not None:
         grid = grid.select(skip_mask, min_fraction)
-    return _Plan(source, grid, TileWeights(grid, window, sigma, margin, out_scale), positive_int("batch_size", batch_size))
+    return _Plan(source, TileWeights(grid, window, sigma, margin, out_scale), positive_int("batch_size", batch_size))
 
 
 def _prefetch(produce: Iterator, depth: int = 2) -> Iterator:

@@ -41,11 +41,9 @@ def _png_header(fh):
         return None
     width, height = int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
     depth, color = head[24], head[25]
-    channels = {0: 1, 2: 3, 3: 3, 4: 2, 6: 4}.get(color)
+    channels = {0: 1, 2: 3, 3: 3, 4: 4, 6: 4}.get(color)  # OpenCV returns gray+alpha (4) as BGRA
     if channels is None or width == 0 or height == 0:
         return None
-    if color == 4:  # OpenCV returns gray+alpha as BGRA
-        channels = 4
     return height, width, channels, np.dtype(np.uint16 if depth == 16 else np.uint8)
 
 
@@ -102,7 +100,7 @@ class DecodedImageSource(Source):
         self.path = Path(path)
         self.name = str(path)
         self._array = None
-        header = _header_shape(self.path) if self.path.is_file() else None
+        header = _header_shape(self.path)
         if header is None:
             self._array = decode_image(self.path)
             header = (*self._array.shape, self._array.dtype)

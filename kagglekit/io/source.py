@@ -26,26 +26,19 @@ class Source:
     def _read_inside(self, y0: int, x0: int, y1: int, x1: int) -> np.ndarray:
         raise NotImplementedError
 
-    def read(self, y: int, x: int, h: int, w: int, out: np.ndarray | None = None) -> np.ndarray:
+    def read(self, y: int, x: int, h: int, w: int) -> np.ndarray:
         """Return the window of rows ``y:y+h`` and columns ``x:x+w`` as an (h, w, C) array of ``dtype``.
 
         Pixels outside the image are 0. Holds only the window (and, for TIFF, the decoded tiles it
-        touches). ``out``, if given, is an (h, w, C) array of ``dtype`` to fill instead of a new one;
-        without it the result may be a read-only view of the source's memory.
+        touches); the result may be a read-only view of the source's memory.
         """
         if h <= 0 or w <= 0:
             raise InvalidArgumentError(f"read window must have positive size, got h={h}, w={w}")
         H, W, C = self.shape
         y0, x0, y1, x1 = max(y, 0), max(x, 0), min(y + h, H), min(x + w, W)
-        inside_all = (y0, x0, y1, x1) == (y, x, y + h, x + w)
-        if out is None:
-            if inside_all:
-                return self._read_inside(y0, x0, y1, x1)
-            out = np.zeros((h, w, C), self.dtype)
-        elif out.shape != (h, w, C):
-            raise ShapeError(f"out has shape {out.shape}, expected {(h, w, C)}")
-        elif not inside_all:
-            out[...] = 0
+        if (y0, x0, y1, x1) == (y, x, y + h, x + w):
+            return self._read_inside(y0, x0, y1, x1)
+        out = np.zeros((h, w, C), self.dtype)
         if y0 < y1 and x0 < x1:
             out[y0 - y : y1 - y, x0 - x : x1 - x] = self._read_inside(y0, x0, y1, x1)
         return out

@@ -78,6 +78,7 @@ class TiffPageReader:
         self.seg_rows = -(-H // self.seg_h)
         self.seg_cols = -(-W // self.seg_w)
         self.planes = int(page.shaped[0]) if page.planarconfig == 2 else 1
+        self.seg_bytes = self.seg_h * self.seg_w * self.dtype.itemsize * (self.shape[2] // self.planes)
         self.cache = _SegmentCache(cache_bytes)
 
     def _try_memmap(self):
@@ -108,8 +109,7 @@ class TiffPageReader:
         needed = {index for window in windows for *_, index in self._touched(*window)}
         with self.lock:
             missing = sorted(i for i in needed if self.cache.get(i) is None)  # get(): keeps the cached ones recent
-        seg_bytes = self.seg_h * self.seg_w * self.dtype.itemsize * (self.shape[2] // self.planes)
-        if len(missing) > 1 and len(needed) * seg_bytes <= self.cache.max_bytes:
+        if len(missing) > 1 and len(needed) * self.seg_bytes <= self.cache.max_bytes:
             list(_decode_pool().map(self._segment, missing))
 
     def _segment(self, index: int) -> np.ndarray:

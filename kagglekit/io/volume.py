@@ -71,7 +71,7 @@ def open_volume(path, z=None, cache_bytes: int = 64 << 20) -> VolumeSource:
         picked = [files[i] for i in _select(len(files), z, str(path))]
         from kagglekit.io import open_image
 
-        return VolumeSource([open_image(p) for p in picked], str(path))
+        return VolumeSource([open_image(p, cache_bytes=cache_bytes) for p in picked], str(path))
     if not path.is_file():
         raise ImageReadError(f"{path}: no such file or folder")
     if path.suffix.lower() not in (".tif", ".tiff"):
@@ -80,8 +80,8 @@ def open_volume(path, z=None, cache_bytes: int = 64 << 20) -> VolumeSource:
 
     try:
         tif = tifffile.TiffFile(path)
-        pages = list(tif.pages)
-    except (OSError, ValueError, tifffile.TiffFileError) as exc:
+        picked = _select(len(tif.pages), z, str(path))
+        pages = {i: tif.pages[i] for i in picked}  # only the chosen pages' headers are parsed
+    except (OSError, ValueError, IndexError, tifffile.TiffFileError) as exc:
         raise ImageReadError(f"{path}: not a readable TIFF ({exc}); check that the file is complete") from exc
-    picked = _select(len(pages), z, str(path))
     return VolumeSource([PageSource(TiffPageReader(tif, pages[i], f"{path}[{i}]", cache_bytes)) for i in picked], str(path))

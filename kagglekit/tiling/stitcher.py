@@ -24,11 +24,6 @@ def _accumulate(dst: np.ndarray, values: np.ndarray, weight: np.ndarray | None) 
         dst += values if weight is None else values * weight
 
 
-def _product(values: np.ndarray, weight: np.ndarray | None, rows: int) -> np.ndarray:
-    """The contribution ``values * weight`` of the first ``rows`` rows of a tile."""
-    return values[:, :rows] if weight is None else values[:, :rows] * weight[:rows]
-
-
 class Stitcher:
     """Accumulates weighted tile predictions into a (C, H_out, W_out) output.
 
@@ -63,7 +58,7 @@ class Stitcher:
     def _ring(self, y0: int, y1: int):
         """Buffer row slices for output rows [y0, y1): one slice, or two where the ring wraps."""
         a, b = y0 % self.rows, (y1 - 1) % self.rows + 1
-        if a < b or y1 - y0 == 0:
+        if a < b:
             return [(slice(a, b), slice(0, y1 - y0))]
         return [(slice(a, self.rows), slice(0, self.rows - a)), (slice(0, b), slice(self.rows - a, y1 - y0))]
 
@@ -79,7 +74,7 @@ class Stitcher:
         x0, x1 = max(x, 0), min(x + values.shape[2], self.width)
         if y0 >= y1 or x0 >= x1:
             return
-        if y < self.row0 and y + values.shape[1] > self.row0 and _product(values, weight, self.row0 - y).any():
+        if y < self.row0 and y + values.shape[1] > self.row0 and (values[:, : self.row0 - y] * (1 if weight is None else weight[: self.row0 - y])).any():
             raise InvalidArgumentError(f"rows above {self.row0} were already handed out; add tiles in row order and pop only finished rows")
         if y1 - self.row0 > self.rows:
             raise InvalidArgumentError(f"tile reaches row {y1}, beyond the {self.rows} rows held from row {self.row0}; pop finished rows first or raise max_rows")
