@@ -104,6 +104,7 @@ class SubmissionGuard:
             raise InvalidArgumentError(
                 f"id_column {self.id_column!r} is not a column of the sample: {self.reference.columns}"
             )
+        self._expected_ids = self.reference.get_column(self.id_column).cast(pl.Utf8)  # validate() runs per commit
         rows = self.reference if fallback is None else _as_frame(fallback)
         if fill:
             unknown = set(fill) - set(rows.columns)
@@ -129,7 +130,7 @@ class SubmissionGuard:
             problems.append(f"unexpected columns: {_listed(extra_cols)}")
         if self.id_column in frame.columns:
             ids = frame.get_column(self.id_column).cast(pl.Utf8)
-            expected = self.reference.get_column(self.id_column).cast(pl.Utf8)
+            expected = self._expected_ids
             duplicated = ids.filter(ids.is_duplicated()).unique(maintain_order=True)
             missing = expected.filter(~expected.is_in(ids.implode()))
             unknown = ids.filter(~ids.is_in(expected.implode()))

@@ -29,6 +29,8 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from packaging.utils import canonicalize_name
+
 from kagglekit._toml import tomllib
 from kagglekit.errors import ConfigError, InvalidArgumentError
 from kagglekit.kaggle.kernel import (
@@ -53,7 +55,7 @@ class NoWheelError(WheelError):
 
 def normalize_name(name: str) -> str:
     """PEP 503 normalised distribution name ('Segmentation_Models.PyTorch' -> 'segmentation-models-pytorch')."""
-    return re.sub(r"[-_.]+", "-", name).lower()
+    return str(canonicalize_name(name))
 
 
 def manylinux_platforms(glibc: str, arch: str) -> tuple[str, ...]:
@@ -141,7 +143,7 @@ def kaggle_image(path=IMAGE_FILE) -> KaggleImage:
         data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
         t, w = data["target"], data["wheels"]
         target = Target(t["python_version"], manylinux_platforms(t["glibc"], t["arch"]),
-                        implementation=t["implementation"], abi=t["abi"], machine=t["arch"])
+                        implementation=t.get("implementation", "cp"), abi=t.get("abi"), machine=t["arch"])
         return KaggleImage(target, tuple(w["missing"]), frozenset(normalize_name(n) for n in w["preinstalled"]))
     except (OSError, tomllib.TOMLDecodeError, KeyError, TypeError) as exc:
         raise ConfigError(f"cannot read the Kaggle image description {path}: {exc!r}; restore the file") from exc
@@ -265,7 +267,7 @@ def check_wheels(folder="wheels", *, requirements=None, image: KaggleImage | Non
     target's tags, :class:`WheelError` when a declared dependency is neither in the folder (at a
     version in range) nor preinstalled in the image.
     """
-    from packaging.requirements import (  # dependency of pip, timm, pytest
+    from packaging.requirements import (
         InvalidRequirement,
         Requirement,
     )

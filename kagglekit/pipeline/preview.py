@@ -9,7 +9,8 @@ def overlay_prediction(source, rle: str, order: str = "C", max_side: int = 1024)
     """(h, w, 3) uint8 RGB thumbnail (longer side ``max_side``) of ``source`` (path, array or Source)
     with the mask ``rle`` (Kaggle RLE at the image's full size) drawn over it.
 
-    Holds the full-size mask (1 byte per pixel) and the thumbnail."""
+    Holds the full-size mask as float32 (5 bytes per pixel at the peak: decoded as uint8, then cast,
+    so that the thumbnail shows fractional coverage) and the thumbnail."""
     import cv2
 
     from kagglekit.io import open_image

@@ -159,15 +159,20 @@ def _predict(model, tta, source, cfg: SegmentConfig, threshold: float | None) ->
     return logits >= cut, 1.0 / (1.0 + math.exp(-cut))
 
 
-def _columns(sample: Path, cfg: SegmentConfig) -> tuple[str, str]:
-    import polars as pl
-
+def _read_sample(sample: Path):
+    """The sample submission, read once (the guard takes the frame), as strings."""
     from kagglekit.errors import SubmissionError
-    from kagglekit.pipeline.config import PipelineConfigError
+    from kagglekit.kaggle.submission import _read_reference
 
     if not sample.is_file():
         raise SubmissionError(f"sample submission {sample} not found; check output.sample_submission and the input folder")
-    columns = pl.read_csv(sample, n_rows=0, infer_schema=False).columns
+    return _read_reference(sample)
+
+
+def _columns(reference, sample: Path, cfg: SegmentConfig) -> tuple[str, str]:
+    from kagglekit.pipeline.config import PipelineConfigError
+
+    columns = reference.columns
     id_column = cfg.output.id_column or columns[0]
     others = [c for c in columns if c != id_column]
     mask_column = cfg.output.mask_column or (others[0] if others else None)
@@ -257,9 +262,10 @@ def segment(config, input_dir=None, output_dir=None, *, base_dir=None, budget=No
     output_dir = Path(output_dir) if output_dir is not None else working_dir()
     budget = budget or Budget(cfg.budget.seconds, cfg.budget.reserve)
     sample = input_dir / cfg.output.sample_submission
-    id_column, mask_column = _columns(sample, cfg)
+    reference = _read_sample(sample)
+    id_column, mask_column = _columns(reference, sample, cfg)
     report = SegmentReport(output_dir / cfg.output.submission, id_column, mask_column, cfg.output.order)
-    with SubmissionGuard(report.submission, sample, fill={mask_column: cfg.output.fallback},
+    with SubmissionGuard(report.submission, reference, fill={mask_column: cfg.output.fallback},
                          id_column=id_column) as guard:
         ids = guard.fallback.get_column(id_column).cast(pl.Utf8).to_list()
         values = guard.fallback.get_column(mask_column).to_list()
@@ -283,7 +289,7 @@ def segment(config, input_dir=None, output_dir=None, *, base_dir=None, budget=No
         if models:
             degrader = _predict_all([(i, found[i]) for i in ids if i in found], models, weights, cfg, threshold,
                                     budget, report, store)
-            report.views = degrader.views if cfg.tta.mode == "merge" else len(cfg.tta.views)
+            report.views = degrader.views
             report.models = degrader.models
         else:
             report.note("no usable model: every image keeps the fallback row", logging.ERROR)
