@@ -53,6 +53,27 @@ def test_jpeg_matches_pil(tmp_path):
     assert np.abs(ours - image).mean() < 4  # and RGB order, not BGR
 
 
+@pytest.mark.parametrize("kind", ["rgb", "palette", "rgb-transparent", "palette-transparent", "gray-transparent"])
+def test_png_shape_from_header_equals_decoded_shape(tmp_path, kind):
+    """A tRNS chunk makes OpenCV add an alpha channel: such PNGs get no header shape and are decoded."""
+    from PIL import Image
+
+    from kagglekit.io.decoded import decode_image
+
+    rgb = RNG.integers(0, 255, (21, 34, 3), dtype=np.uint8)
+    image = Image.fromarray(rgb[:, :, 0]) if kind.startswith("gray") else Image.fromarray(rgb)
+    if kind.startswith("palette"):
+        image = image.quantize(16)
+    path = tmp_path / "x.png"
+    transparency = {"rgb-transparent": tuple(int(v) for v in rgb[0, 0]), "palette-transparent": 0, "gray-transparent": int(rgb[0, 0, 0])}
+    image.save(path, **({"transparency": transparency[kind]} if kind in transparency else {}))
+    src = open_image(path)
+    assert (src._array is None) == (kind not in transparency)
+    decoded = decode_image(path)
+    assert src.shape == decoded.shape and src.dtype == decoded.dtype
+    np.testing.assert_array_equal(src.read(0, 0, 21, 34), decoded)
+
+
 @pytest.mark.parametrize("kind", ["color", "gray", "progressive", "exif-rotated", "cmyk"])
 def test_jpeg_shape_from_header_equals_decoded_shape(tmp_path, kind):
     """Opening a JPEG reads only its header; the shape must be what OpenCV decodes."""

@@ -42,9 +42,20 @@ def _png_header(fh):
     width, height = int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
     depth, color = head[24], head[25]
     channels = {0: 1, 2: 3, 3: 3, 4: 4, 6: 4}.get(color)  # OpenCV returns gray+alpha (4) as BGRA
-    if channels is None or width == 0 or height == 0:
+    if channels is None or width == 0 or height == 0 or _png_has_transparency(fh):
         return None
     return height, width, channels, np.dtype(np.uint16 if depth == 16 else np.uint8)
+
+
+def _png_has_transparency(fh) -> bool:
+    """Whether a tRNS chunk precedes the image data (OpenCV then adds an alpha channel the colour type
+    does not announce)."""
+    fh.seek(33)  # signature (8), IHDR length, type, 13 bytes of data and CRC (25)
+    while len(head := fh.read(8)) == 8 and head[4:] != b"IDAT":
+        if head[4:] == b"tRNS":
+            return True
+        fh.seek(int.from_bytes(head[:4], "big") + 4, 1)  # chunk data and CRC
+    return False
 
 
 # start-of-frame markers (baseline, extended, progressive, lossless; Huffman or arithmetic coded)
