@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import warnings
 
 import albumentations as A
@@ -21,6 +19,8 @@ from kagglekit.augment import (
     preset,
 )
 from kagglekit.errors import KagglekitError
+
+from helpers import modules_loaded_by
 
 CHANNELS = (1, 3, 35)
 
@@ -168,6 +168,4 @@ def test_stain_jitter_transform_is_seeded_and_keeps_float_range():
 
 
 def test_importing_augment_is_cheap():
-    code = "import sys, kagglekit.augment; print(sorted(m for m in ('albumentations', 'torch', 'cv2') if m in sys.modules))"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert out.strip() == "[]"
+    assert modules_loaded_by("import kagglekit.augment", ("albumentations", "torch", "cv2")) == []

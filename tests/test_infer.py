@@ -13,6 +13,8 @@ from kagglekit.errors import InvalidArgumentError, KagglekitError, ShapeError
 from kagglekit.infer import iter_strips, sliding_window
 from kagglekit.io import open_volume
 
+from helpers import plain_starts
+
 RNG = np.random.default_rng(2)
 torch.manual_seed(0)
 POINTWISE = torch.nn.Conv2d(3, 2, 1).eval()
@@ -22,13 +24,6 @@ SPATIAL = torch.nn.Conv2d(3, 2, 5, padding=2).eval()
 def whole(model, image: np.ndarray, scale: float = 255.0) -> np.ndarray:
     with torch.no_grad():
         return model(torch.from_numpy(image.astype(np.float32)).permute(2, 0, 1)[None] / scale)[0].numpy()
-
-
-def plain_starts(length, tile, stride):
-    if length <= tile:
-        return [0]
-    starts = list(range(0, length - tile, stride))
-    return starts + [length - tile] if starts[-1] != length - tile else starts
 
 
 def plain_window(kind, n, sigma=0.125):
@@ -157,13 +152,14 @@ def test_normalize_modes():
         sliding_window(POINTWISE, image, tile=32, normalize="imagenet", progress=False)
 
 
-def test_identity_model_output_survives_buffer_reuse():
+@pytest.mark.parametrize("model", [lambda x: x, torch.nn.Identity()], ids=["callable", "module"])
+def test_identity_model_output_survives_buffer_reuse(model):
     """A model that returns its input hands back a view of the reused batch buffer."""
     image = RNG.integers(0, 256, (90, 75, 3), dtype=np.uint8)
     expected = np.moveaxis(image, 2, 0) / 255.0
-    out = sliding_window(lambda x: x, image, tile=32, stride=20, batch_size=3, progress=False)
+    out = sliding_window(model, image, tile=32, stride=20, batch_size=3, progress=False)
     np.testing.assert_allclose(out, expected, atol=1e-6)
-    strips = [s for _, s in iter_strips(lambda x: x, image, tile=32, stride=20, batch_size=3, strip_rows=16, progress=False)]
+    strips = [s for _, s in iter_strips(model, image, tile=32, stride=20, batch_size=3, strip_rows=16, progress=False)]
     np.testing.assert_allclose(np.concatenate(strips, axis=1), expected, atol=1e-6)
 
 
@@ -219,17 +215,16 @@ def test_bad_arguments_are_clear():
 
 
 def test_model_errors_propagate_from_the_reader_thread():
-    class Broken:
+    from kagglekit.io import Source
+
+    class BrokenSource(Source):
         shape, dtype, name = (64, 64, 3), np.dtype(np.uint8), "broken"
 
         def read(self, *args, **kwargs):
             raise OSError("disk gone")
 
-    from kagglekit.io import Source
-
-    broken = type("BrokenSource", (Source,), dict(Broken.__dict__))()
     with pytest.raises(OSError, match="disk gone"):
-        sliding_window(POINTWISE, broken, tile=32, progress=False)
+        sliding_window(POINTWISE, BrokenSource(), tile=32, progress=False)
 
 
 def test_view_cycle_gives_each_window_the_next_view():
@@ -251,12 +246,6 @@ def test_view_cycle_gives_each_window_the_next_view():
     np.testing.assert_allclose(out, expected, atol=1e-5)
     pointwise = sliding_window(POINTWISE, image, tile=32, stride=20, tta=ViewCycle("d4"), progress=False)
     np.testing.assert_allclose(pointwise, whole(POINTWISE, image), atol=1e-5)
-
-
-def test_a_model_returning_its_input_is_not_overwritten_by_later_batches():
-    image = RNG.integers(0, 256, (100, 90, 3), dtype=np.uint8)
-    out = sliding_window(torch.nn.Identity(), image, tile=32, stride=20, batch_size=2, progress=False)
-    np.testing.assert_allclose(out, np.moveaxis(image, 2, 0) / 255.0, atol=1e-6)
 
 
 def test_prefetch_stops_its_thread_when_the_consumer_leaves_early():

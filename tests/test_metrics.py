@@ -11,7 +11,7 @@ from sklearn import metrics as skm
 from kagglekit.errors import InvalidArgumentError, KagglekitError, ShapeError
 from kagglekit.metrics import balanced_accuracy, dice, fbeta_score
 
-SK_AVERAGE = {"global": "binary", "micro": "micro", "samples": "samples", "macro": "macro"}
+SK_AVERAGE = {"micro": "micro", "samples": "samples", "macro": "macro"}  # "global" is binary on raveled arrays
 
 
 def sk_fbeta(y_true, y_pred, beta, average, zero_division=0.0):

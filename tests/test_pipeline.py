@@ -21,6 +21,8 @@ from kagglekit.kaggle.budget import Budget
 from kagglekit.models import create, register_model, save_checkpoint
 from kagglekit.pipeline import PipelineConfigError, load_config, segment
 
+from helpers import modules_loaded_by, plain_rle_decode
+
 RNG = np.random.default_rng(7)
 
 
@@ -51,14 +53,6 @@ def checkpoint(path, **kwargs):
     return save_checkpoint(create("kagglekit/test_pipeline_channel0", **kwargs), path)
 
 
-def plain_rle_decode(rle: str, shape) -> np.ndarray:
-    flat = np.zeros(shape[0] * shape[1], np.uint8)
-    numbers = [int(v) for v in rle.split()]
-    for start, length in zip(numbers[0::2], numbers[1::2]):
-        flat[start - 1 : start - 1 + length] = 1
-    return flat.reshape(shape)
-
-
 def read_csv(path) -> list[dict]:
     with open(path, newline="") as f:
         return list(csv.DictReader(f))
@@ -84,7 +78,7 @@ def competition(tmp_path, shapes, columns=("id", "rle")):
     return images
 
 
-def config(tmp_path, models, **sections):
+def config(models, **sections):
     base = {"models": [{"path": str(p), "weight": w} for p, w in models],
             "tiling": {"tile": 64, "stride": 48, "margin": 8, "batch_size": 4}}
     base.update(sections)
@@ -95,7 +89,7 @@ def test_fixed_threshold_with_tta_and_a_weighted_ensemble_matches_the_pixels(tmp
     images = competition(tmp_path, [(100, 130), (40, 50), (64, 64)], columns=("image_id", "segmentation", "width"))
     a = checkpoint(tmp_path / "m" / "a.safetensors", gain=10.0)
     b = checkpoint(tmp_path / "m" / "b.safetensors", gain=4.0)
-    cfg = config(tmp_path, [(a, 2.0), (b, 1.0)], tta={"views": "d4"}, threshold={"kind": "fixed", "value": 0.5})
+    cfg = config([(a, 2.0), (b, 1.0)], tta={"views": "d4"}, threshold={"kind": "fixed", "value": 0.5})
     report = segment(cfg, tmp_path, tmp_path / "out")
     rows = read_csv(tmp_path / "out" / "submission.csv")
     assert [r["image_id"] for r in rows] == list(images) and list(rows[0]) == ["image_id", "segmentation", "width"]
@@ -112,7 +106,7 @@ def test_percentile_threshold_keeps_the_pixels_above_the_quantile(tmp_path):
     images = competition(tmp_path, [(70, 90)])
     a = checkpoint(tmp_path / "a.safetensors", gain=10.0)
     q = 0.7
-    report = segment(config(tmp_path, [(a, 1.0)], threshold={"kind": "percentile", "q": q}), tmp_path, tmp_path)
+    report = segment(config([(a, 1.0)], threshold={"kind": "percentile", "q": q}), tmp_path, tmp_path)
     red = images["img0"][:, :, 0]
     s = np.sort(red.ravel())
     pos = q * (s.size - 1)
@@ -129,7 +123,7 @@ def test_threshold_from_a_file_is_a_probability(tmp_path, content):
     images = competition(tmp_path, [(50, 60)])
     a = checkpoint(tmp_path / "a.safetensors", gain=10.0)
     (tmp_path / "t.json").write_text(content)
-    cfg = config(tmp_path, [(a, 1.0)], threshold={"kind": "file", "file": "t.json"})
+    cfg = config([(a, 1.0)], threshold={"kind": "file", "file": "t.json"})
     segment(cfg, tmp_path, tmp_path, base_dir=tmp_path)
     red = images["img0"][:, :, 0] / 255.0
     expected = 10 * (red - 0.5) >= math.log(0.3 / 0.7)
@@ -190,14 +184,14 @@ def test_bad_toml_and_missing_files_raise_before_anything_is_written(tmp_path):
         load_config(tmp_path / "absent.toml")
     a = checkpoint(tmp_path / "a.safetensors")
     with pytest.raises(SubmissionError, match="sample submission .* not found"):
-        segment(config(tmp_path, [(a, 1.0)]), tmp_path / "nothing", tmp_path / "out")
+        segment(config([(a, 1.0)]), tmp_path / "nothing", tmp_path / "out")
     assert not (tmp_path / "out" / "submission.csv").exists()
 
 
 def test_a_missing_model_file_is_skipped_and_the_others_predict(tmp_path):
     images = competition(tmp_path, [(60, 70), (30, 40)])
     a = checkpoint(tmp_path / "a.safetensors", gain=10.0)
-    report = segment(config(tmp_path, [(tmp_path / "gone.safetensors", 5.0), (a, 1.0)]), tmp_path, tmp_path)
+    report = segment(config([(tmp_path / "gone.safetensors", 5.0), (a, 1.0)]), tmp_path, tmp_path)
     rows = read_csv(tmp_path / "submission.csv")
     for row in rows:
         red = images[row["id"]][:, :, 0] / 255.0
@@ -207,7 +201,7 @@ def test_a_missing_model_file_is_skipped_and_the_others_predict(tmp_path):
 
 def test_no_usable_model_leaves_the_fallback_submission(tmp_path):
     images = competition(tmp_path, [(30, 40), (20, 20)])
-    cfg = config(tmp_path, [(tmp_path / "gone.safetensors", 1.0)], output={"fallback": ""})
+    cfg = config([(tmp_path / "gone.safetensors", 1.0)], output={"fallback": ""})
     report = segment(cfg, tmp_path, tmp_path)
     rows = read_csv(tmp_path / "submission.csv")
     assert [r["id"] for r in rows] == list(images) and all(r["rle"] == "" for r in rows)
@@ -219,7 +213,7 @@ def test_a_corrupt_image_gets_the_fallback_row_and_the_others_are_predicted(tmp_
     png = (tmp_path / "test" / "img1.png").read_bytes()
     (tmp_path / "test" / "img1.png").write_bytes(png[:60])  # header intact, body truncated
     a = checkpoint(tmp_path / "a.safetensors", gain=10.0)
-    report = segment(config(tmp_path, [(a, 1.0)], output={"fallback": "1 1"}), tmp_path, tmp_path)
+    report = segment(config([(a, 1.0)], output={"fallback": "1 1"}), tmp_path, tmp_path)
     rows = {r["id"]: r["rle"] for r in read_csv(tmp_path / "submission.csv")}
     assert list(rows) == ["img0", "img1", "img2"] and rows["img1"] == "1 1"
     for i in ("img0", "img2"):
@@ -233,7 +227,7 @@ def test_an_id_without_an_input_file_keeps_the_fallback_row(tmp_path):
     (tmp_path / "test" / "img1.png").unlink()
     (tmp_path / "test" / "stray.png").write_bytes((tmp_path / "test" / "img0.png").read_bytes())
     a = checkpoint(tmp_path / "a.safetensors")
-    report = segment(config(tmp_path, [(a, 1.0)]), tmp_path, tmp_path)
+    report = segment(config([(a, 1.0)]), tmp_path, tmp_path)
     assert report.predicted == ["img0"] and "no input matches" in report.fallback["img1"]
     assert [r["id"] for r in read_csv(tmp_path / "submission.csv")] == ["img0", "img1"]
 
@@ -250,7 +244,7 @@ def test_the_budget_drops_views_then_models_then_stops_with_a_valid_submission(t
     b = checkpoint(tmp_path / "b.safetensors", gain=5.0, cost=1.0)
     FakeClock.now = 0.0
     budget = Budget(15, reserve=0, clock=FakeClock())
-    cfg = config(tmp_path, [(a, 2.0), (b, 1.0)], tiling={"tile": 64}, tta={"views": "rot90"})
+    cfg = config([(a, 2.0), (b, 1.0)], tiling={"tile": 64}, tta={"views": "rot90"})
     report = segment(cfg, tmp_path, tmp_path, budget=budget)
     assert [e.split(" passes")[0] for e in report.events] == [
         "dropped TTA views 4 -> 2: projected finish 40 s", "dropped TTA views 2 -> 1: projected finish 24 s",
@@ -272,7 +266,7 @@ def test_tissue_only_runs_tiles_on_tissue_and_leaves_the_rest_empty(tmp_path):
     write_png(tmp_path / "test" / "slide.png", image)
     (tmp_path / "sample_submission.csv").write_text("id,rle\nslide,\n")
     a = checkpoint(tmp_path / "a.safetensors", offset=-1.0)  # positive on every pixel it sees
-    cfg = config(tmp_path, [(a, 1.0)], tiling={"tile": 64, "tissue_only": True, "thumbnail": 64, "min_tissue": 0.5})
+    cfg = config([(a, 1.0)], tiling={"tile": 64, "tissue_only": True, "thumbnail": 64, "min_tissue": 0.5})
     segment(cfg, tmp_path, tmp_path)
     expected = np.zeros((256, 256), bool)
     expected[64:128, 64:192] = True
@@ -287,7 +281,7 @@ def test_volumes_use_the_configured_slice_range(tmp_path):
     tifffile.imwrite(tmp_path / "test" / "frag.tif", volume)
     (tmp_path / "sample_submission.csv").write_text("id,rle\nfrag,\n")
     a = checkpoint(tmp_path / "a.safetensors")
-    cfg = config(tmp_path, [(a, 1.0)], inputs={"glob": "test/*.tif", "kind": "volume", "z": [2, 5]})
+    cfg = config([(a, 1.0)], inputs={"glob": "test/*.tif", "kind": "volume", "z": [2, 5]})
     segment(cfg, tmp_path, tmp_path)
     rle = read_csv(tmp_path / "submission.csv")[0]["rle"]
     assert np.array_equal(plain_rle_decode(rle, (40, 50)), volume[2] / 255.0 >= 0.5)  # channel 0 is slice 2
@@ -309,9 +303,4 @@ def test_the_segment_command_runs_a_toml_config(tmp_path, capsys):
 
 
 def test_importing_the_pipeline_package_is_cheap():
-    import subprocess
-    import sys
-
-    code = "import sys, kagglekit.pipeline; print([m for m in ('torch', 'polars', 'cv2', 'timm') if m in sys.modules])"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert out.strip() == "[]"
+    assert modules_loaded_by("import kagglekit.pipeline", ("torch", "polars", "cv2", "timm")) == []

@@ -8,6 +8,8 @@ import pytest
 from kagglekit.errors import InvalidArgumentError, KagglekitError, ShapeError
 from kagglekit.kaggle.rle import _join_integers, rle_decode, rle_encode
 
+from helpers import plain_rle_decode
+
 
 def loop_encode(mask, order):
     """Oracle: walk the pixels one by one in the given order, 1-indexed."""
@@ -56,12 +58,7 @@ def test_decode_matches_a_plain_loop():
     for order in ("C", "F"):
         mask = rng.random((13, 7)) < 0.4
         rle = loop_encode(mask, order)
-        numbers = list(map(int, rle.split()))
-        flat = np.zeros(mask.size, dtype=bool)
-        for start, length in zip(numbers[0::2], numbers[1::2]):
-            for k in range(start - 1, start - 1 + length):
-                flat[k] = True
-        expected = flat.reshape(mask.shape, order=order)
+        expected = plain_rle_decode(rle, mask.shape, order)
         assert np.array_equal(rle_decode(rle, mask.shape, order, dtype=bool), expected)
 
 

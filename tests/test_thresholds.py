@@ -37,7 +37,6 @@ def check_against_oracle(y, scores, beta, mask=None):
     assert result.threshold == threshold
     achieved = fbeta_score(yo.ravel(), apply_threshold(so, result.threshold).ravel(), beta=beta)
     assert abs(achieved - result.fbeta) <= 1e-12
-    return result
 
 
 @pytest.mark.parametrize("beta", BETAS)

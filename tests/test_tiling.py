@@ -11,14 +11,9 @@ from kagglekit.tiling import (
     tissue_mask, window_1d,
 )
 
+from helpers import plain_starts
+
 RNG = np.random.default_rng(1)
-
-
-def plain_starts(length, tile, stride):
-    if length <= tile:
-        return [0]
-    starts = list(range(0, length - tile, stride))
-    return starts + [length - tile] if starts[-1] != length - tile else starts
 
 
 @pytest.mark.parametrize(("shape", "tile", "stride"), [((100, 131), 32, 24), ((64, 64), 32, 32), ((10, 7), 32, 16), ((257, 33), (64, 16), (48, 5))])

@@ -1,0 +1,32 @@
+"""Plain helpers shared by several test modules: brute-force oracles and a fresh-interpreter probe."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+
+
+def plain_starts(length, tile, stride):
+    """Tile starts along one axis written plainly: every stride, then one snapped to the far edge."""
+    if length <= tile:
+        return [0]
+    starts = list(range(0, length - tile, stride))
+    return starts + [length - tile] if starts[-1] != length - tile else starts
+
+
+def plain_rle_decode(rle: str, shape, order: str = "C") -> np.ndarray:
+    """Kaggle RLE (1-indexed start/length pairs) to a 0/1 uint8 mask, one run at a time."""
+    flat = np.zeros(shape[0] * shape[1], np.uint8)
+    numbers = [int(v) for v in rle.split()]
+    for start, length in zip(numbers[0::2], numbers[1::2]):
+        flat[start - 1 : start - 1 + length] = 1
+    return flat.reshape(shape, order=order)
+
+
+def modules_loaded_by(import_line: str, candidates) -> list[str]:
+    """Which of ``candidates`` are in ``sys.modules`` after running ``import_line`` in a fresh interpreter."""
+    code = f"import sys; {import_line}; print(','.join(m for m in {tuple(candidates)!r} if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    return out.split(",") if out else []
