@@ -75,6 +75,17 @@ except OSError:
     _START_LOAD = None
 
 
+def interleaved(runs: dict, rounds: int, *args) -> dict:
+    """Run every ``fn(*args)`` of ``runs`` (name -> fn) once per round, the methods taking turns;
+    return name -> (best wall seconds, largest peak RSS MB, last result)."""
+    best = {name: (float("inf"), 0.0, None) for name in runs}
+    for _ in range(rounds):
+        for name, fn in runs.items():
+            seconds, peak, result = measure(fn, *args)
+            best[name] = (min(best[name][0], seconds), max(best[name][1], peak), result)
+    return best
+
+
 def machine() -> str:
     """One line naming the machine: CPU model, cores, memory, Python, torch and numpy versions."""
     cpu = platform.processor() or platform.machine()

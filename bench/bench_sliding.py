@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import markdown_table, measure, record, rss_mb  # noqa: E402
+from _common import interleaved, markdown_table, measure, record, rss_mb  # noqa: E402
 
 from kagglekit._atomic import atomic_path  # noqa: E402
 from kagglekit.infer import iter_strips, sliding_window  # noqa: E402
@@ -136,13 +136,9 @@ def toolbelt(model, image, tile, stride, batch):
 
 def rows_for(workload, runs, repeat=3):
     """One row per method: best wall seconds and largest peak RSS over ``repeat`` interleaved rounds."""
-    best = {name: (float("inf"), 0.0) for name, _ in runs}
-    for _ in range(repeat):
-        for name, fn in runs:
-            seconds, peak, _ = measure(fn)
-            best[name] = (min(best[name][0], seconds), max(best[name][1], peak))
+    best = interleaved(dict(runs), repeat)
     floor_s = best["floor"][0]
-    return [[workload, name, s, peak, s / floor_s] for name, (s, peak) in best.items()]
+    return [[workload, name, s, peak, s / floor_s] for name, (s, peak, _) in best.items()]
 
 
 HEADERS = ["workload", "method", "wall s", "peak RSS MB", "x floor"]

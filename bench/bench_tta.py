@@ -26,7 +26,7 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from _common import machine, markdown_table, measure, record  # noqa: E402
+from _common import interleaved, machine, markdown_table, record  # noqa: E402
 
 import ttach  # noqa: E402
 
@@ -57,21 +57,14 @@ def bench_model(label: str, model: nn.Module, x: torch.Tensor) -> list[list]:
         "kagglekit TTA batched": TTA(model, "d4", batched=True),
         "kagglekit TTA sequential": TTA(model, "d4", batched=False),
     }
-    best = {k: float("inf") for k in runners}
-    peak = {k: 0.0 for k in runners}
-    out = {}
     with torch.inference_mode():
         for fn in runners.values():
             fn(x)  # warm-up
-        for _ in range(ROUNDS):
-            for name, fn in runners.items():
-                seconds, rss, out[name] = measure(fn, x)
-                best[name] = min(best[name], seconds)
-                peak[name] = max(peak[name], rss)
-    reference = out["ttach d4 (8 passes)"]
-    base = best["ttach d4 (8 passes)"]
-    return [[label, name, best[name], base / best[name], peak[name], (out[name] - reference).abs().max().item()]
-            for name in runners]
+        best = interleaved(runners, ROUNDS, x)
+    reference = best["ttach d4 (8 passes)"][2]
+    base = best["ttach d4 (8 passes)"][0]
+    return [[label, name, seconds, base / seconds, peak, (out - reference).abs().max().item()]
+            for name, (seconds, peak, out) in best.items()]
 
 
 def forward_batching_rows() -> list[list]:
@@ -85,11 +78,9 @@ def forward_batching_rows() -> list[list]:
     with torch.inference_mode():
         for side in (64, 128, 256):
             one, eight = torch.randn(1, 3, side, side), torch.randn(8, 3, side, side)
-            passes = lambda: [model(one) for _ in range(8)]  # noqa: E731
-            batched = lambda: model(eight)  # noqa: E731
-            t8 = t1 = float("inf")
-            for _ in range(ROUNDS + 1):  # the first round warms up; interleaved
-                t8, t1 = min(t8, measure(passes)[0]), min(t1, measure(batched)[0])
+            runs = {"8 passes": lambda: [model(one) for _ in range(8)], "1 batch": lambda: model(eight)}
+            best = interleaved(runs, ROUNDS + 1)  # the first round warms up
+            t8, t1 = best["8 passes"][0], best["1 batch"][0]
             rows.append([f"{side}²", 8 * 16 * side * side * 4 / 2**20, t8, t1, t8 / t1])
     return rows
 
