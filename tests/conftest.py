@@ -4,12 +4,16 @@ The guard is installed when pytest starts, before test modules are imported, so 
 collection time (a library's update check, a hub download) are caught too. An attempt raises
 ``NetworkAccessError`` where it happens, and even if the code under test swallows that error the
 run ends failed, listing the attempts.
+
+Below the guard are the fixtures that more than one test module uses; the plain builders behind
+them are in builders.py.
 """
 
 from __future__ import annotations
 
 import os
 import socket
+from pathlib import Path
 
 import pytest
 
@@ -69,3 +73,31 @@ def pytest_unconfigure(config):
     socket.socket.connect = _ORIGINALS["connect"]
     socket.socket.connect_ex = _ORIGINALS["connect_ex"]
     socket.getaddrinfo = _ORIGINALS["getaddrinfo"]
+
+
+# Shared fixtures. They import the builders when they run, not here: test_no_network.py copies this
+# file alone into an empty folder, where the guard must still load.
+
+
+@pytest.fixture(scope="module")
+def links(tmp_path_factory) -> Path:
+    """A find-links folder: wheels that fit the Kaggle target, wheels that do not, and an sdist-only package."""
+    from builders import make_sdist, make_wheel
+
+    folder = tmp_path_factory.mktemp("links")
+    make_wheel(folder, "tinywheel", "1.0", ["tinydep>=0.2", 'oldonly; python_version < "3.12"', "docsonly; extra == 'docs'"])
+    make_wheel(folder, "tinydep", "0.3")
+    make_wheel(folder, "platwheel", "2.0", tag="cp312-cp312-manylinux_2_28_x86_64")
+    make_wheel(folder, "legacywheel", "1.0", tag="cp312-cp312-manylinux2014_x86_64")
+    make_wheel(folder, "toonew", "1.0", tag="cp312-cp312-manylinux_2_39_x86_64")
+    make_wheel(folder, "otherpython", "1.0", tag="cp311-cp311-manylinux_2_17_x86_64")
+    make_sdist(folder, "tinysdist", "0.1")
+    return folder
+
+
+@pytest.fixture()
+def bundle_project(tmp_path) -> Path:
+    """A project folder ready for ``kagglekit bundle`` (see ``builders.bundle_folder``)."""
+    from builders import bundle_folder
+
+    return bundle_folder(tmp_path / "project")

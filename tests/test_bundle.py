@@ -20,35 +20,7 @@ from kagglekit.errors import ConfigError
 from kagglekit.kaggle.bundle import PushError, bundle, push, push_commands
 from kagglekit.kaggle.kernel import check_dataset_metadata, check_kernel_metadata
 
-NOTEBOOK = {"cells": [{"cell_type": "code", "source": "print(1)", "metadata": {}, "outputs": [],
-                       "execution_count": None}], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}
-OWNER = "your-kaggle-username"
-
-
-@pytest.fixture()
-def project(tmp_path) -> Path:
-    """A project folder like the repository: kernel metadata + notebook, wheels/, and a model folder."""
-    root = tmp_path / "project"
-    (root / "notebooks").mkdir(parents=True)
-    (root / "notebooks" / "inference.ipynb").write_text(json.dumps(NOTEBOOK))
-    (root / "kernel-metadata.json").write_text(json.dumps({
-        "id": f"{OWNER}/kagglekit-inference", "title": "kagglekit inference",
-        "code_file": "notebooks/inference.ipynb", "language": "python", "kernel_type": "notebook",
-        "enable_gpu": True, "enable_internet": False,
-        "dataset_sources": [f"{OWNER}/kagglekit-wheels", f"{OWNER}/kagglekit-models"],
-    }))
-    (root / "wheels").mkdir()
-    (root / "wheels" / "kagglekit-0.1.0-py3-none-any.whl").write_bytes(b"wheel bytes")
-    (root / "wheels" / "segmentation_models_pytorch-0.6.0-py3-none-any.whl").write_bytes(b"smp bytes")
-    (root / "wheels" / "dataset-metadata.json").write_text(json.dumps(
-        {"id": f"{OWNER}/kagglekit-wheels", "title": "kagglekit wheels", "licenses": [{"name": "other"}]}))
-    models = root / "models"
-    (models / "fold1").mkdir(parents=True)
-    rng = os.urandom
-    (models / "fold0.safetensors").write_bytes(rng(4096))
-    (models / "fold0.json").write_text('{"arch": "unet"}')
-    (models / "fold1" / "model.safetensors").write_bytes(rng(1024))
-    return root
+from builders import OWNER
 
 
 def make_bundle(project, **kwargs):
@@ -57,107 +29,109 @@ def make_bundle(project, **kwargs):
                   kernel_metadata=project / "kernel-metadata.json", wheels=project / "wheels", **kwargs)
 
 
+def set_kernel_metadata(project: Path, key: str, value) -> None:
+    """Change one key of the project's kernel-metadata.json."""
+    path = project / "kernel-metadata.json"
+    meta = json.loads(path.read_text())
+    meta[key] = value
+    path.write_text(json.dumps(meta))
+
+
 def files_under(folder: Path) -> list[str]:
     return sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())
 
 
 @pytest.mark.parametrize("link", [True, False])
-def test_bundle_writes_three_folders_ready_for_the_kaggle_cli(project, link):
-    result = make_bundle(project, link=link)
+def test_bundle_writes_three_folders_ready_for_the_kaggle_cli(bundle_project, link):
+    result = make_bundle(bundle_project, link=link)
     assert files_under(result.wheels) == ["dataset-metadata.json", "kagglekit-0.1.0-py3-none-any.whl",
                                           "segmentation_models_pytorch-0.6.0-py3-none-any.whl"]
     assert files_under(result.models) == ["dataset-metadata.json", "fold0.json", "fold0.safetensors",
                                           "fold1/model.safetensors"]
     assert files_under(result.kernel) == ["kernel-metadata.json", "notebooks/inference.ipynb"]
     for name in ("fold0.json", "fold0.safetensors", "fold1/model.safetensors"):
-        assert filecmp.cmp(project / "models" / name, result.models / name, shallow=False)
-    assert filecmp.cmp(project / "notebooks" / "inference.ipynb", result.kernel / "notebooks" / "inference.ipynb",
-                       shallow=False)
+        assert filecmp.cmp(bundle_project / "models" / name, result.models / name, shallow=False)
+    assert filecmp.cmp(bundle_project / "notebooks" / "inference.ipynb",
+                       result.kernel / "notebooks" / "inference.ipynb", shallow=False)
     assert check_dataset_metadata(result.wheels)["id"] == "alice/kagglekit-wheels"
     assert check_dataset_metadata(result.models)["id"] == "alice/kagglekit-models"
     kernel = check_kernel_metadata(result.kernel / "kernel-metadata.json")
     assert kernel["id"] == "alice/kagglekit-inference"
     assert kernel["dataset_sources"] == ["alice/kagglekit-wheels", "alice/kagglekit-models"]
     assert kernel["enable_internet"] is False
-    source = project / "models" / "fold0.safetensors"
+    source = bundle_project / "models" / "fold0.safetensors"
     assert os.path.samefile(source, result.models / "fold0.safetensors") is link
     # the sources in the project are untouched (the placeholder owner stays there)
-    assert json.loads((project / "kernel-metadata.json").read_text())["id"] == f"{OWNER}/kagglekit-inference"
+    assert json.loads((bundle_project / "kernel-metadata.json").read_text())["id"] == f"{OWNER}/kagglekit-inference"
 
 
-def test_bundle_reuses_a_model_dataset_metadata_and_rewrites_an_earlier_bundle(project):
-    (project / "models" / "dataset-metadata.json").write_text(json.dumps(
+def test_bundle_reuses_a_model_dataset_metadata_and_rewrites_an_earlier_bundle(bundle_project):
+    (bundle_project / "models" / "dataset-metadata.json").write_text(json.dumps(
         {"id": f"{OWNER}/kagglekit-models", "title": "my ink models", "licenses": [{"name": "CC0-1.0"}]}))
-    first = make_bundle(project)
+    first = make_bundle(bundle_project)
     (first.models / "leftover.bin").write_bytes(b"x")
-    second = make_bundle(project)
+    second = make_bundle(bundle_project)
     assert not (second.models / "leftover.bin").exists()
     meta = check_dataset_metadata(second.models)
     assert (meta["id"], meta["title"]) == ("alice/kagglekit-models", "my ink models")
 
 
-def test_bundle_without_owner_keeps_the_placeholder_and_push_refuses_it(project):
-    result = make_bundle(project, owner=None)
+def test_bundle_without_owner_keeps_the_placeholder_and_push_refuses_it(bundle_project):
+    result = make_bundle(bundle_project, owner=None)
     assert check_kernel_metadata(result.kernel / "kernel-metadata.json")["id"] == f"{OWNER}/kagglekit-inference"
     with pytest.raises(PushError, match="placeholder owner.*--owner"):
         push_commands(result.root)
 
 
-def test_bundle_takes_the_owner_from_a_kernel_id_that_has_a_real_one(project):
-    meta = json.loads((project / "kernel-metadata.json").read_text())
-    meta["id"] = "bob/kagglekit-inference"
-    (project / "kernel-metadata.json").write_text(json.dumps(meta))
-    result = make_bundle(project, owner=None)
+def test_bundle_takes_the_owner_from_a_kernel_id_that_has_a_real_one(bundle_project):
+    set_kernel_metadata(bundle_project, "id", "bob/kagglekit-inference")
+    result = make_bundle(bundle_project, owner=None)
     assert check_dataset_metadata(result.models)["id"] == "bob/kagglekit-models"
     assert check_kernel_metadata(result.kernel / "kernel-metadata.json")["dataset_sources"] == [
         "bob/kagglekit-wheels", "bob/kagglekit-models"]
     assert push_commands(result.root)  # no placeholder left
 
 
-def test_bundle_refuses_a_kernel_that_does_not_list_the_model_dataset(project):
-    meta = json.loads((project / "kernel-metadata.json").read_text())
-    meta["dataset_sources"] = [f"{OWNER}/kagglekit-wheels"]
-    (project / "kernel-metadata.json").write_text(json.dumps(meta))
+def test_bundle_refuses_a_kernel_that_does_not_list_the_model_dataset(bundle_project):
+    set_kernel_metadata(bundle_project, "dataset_sources", [f"{OWNER}/kagglekit-wheels"])
     with pytest.raises(ConfigError, match=r"does not list \['alice/kagglekit-models'\] in dataset_sources"):
-        make_bundle(project)
+        make_bundle(bundle_project)
 
 
-def test_bundle_refuses_internet_on_before_writing_anything(project):
-    meta = json.loads((project / "kernel-metadata.json").read_text())
-    meta["enable_internet"] = True
-    (project / "kernel-metadata.json").write_text(json.dumps(meta))
+def test_bundle_refuses_internet_on_before_writing_anything(bundle_project):
+    set_kernel_metadata(bundle_project, "enable_internet", True)
     with pytest.raises(ConfigError, match="enable_internet is true"):
-        make_bundle(project)
-    assert not (project / "dist").exists()
+        make_bundle(bundle_project)
+    assert not (bundle_project / "dist").exists()
 
 
-def test_bundle_refuses_missing_inputs(project):
-    (project / "wheels" / "kagglekit-0.1.0-py3-none-any.whl").unlink()
+def test_bundle_refuses_missing_inputs(bundle_project):
+    (bundle_project / "wheels" / "kagglekit-0.1.0-py3-none-any.whl").unlink()
     with pytest.raises(ConfigError, match="no kagglekit wheel.*wheels build"):
-        make_bundle(project)
-    (project / "wheels" / "kagglekit-0.1.0-py3-none-any.whl").write_bytes(b"wheel bytes")
+        make_bundle(bundle_project)
+    (bundle_project / "wheels" / "kagglekit-0.1.0-py3-none-any.whl").write_bytes(b"wheel bytes")
     with pytest.raises(ConfigError, match="model folder .* not found"):
-        bundle(project / "dist", models=project / "nope", kernel_metadata=project / "kernel-metadata.json",
-               wheels=project / "wheels")
-    (project / "empty").mkdir()
+        bundle(bundle_project / "dist", models=bundle_project / "nope",
+               kernel_metadata=bundle_project / "kernel-metadata.json", wheels=bundle_project / "wheels")
+    (bundle_project / "empty").mkdir()
     with pytest.raises(ConfigError, match="has no files"):
-        bundle(project / "dist", models=project / "empty", kernel_metadata=project / "kernel-metadata.json",
-               wheels=project / "wheels")
+        bundle(bundle_project / "dist", models=bundle_project / "empty",
+               kernel_metadata=bundle_project / "kernel-metadata.json", wheels=bundle_project / "wheels")
     with pytest.raises(ConfigError, match="not a Kaggle user name"):
-        make_bundle(project, owner="alice/bob")
+        make_bundle(bundle_project, owner="alice/bob")
 
 
-def test_bundle_never_deletes_a_folder_it_did_not_write(project):
-    out = project / "dist" / "kaggle"
+def test_bundle_never_deletes_a_folder_it_did_not_write(bundle_project):
+    out = bundle_project / "dist" / "kaggle"
     out.mkdir(parents=True)
     (out / "precious.txt").write_text("keep me")
     with pytest.raises(ConfigError, match="not a kagglekit bundle"):
-        make_bundle(project)
+        make_bundle(bundle_project)
     assert (out / "precious.txt").read_text() == "keep me"
 
 
-def test_push_commands_upload_both_datasets_then_the_kernel(project):
-    root = make_bundle(project).root
+def test_push_commands_upload_both_datasets_then_the_kernel(bundle_project):
+    root = make_bundle(bundle_project).root
     assert push_commands(root, create=True) == [
         ["kaggle", "datasets", "create", "-p", str(root / "wheels"), "--dir-mode", "zip"],
         ["kaggle", "datasets", "create", "-p", str(root / "models"), "--dir-mode", "zip"],
@@ -176,8 +150,8 @@ def fake_kaggle(folder: Path, exit_code: int = 0) -> Path:
     return folder / "calls.log"
 
 
-def test_push_runs_the_kaggle_cli_when_it_is_on_path(project, tmp_path, monkeypatch):
-    root = make_bundle(project).root
+def test_push_runs_the_kaggle_cli_when_it_is_on_path(bundle_project, tmp_path, monkeypatch):
+    root = make_bundle(bundle_project).root
     log = fake_kaggle(tmp_path / "bin")
     monkeypatch.setenv("PATH", str(tmp_path / "bin"))
     echoed = []
@@ -190,8 +164,8 @@ def test_push_runs_the_kaggle_cli_when_it_is_on_path(project, tmp_path, monkeypa
     assert len(echoed) == 3 and all(line.startswith("+ kaggle ") for line in echoed)
 
 
-def test_push_stops_at_the_first_failing_command(project, tmp_path, monkeypatch):
-    root = make_bundle(project).root
+def test_push_stops_at_the_first_failing_command(bundle_project, tmp_path, monkeypatch):
+    root = make_bundle(bundle_project).root
     log = fake_kaggle(tmp_path / "bin", exit_code=3)
     monkeypatch.setenv("PATH", str(tmp_path / "bin"))
     with pytest.raises(PushError, match="datasets version .* failed with exit code 3"):
@@ -199,8 +173,8 @@ def test_push_stops_at_the_first_failing_command(project, tmp_path, monkeypatch)
     assert len(log.read_text().splitlines()) == 1
 
 
-def test_push_prints_the_commands_without_the_kaggle_cli(project, tmp_path, monkeypatch):
-    root = make_bundle(project).root
+def test_push_prints_the_commands_without_the_kaggle_cli(bundle_project, tmp_path, monkeypatch):
+    root = make_bundle(bundle_project).root
     (tmp_path / "empty-bin").mkdir()
     monkeypatch.setenv("PATH", str(tmp_path / "empty-bin"))
     echoed = []

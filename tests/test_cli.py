@@ -15,9 +15,9 @@ import pytest
 
 from kagglekit.cli import main
 from kagglekit.kaggle.kernel import check_dataset_metadata
-from test_bundle import project  # noqa: F401  (fixture)
-from test_kernel_metadata import kernel_folder
-from test_wheels import links, make_project  # noqa: F401  (fixture, helper)
+
+from builders import kernel_folder, make_project
+from helpers import modules_loaded_by
 
 
 def test_kernel_check_exit_codes_and_messages(tmp_path, capsys):
@@ -40,7 +40,7 @@ def test_usage_errors_exit_with_2(capsys):
     assert "wheels" in capsys.readouterr().err
 
 
-def test_wheels_build_then_check_through_the_command(tmp_path, links, capsys):  # noqa: F811
+def test_wheels_build_then_check_through_the_command(tmp_path, links, capsys):
     dest = tmp_path / "wheels"
     project_dir = make_project(tmp_path / "src")
     args = ["wheels", "build", "--dest", str(dest), "--project", str(project_dir), "--requirement", "tinywheel",
@@ -60,7 +60,7 @@ def test_wheels_build_then_check_through_the_command(tmp_path, links, capsys):  
     assert "requires 'oldonly; python_version < \"3.12\"'" in capsys.readouterr().err
 
 
-def test_wheels_build_names_the_sdist_only_requirement(tmp_path, links, capsys):  # noqa: F811
+def test_wheels_build_names_the_sdist_only_requirement(tmp_path, links, capsys):
     args = ["wheels", "build", "--dest", str(tmp_path / "wheels"), "--project", str(make_project(tmp_path / "src")),
             "--requirement", "tinysdist", "--find-links", str(links), "--no-index", "--isolated"]
     assert main(args) == 1
@@ -68,7 +68,7 @@ def test_wheels_build_names_the_sdist_only_requirement(tmp_path, links, capsys):
     assert "no wheel of tinysdist" in err and "sdist" in err
 
 
-def test_wheels_target_options_reach_pip(tmp_path, links, capsys):  # noqa: F811
+def test_wheels_target_options_reach_pip(tmp_path, links, capsys):
     # platwheel is cp312 manylinux_2_28: it fits the Kaggle default but not Python 3.11 or glibc 2.17
     common = ["wheels", "build", "--dest", str(tmp_path / "w"), "--project", str(make_project(tmp_path / "src")),
               "--requirement", "platwheel", "--find-links", str(links), "--no-index", "--isolated"]
@@ -79,10 +79,11 @@ def test_wheels_target_options_reach_pip(tmp_path, links, capsys):  # noqa: F811
     assert "no wheel of platwheel" in capsys.readouterr().err
 
 
-def test_bundle_and_push_dry_run_through_the_command(project, tmp_path, capsys):  # noqa: F811
-    out = project / "dist" / "kaggle"
-    assert main(["bundle", "--out", str(out), "--models", str(project / "models"), "--owner", "alice",
-                 "--kernel-metadata", str(project / "kernel-metadata.json"), "--wheels", str(project / "wheels")]) == 0
+def test_bundle_and_push_dry_run_through_the_command(bundle_project, tmp_path, capsys):
+    out = bundle_project / "dist" / "kaggle"
+    assert main(["bundle", "--out", str(out), "--models", str(bundle_project / "models"), "--owner", "alice",
+                 "--kernel-metadata", str(bundle_project / "kernel-metadata.json"),
+                 "--wheels", str(bundle_project / "wheels")]) == 0
     assert json.loads((out / "kernel" / "kernel-metadata.json").read_text())["id"] == "alice/kagglekit-inference"
     capsys.readouterr()
     assert main(["push", str(out), "--dry-run", "--create"]) == 0
@@ -91,7 +92,8 @@ def test_bundle_and_push_dry_run_through_the_command(project, tmp_path, capsys):
                      f"kaggle datasets create -p {out / 'models'} --dir-mode zip",
                      f"kaggle kernels push -p {out / 'kernel'}"]
     assert main(["bundle", "--out", str(tmp_path / "x"), "--models", str(tmp_path / "none"),
-                 "--kernel-metadata", str(project / "kernel-metadata.json"), "--wheels", str(project / "wheels")]) == 1
+                 "--kernel-metadata", str(bundle_project / "kernel-metadata.json"),
+                 "--wheels", str(bundle_project / "wheels")]) == 1
 
 
 def test_module_entry_point_and_cheap_import(tmp_path):
@@ -100,8 +102,7 @@ def test_module_entry_point_and_cheap_import(tmp_path):
                           capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     heavy = ("torch", "timm", "cv2", "polars", "sklearn", "albumentations", "segmentation_models_pytorch", "numpy")
-    code = f"import sys, kagglekit.cli; print([m for m in {heavy!r} if m in sys.modules])"
-    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "[]"
+    assert modules_loaded_by("import kagglekit.cli", heavy) == []
 
 
 def test_local_target_excludes_explicit_target_options(capsys):

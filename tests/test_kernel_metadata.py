@@ -22,28 +22,9 @@ from kagglekit.kaggle.kernel import (
     write_json_atomic,
 )
 
+from builders import EMPTY_NOTEBOOK, kernel_folder
+
 REPO = Path(__file__).resolve().parents[1]
-NOTEBOOK = {"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}
-
-
-def kernel_folder(tmp_path, **changes) -> Path:
-    """A folder with a valid kernel-metadata.json and notebook; ``changes`` edit (None deletes) keys."""
-    meta = {
-        "id": "someone/kagglekit-inference", "title": "kagglekit inference",
-        "code_file": "notebooks/inference.ipynb", "language": "python", "kernel_type": "notebook",
-        "is_private": True, "enable_gpu": True, "enable_internet": False,
-        "dataset_sources": ["someone/kagglekit-wheels"], "competition_sources": [], "kernel_sources": [],
-    }
-    for key, value in changes.items():
-        if value is None:
-            meta.pop(key, None)
-        else:
-            meta[key] = value
-    (tmp_path / "notebooks").mkdir(parents=True, exist_ok=True)
-    (tmp_path / "notebooks" / "inference.ipynb").write_text(json.dumps(NOTEBOOK))
-    path = tmp_path / "kernel-metadata.json"
-    path.write_text(json.dumps(meta))
-    return path
 
 
 def test_valid_metadata_passes_and_is_returned(tmp_path):
@@ -124,7 +105,7 @@ def test_repository_kernel_metadata_is_valid_offline_and_lists_the_wheel_dataset
     # the notebook is written later; check the metadata beside a stand-in notebook
     (tmp_path / "kernel-metadata.json").write_text(json.dumps(raw))
     (tmp_path / "notebooks").mkdir()
-    (tmp_path / "notebooks" / "inference.ipynb").write_text(json.dumps(NOTEBOOK))
+    (tmp_path / "notebooks" / "inference.ipynb").write_text(json.dumps(EMPTY_NOTEBOOK))
     assert check_kernel_metadata(tmp_path / "kernel-metadata.json") == raw
 
 

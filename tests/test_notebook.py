@@ -15,6 +15,8 @@ import pytest
 from kagglekit.demo.notebook import NotebookError, execute_notebook, inject_parameters
 from kagglekit.errors import ConfigError
 
+from builders import constant_checkpoint
+
 NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "inference.ipynb"
 
 
@@ -55,20 +57,6 @@ def test_a_notebook_without_a_parameters_cell_is_refused():
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("x = 1")])
     with pytest.raises(ConfigError, match="no cell tagged 'parameters'"):
         inject_parameters(nb, {"x": 2})
-
-
-def constant_checkpoint(path: Path, logit: float) -> Path:
-    """A small smp U-Net whose output is ``logit`` everywhere: every weight 0, the head's bias ``logit``."""
-    import torch
-
-    from kagglekit.models import create, save_checkpoint
-
-    model = create("smp/unet/tu-lcnet_050", encoder_depth=3, decoder_channels=[16, 8, 4])
-    with torch.no_grad():
-        for p in model.parameters():
-            p.zero_()
-        model.segmentation_head[0].bias.fill_(logit)
-    return save_checkpoint(model, path)
 
 
 @pytest.mark.slow

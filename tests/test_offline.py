@@ -22,7 +22,8 @@ import sysconfig
 from pathlib import Path
 
 import pytest
-from test_notebook import constant_checkpoint
+
+from builders import constant_checkpoint
 
 pytestmark = pytest.mark.slow
 
@@ -44,9 +45,9 @@ def build_wheel_folder() -> Path:
     return WHEEL_CACHE
 
 
-def clean_env(**extra) -> dict:
+def clean_env() -> dict:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PIP_", "PYTHON"))}
-    env.update(PIP_CONFIG_FILE=os.devnull, PIP_DISABLE_PIP_VERSION_CHECK="1", **extra)
+    env.update(PIP_CONFIG_FILE=os.devnull, PIP_DISABLE_PIP_VERSION_CHECK="1")
     return env
 
 

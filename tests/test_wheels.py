@@ -6,14 +6,10 @@ marker rules worked out by hand in each case, and the installed distributions' o
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import importlib.metadata
-import io
 import json
 import shutil
 import sys
-import tarfile
 import zipfile
 from pathlib import Path
 from unittest import mock
@@ -37,68 +33,10 @@ from kagglekit.kaggle.wheels import (
     normalize_name,
 )
 
+from builders import make_project, make_wheel
+
 REPO = Path(__file__).resolve().parents[1]
 TARGET = Target("3.12", manylinux_platforms("2.35", "x86_64"))
-
-
-def make_wheel(folder, name, version, requires=(), tag="py3-none-any") -> Path:
-    """Write a minimal valid wheel (METADATA, WHEEL, RECORD and one module) into ``folder``."""
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    module, dist = name.replace("-", "_"), f"{name.replace('-', '_')}-{version}"
-    metadata = f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n" + "".join(
-        f"Requires-Dist: {r}\n" for r in requires)
-    files = {
-        f"{module}/__init__.py": b"",
-        f"{dist}.dist-info/METADATA": metadata.encode(),
-        f"{dist}.dist-info/WHEEL": f"Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: {tag}\n".encode(),
-    }
-    record = "".join(
-        f"{path},sha256={base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b'=').decode()},{len(data)}\n"
-        for path, data in files.items()) + f"{dist}.dist-info/RECORD,,\n"
-    files[f"{dist}.dist-info/RECORD"] = record.encode()
-    path = folder / f"{dist}-{tag}.whl"
-    with zipfile.ZipFile(path, "w") as zf:
-        for name_in_zip, data in files.items():
-            zf.writestr(name_in_zip, data)
-    return path
-
-
-def make_sdist(folder, name, version) -> Path:
-    """Write a source distribution only (a .tar.gz with PKG-INFO)."""
-    path = Path(folder) / f"{name}-{version}.tar.gz"
-    data = f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n".encode()
-    with tarfile.open(path, "w:gz") as tf:
-        info = tarfile.TarInfo(f"{name}-{version}/PKG-INFO")
-        info.size = len(data)
-        tf.addfile(info, io.BytesIO(data))
-    return path
-
-
-def make_project(folder, requires=("tinywheel>=1.0",)) -> Path:
-    """A tiny setuptools project named kagglekit (so that the builder's own-wheel step has something to build)."""
-    folder = Path(folder)
-    (folder / "kagglekit").mkdir(parents=True)
-    (folder / "kagglekit" / "__init__.py").write_text("")
-    (folder / "pyproject.toml").write_text('[build-system]\nrequires = ["setuptools>=64"]\n'
-                                           'build-backend = "setuptools.build_meta"\n')
-    (folder / "setup.cfg").write_text("[metadata]\nname = kagglekit\nversion = 0.0.1\n\n[options]\npackages = kagglekit\n"
-                                      "install_requires =\n" + "".join(f"    {r}\n" for r in requires))
-    return folder
-
-
-@pytest.fixture(scope="module")
-def links(tmp_path_factory) -> Path:
-    """A find-links folder: wheels that fit the Kaggle target, wheels that do not, and an sdist-only package."""
-    folder = tmp_path_factory.mktemp("links")
-    make_wheel(folder, "tinywheel", "1.0", ["tinydep>=0.2", 'oldonly; python_version < "3.12"', "docsonly; extra == 'docs'"])
-    make_wheel(folder, "tinydep", "0.3")
-    make_wheel(folder, "platwheel", "2.0", tag="cp312-cp312-manylinux_2_28_x86_64")
-    make_wheel(folder, "legacywheel", "1.0", tag="cp312-cp312-manylinux2014_x86_64")
-    make_wheel(folder, "toonew", "1.0", tag="cp312-cp312-manylinux_2_39_x86_64")
-    make_wheel(folder, "otherpython", "1.0", tag="cp311-cp311-manylinux_2_17_x86_64")
-    make_sdist(folder, "tinysdist", "0.1")
-    return folder
 
 
 @pytest.fixture(scope="module")
