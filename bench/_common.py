@@ -75,14 +75,16 @@ except OSError:
     _START_LOAD = None
 
 
-def interleaved(runs: dict, rounds: int, *args) -> dict:
+def interleaved(runs: dict, rounds: int, *args, keep_results: bool = False) -> dict:
     """Run every ``fn(*args)`` of ``runs`` (name -> fn) once per round, the methods taking turns;
-    return name -> (best wall seconds, largest peak RSS MB, last result)."""
+    return name -> (best wall seconds, largest peak RSS MB, last result or None). Results are kept
+    only with ``keep_results``: a kept whole-slide output would count in every later run's peak RSS."""
     best = {name: (float("inf"), 0.0, None) for name in runs}
     for _ in range(rounds):
         for name, fn in runs.items():
             seconds, peak, result = measure(fn, *args)
-            best[name] = (min(best[name][0], seconds), max(best[name][1], peak), result)
+            best[name] = (min(best[name][0], seconds), max(best[name][1], peak), result if keep_results else None)
+            del result
     return best
 
 

@@ -60,7 +60,7 @@ def bench_model(label: str, model: nn.Module, x: torch.Tensor) -> list[list]:
     with torch.inference_mode():
         for fn in runners.values():
             fn(x)  # warm-up
-        best = interleaved(runners, ROUNDS, x)
+        best = interleaved(runners, ROUNDS, x, keep_results=True)
     reference = best["ttach d4 (8 passes)"][2]
     base = best["ttach d4 (8 passes)"][0]
     return [[label, name, seconds, base / seconds, peak, (out - reference).abs().max().item()]
