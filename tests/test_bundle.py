@@ -186,3 +186,13 @@ def test_push_prints_the_commands_without_the_kaggle_cli(bundle_project, tmp_pat
 def test_push_refuses_a_folder_that_is_not_a_bundle(tmp_path):
     with pytest.raises(PushError, match="not a bundle.*kagglekit bundle"):
         push_commands(tmp_path)
+
+
+def test_a_refused_model_dataset_metadata_leaves_the_earlier_bundle_untouched(bundle_project):
+    first = make_bundle(bundle_project)
+    before = {name: (first.root / name).read_bytes() for name in files_under(first.root)}
+    (bundle_project / "models" / "dataset-metadata.json").write_text(json.dumps(
+        {"id": f"{OWNER}/kagglekit-models", "title": "short", "licenses": [{"name": "CC0-1.0"}]}))
+    with pytest.raises(ConfigError, match=r"(?s)models/dataset-metadata.json would be refused.*title must be a string of 6 to 50"):
+        make_bundle(bundle_project)
+    assert {name: (first.root / name).read_bytes() for name in files_under(first.root)} == before

@@ -28,10 +28,11 @@ from kagglekit.kaggle.kernel import (
     DATASET_METADATA,
     KERNEL_METADATA,
     PLACEHOLDER_OWNER,
-    check_dataset_metadata,
     check_kernel_metadata,
     check_owner,
+    dataset_metadata_problems,
     existing_or_new_dataset_metadata,
+    raise_problems,
     read_json_object,
     replace_owner,
     write_json_atomic,
@@ -121,8 +122,13 @@ def bundle(out="dist/kaggle", *, models, kernel_metadata=KERNEL_METADATA, wheels
         raise ConfigError(f"{kernel_path} does not list {missing} in dataset_sources, so the kernel would not "
                           f"see them; add them (it lists {kernel_meta['dataset_sources']})")
 
-    _prepare_root(root)
     result = Bundle(root, root / "wheels", root / "models", root / "kernel")
+    # the dataset documents are checked as they will be written, before the previous bundle is
+    # deleted; the kernel's was checked on reading, and a checked owner keeps its ids valid
+    raise_problems(result.wheels / DATASET_METADATA, dataset_metadata_problems(wheels_meta))
+    raise_problems(result.models / DATASET_METADATA, dataset_metadata_problems(models_meta))
+
+    _prepare_root(root)
     for w in wheel_files:
         _place(w, result.wheels / w.name, link)
     write_json_atomic(result.wheels / DATASET_METADATA, wheels_meta)
@@ -131,10 +137,6 @@ def bundle(out="dist/kaggle", *, models, kernel_metadata=KERNEL_METADATA, wheels
     write_json_atomic(result.models / DATASET_METADATA, models_meta)
     shutil.copy2(kernel_path.parent / kernel_meta["code_file"], _inside(result.kernel, kernel_meta["code_file"]))
     write_json_atomic(result.kernel / KERNEL_METADATA, kernel_meta)
-
-    check_dataset_metadata(result.wheels)
-    check_dataset_metadata(result.models)
-    check_kernel_metadata(result.kernel / KERNEL_METADATA)
     return result
 
 

@@ -87,7 +87,8 @@ def _source_list(meta: dict, key: str, problems: list[str]) -> list:
     return value
 
 
-def _raise(path, problems: list[str]) -> None:
+def raise_problems(path, problems: list[str]) -> None:
+    """Raise :class:`KernelMetadataError` listing ``problems`` for the file ``path``, if there are any."""
     if problems:
         lines = "\n  - ".join(problems)
         raise KernelMetadataError(f"{path} would be refused or is unsafe for an offline kernel:\n  - {lines}")
@@ -101,6 +102,13 @@ def check_kernel_metadata(path=KERNEL_METADATA) -> dict:
     """
     path = Path(path)
     meta = read_json_object(path, KERNEL_METADATA)
+    raise_problems(path, kernel_metadata_problems(meta, path.parent))
+    return meta
+
+
+def kernel_metadata_problems(meta: dict, folder: Path) -> list[str]:
+    """Every reason Kaggle would refuse the kernel metadata ``meta`` (or it would enable the internet);
+    ``code_file`` is looked up under ``folder``."""
     problems: list[str] = []
 
     ref = meta.get("id")
@@ -126,7 +134,7 @@ def check_kernel_metadata(path=KERNEL_METADATA) -> dict:
     if not isinstance(code_file, str) or not code_file:
         problems.append("code_file is missing: name the notebook or script, relative to this file")
     else:
-        code_path = path.parent / code_file
+        code_path = Path(folder) / code_file
         if not code_path.is_file():
             problems.append(f"code_file {code_file!r} not found at {code_path}")
         elif kernel_type == "notebook" and not _is_notebook(code_path):
@@ -156,9 +164,7 @@ def check_kernel_metadata(path=KERNEL_METADATA) -> dict:
     pinning = meta.get("docker_image_pinning_type")
     if pinning is not None and pinning not in PINNING_TYPES:
         problems.append(f"docker_image_pinning_type must be one of {list(PINNING_TYPES)}, got {pinning!r}")
-
-    _raise(path, problems)
-    return meta
+    return problems
 
 
 def _is_notebook(path: Path) -> bool:
@@ -187,6 +193,12 @@ def check_dataset_metadata(folder) -> dict:
     """Validate ``folder/dataset-metadata.json`` as ``kaggle datasets create`` does; return its content."""
     path = Path(folder) / DATASET_METADATA
     meta = read_json_object(path, DATASET_METADATA)
+    raise_problems(path, dataset_metadata_problems(meta))
+    return meta
+
+
+def dataset_metadata_problems(meta: dict) -> list[str]:
+    """Every reason ``kaggle datasets create`` would refuse the dataset metadata ``meta``."""
     problems: list[str] = []
     parts = split_ref(meta.get("id"), "id", problems)
     if parts and not 6 <= len(parts[1]) <= 50:
@@ -198,8 +210,7 @@ def check_dataset_metadata(folder) -> dict:
     if not (isinstance(licenses, list) and len(licenses) == 1 and isinstance(licenses[0], dict)
             and licenses[0].get("name")):
         problems.append(f'licenses must list exactly one licence like [{{"name": "other"}}], got {licenses!r}')
-    _raise(path, problems)
-    return meta
+    return problems
 
 
 def replace_owner(ref: str, owner: str | None) -> str:
