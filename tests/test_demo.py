@@ -65,6 +65,7 @@ def test_score_and_the_all_positive_baseline_have_their_closed_forms(tmp_path):
     assert baseline == pytest.approx((1 + BETA2) * p / (BETA2 * p + 1))  # precision p, recall 1
 
 
+@pytest.mark.slow
 def test_tiny_demo_trains_and_the_pipeline_writes_a_valid_submission(tmp_path):
     comp = build_competition(tmp_path, n_train=2, n_test=2, side=448, seed=1)
     models = tmp_path / "input" / "models"
