@@ -27,6 +27,7 @@ from kagglekit._tensors import as_tensor, shareable
 from kagglekit.errors import InvalidArgumentError, ShapeError
 from kagglekit.io import Source, open_image
 from kagglekit.tiling import Stitcher, TileGrid, TileWeights
+from kagglekit.tiling.stitcher import checked_out
 
 _STOP = object()
 
@@ -247,21 +248,31 @@ def sliding_window(model, source, tile=512, stride=None, batch_size: int = 8, wi
                    margin: int = 0, out_scale: int = 1, device=None, amp: bool = False, channels_last: bool = False,
                    normalize="scale", skip_mask=None, progress: bool = True, *, sigma: float = 0.125,
                    min_fraction: float = 0.05, fill_value: float = 0.0, out_channels: int | None = None,
-                   dtype=np.float32, tta: Callable | None = None) -> np.ndarray:
+                   dtype=np.float32, tta: Callable | None = None, out: np.ndarray | None = None) -> np.ndarray:
     """Run ``model`` over ``source`` tile by tile and return the stitched (C_out, H_out, W_out) array of ``dtype``.
 
     Holds the output, one float batch, one batch of raw windows (views, for an in-memory image; on
     CUDA up to three batches, pinned) and the model; never a float copy of the source.
+
+    ``out``: an existing (C_out, H_out, W_out) C-contiguous array of ``dtype`` to write the result
+    into (and return), e.g. one array reused over a loop of same-sized images: allocating and first
+    touching a new output can cost more than the stitching itself.
     """
     plan = _plan(source, tile, stride, batch_size, window, sigma, margin, out_scale, skip_mask, min_fraction)
     H, W = plan.weights.out_shape
+    dtype = np.dtype(dtype)
+    if out is not None:  # checked before the model runs; the channel count is checked again by the stitcher
+        checked_out(out, None, H, W, dtype)
     stitcher = None
     for k, values in _tile_outputs(model, plan, device, amp, channels_last, normalize, tta, progress):
         if stitcher is None:
-            stitcher = Stitcher(len(values), H, W, normalized=plan.weights.normalized, dtype=dtype, fill_value=fill_value)
+            stitcher = Stitcher(len(values), H, W, normalized=plan.weights.normalized, dtype=dtype, fill_value=fill_value, out=out)
         _add(stitcher, plan.weights, k, values)
     if stitcher is None:
-        return np.full((_channels_when_empty(out_channels), H, W), fill_value, dtype)
+        channels = out.shape[0] if out is not None else _channels_when_empty(out_channels)
+        result = out if out is not None else np.empty((channels, H, W), dtype)
+        result.fill(fill_value)
+        return result
     return stitcher.finish()
 
 

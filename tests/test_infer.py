@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from kagglekit.errors import InvalidArgumentError, KagglekitError, ShapeError
 from kagglekit.infer import iter_strips, sliding_window
 from kagglekit.io import open_volume
+from kagglekit.tiling import Stitcher
 
 from helpers import plain_starts
 
@@ -288,3 +289,32 @@ def test_float32_batches_whatever_torchs_default_dtype():
     finally:
         torch.set_default_dtype(previous)
     np.testing.assert_allclose(out, whole(POINTWISE, image), atol=1e-5)
+
+
+@pytest.mark.parametrize("masked", [None, "some", "none"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float16])
+def test_out_array_is_overwritten_with_the_fresh_result(masked, dtype):
+    """A reused, dirty ``out`` ends up equal to a fresh result, for full grids, sub-grids (a weight
+    map) and a mask that keeps no tile, and is the array returned."""
+    image = RNG.integers(0, 256, (70, 101, 3), dtype=np.uint8)
+    mask = {None: None, "some": RNG.random((7, 10)) < 0.5, "none": np.zeros((7, 10), bool)}[masked]
+    kwargs = dict(tile=32, stride=20, window="gaussian", skip_mask=mask, fill_value=-2, dtype=dtype, progress=False)
+    fresh = sliding_window(SPATIAL, image, out_channels=2, **kwargs)
+    out = np.full((2, 70, 101), np.nan, dtype)
+    for _ in range(2):  # the second call starts from the first call's result
+        got = sliding_window(SPATIAL, image, out=out, **kwargs)
+        assert got is out
+        np.testing.assert_array_equal(out, fresh)
+
+
+def test_bad_out_arrays_are_clear():
+    image = RNG.integers(0, 256, (40, 50, 3), dtype=np.uint8)
+    for bad in (np.empty((2, 40, 51), np.float32), np.empty((2, 40, 50), np.float64), np.empty((40, 50), np.float32), [0.0]):
+        with pytest.raises(ShapeError, match=r"out must be a \(C_out, 40, 50\) array of float32"):
+            sliding_window(POINTWISE, image, tile=32, out=bad, progress=False)
+    with pytest.raises(ShapeError, match=r"\(2, 40, 50\)"):  # the channels are checked once the model has answered
+        sliding_window(POINTWISE, image, tile=32, out=np.empty((3, 40, 50), np.float32), progress=False)
+    with pytest.raises(InvalidArgumentError, match="C-contiguous"):
+        sliding_window(POINTWISE, image, tile=32, out=np.empty((2, 40, 100), np.float32)[:, :, ::2], progress=False)
+    with pytest.raises(InvalidArgumentError, match="in-memory"):
+        Stitcher(2, 40, 50, max_rows=8, out=np.empty((2, 40, 50), np.float32))

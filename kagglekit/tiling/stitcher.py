@@ -24,6 +24,29 @@ def _accumulate(dst: np.ndarray, values: np.ndarray, weight: np.ndarray | None) 
         dst += values if weight is None else values * weight
 
 
+def checked_out(out, channels: int | None, height: int, width: int, dtype: np.dtype) -> np.ndarray:
+    """``out`` if it is a writable C-contiguous (channels, height, width) numpy array of ``dtype``
+    (``channels`` None: any number), else a clear error."""
+    if not (isinstance(out, np.ndarray) and out.ndim == 3 and out.shape[1:] == (height, width) and out.dtype == dtype
+            and out.shape[0] == (channels or out.shape[0])):
+        got = f"{out.shape} {out.dtype}" if isinstance(out, np.ndarray) else type(out).__name__
+        raise ShapeError(f"out must be a ({channels or 'C_out'}, {height}, {width}) array of {dtype}, got {got}; "
+                         "allocate it once with np.empty and pass it for every image of that size")
+    if not (out.flags.c_contiguous and out.flags.writeable):
+        raise InvalidArgumentError("out must be C-contiguous and writable: pass an array from np.empty, not a view or a read-only memory map")
+    return out
+
+
+def _zero(array: np.ndarray) -> None:
+    """``array[...] = 0`` on all cores (torch) where torch can view it; numpy's memset is one thread."""
+    if shareable(array):
+        import torch
+
+        torch.from_numpy(array).zero_()
+    else:
+        array[...] = 0
+
+
 class Stitcher:
     """Accumulates weighted tile predictions into a (C, H_out, W_out) output.
 
@@ -39,10 +62,15 @@ class Stitcher:
 
     ``dtype`` is the accumulator's (float32, or float16 to halve memory); strips come back as float32,
     the in-memory result of :meth:`finish` in ``dtype``.
+
+    ``out`` (in-memory only): an existing (C, H_out, W_out) C-contiguous array of ``dtype`` to
+    accumulate into; it is zeroed first and :meth:`finish` returns it. Reusing one array over
+    same-sized images saves allocating and first touching a new output each time, which on a VM
+    costs more than the stitching itself (bench_sliding.py, workload (a)).
     """
 
     def __init__(self, channels: int, height: int, width: int, *, normalized: bool = False,
-                 dtype=np.float32, fill_value: float = 0.0, max_rows: int | None = None):
+                 dtype=np.float32, fill_value: float = 0.0, max_rows: int | None = None, out: np.ndarray | None = None):
         self.channels = positive_int("channels", channels)
         self.height, self.width = positive_int("height", height), positive_int("width", width)
         self.dtype = np.dtype(dtype)
@@ -51,7 +79,13 @@ class Stitcher:
         self.normalized, self.fill_value = normalized, float(fill_value)
         self.rows = self.height if max_rows is None else min(positive_int("max_rows", max_rows), self.height)
         self.streaming = max_rows is not None
-        self.acc = np.zeros((self.channels, self.rows, self.width), self.dtype)
+        if out is None:
+            self.acc = np.zeros((self.channels, self.rows, self.width), self.dtype)
+        else:
+            self.acc = checked_out(out, self.channels, self.height, self.width, self.dtype)
+            if self.streaming:
+                raise InvalidArgumentError("out= is for an in-memory stitcher; a streaming one (max_rows) hands out new strips")
+            _zero(self.acc)
         self.wsum = None if normalized else np.zeros((self.rows, self.width), np.float32)
         self.row0 = 0  # first output row still held
 
