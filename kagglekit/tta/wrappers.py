@@ -48,8 +48,9 @@ class TTA(nn.Module):
     view's inverse; ``"classification"``: outputs (N, K) are merged as they are. ``batched=True`` runs all
     views in one forward (N * len(views) images in memory; two forwards when H != W and some views swap
     H and W); ``batched=False`` runs one view at a time and keeps only a running merge. ``merge`` and
-    ``outputs`` are as in :class:`kagglekit.tta.merge.Merger`. On GPU the single large forward is the
-    fast path; on CPU eight small passes are often faster (see bench/RESULTS.md, bench_tta.py).
+    ``outputs`` are as in :class:`kagglekit.tta.merge.Merger`. Which is faster depends on the model: on
+    a 2-core CPU one batched forward beat eight passes for timm classifiers and an smp Unet, and lost
+    for a shallow full-resolution CNN whose activations outgrow the cache (bench/RESULTS.md, bench_tta.py).
     """
 
     def __init__(self, model: nn.Module, views="d4", merge: str = "mean", task: str = "segmentation",
