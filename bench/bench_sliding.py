@@ -243,7 +243,7 @@ def targets(rows) -> list[str]:
         ]
         reused = get("(a)", REUSED_OUT)
         if reused:
-            lines.append(f"- (a) with out= reused (not the target's row; it shows what a new output array costs): "
+            lines.append(f"- (a) with out= reused (not the target's row: a loop over same-sized images): "
                          f"{reused[4]:.2f}x the floor, {tb[2] / reused[2]:.2f}x faster than pytorch-toolbelt")
     big = get("(b)", "kagglekit", "32768")
     if big:

@@ -255,8 +255,8 @@ def sliding_window(model, source, tile=512, stride=None, batch_size: int = 8, wi
     CUDA up to three batches, pinned) and the model; never a float copy of the source.
 
     ``out``: an existing (C_out, H_out, W_out) C-contiguous array of ``dtype`` to write the result
-    into (and return), e.g. one array reused over a loop of same-sized images: allocating and first
-    touching a new output can cost more than the stitching itself.
+    into (and return), e.g. one array reused over a loop of same-sized images, so that each image
+    does not allocate and first-touch (page-fault) a new output.
     """
     plan = _plan(source, tile, stride, batch_size, window, sigma, margin, out_scale, skip_mask, min_fraction)
     H, W = plan.weights.out_shape

@@ -65,8 +65,7 @@ class Stitcher:
 
     ``out`` (in-memory only): an existing (C, H_out, W_out) C-contiguous array of ``dtype`` to
     accumulate into; it is zeroed first and :meth:`finish` returns it. Reusing one array over
-    same-sized images saves allocating and first touching a new output each time, which on a VM
-    costs more than the stitching itself (bench_sliding.py, workload (a)).
+    same-sized images saves allocating and first touching (page-faulting) a new output each time.
     """
 
     def __init__(self, channels: int, height: int, width: int, *, normalized: bool = False,
