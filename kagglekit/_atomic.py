@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import stat
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,12 +15,27 @@ def temp_pattern(path: Path) -> str:
     return f".{path.name}.*.tmp"
 
 
+def _new_file_mode() -> int:
+    """The permission bits ``open()`` gives a new file: 0o666 without the process's umask."""
+    try:  # Linux names the umask without changing it
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return 0o666 & ~int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)  # elsewhere: set and restore, the portable way to read it
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
 @contextlib.contextmanager
 def atomic_path(path) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; when the block succeeds, fsync it and rename it over ``path``.
 
     If the block raises (or the process dies), ``path`` keeps its previous content; the temporary
     file is removed on an exception (a killed process leaves one matching :func:`temp_pattern`).
+    The new file gets the old file's permission bits, or those ``open()`` would give a new file
+    (the temporary file itself is created private, 0o600).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -30,6 +46,7 @@ def atomic_path(path) -> Iterator[Path]:
         yield tmp
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
+        os.chmod(tmp, stat.S_IMODE(path.stat().st_mode) if path.exists() else _new_file_mode())
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):

@@ -61,7 +61,8 @@ def test_projected_finish_from_the_measured_rate():
 
 
 def test_bad_arguments_raise():
-    for kwargs in ({"total": 0}, {"total": math.inf}, {"total": 10, "reserve": 10}, {"total": 10, "reserve": -1}):
+    for kwargs in ({"total": 0}, {"total": math.inf}, {"total": 10, "reserve": 10}, {"total": 10, "reserve": -1},
+                   {"total": "9"}, {"total": 10, "reserve": None}):
         with pytest.raises(InvalidArgumentError) as info:
             Budget(**kwargs)
         assert isinstance(info.value, KagglekitError)

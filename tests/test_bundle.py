@@ -196,3 +196,18 @@ def test_a_refused_model_dataset_metadata_leaves_the_earlier_bundle_untouched(bu
     with pytest.raises(ConfigError, match=r"(?s)models/dataset-metadata.json would be refused.*title must be a string of 6 to 50"):
         make_bundle(bundle_project)
     assert {name: (first.root / name).read_bytes() for name in files_under(first.root)} == before
+
+
+def test_a_code_file_outside_the_kernel_folder_leaves_the_earlier_bundle_untouched(bundle_project):
+    first = make_bundle(bundle_project)
+    before = {name: (first.root / name).read_bytes() for name in files_under(first.root)}
+    # metadata in notebooks/ whose code_file climbs out of it: valid for Kaggle, but not copyable into kernel/
+    (bundle_project / "inference.ipynb").write_bytes((bundle_project / "notebooks" / "inference.ipynb").read_bytes())
+    meta_path = bundle_project / "notebooks" / "kernel-metadata.json"
+    meta = json.loads((bundle_project / "kernel-metadata.json").read_text())
+    meta["code_file"] = "../inference.ipynb"
+    meta_path.write_text(json.dumps(meta))
+    with pytest.raises(ConfigError, match="points outside the kernel folder"):
+        bundle(bundle_project / "dist" / "kaggle", models=bundle_project / "models", kernel_metadata=meta_path,
+               wheels=bundle_project / "wheels", owner="alice")
+    assert {name: (first.root / name).read_bytes() for name in files_under(first.root)} == before

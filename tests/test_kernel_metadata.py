@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 from pathlib import Path
 
 import pytest
@@ -147,3 +148,13 @@ def test_atomic_write_replaces_or_leaves_the_old_file(tmp_path):
         write_json_atomic(path, {"a": object()})
     assert json.loads(path.read_text()) == {"a": 1}
     assert os.listdir(tmp_path) == ["meta.json"]  # no temporary file left behind
+
+
+def test_atomic_write_keeps_the_old_mode_and_gives_a_new_file_what_open_would(tmp_path):
+    plain = tmp_path / "plain.json"
+    plain.write_text("{}")  # the oracle: open() under this process's umask
+    new = write_json_atomic(tmp_path / "new.json", {"a": 1})
+    assert stat.S_IMODE(new.stat().st_mode) == stat.S_IMODE(plain.stat().st_mode)
+    os.chmod(new, 0o640)
+    write_json_atomic(new, {"a": 2})
+    assert stat.S_IMODE(new.stat().st_mode) == 0o640 and json.loads(new.read_text()) == {"a": 2}

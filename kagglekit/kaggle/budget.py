@@ -16,6 +16,7 @@ import math
 import time
 from collections import defaultdict
 from contextlib import contextmanager
+from numbers import Real
 
 from kagglekit.errors import InvalidArgumentError
 
@@ -31,9 +32,9 @@ class Budget:
     """
 
     def __init__(self, total: float, reserve: float = 0.0, *, started_at: float | None = None, clock=time.monotonic):
-        if not 0 < total < math.inf:
+        if not isinstance(total, Real) or not 0 < total < math.inf:
             raise InvalidArgumentError(f"total must be a positive number of seconds, got {total!r}")
-        if not 0 <= reserve < total:
+        if not isinstance(reserve, Real) or not 0 <= reserve < total:
             raise InvalidArgumentError(f"reserve must be in [0, total={total}) seconds, got {reserve!r}")
         self.total = float(total)
         self.reserve = float(reserve)

@@ -123,10 +123,11 @@ def bundle(out="dist/kaggle", *, models, kernel_metadata=KERNEL_METADATA, wheels
                           f"see them; add them (it lists {kernel_meta['dataset_sources']})")
 
     result = Bundle(root, root / "wheels", root / "models", root / "kernel")
-    # the dataset documents are checked as they will be written, before the previous bundle is
-    # deleted; the kernel's was checked on reading, and a checked owner keeps its ids valid
+    # everything is checked before the previous bundle is deleted: the dataset documents as they will
+    # be written (the kernel's was checked on reading, and a checked owner keeps its ids valid)
     raise_problems(result.wheels / DATASET_METADATA, dataset_metadata_problems(wheels_meta))
     raise_problems(result.models / DATASET_METADATA, dataset_metadata_problems(models_meta))
+    code_dst = _inside(result.kernel, kernel_meta["code_file"])
 
     _prepare_root(root)
     for w in wheel_files:
@@ -135,7 +136,7 @@ def bundle(out="dist/kaggle", *, models, kernel_metadata=KERNEL_METADATA, wheels
     for f in model_files:
         _place(f, result.models / f.relative_to(models), link)
     write_json_atomic(result.models / DATASET_METADATA, models_meta)
-    shutil.copy2(kernel_path.parent / kernel_meta["code_file"], _inside(result.kernel, kernel_meta["code_file"]))
+    _place(kernel_path.parent / kernel_meta["code_file"], code_dst, link=False)
     write_json_atomic(result.kernel / KERNEL_METADATA, kernel_meta)
     return result
 
@@ -144,7 +145,6 @@ def _inside(folder: Path, relative: str) -> Path:
     dst = (folder / relative).resolve()
     if not dst.is_relative_to(folder.resolve()):
         raise ConfigError(f"code_file {relative!r} points outside the kernel folder; keep it under the metadata's folder")
-    dst.parent.mkdir(parents=True, exist_ok=True)
     return dst
 
 
