@@ -47,7 +47,7 @@ def run_pipeline(cfg: dict, comp_dir: Path, out: Path) -> dict:
     segment(cfg, comp_dir, out)
     import polars as pl
 
-    return dict(pl.read_csv(out / "submission.csv", infer_schema=False).fill_null("").iter_rows())
+    return dict(pl.read_csv(out / "submission.csv", infer_schema_length=0).fill_null("").iter_rows())
 
 
 def hand_loop(model, paths: list[Path]) -> dict:

@@ -25,8 +25,9 @@ def sample(tmp_path):
 
 
 def read_rows(path):
+    """The rows as the csv module reads them, blank lines skipped."""
     with open(path, newline="") as f:
-        return list(csv.reader(f))
+        return [row for row in csv.reader(f) if row]
 
 
 def assert_valid(path, sample_path):
@@ -123,8 +124,11 @@ def test_interrupt_during_rename_keeps_the_file_and_cleans_up(sample, tmp_path, 
     [
         (lambda d: d.update(id=IDS[:-1] + ["010"]), ["duplicated ids: '010'", "missing ids: 'a-1'"]),
         (lambda d: d.update(id=IDS[:-1] + ["zzz"]), ["unknown ids (not in the sample submission): 'zzz'", "'a-1'"]),
-        (lambda d: d.update(score=[float("nan")] + [0.1] * 5), ["null or NaN in column 'score' for ids: '007'"]),
-        (lambda d: d.update(rle=[None] * 6), ["null or NaN in column 'rle'", "... (6 in all)"]),
+        (lambda d: d.update(score=[float("nan")] + [0.1] * 5), ["null, NaN or infinite value in column 'score' for ids: '007'"]),
+        (lambda d: d.update(score=[0.1, float("inf"), float("-inf")] + [0.1] * 3), ["in column 'score' for ids: '010', '123'"]),
+        (lambda d: d.update(rle=[None] * 6), ["null, NaN or infinite value in column 'rle'", "... (6 in all)"]),
+        (lambda d: d.update(rle=[[1, 2]] * 6), ["column 'rle' holds List"]),
+        (lambda d: d.update(score=[0.1] * 5), ["different lengths", "'score': 5"]),
         (lambda d: d.pop("score"), ["missing columns: 'score'"]),
         (lambda d: d.update(extra=[1] * 6), ["unexpected columns: 'extra'"]),
         (lambda d: d.update(id=list(range(6))), ["unknown ids", "missing ids: '007'"]),
@@ -177,3 +181,20 @@ def test_bad_configuration_raises(sample, tmp_path):
             pass
     with pytest.raises(InvalidArgumentError, match="polars DataFrame"):
         SubmissionGuard(tmp_path / "s.csv", sample).validate([1, 2])
+
+
+@pytest.mark.parametrize("blank_lines", [1, 2])
+def test_blank_lines_in_the_sample_are_skipped_like_csv_readers_do(tmp_path, blank_lines):
+    sample = tmp_path / "sample_submission.csv"
+    sample.write_text("id,rle,score\n" + "".join(f"{i},,0.5\n" for i in IDS) + "\n" * blank_lines)
+    target = tmp_path / "submission.csv"
+    with SubmissionGuard(target, sample) as guard:
+        assert read_rows(target) == read_rows(sample)
+        guard.commit({"id": IDS, "rle": [""] * 6, "score": [0.1] * 6})
+    assert_valid(target, sample)
+
+
+def test_an_empty_sample_is_a_clear_error(tmp_path):
+    (tmp_path / "sample.csv").write_text("")
+    with pytest.raises(SubmissionError, match="sample.csv is empty"):
+        SubmissionGuard(tmp_path / "submission.csv", tmp_path / "sample.csv")

@@ -49,6 +49,21 @@ def adversarial_validation(train, test, features=None, *, n_splits: int = 5, see
     return AdversarialResult(float(roc_auc_score(is_test, proba)), proba[: len(x_train)], proba[len(x_train) :])
 
 
+def _as_numbers(column) -> np.ndarray:
+    """A column as float64: numbers and booleans as they are, anything else as codes of its values
+    as text (sorted order; numpy rather than polars categoricals, whose codes differ across polars
+    versions); nulls become NaN."""
+    import polars as pl
+
+    if column.dtype.is_numeric() or column.dtype == pl.Boolean:
+        return column.cast(pl.Float64).to_numpy()
+    text = column.cast(pl.String)
+    codes = np.full(len(text), np.nan)
+    _, inverse = np.unique(text.drop_nulls().to_numpy(), return_inverse=True)
+    codes[text.is_not_null().to_numpy()] = inverse.ravel()
+    return codes
+
+
 def _feature_matrices(train, test, features) -> tuple[np.ndarray, np.ndarray]:
     import polars as pl
 
@@ -58,12 +73,7 @@ def _feature_matrices(train, test, features) -> tuple[np.ndarray, np.ndarray]:
         if missing or not names:
             raise InvalidArgumentError(f"features {missing or names} must be columns of both train and test")
         both = pl.concat([train.select(names), test.select(names)], how="vertical_relaxed")
-        encoded = both.with_columns(
-            pl.col(c).cast(pl.String).cast(pl.Categorical).to_physical()
-            for c in names
-            if not both.schema[c].is_numeric() and both.schema[c] != pl.Boolean
-        )
-        matrix = encoded.select(pl.all().cast(pl.Float64)).to_numpy()
+        matrix = np.column_stack([_as_numbers(both.get_column(c)) for c in names])
         return matrix[: train.height], matrix[train.height :]
     x_train, x_test = np.asarray(train, dtype=np.float64), np.asarray(test, dtype=np.float64)
     if x_train.ndim != 2 or x_test.ndim != 2 or x_train.shape[1] != x_test.shape[1]:

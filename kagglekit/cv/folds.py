@@ -90,9 +90,10 @@ def label_matrix(df: pl.DataFrame, labels: str | Sequence[str]) -> tuple[np.ndar
             )
         if column.null_count() or column.list.eval(pl.element().is_null()).list.any().any():
             raise InvalidArgumentError(f"labels column {labels!r} has missing values; fill or drop those rows")
-        ids = column.explode()
+        lengths = column.list.len().to_numpy()
+        ids = column.filter(pl.Series(lengths > 0)).explode()  # polars versions differ on what an empty list explodes to
         values, codes = np.unique(ids.to_numpy(), return_inverse=True)
-        row = np.repeat(np.arange(df.height), column.list.len().to_numpy())
+        row = np.repeat(np.arange(df.height), lengths)
         matrix = np.zeros((df.height, values.size), dtype=np.uint8)
         matrix[row, codes.ravel()] = 1
         return matrix, [f"{labels}={v}" for v in values]

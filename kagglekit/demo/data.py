@@ -144,5 +144,5 @@ def read_masks(csv_path) -> dict[str, np.ndarray]:
 
     from kagglekit.kaggle.rle import rle_decode
 
-    frame = pl.read_csv(csv_path, infer_schema=False).fill_null("")
+    frame = pl.read_csv(csv_path, infer_schema_length=0).fill_null("")
     return {r["id"]: rle_decode(r["rle"], (int(r["height"]), int(r["width"]))) for r in frame.iter_rows(named=True)}

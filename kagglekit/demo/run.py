@@ -33,7 +33,7 @@ def score(submission, solution, beta: float = 0.5) -> tuple[float, float]:
     from kagglekit.metrics import fbeta_score
 
     truth = read_masks(solution)
-    rows = dict(pl.read_csv(submission, infer_schema=False).fill_null("").select("id", "rle").iter_rows())
+    rows = dict(pl.read_csv(submission, infer_schema_length=0).fill_null("").select("id", "rle").iter_rows())
     y = np.concatenate([m.ravel() for m in truth.values()])
     pred = np.concatenate([rle_decode(rows[i], m.shape).ravel() for i, m in truth.items()])
     return fbeta_score(y, pred, beta), fbeta_score(y, np.ones_like(y), beta)

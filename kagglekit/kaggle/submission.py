@@ -37,15 +37,23 @@ def _read_reference(source) -> pl.DataFrame:
         raise SubmissionError(
             f"sample submission {path} does not exist; pass its path (see kagglekit.kaggle.find_input)"
         )
-    frame = pl.read_csv(path, infer_schema=False)
-    return frame.with_columns(pl.all().fill_null(""))
+    try:
+        frame = pl.read_csv(path, infer_schema_length=0)
+    except pl.exceptions.NoDataError as exc:
+        raise SubmissionError(f"sample submission {path} is empty; it needs a header and one row per test id") from exc
+    # blank lines (often one at the end) are rows of nulls to polars; CSV readers and Kaggle skip them
+    return frame.filter(~pl.all_horizontal(pl.all().is_null())).with_columns(pl.all().fill_null(""))
 
 
 def _as_frame(rows) -> pl.DataFrame:
     if isinstance(rows, pl.DataFrame):
         return rows
     if isinstance(rows, Mapping):
-        return pl.DataFrame(dict(rows))
+        try:
+            return pl.DataFrame(dict(rows))
+        except pl.exceptions.ShapeError as exc:
+            lengths = ", ".join(f"{name!r}: {len(values)}" for name, values in rows.items())
+            raise SubmissionError(f"the submission's columns have different lengths ({lengths}); give one value per id in each") from exc
     raise InvalidArgumentError(
         f"a submission must be a polars DataFrame or a dict of columns, got {type(rows).__name__} "
         "(pl.from_pandas(df) converts a pandas DataFrame)"
@@ -74,8 +82,8 @@ class SubmissionGuard:
     reference. Values are compared as written: ids are matched as strings.
 
     On entry the fallback is written atomically (stale temporary files of an earlier killed run are
-    removed). :meth:`commit` validates a frame (columns, missing, duplicated and unknown ids, null
-    and NaN values; the error lists the first offenders of each) and then replaces the file
+    removed). :meth:`commit` validates a frame (columns, missing, duplicated and unknown ids; null,
+    NaN, infinite and nested values; the error lists the first offenders of each) and then replaces the file
     atomically; it may be called many times (e.g. after each model of an ensemble). An exception in
     the block leaves the last valid file in place and propagates, unless ``suppress_errors=True``:
     then it is printed and swallowed so that the kernel ends normally with that file (a kernel that
@@ -105,6 +113,7 @@ class SubmissionGuard:
                 f"id_column {self.id_column!r} is not a column of the sample: {self.reference.columns}"
             )
         self._expected_ids = self.reference.get_column(self.id_column).cast(pl.Utf8)  # validate() runs per commit
+        self._expected_list = self._expected_ids.to_list()
         rows = self.reference if fallback is None else _as_frame(fallback)
         if fill:
             unknown = set(fill) - set(rows.columns)
@@ -132,8 +141,9 @@ class SubmissionGuard:
             ids = frame.get_column(self.id_column).cast(pl.Utf8)
             expected = self._expected_ids
             duplicated = ids.filter(ids.is_duplicated()).unique(maintain_order=True)
-            missing = expected.filter(~expected.is_in(ids.implode()))
-            unknown = ids.filter(~ids.is_in(expected.implode()))
+            # is_in takes plain lists alike in every polars version (a Series changed meaning in 1.x)
+            missing = expected.filter(~expected.is_in(ids.to_list()))
+            unknown = ids.filter(~ids.is_in(self._expected_list))
             if duplicated.len():
                 problems.append(f"duplicated ids: {_listed(duplicated.to_list())}")
             if missing.len():
@@ -142,11 +152,15 @@ class SubmissionGuard:
                 problems.append(f"unknown ids (not in the sample submission): {_listed(unknown.to_list())}")
             for column in frame.columns:
                 values = frame.get_column(column)
+                if values.dtype.is_nested() or values.dtype == pl.Object:
+                    problems.append(f"column {column!r} holds {values.dtype} values; a CSV cell needs one number or string "
+                                    "(join a list into a string first, e.g. ' '.join(map(str, values)))")
+                    continue
                 bad = values.is_null()
                 if values.dtype.is_float():
-                    bad = bad | values.is_nan()
+                    bad = bad | ~values.is_finite()
                 if bad.any():
-                    problems.append(f"null or NaN in column {column!r} for ids: {_listed(ids.filter(bad).to_list())}")
+                    problems.append(f"null, NaN or infinite value in column {column!r} for ids: {_listed(ids.filter(bad).to_list())}")
         if problems:
             raise SubmissionError(
                 f"submission for {self.path} does not match the sample submission "
