@@ -204,12 +204,50 @@ def test_tiff_pyramid_levels_and_thumbnail(tmp_path):
         open_image(path, level=3)
 
 
-def test_thumbnail_of_flat_image_matches_area_resize():
-    image = RNG.integers(0, 255, (1000, 600, 3), dtype=np.uint8)
-    thumb = ArraySource(image).thumbnail(250)
-    oracle = cv2.resize(image, (150, 250), interpolation=cv2.INTER_AREA)
-    assert thumb.shape == oracle.shape
-    assert np.abs(thumb.astype(int) - oracle).mean() < 1.0
+class RecordingSource(ArraySource):
+    """An array source that records the rows of every read it serves."""
+
+    def __init__(self, array):
+        super().__init__(array)
+        self.rows_read = []
+
+    def _read_inside(self, y0, x0, y1, x1):
+        self.rows_read.append(y1 - y0)
+        return super()._read_inside(y0, x0, y1, x1)
+
+
+@pytest.mark.parametrize(("shape", "max_side", "strip_bytes"), [
+    ((1000, 600, 3), 250, 64 << 20),  # one strip, integer factor
+    ((1000, 600, 3), 250, 30_000),    # many strips
+    ((997, 613, 1), 101, 20_000),     # non-integer factors: strips end inside thumbnail rows
+    ((50, 3001, 4), 64, 5_000),       # wide and short
+    ((7, 5, 5), 3, 1),                # one row per strip, five channels
+])
+def test_thumbnail_equals_area_resize_of_the_whole_image(monkeypatch, shape, max_side, strip_bytes):
+    import kagglekit.io.source as source_module
+
+    monkeypatch.setattr(source_module, "_STRIP_BYTES", strip_bytes)
+    image = RNG.integers(0, 255, shape, dtype=np.uint8)
+    src = RecordingSource(image)
+    thumb = src.thumbnail(max_side)
+    h, w = thumb.shape[:2]
+    assert max(h, w) == max_side
+    oracle = np.stack([cv2.resize(image[:, :, c].astype(np.float32), (w, h), interpolation=cv2.INTER_AREA) for c in range(shape[2])], axis=2)
+    assert np.abs(thumb - oracle).max() <= 1.0  # integers: rounded once after narrowing, once at the end
+    assert max(src.rows_read) <= max(1, strip_bytes // (shape[1] * shape[2] * 4))  # never more than a strip
+
+
+@pytest.mark.parametrize("dtype", [np.bool_, np.int8, np.int32, np.uint32, np.int64, np.float16])
+def test_thumbnail_of_dtypes_opencv_cannot_resize(dtype):
+    values = RNG.random((90, 60, 2)) * 100
+    image = values > 50 if dtype == np.bool_ else values.astype(dtype)
+    thumb = ArraySource(image).thumbnail(30)
+    oracle = cv2.resize(image.astype(np.float32), (20, 30), interpolation=cv2.INTER_AREA)
+    assert thumb.dtype == dtype and thumb.shape == (30, 20, 2)
+    if dtype == np.bool_:
+        np.testing.assert_array_equal(thumb, oracle >= 0.5)
+    else:
+        assert np.abs(thumb.astype(np.float64) - oracle).max() <= (0.5 if np.issubdtype(dtype, np.integer) else 0.05)
 
 
 def _peak_rss_mb() -> float:
@@ -285,6 +323,119 @@ def test_truncated_or_corrupt_files_name_the_file(tmp_path, suffix):
     path.write_bytes(b"this is not an image at all" * 10)
     with pytest.raises(ImageReadError, match="broken"):
         open_image(path).read(0, 0, 10, 10)
+
+
+def test_thumbnail_of_a_level_is_not_taken_from_a_larger_level(tmp_path):
+    path = tmp_path / "pyr.tif"
+    base = RNG.integers(0, 255, (256, 256), dtype=np.uint8)
+    with tifffile.TiffWriter(path) as tw:
+        tw.write(base, tile=(64, 64), subifds=2)
+        tw.write(base[::2, ::2], tile=(64, 64), subfiletype=1)
+        tw.write(base[::4, ::4], tile=(64, 64), subfiletype=1)
+    smallest = open_image(path, level=2)
+    np.testing.assert_array_equal(smallest.thumbnail(100)[:, :, 0], base[::4, ::4])  # 64 x 64: itself, not level 1
+    thumb = open_image(path, level=1).thumbnail(32)  # from level 2, the smallest level still >= 32
+    assert np.abs(thumb[:, :, 0].astype(int) - cv2.resize(base[::4, ::4], (32, 32), interpolation=cv2.INTER_AREA)).max() <= 1
+
+
+def test_big_endian_uncompressed_tiff_reads_in_native_byte_order(tmp_path):
+    image = RNG.integers(0, 65535, (40, 50), dtype=np.uint16)
+    path = tmp_path / "be.tif"
+    tifffile.imwrite(path, image, byteorder=">")
+    src = open_image(path)
+    assert src.reader.memmap is not None  # the memory-mapped path
+    inside = src.read(5, 5, 20, 20)
+    assert inside.dtype == np.uint16 and inside.dtype.isnative
+    np.testing.assert_array_equal(inside[:, :, 0], image[5:25, 5:25])
+    assert np.abs(src.thumbnail(25)[:, :, 0].astype(int) - cv2.resize(image, (25, 20), interpolation=cv2.INTER_AREA)).max() <= 1
+
+
+_OPENED_BEFORE_FORK: dict = {}
+
+
+def _read_windows_in_child(path, image, seed, queue):
+    rng = np.random.default_rng(seed)
+    wrong = 0
+    for _ in range(200):
+        y, x = (int(v) for v in rng.integers(0, 96, 2))
+        wrong += not np.array_equal(_OPENED_BEFORE_FORK[path].read(y, x, 32, 32), window(image, y, x, 32, 32))
+    queue.put(wrong)
+
+
+def test_forked_workers_sharing_one_open_tiff_read_the_right_pixels(tmp_path):
+    """DataLoader workers fork after the parent opened the file: their descriptors share one file
+    position, so a seek in one and a read in the other would mix up tiles."""
+    import multiprocessing
+
+    path = tmp_path / "x.tif"
+    image = RNG.integers(0, 255, (128, 128, 1), dtype=np.uint8)
+    tifffile.imwrite(path, image[:, :, 0], tile=(16, 16), compression="zlib")
+    _OPENED_BEFORE_FORK[path] = open_image(path, cache_bytes=1)  # a cache of one tile: every read goes to the file
+    ctx = multiprocessing.get_context("fork")
+    queue = ctx.Queue()
+    children = [ctx.Process(target=_read_windows_in_child, args=(path, image, seed, queue)) for seed in range(3)]
+    for child in children:
+        child.start()
+    wrong = [queue.get(timeout=120) for _ in children]
+    for child in children:
+        child.join(60)
+    del _OPENED_BEFORE_FORK[path]
+    assert wrong == [0, 0, 0]
+
+
+def test_threads_reading_pages_of_one_volume_read_the_right_pixels(tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    stack = RNG.integers(0, 255, (6, 96, 96), dtype=np.uint8)
+    path = tmp_path / "vol.tif"
+    tifffile.imwrite(path, stack, tile=(16, 16), compression="zlib")
+    vol = open_volume(path, cache_bytes=1)
+    truth = np.moveaxis(stack, 0, 2)
+
+    def check(seed):
+        rng = np.random.default_rng(seed)
+        return sum(not np.array_equal(vol.slices[s].read(y, x, 24, 24)[:, :, 0], window(truth[:, :, s], y, x, 24, 24)[:, :, 0])
+                   for s, y, x in zip(rng.integers(0, 6, 150), rng.integers(0, 80, 150), rng.integers(0, 80, 150)))
+
+    with ThreadPoolExecutor(4) as pool:
+        assert list(pool.map(check, range(4))) == [0, 0, 0, 0]
+
+
+def _patched_tiff(tmp_path, name, tag, value, **write):
+    """A small TIFF written by tifffile with one header tag's value overwritten in place."""
+    path = tmp_path / name
+    tifffile.imwrite(path, RNG.integers(0, 255, (64, 64), dtype=np.uint8), compression="zlib", **write)
+    with tifffile.TiffFile(path) as tif:
+        entry = tif.pages[0].tags[tag]
+        offset, dtype = entry.valueoffset, {3: "<u2", 4: "<u4"}[entry.dtype]
+    data = bytearray(path.read_bytes())
+    data[offset : offset + np.dtype(dtype).itemsize] = np.array(value, dtype).tobytes()
+    path.write_bytes(bytes(data))
+    return path
+
+
+@pytest.mark.parametrize(("tag", "value", "write"), [
+    ("TileLength", 0, {"tile": (16, 16)}),
+    ("ImageLength", 200, {"tile": (16, 16)}),  # taller than its tiles cover
+    ("ImageLength", 200, {"rowsperstrip": 16}),  # taller than its strips cover
+])
+def test_corrupt_tiff_headers_name_the_file(tmp_path, tag, value, write):
+    path = _patched_tiff(tmp_path, "bad_header.tif", tag, value, **write)
+    with pytest.raises(ImageReadError, match="bad_header"):
+        open_image(path).read(0, 0, 200, 64)
+
+
+def test_decoded_images_are_read_only_and_coordinates_must_be_integers(tmp_path):
+    path = tmp_path / "x.png"
+    cv2.imwrite(str(path), RNG.integers(0, 255, (20, 20, 3), dtype=np.uint8))
+    src = open_image(path)
+    tile = src.read(0, 0, 10, 10)
+    with pytest.raises(ValueError, match="read-only"):
+        tile //= 2
+    with pytest.raises(InvalidArgumentError, match="integers"):
+        src.read(1.5, 0, 10, 10)
+    with pytest.raises(InvalidArgumentError, match="at least 1"):
+        src.thumbnail(0)
 
 
 def test_missing_file_and_bad_arrays():

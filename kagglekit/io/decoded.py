@@ -100,6 +100,13 @@ def _header_shape(path: Path):
     return None
 
 
+def _read_only(array: np.ndarray) -> np.ndarray:
+    """``array`` made read-only: reads hand out views of it, and an in-place edit of one window must
+    fail rather than change every later read."""
+    array.flags.writeable = False
+    return array
+
+
 class DecodedImageSource(Source):
     """A source over a file OpenCV decodes whole. Holds the decoded image after the first read.
 
@@ -113,7 +120,7 @@ class DecodedImageSource(Source):
         self._array = None
         header = _header_shape(self.path)
         if header is None:
-            self._array = decode_image(self.path)
+            self._array = _read_only(decode_image(self.path))
             header = (*self._array.shape, self._array.dtype)
         *shape, self.dtype = header
         self.shape = tuple(int(s) for s in shape)
@@ -124,7 +131,7 @@ class DecodedImageSource(Source):
             array = decode_image(self.path)
             if array.shape != self.shape or array.dtype != self.dtype:
                 raise ImageReadError(f"{self.path}: decoded shape {array.shape} {array.dtype} differs from its header {self.shape} {self.dtype}")
-            self._array = array
+            self._array = _read_only(array)
         return self._array
 
     def _read_inside(self, y0, x0, y1, x1):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import operator
 
 import numpy as np
 
@@ -30,8 +31,13 @@ class Source:
         """Return the window of rows ``y:y+h`` and columns ``x:x+w`` as an (h, w, C) array of ``dtype``.
 
         Pixels outside the image are 0. Holds only the window (and, for TIFF, the decoded tiles it
-        touches); the result may be a read-only view of the source's memory.
+        touches); the result may be a view of the source's memory (read-only for a decoded file;
+        for an :class:`ArraySource`, of the caller's own array): copy it before writing to it.
         """
+        try:
+            y, x, h, w = map(operator.index, (y, x, h, w))
+        except TypeError:
+            raise InvalidArgumentError(f"read coordinates must be integers, got y={y!r}, x={x!r}, h={h!r}, w={w!r}") from None
         if h <= 0 or w <= 0:
             raise InvalidArgumentError(f"read window must have positive size, got h={h}, w={w}")
         H, W, C = self.shape
@@ -56,28 +62,67 @@ class Source:
     def thumbnail(self, max_side: int = 1024) -> np.ndarray:
         """Return the whole image shrunk by area averaging so that its longer side is ``max_side``.
 
-        Returns an (h, w, C) array of ``dtype``. Reads the image in row strips, so it holds one strip
-        and the thumbnail, never the whole image.
+        Returns an (h, w, C) array of ``dtype``, equal to OpenCV's ``INTER_AREA`` resize of the whole
+        image to within 1 (integers: the narrowed rows are rounded once). Area averaging is separable,
+        so each row strip (at most about ``_STRIP_BYTES``) is first narrowed to the thumbnail's width
+        by OpenCV and its rows are then added into the thumbnail rows they overlap: holds one strip
+        and the float32 thumbnail, never the whole image.
         """
         import cv2
 
+        max_side = operator.index(max_side)
+        if max_side < 1:
+            raise InvalidArgumentError(f"max_side must be at least 1, got {max_side}")
         H, W, C = self.shape
         factor = max(H, W) / max_side
         if factor <= 1:
             return self.read(0, 0, H, W)
         th, tw = max(1, round(H / factor)), max(1, round(W / factor))
-        strip = max(1, math.ceil(factor)) * 64
-        parts = []
-        done_rows = 0
+        rows_per_output = H / th  # source rows averaged into one thumbnail row
+        total = np.zeros((th, tw, C), np.float32)
+        strip = max(1, _STRIP_BYTES // (W * C * 4))
         for y in range(0, H, strip):
             rows = min(strip, H - y)
-            target = round((y + rows) * th / H) - done_rows
-            if target <= 0:
-                continue
             part = self._read_inside(y, 0, y + rows, W)
-            parts.append(_resize(cv2, part, tw, target))
-            done_rows += target
-        return np.concatenate(parts, axis=0)
+            if part.dtype not in _CV2_DTYPES:  # bool, int8, int32, 64-bit ints, float16: OpenCV has no resize for them
+                part = part.astype(np.float32)
+            _add_rows(total, _resize(cv2, part, tw, rows).astype(np.float32, copy=False), y, rows_per_output)
+        total /= rows_per_output
+        return _cast_like(total, self.dtype)
+
+
+_STRIP_BYTES = 64 << 20
+_CV2_DTYPES = frozenset(np.dtype(t) for t in (np.uint8, np.uint16, np.int16, np.float32, np.float64))
+
+
+def _add_rows(total: np.ndarray, narrow: np.ndarray, y: int, rows_per_output: float) -> None:
+    """Add source rows ``y, y+1, ...`` (``narrow``) into the thumbnail rows they overlap, each weighted
+    by the overlap's length: row r covers [r, r+1), thumbnail row i covers [i, i+1) * rows_per_output."""
+    rows = len(narrow)
+    first = int(y / rows_per_output)
+    last = min(len(total), math.ceil((y + rows) / rows_per_output))
+    for i in range(first, last):  # a loop over thumbnail rows: numpy's reduceat and cumsum along rows are slow
+        lo = min(max(i * rows_per_output - y, 0.0), rows)  # the span [lo, hi) of row i, strip-local
+        hi = min(max((i + 1) * rows_per_output - y, 0.0), rows)
+        a, b = math.ceil(lo), math.floor(hi)
+        if b < a:  # the span lies inside one source row
+            total[i] += (hi - lo) * narrow[b]
+            continue
+        total[i] += narrow[a:b].sum(axis=0, dtype=np.float64)
+        if lo < a:
+            total[i] += (a - lo) * narrow[a - 1]
+        if hi > b:
+            total[i] += (hi - b) * narrow[b]
+
+
+def _cast_like(values: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """Float ``values`` as ``dtype``: rounded and clipped for integers, thresholded at 0.5 for bool."""
+    if dtype == np.bool_:
+        return values >= 0.5
+    if np.issubdtype(dtype, np.integer):
+        info = np.iinfo(dtype)
+        return np.clip(np.rint(values), info.min, info.max).astype(dtype)
+    return values.astype(dtype)
 
 
 def _resize(cv2, image: np.ndarray, width: int, height: int) -> np.ndarray:

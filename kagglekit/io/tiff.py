@@ -55,11 +55,30 @@ class _SegmentCache:
             self.bytes -= old.nbytes
 
 
+_SEEK_LOCK = threading.Lock()  # for file handles without a descriptor (a TIFF opened from bytes)
+
+
+def _read_at(filehandle, offset: int, count: int) -> bytes:
+    """``count`` bytes at ``offset`` of a tifffile ``FileHandle`` without moving a shared file position
+    (``os.pread``): readers of several pages of one file, threads and forked DataLoader workers
+    (which share the descriptor's position) never interleave a seek with another's read."""
+    try:
+        fd = filehandle.fileno()
+    except (AttributeError, OSError, ValueError):
+        fd = None
+    if fd is not None and hasattr(os, "pread"):
+        return os.pread(fd, count, offset)
+    with _SEEK_LOCK:
+        filehandle.seek(offset)
+        return filehandle.read(count)
+
+
 class TiffPageReader:
     """Window reads from one TIFF page (a level of a pyramid, or a slice of a stack).
 
     Holds the open file handle shared with its ``TiffFile`` and at most ``cache_bytes`` of decoded
-    segments. Thread-safe: file reads and the cache are guarded by one lock.
+    segments. Thread-safe and fork-safe: file reads are positional (``os.pread``) and the cache is
+    guarded by a lock.
     """
 
     def __init__(self, tif, page, name: str, cache_bytes: int = 128 << 20):
@@ -69,15 +88,22 @@ class TiffPageReader:
         if depth != 1:
             raise ImageReadError(f"{name}: volumetric TIFF pages (ImageDepth {depth}) are not supported")
         self.shape = (int(H), int(W), int(S) if page.planarconfig == 1 else int(page.shaped[0]))
-        self.dtype = np.dtype(page.dtype)
+        self.dtype = np.dtype(page.dtype).newbyteorder("=")
         self.memmap = self._try_memmap()
         if page.is_tiled:
-            self.seg_h, self.seg_w = int(page.tilelength), int(page.tilewidth)
+            self.seg_h, self.seg_w = page.tilelength, page.tilewidth
         else:
-            self.seg_h, self.seg_w = min(int(page.rowsperstrip or H), H), W
+            self.seg_h, self.seg_w = min(page.rowsperstrip or H, H), W
+        if not all(isinstance(n, (int, np.integer)) and n > 0 for n in (self.seg_h, self.seg_w)):
+            raise ImageReadError(f"{name}: invalid tile or strip size {self.seg_h} x {self.seg_w} in the header; the file is corrupt")
+        self.seg_h, self.seg_w = int(self.seg_h), int(self.seg_w)
         self.seg_rows = -(-H // self.seg_h)
         self.seg_cols = -(-W // self.seg_w)
         self.planes = int(page.shaped[0]) if page.planarconfig == 2 else 1
+        segments = self.planes * self.seg_rows * self.seg_cols
+        if self.memmap is None and min(len(page.dataoffsets), len(page.databytecounts)) < segments:
+            raise ImageReadError(f"{name}: the header lists {len(page.dataoffsets)} tiles or strips, but a "
+                                 f"{H} x {W} image needs {segments}; the file is corrupt")
         self.seg_bytes = self.seg_h * self.seg_w * self.dtype.itemsize * (self.shape[2] // self.planes)
         self.cache = _SegmentCache(cache_bytes)
 
@@ -116,17 +142,13 @@ class TiffPageReader:
         """Decoded segment ``index`` as (seg_h, seg_w, samples), padded to the full tile size."""
         with self.lock:
             cached = self.cache.get(index)
-            if cached is not None:
-                return cached
-            page = self.page
-            offset, count = page.dataoffsets[index], page.databytecounts[index]
-            fh = self.tif.filehandle
-            data = None
-            if count:
-                fh.seek(offset)
-                data = fh.read(count)
-                if len(data) != count:
-                    raise ImageReadError(f"{self.name}: the file is truncated (segment {index} is cut short); re-copy or re-export it")
+        if cached is not None:
+            return cached
+        page = self.page
+        offset, count = page.dataoffsets[index], page.databytecounts[index]
+        data = _read_at(self.tif.filehandle, offset, count) if count else None  # outside the lock: reads overlap
+        if count and len(data) != count:
+            raise ImageReadError(f"{self.name}: the file is truncated (segment {index} is cut short); re-copy or re-export it")
         try:
             segment, _, shape = page.decode(data, index, jpegtables=page.jpegtables)
         except Exception as exc:  # tifffile and imagecodecs raise many types for bad data
@@ -140,8 +162,8 @@ class TiffPageReader:
 
     def read_inside(self, y0: int, x0: int, y1: int, x1: int) -> np.ndarray:
         """(y1-y0, x1-x0, C) window, all inside the page."""
-        if self.memmap is not None:
-            return np.array(self.memmap[y0:y1, x0:x1])
+        if self.memmap is not None:  # the copy is also in native byte order (the map has the file's)
+            return np.array(self.memmap[y0:y1, x0:x1], dtype=self.dtype)
         out = np.empty((y1 - y0, x1 - x0, self.shape[2]), self.dtype)
         for plane, row, col, index in self._touched(y0, x0, y1, x1):
             channels = slice(plane, plane + 1) if self.planes > 1 else slice(None)
@@ -182,16 +204,18 @@ class TiffSource(PageSource):
         try:
             self.tif = tifffile.TiffFile(path)
             levels = self.tif.series[0].levels
-        except (OSError, ValueError, IndexError, tifffile.TiffFileError) as exc:
-            raise ImageReadError(f"{path}: not a readable TIFF ({exc}); check that the file is complete") from exc
+        except Exception as exc:  # tifffile raises many types on a corrupt header
+            raise ImageReadError(f"{path}: not a readable TIFF ({type(exc).__name__}: {exc}); check that the file is complete") from exc
         if not 0 <= level < len(levels):
             raise InvalidArgumentError(f"{path} has pyramid levels 0..{len(levels) - 1}, got level={level}")
         self.levels = [lv.keyframe for lv in levels]
         super().__init__(TiffPageReader(self.tif, self.levels[level], str(path), cache_bytes))
 
     def thumbnail(self, max_side: int = 1024) -> np.ndarray:
-        """Thumbnail from the smallest pyramid level whose longer side is still at least ``max_side``."""
-        smaller = [p for p in self.levels[1:] if max(p.shaped[2], p.shaped[3]) >= max_side]
+        """Thumbnail from the smallest pyramid level below this source's whose longer side is still at
+        least ``max_side``."""
+        side = max(self.shape[:2])
+        smaller = [p for p in self.levels if max_side <= max(p.shaped[2], p.shaped[3]) < side]
         if not smaller:
             return super().thumbnail(max_side)
         level = PageSource(TiffPageReader(self.tif, smaller[-1], self.name, cache_bytes=32 << 20))

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from kagglekit.errors import ImageReadError, InvalidArgumentError, ShapeError
+from kagglekit.errors import ImageReadError, InvalidArgumentError, KagglekitError, ShapeError
 from kagglekit.io.source import Source
 
 SLICE_SUFFIXES = (".tif", ".tiff", ".png", ".jpg", ".jpeg")
@@ -60,6 +60,8 @@ def open_volume(path, z=None, cache_bytes: int = 64 << 20) -> VolumeSource:
 
     ``z`` selects slices: ``slice(20, 44)``, an index, a list, or None for all. Folder slices are
     sorted in natural order (``2.tif`` before ``10.tif``). Nothing is decoded until ``read``.
+    ``cache_bytes`` bounds the decoded tiles held per TIFF slice (a volume of Z slices holds up to
+    Z x ``cache_bytes``); a PNG or JPEG slice holds its whole decoded image once read.
     """
     from kagglekit.io.tiff import PageSource, TiffPageReader
 
@@ -82,6 +84,8 @@ def open_volume(path, z=None, cache_bytes: int = 64 << 20) -> VolumeSource:
         tif = tifffile.TiffFile(path)
         picked = _select(len(tif.pages), z, str(path))
         pages = {i: tif.pages[i] for i in picked}  # only the chosen pages' headers are parsed
-    except (OSError, ValueError, IndexError, tifffile.TiffFileError) as exc:
-        raise ImageReadError(f"{path}: not a readable TIFF ({exc}); check that the file is complete") from exc
+    except KagglekitError:
+        raise
+    except Exception as exc:  # tifffile raises many types on a corrupt header
+        raise ImageReadError(f"{path}: not a readable TIFF ({type(exc).__name__}: {exc}); check that the file is complete") from exc
     return VolumeSource([PageSource(TiffPageReader(tif, pages[i], f"{path}[{i}]", cache_bytes)) for i in picked], str(path))
