@@ -60,11 +60,16 @@ def _check_beta(beta) -> float:
     return float(beta)
 
 
-def _check_zero_division(value) -> float:
-    value = float(value)
-    if not (value in (0.0, 1.0) or math.isnan(value)):
-        raise InvalidArgumentError(f"zero_division must be 0.0, 1.0 or nan, got {value!r}")
-    return value
+def _check_zero_division(value, name: str = "zero_division") -> float:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = None
+    if number is None or not (number in (0.0, 1.0) or math.isnan(number)):
+        raise InvalidArgumentError(
+            f"{name} must be 0.0, 1.0 or nan (0.0 is scikit-learn's 'warn' without the warning), got {value!r}"
+        )
+    return number
 
 
 def fbeta_from_counts(tp, n_true, n_pred, beta: float, zero_division: float = 0.0):
@@ -129,10 +134,20 @@ def dice(y_true, y_pred, average: str = "global", empty_score: float = 1.0) -> f
 
     ``average="global"`` pools all pixels; ``"samples"`` takes the dice of each mask of a
     (n_images, H, W) stack and then the mean (the usual Kaggle segmentation score). Two empty masks
-    score ``empty_score`` (1.0 by default, the Kaggle convention; scikit-learn's F1 gives 0.0).
+    score ``empty_score``: 1.0 by default (the Kaggle convention), 0.0 (scikit-learn's F1) or nan
+    (such pairs are left out of the ``"samples"`` mean).
     """
     one_of("average", average, ("global", "samples"))
+    empty_score = _check_zero_division(empty_score, "empty_score")
     return fbeta_score(y_true, y_pred, beta=1.0, average=average, zero_division=empty_score)
+
+
+def _label_kinds(labels) -> set[str]:
+    """Kinds of the values of a label array: "string", "number" and/or "None" (object arrays are scanned)."""
+    array = np.asarray(labels)
+    if array.dtype.kind != "O":
+        return {"string" if array.dtype.kind in "US" else "number"}
+    return {"None" if v is None else "string" if isinstance(v, str) else "number" for v in array.ravel().tolist()}
 
 
 def balanced_accuracy(y_true, y_pred, adjusted: bool = False) -> float:
@@ -149,6 +164,15 @@ def balanced_accuracy(y_true, y_pred, adjusted: bool = False) -> float:
         raise ShapeError("y_true and y_pred are empty; pass at least one label")
     if t.dtype.kind == "f" and np.isnan(t).any():
         raise InvalidArgumentError("y_true contains NaN; every sample needs a class label")
+    kinds_t, kinds_p = _label_kinds(t), _label_kinds(p)
+    if "None" in kinds_t | kinds_p:
+        raise InvalidArgumentError("y_true or y_pred contains None; every sample needs a class label")
+    if len(kinds_t | kinds_p) > 1:
+        raise InvalidArgumentError(
+            f"mix of label kinds: y_true holds {' and '.join(sorted(kinds_t))} labels, y_pred "
+            f"{' and '.join(sorted(kinds_p))}; pass both as class names or both as numbers "
+            "(e.g. map predicted indices to names with classes[argmax])"
+        )
     classes, index = np.unique(t, return_inverse=True)
     per_class = np.bincount(index, weights=(t == p)) / np.bincount(index)
     score = float(per_class.mean())

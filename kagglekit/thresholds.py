@@ -5,7 +5,8 @@ Convention used everywhere here: a score is predicted positive when ``score >= t
 (:func:`apply_threshold`), the same comparison as scikit-learn's ``precision_recall_curve``.
 
 Scores are numpy arrays of any shape: float16/32/64, uint8/uint16 or other integers; NaN scores
-raise. Labels are 0/1 arrays of the same shape (see :mod:`kagglekit.metrics`).
+raise (only those inside the mask, when one is given). Labels are 0/1 arrays of the same shape (see
+:mod:`kagglekit.metrics`).
 """
 
 from __future__ import annotations
@@ -16,8 +17,9 @@ from typing import NamedTuple
 
 import numpy as np
 
+from kagglekit._checks import positive_int
 from kagglekit.errors import InvalidArgumentError, ShapeError
-from kagglekit.metrics import _as_binary, _check_beta, fbeta_from_counts
+from kagglekit.metrics import _as_binary, _check_beta, _label_kinds, fbeta_from_counts
 
 __all__ = [
     "ThresholdResult",
@@ -42,7 +44,8 @@ _BOUND_SLACK = 1e-9
 
 class ThresholdResult(NamedTuple):
     """``threshold`` (a score value; positive when ``score >= threshold``), the ``fbeta`` it reaches,
-    and ``quantile``: the fraction q with ``np.quantile(scores, q) == threshold`` (numpy's linear method)."""
+    and ``quantile``: the fraction q with ``percentile_threshold(scores, q) == threshold``, i.e.
+    ``np.quantile(scores, q, method="lower")``; q is the fraction of scores below the threshold."""
 
     threshold: float
     fbeta: float
@@ -63,10 +66,8 @@ def apply_threshold(scores, threshold) -> np.ndarray:
 
 
 def _as_scores(name: str, scores) -> np.ndarray:
-    """Return ``scores`` as a real numeric array (bool viewed as uint8); raise on other dtypes or NaN.
-
-    float16 is checked for NaN later, from its bit-pattern histogram (``np.isnan`` on float16 costs
-    as much as the whole search)."""
+    """Return ``scores`` as a real numeric array (bool viewed as uint8); raise on other dtypes.
+    NaN is checked by :func:`_check_no_nan` once the mask is applied."""
     s = np.asarray(scores)
     if s.dtype == bool:
         return s.view(np.uint8)
@@ -74,9 +75,13 @@ def _as_scores(name: str, scores) -> np.ndarray:
         raise InvalidArgumentError(f"{name} must be a real numeric array, got dtype {s.dtype}")
     if s.size == 0:
         raise ShapeError(f"{name} is empty; pass at least one score")
-    if s.dtype.kind == "f" and s.dtype != np.float16 and np.isnan(s).any():
-        raise InvalidArgumentError(f"{name} contains NaN; replace or mask those pixels before searching a threshold")
     return s
+
+
+def _check_no_nan(s: np.ndarray) -> None:
+    """Raise if the scores (those inside the mask) hold NaN."""
+    if s.dtype.kind == "f" and np.isnan(s).any():
+        raise InvalidArgumentError("scores contains NaN inside the mask; replace or mask those pixels first")
 
 
 def _checked_mask(mask, shape) -> np.ndarray:
@@ -89,16 +94,19 @@ def _checked_mask(mask, shape) -> np.ndarray:
 
 
 def _masked_pair(y_true, scores, mask) -> tuple[np.ndarray, np.ndarray]:
-    """Validated flat (labels as bool, scores) restricted to ``mask``; contiguous and native-endian."""
-    y = _as_binary("y_true", y_true)
+    """Validated flat (labels as bool, scores) restricted to ``mask``; contiguous and native-endian.
+    Only the values inside the mask are checked (labels such as 255 or NaN scores may lie outside)."""
+    y = np.asarray(y_true)
     s = _as_scores("scores", scores)
     if y.shape != s.shape:
         raise ShapeError(f"y_true has shape {y.shape} but scores has shape {s.shape}; they must match")
     if mask is not None:
         m = _checked_mask(mask, s.shape)
         y, s = y[m], s[m]
+    if s.dtype != np.float16:  # float16: checked from its bit-pattern histogram (np.isnan costs as much)
+        _check_no_nan(s)
     s = np.ascontiguousarray(s.ravel(), dtype=s.dtype.newbyteorder("="))
-    return y.ravel(), s
+    return _as_binary("y_true", y).ravel(), s
 
 
 # ---------------------------------------------------------------------------------------------
@@ -250,14 +258,19 @@ def best_fbeta_threshold(y_true, scores, beta: float = 1.0, mask=None) -> Thresh
     f = fbeta_from_counts(tp, n_pos, tp + fp, beta)
     i = len(f) - 1 - int(np.argmax(f[::-1]))
     below = s.size - int(tp[i] + fp[i])
-    return ThresholdResult(float(values[i]), float(f[i]), below / (s.size - 1) if s.size > 1 else 0.0)
+    q = below / (s.size - 1) if s.size > 1 else 0.0
+    while (s.size - 1) * q < below:  # float rounding: make floor((n - 1) q) == below, numpy's "lower" index
+        q = float(np.nextafter(q, 2.0))
+    return ThresholdResult(float(values[i]), float(f[i]), q)
 
 
 def percentile_threshold(scores, q: float, mask=None) -> float:
-    """The ``q``-quantile of ``scores`` (inside ``mask``), with ``np.quantile``'s linear method.
+    """The ``q``-quantile of ``scores`` (inside ``mask``): ``np.quantile(scores, q, method="lower")``,
+    the score at sorted position floor((n - 1) q), so the threshold is always one of the scores.
 
     ``q`` is a fraction in [0, 1] (pass p / 100 for a percentile p). Used to transfer a threshold
-    as a fraction of pixels, e.g. the ``quantile`` of :func:`best_fbeta_threshold` to a test image.
+    as a fraction of pixels, e.g. the ``quantile`` of :func:`best_fbeta_threshold` to a test image
+    (on the fitting scores it gives back exactly that threshold).
     Holds a copy of the scores (np.quantile partitions one)."""
     if isinstance(q, bool) or not isinstance(q, (int, float, np.number)) or not 0 <= q <= 1:
         raise InvalidArgumentError(
@@ -266,9 +279,8 @@ def percentile_threshold(scores, q: float, mask=None) -> float:
     s = _as_scores("scores", scores)
     if mask is not None:
         s = s[_checked_mask(mask, s.shape)]
-    if s.dtype == np.float16 and np.isnan(s).any():
-        raise InvalidArgumentError("scores contains NaN; replace or mask those pixels first")
-    return float(np.quantile(s, q))
+    _check_no_nan(s)
+    return float(np.quantile(s, q, method="lower"))
 
 
 def per_class_thresholds(Y, S, beta: float = 1.0) -> ClassThresholds:
@@ -355,6 +367,7 @@ def expected_fbeta_decision(P, beta: float = 1.0, empty_fbeta: float = 1.0, chun
     Ties between k go to the smaller k.
     """
     beta2 = _check_beta(beta) ** 2
+    chunk = positive_int("chunk", chunk)
     if not 0 <= empty_fbeta <= 1:
         raise InvalidArgumentError(
             f"empty_fbeta must be in [0, 1] (1.0 or 0.0 are the usual conventions), got {empty_fbeta!r}"
@@ -395,10 +408,21 @@ def _entropy(p: np.ndarray) -> np.ndarray:
     return -terms.sum(axis=1)
 
 
-def _class_labels(P: np.ndarray, classes):
+def _class_labels(P: np.ndarray, classes, other, y=None):
+    """The labels of P's columns; raise unless they, ``other`` and ``y`` are all strings or all numbers."""
     labels = np.arange(P.shape[1]) if classes is None else np.asarray(classes)
     if labels.shape != (P.shape[1],):
         raise ShapeError(f"classes must name the {P.shape[1]} columns of P, got shape {labels.shape}")
+    kinds = {"classes": _label_kinds(labels), "other": _label_kinds([other])}
+    if y is not None:
+        kinds["y"] = _label_kinds(y)
+    if len(set().union(*kinds.values())) > 1:
+        found = ", ".join(f"{name}: {' and '.join(sorted(k))}" for name, k in kinds.items())
+        raise InvalidArgumentError(
+            f"classes, other{' and y' if y is not None else ''} must be labels of one kind, got {found}; "
+            "pass other= of the classes' type (e.g. other='Other' with class names)"
+            + (" and classes= naming P's columns with the labels used in y" if y is not None else "")
+        )
     return labels
 
 
@@ -407,7 +431,7 @@ def reject_by_entropy(P, cut: float, other=-1, classes=None) -> np.ndarray:
 
     ``classes``: labels of the C columns (default 0..C-1). Returns a (n,) array of labels."""
     p = _check_probabilities("P", P, 2)
-    labels = _class_labels(p, classes)
+    labels = _class_labels(p, classes, other)
     return np.where(_entropy(p) > cut, other, labels[p.argmax(axis=1)])
 
 
@@ -427,10 +451,10 @@ def fit_entropy_cut(P, y, other=-1, classes=None) -> EntropyCut:
     cumulative sums. Among equal scores the largest cut (fewest rejections) is returned.
     """
     p = _check_probabilities("P", P, 2)
-    labels = _class_labels(p, classes)
     y = np.asarray(y)
     if y.shape != (len(p),):
         raise ShapeError(f"y must be a 1-D array with one label per row of P ({len(p)}), got shape {y.shape}")
+    labels = _class_labels(p, classes, other, y)
     ent = _entropy(p)
     predicted = labels[p.argmax(axis=1)]
     classes_in_y, index, class_size = np.unique(y, return_inverse=True, return_counts=True)
@@ -463,7 +487,8 @@ class TemperatureScaler:
     """Temperature scaling (Guo et al. 2017), fitted on out-of-fold logits by minimising the NLL.
 
     ``fit(logits, y)``: logits (n, C) with class indices y (n,) -> softmax; or logits of any shape
-    with 0/1 targets of the same shape -> sigmoid (binary or multi-label, one shared temperature).
+    with 0/1 targets of the same shape, or (n, 1) logits with (n,) 0/1 targets -> sigmoid (binary or
+    multi-label, one shared temperature).
     ``transform(logits)`` returns the calibrated probabilities (float64). The NLL is convex in 1/T;
     T is searched in [``min_t``, ``max_t``] to a relative precision of about 1e-8.
     """
@@ -480,6 +505,8 @@ class TemperatureScaler:
         if z.size == 0 or not np.isfinite(z).all():
             raise InvalidArgumentError("logits must be a non-empty array of finite numbers")
         target = np.asarray(y)
+        if z.ndim == 2 and z.shape[1] == 1 and target.shape == (len(z),):
+            target = target[:, None]  # one logit column (a binary head): sigmoid, as for (n,) logits
         if z.ndim == 2 and target.shape == (len(z),):
             if target.dtype.kind not in "ui" or target.min() < 0 or target.max() >= z.shape[1]:
                 raise InvalidArgumentError(f"y must hold class indices in 0..{z.shape[1] - 1} for (n, C) logits")
@@ -509,4 +536,6 @@ class TemperatureScaler:
         from scipy.special import expit, softmax
 
         z = np.asarray(logits, dtype=np.float64) / self.temperature_
+        if self.kind_ == "softmax" and z.ndim != 2:
+            raise ShapeError(f"fitted on (n, C) logits for softmax; pass (n, C) logits, got shape {z.shape}")
         return softmax(z, axis=1) if self.kind_ == "softmax" else expit(z)

@@ -292,6 +292,28 @@ def test_make_folds_matches_the_splitter_and_keeps_columns():
     np.testing.assert_array_equal(out["fold"].to_numpy(), expected)
 
 
+@pytest.mark.parametrize(
+    "key",
+    [
+        pl.date(2024, 1, 1) + pl.duration(days=pl.col("patient") % 4),
+        pl.datetime(2024, 1, 1) + pl.duration(hours=pl.col("patient") % 4),
+        pl.duration(minutes=pl.col("patient") % 4),
+    ],
+    ids=["date", "datetime", "duration"],
+)
+def test_make_folds_stratifies_an_integer_target_with_a_date_key(key):
+    """numpy cannot stack int64 with datetime64 keys; each (label, key) pair must still be balanced."""
+    df = table().with_columns(key.alias("when"))
+    fold = make_folds(df, K, target="label", stratify=["when"], seed=4)["fold"].to_numpy()
+    pairs = list(zip(df["label"].to_list(), df["when"].to_list()))
+    assert len(set(pairs)) == 12
+    for pair in set(pairs):  # brute force: each pair's rows per fold are within 1 of an even share
+        rows = np.array([p == pair for p in pairs])
+        assert np.abs(np.bincount(fold[rows], minlength=K) - rows.sum() / K).max() < 1
+    grouped = make_folds(df, K, target="label", stratify=["when"], groups="patient", seed=4)["fold"].to_numpy()
+    assert_groups_whole(grouped, df["patient"].to_numpy())
+
+
 def test_make_folds_label_list_column_equals_indicator_columns():
     df = table()
     as_list = df.with_columns(

@@ -68,6 +68,9 @@ def test_expected_fbeta_decision_bad_inputs():
         expected_fbeta_decision(np.zeros((0, 3)))
     with pytest.raises(InvalidArgumentError, match="empty_fbeta"):
         expected_fbeta_decision(np.array([[0.2, 0.3]]), empty_fbeta=2)
+    for chunk in (-1, 0, 2.5, None):
+        with pytest.raises(InvalidArgumentError, match="chunk"):
+            expected_fbeta_decision(np.array([[0.2, 0.3]]), chunk=chunk)
 
 
 def test_entropy_matches_scipy():
@@ -126,6 +129,22 @@ def test_fit_entropy_cut_bad_inputs():
         fit_entropy_cut(P, np.array([0, 1]), classes=["a"])
 
 
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda P: reject_by_entropy(P, 0.5, classes=["cat", "dog"]),  # default other=-1 with class names
+        lambda P: reject_by_entropy(P, 0.5, other="Other"),  # name with the default integer classes
+        lambda P: reject_by_entropy(P, 0.5, other=None, classes=np.array(["cat", "dog"], dtype=object)),
+        lambda P: fit_entropy_cut(P, np.array(["cat", "Other"]), classes=["cat", "dog"]),
+        lambda P: fit_entropy_cut(P, np.array(["cat", "Other"]), other="Other"),  # y names, classes 0..C-1
+    ],
+)
+def test_entropy_labels_of_another_kind_than_other_raise(call):
+    """Before: numpy promotion errors, or no sample ever counted as "other" (a silent wrong answer)."""
+    with pytest.raises(InvalidArgumentError, match="other="):
+        call(np.array([[0.9, 0.1], [0.5, 0.5]]))
+
+
 def oracle_temperature(nll):
     """Minimise the NLL over T by a grid then bounded Brent on T itself (not on log 1/T)."""
     grid = np.exp(np.linspace(np.log(0.05), np.log(20), 120))
@@ -157,6 +176,17 @@ def test_temperature_scaling_sigmoid_binary_and_multilabel():
         np.testing.assert_allclose(scaler.transform(z), special.expit(z / scaler.temperature_))
 
 
+def test_temperature_scaling_one_logit_column_is_binary():
+    """A Linear(d, 1) head: (n, 1) logits with (n,) 0/1 labels fit as the (n,) logits do."""
+    rng = np.random.default_rng(7)
+    z = rng.normal(size=400) * 3
+    y = (rng.random(400) < special.expit(z / 2)).astype(int)
+    column = TemperatureScaler().fit(z[:, None], y)
+    flat = TemperatureScaler().fit(z, y)
+    assert column.kind_ == "sigmoid" and column.temperature_ == flat.temperature_
+    np.testing.assert_array_equal(column.transform(z[:, None]), flat.transform(z)[:, None])
+
+
 def test_temperature_scaling_bad_inputs():
     with pytest.raises(InvalidArgumentError, match="not fitted"):
         TemperatureScaler().transform(np.zeros((2, 2)))
@@ -168,3 +198,6 @@ def test_temperature_scaling_bad_inputs():
         TemperatureScaler().fit(np.array([np.nan, 1.0]), np.array([0, 1]))
     with pytest.raises(KagglekitError):
         TemperatureScaler(min_t=0)
+    softmax_fit = TemperatureScaler().fit(np.eye(3) * 2, np.arange(3))
+    with pytest.raises(ShapeError, match=r"\(n, C\) logits"):
+        softmax_fit.transform(np.zeros(3))

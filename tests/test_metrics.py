@@ -93,6 +93,10 @@ def test_dice_is_f1_with_empty_masks_scoring_one():
     closed_form = 2 * (masks_true & masks_pred).sum() / (masks_true.sum() + masks_pred.sum())
     assert dice(masks_true, masks_pred) == pytest.approx(closed_form, abs=1e-12)
     assert dice(np.zeros((4, 4)), np.zeros((4, 4))) == 1.0
+    assert dice(masks_true, masks_pred, average="samples", empty_score=0.0) == pytest.approx(
+        np.mean([skm.f1_score(t.ravel(), p.ravel(), zero_division=0.0) for t, p in zip(masks_true, masks_pred)]),
+        abs=1e-12,
+    )
 
 
 @pytest.mark.parametrize("adjusted", [False, True])
@@ -116,6 +120,31 @@ def test_balanced_accuracy_string_labels_and_one_class():
     y_pred = np.array(["HGSC", "HGSC", "HGSC", "Other", "EC"])
     assert balanced_accuracy(y_true, y_pred) == pytest.approx(skm.balanced_accuracy_score(y_true, y_pred), abs=1e-12)
     assert balanced_accuracy([1, 1, 1], [1, 0, 1]) == pytest.approx(skm.balanced_accuracy_score([1, 1, 1], [1, 0, 1]))
+
+
+@pytest.mark.parametrize(
+    "y_true, y_pred",
+    [
+        (np.array(["0", "1", "1"]), np.array([0, 1, 1])),  # labels read from a CSV vs argmax indices
+        (np.array([0, 1, 1]), np.array(["0", "1", "1"], dtype=object)),
+        (np.array(["a", 1, "b"], dtype=object), np.array(["a", "a", "b"], dtype=object)),
+    ],
+)
+def test_balanced_accuracy_refuses_a_mix_of_strings_and_numbers_as_sklearn_does(y_true, y_pred):
+    with pytest.raises((ValueError, TypeError)):  # "Mix of label input types", or no order between str and int
+        skm.balanced_accuracy_score(y_true, y_pred)
+    with pytest.raises(InvalidArgumentError, match="mix of label kinds"):
+        balanced_accuracy(y_true, y_pred)
+
+
+def test_balanced_accuracy_object_arrays_of_numbers_and_missing_labels():
+    y_true, y_pred = np.array([0, 1, 1, 2], dtype=object), np.array([0, 1, 0, 2])
+    expected = skm.balanced_accuracy_score(y_true.astype(int), y_pred)  # sklearn refuses object-dtype numbers
+    assert balanced_accuracy(y_true, y_pred) == pytest.approx(expected, abs=1e-12)
+    with pytest.raises(InvalidArgumentError, match="None"):
+        balanced_accuracy(np.array(["a", None, "a"], dtype=object), np.array(["a", "a", "a"]))
+    with pytest.raises(InvalidArgumentError, match="None"):
+        balanced_accuracy(np.array(["a", "b"]), np.array(["a", None], dtype=object))
 
 
 @pytest.mark.parametrize(
@@ -143,6 +172,10 @@ def test_bad_options_raise():
         fbeta_score(y, y, average="weighted")
     with pytest.raises(InvalidArgumentError, match="zero_division"):
         fbeta_score(y, y, zero_division=0.5)
+    with pytest.raises(InvalidArgumentError, match="zero_division"):
+        fbeta_score(y, y, zero_division="warn")  # scikit-learn's default
+    with pytest.raises(InvalidArgumentError, match="empty_score"):
+        dice(y, y, empty_score=0.5)
     with pytest.raises(ShapeError, match="2-D"):
         fbeta_score(y, y, average="macro")
     with pytest.raises(ShapeError):

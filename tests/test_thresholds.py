@@ -113,31 +113,62 @@ def test_mask_restricts_the_search_and_accepts_images():
         check_against_oracle(y, scores, beta)
 
 
-def test_quantile_maps_back_to_the_threshold():
+def test_quantile_maps_back_to_exactly_the_threshold():
+    """Many sizes: (n - 1) * (below / (n - 1)) != below in float arithmetic for some of them."""
     rng = np.random.default_rng(5)
-    for trial in range(30):
+    dtypes = (np.float64, np.float32, np.float16, np.uint8)
+    for trial in range(2000):
         n = int(rng.integers(2, 3000))
-        y = rng.random(n) < 0.3
+        y = rng.random(n) < rng.uniform(0.05, 0.6)
         y[0] = True
-        scores = rng.random(n).astype(np.float32 if trial % 2 else np.float64)
-        result = best_fbeta_threshold(y, scores, 0.5)
-        assert np.count_nonzero(scores < result.threshold) == round(result.quantile * (n - 1))
+        scores = (rng.random(n) * (255 if trial % 4 == 3 else 1)).astype(dtypes[trial % 4])
+        result = best_fbeta_threshold(y, scores, rng.choice(BETAS))
+        below = np.count_nonzero(scores < result.threshold)
+        assert below == int(np.floor((n - 1) * result.quantile))  # the q of the "lower" method, by hand
         back = percentile_threshold(scores, result.quantile)
-        assert back == pytest.approx(np.quantile(scores, result.quantile), abs=0)
-        assert np.array_equal(apply_threshold(scores, back), apply_threshold(scores, result.threshold))
+        assert back == result.threshold
+        predicted = np.count_nonzero(apply_threshold(scores, result.threshold))
+        assert np.count_nonzero(apply_threshold(scores, back)) == predicted == n - below
 
 
-def test_percentile_threshold_is_numpy_quantile():
+def test_percentile_threshold_is_a_sorted_score():
     rng = np.random.default_rng(6)
     scores = rng.random((50, 60)).astype(np.float32)
     mask = rng.random((50, 60)) < 0.3
     for q in (0.0, 0.1, 0.5, 0.93, 1.0):
-        assert percentile_threshold(scores, q) == float(np.quantile(scores, q))
-        assert percentile_threshold(scores, q, mask=mask) == float(np.quantile(scores[mask], q))
+        for s in (scores.ravel(), scores[mask]):
+            expected = np.sort(s)[int(np.floor((s.size - 1) * q))]
+            assert percentile_threshold(s, q) == expected == np.quantile(s, q, method="lower")
+        assert percentile_threshold(scores, q, mask=mask) == percentile_threshold(scores[mask], q)
     with pytest.raises(InvalidArgumentError, match="p / 100"):
         percentile_threshold(scores, 95)
     with pytest.raises(InvalidArgumentError, match="NaN"):
         percentile_threshold(np.array([0.1, np.nan], dtype=np.float16), 0.5)
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
+def test_nan_scores_and_ignore_labels_outside_the_mask_are_left_out(dtype):
+    rng = np.random.default_rng(9)
+    y = rng.random((40, 50)) < 0.3
+    scores = np.where(y, rng.random((40, 50)) + 0.2, rng.random((40, 50))).astype(dtype)
+    mask = rng.random((40, 50)) < 0.6
+    noisy_scores = np.where(mask, scores, np.nan).astype(dtype)
+    noisy_y = np.where(mask, y, 255).astype(np.uint8)  # 255: an "ignore" label
+    for beta in BETAS:
+        assert best_fbeta_threshold(noisy_y, noisy_scores, beta, mask=mask) == best_fbeta_threshold(
+            y[mask], scores[mask], beta
+        )
+    for q in (0.0, 0.37, 1.0):
+        assert percentile_threshold(noisy_scores, q, mask=mask) == percentile_threshold(scores[mask], q)
+    inside = np.flatnonzero(mask)[0]  # inside the mask, NaN and 255 are still refused
+    noisy_scores.flat[inside] = np.nan
+    with pytest.raises(InvalidArgumentError, match="NaN"):
+        best_fbeta_threshold(noisy_y, noisy_scores, mask=mask)
+    with pytest.raises(InvalidArgumentError, match="NaN"):
+        percentile_threshold(noisy_scores, 0.5, mask=mask)
+    noisy_y.flat[inside] = 255
+    with pytest.raises(InvalidArgumentError, match="0 and 1"):
+        best_fbeta_threshold(noisy_y, scores, mask=mask)
 
 
 def test_per_class_thresholds_reach_the_macro_optimum():

@@ -48,7 +48,7 @@ def make_folds(
             raise InvalidArgumentError("balance_group_sizes=True needs target and groups (and no stratify keys)")
         folds = PatientBalancedKFold(n_splits, random_state=seed).assign(None, _column(df, target), group_ids)
     else:
-        y = np.stack([_column(df, k) for k in keys], axis=1) if keys else None
+        y = np.stack([_key_column(df, k) for k in keys], axis=1) if keys else None
         folds = StratifiedGroupKFold(n_splits, random_state=seed).assign(np.empty(df.height), y, group_ids)
     return df.with_columns(pl.Series(fold_column, folds, dtype=pl.Int32))
 
@@ -105,6 +105,13 @@ def _column(df: pl.DataFrame, name: str) -> np.ndarray:
     if column.null_count() or (column.dtype.is_float() and column.is_nan().any()):
         raise InvalidArgumentError(f"column {name!r} has missing (null/NaN) values; fill or drop those rows first")
     return column.to_numpy()
+
+
+def _key_column(df: pl.DataFrame, name: str) -> np.ndarray:
+    """A stratification key; dates, datetimes and durations as text, which numpy can stack with other
+    keys (numbers, strings) into one array, keeping the values readable in stratum names."""
+    values = _column(df, name)
+    return values.astype(str) if values.dtype.kind in "mM" else values
 
 
 def _label_columns(labels) -> list[str]:
