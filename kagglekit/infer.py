@@ -27,7 +27,7 @@ from kagglekit._tensors import as_tensor, shareable
 from kagglekit.errors import InvalidArgumentError, ShapeError
 from kagglekit.io import Source, open_image
 from kagglekit.tiling import Stitcher, TileGrid, TileWeights
-from kagglekit.tiling.stitcher import checked_out
+from kagglekit.tiling.stitcher import accumulator_dtype, checked_out
 
 _STOP = object()
 
@@ -100,7 +100,7 @@ class _Affine:
     separate ``copy_``: torch vectorises a pure cast but not a multiply that also promotes uint8.
     """
 
-    def __init__(self, normalize, dtype: np.dtype, device):
+    def __init__(self, normalize, dtype: np.dtype, device, channels: int):
         import torch
 
         pair = isinstance(normalize, (tuple, list)) and len(normalize) == 2
@@ -110,6 +110,9 @@ class _Affine:
         self.offset = None
         if pair:
             mean, std = (np.asarray(v, np.float32) for v in normalize)
+            if mean.size not in (1, channels) or std.size not in (1, channels):
+                raise InvalidArgumentError(f"normalize=(mean, std) needs 1 or {channels} values each (the source's channels), "
+                                           f"got {mean.size} and {std.size}")
             self.scale = torch.as_tensor(np.asarray(self.scale / std, np.float32), device=device)
             self.offset = torch.as_tensor(-mean / std, device=device)
         self.then = normalize if callable(normalize) else None
@@ -136,7 +139,7 @@ def _batch_outputs(model, plan: _Plan, device, amp, channels_last, normalize, tt
     src, grid, weights = plan.source, plan.grid, plan.weights
     th, tw = grid.tile
     on_cuda = device.type == "cuda"
-    affine = _Affine(normalize, src.dtype, device)
+    affine = _Affine(normalize, src.dtype, device, src.shape[2])
     if isinstance(model, torch.nn.Module):  # any other callable on tensors is used as it is
         model = model.to(device, memory_format=torch.channels_last) if channels_last else model.to(device)
         model.eval()
@@ -260,7 +263,7 @@ def sliding_window(model, source, tile=512, stride=None, batch_size: int = 8, wi
     """
     plan = _plan(source, tile, stride, batch_size, window, sigma, margin, out_scale, skip_mask, min_fraction)
     H, W = plan.weights.out_shape
-    dtype = np.dtype(dtype)
+    dtype = accumulator_dtype(dtype)  # checked before the model runs
     if out is not None:  # checked before the model runs; the channel count is checked again by the stitcher
         checked_out(out, None, H, W, dtype)
     stitcher = None

@@ -193,6 +193,10 @@ def test_tta_hook_gets_each_batch_and_its_first_index():
     assert seen == [(0, 4), (4, 4), (8, 1)]
 
 
+def _never_called(batch):
+    raise AssertionError("the model ran although the arguments were bad")
+
+
 def test_bad_arguments_are_clear():
     image = RNG.integers(0, 256, (64, 64, 3), dtype=np.uint8)
     cases = [
@@ -211,6 +215,10 @@ def test_bad_arguments_are_clear():
         sliding_window(torch.nn.AvgPool2d(2), image, tile=32, progress=False)
     with pytest.raises(InvalidArgumentError, match="out_channels"):
         sliding_window(POINTWISE, image, tile=32, skip_mask=np.zeros((4, 4), bool), progress=False)
+    with pytest.raises(InvalidArgumentError, match="needs 1 or 3 values"):
+        sliding_window(POINTWISE, image, tile=32, normalize=([0.5, 0.5], [0.2, 0.2]), progress=False)
+    with pytest.raises(InvalidArgumentError, match="float16, float32 or float64"):
+        sliding_window(_never_called, image, tile=32, dtype=np.int32, progress=False)
     filled = sliding_window(POINTWISE, image, tile=32, skip_mask=np.zeros((4, 4), bool), out_channels=2, fill_value=3, progress=False)
     assert filled.shape == (2, 64, 64) and np.all(filled == 3)
 

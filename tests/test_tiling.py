@@ -48,6 +48,30 @@ def test_bad_grids():
             TileGrid(**kwargs)
 
 
+@pytest.mark.parametrize(("shape", "mask_shape", "tile", "stride"), [
+    ((100, 130), (13, 17), 12, 4),   # cells of 7.7 x 7.6 pixels: tiles cut cells
+    ((450, 300), (5, 4), 100, 90),   # tiles graze cells
+    ((37, 41), (40, 50), 16, 9),     # a mask larger than the image
+    ((10, 7), (3, 3), 32, 16),       # an image smaller than a tile
+])
+def test_mask_fraction_equals_the_full_resolution_fraction(shape, mask_shape, tile, stride):
+    grid = TileGrid(shape, tile, stride)
+    mask = RNG.random(mask_shape) < 0.4
+    H, W = shape
+    full = np.array([[mask[r * mask_shape[0] // H, c * mask_shape[1] // W] for c in range(W)] for r in range(H)])
+    brute = np.array([full[y : y + tile, x : x + tile].mean() for y, x in grid.positions])  # numpy clips at the edge
+    np.testing.assert_allclose(grid.mask_fraction(mask), brute, atol=1e-12)
+
+
+def test_subset_refuses_a_wrong_keep():
+    grid = TileGrid((100, 100), 32, 32)
+    assert len(grid.subset([])) == 0 and len(grid.subset(np.array([3, 1, 3]))) == 2
+    with pytest.raises(ShapeError, match="one value per tile"):
+        grid.subset(np.ones(len(grid) - 1, bool))
+    with pytest.raises(InvalidArgumentError, match="integers"):
+        grid.subset([0.5])
+
+
 def test_select_and_top_k_match_brute_force():
     shape, tile = (300, 400), 50
     grid = TileGrid(shape, tile, 40)
@@ -196,3 +220,47 @@ def test_as_tensor_views_or_copies_with_the_same_values(array):
     read_only.flags.writeable = False
     assert not shareable(read_only)
     np.testing.assert_array_equal(as_tensor(read_only).numpy(), array)
+
+
+def test_stitcher_drops_what_lies_outside_and_refuses_what_lands_on_handed_out_rows():
+    values, weight = RNG.random((1, 6, 5)).astype(np.float32), RNG.random((6, 5)).astype(np.float32)
+    st = Stitcher(1, 10, 8, normalized=True, max_rows=10)
+    st.add(-2, -1, values, weight)  # the rows above 0 and the column left of 0 lie outside: dropped
+    expected = np.zeros((10, 8), np.float32)
+    expected[0:4, 0:4] = (values[0] * weight)[2:, 1:]
+    np.testing.assert_allclose(st.pop(3)[0], expected[:3], rtol=1e-6)
+    with pytest.raises(InvalidArgumentError, match="already handed out"):
+        st.add(0, 0, np.ones((1, 2, 2), np.float32))  # rows 0-1, both handed out
+    st.add(0, 0, np.zeros((1, 2, 2), np.float32))  # zeros may land anywhere
+    with pytest.raises(ShapeError, match="weight must be"):
+        st.add(4, 0, values, weight[:5])
+
+
+def test_float16_sums_with_a_weight_map_keep_tile_corners():
+    """A sub-grid (weight map) adds raw gaussian weights of about 1e-7 at tile corners: summed in
+    float16 they vanish. A constant model output must come back as that constant (closed form)."""
+    grid = TileGrid((96, 128), 32, 24)
+    sub = grid.subset(np.arange(0, len(grid), 2))
+    weights = TileWeights(sub, "gaussian")
+    assert not weights.normalized
+    for out in (None, np.full((1, 96, 128), np.nan, np.float16)):
+        st = Stitcher(1, 96, 128, dtype=np.float16, fill_value=-1, out=out)
+        for k in range(len(sub)):
+            y, x = weights.origin(k)
+            st.add(y, x, np.full((1, 32, 32), 0.01, np.float32), weights.weight(k))
+        result = st.finish()
+        assert result.dtype == np.float16 and (out is None or result is out)
+        covered = result != -1
+        assert covered.mean() > 0.5
+        np.testing.assert_allclose(result[covered], 0.01, rtol=1e-3)
+
+
+def test_swap_background_takes_opencv_style_uint8_masks():
+    image, truth = _disk_slide("white")
+    np.testing.assert_array_equal(swap_background(image, truth.astype(np.uint8)), swap_background(image, truth))
+
+
+def test_tissue_mask_of_12_bit_data_in_uint16_equals_the_16_bit_one():
+    image, _ = _disk_slide("white")
+    twelve = image.astype(np.uint16) * 16 + 8  # 0..4095, as 12-bit cameras store it
+    np.testing.assert_array_equal(tissue_mask(twelve), tissue_mask(image.astype(np.uint16) * 257))

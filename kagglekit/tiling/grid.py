@@ -34,6 +34,16 @@ def tile_starts(length: int, tile: int, stride: int, multiple: int = 1) -> np.nd
     return np.asarray(starts, np.int64)
 
 
+def _pixels_per_cell(starts: np.ndarray, tile: int, length: int, cells: int) -> np.ndarray:
+    """(len(starts), cells) float64: how many pixels of the span [start, min(start + tile, length))
+    lie in each of ``cells`` equal mask cells of an axis of ``length`` pixels (cell i holds the
+    pixels r with floor(r * cells / length) == i)."""
+    edges = -(-np.arange(cells + 1) * length // cells)
+    lo = np.maximum(starts[:, None], edges[None, :-1])
+    hi = np.minimum(np.minimum(starts + tile, length)[:, None], edges[None, 1:])
+    return np.clip(hi - lo, 0, None).astype(np.float64)
+
+
 class TileGrid:
     """Tiles of size ``tile`` covering an (H, W) image, in row-major order.
 
@@ -84,7 +94,15 @@ class TileGrid:
     def subset(self, keep) -> TileGrid:
         """A grid with only the tiles at ``keep`` (indices or a boolean array), still in row-major order."""
         keep = np.asarray(keep)
-        keep = np.flatnonzero(keep) if keep.dtype == bool else np.unique(keep)
+        if keep.dtype == bool:
+            if keep.shape != (len(self),):
+                raise ShapeError(f"a boolean keep needs one value per tile ({len(self)}), got shape {keep.shape}")
+            keep = np.flatnonzero(keep)
+        elif keep.size == 0:
+            keep = np.empty(0, np.int64)
+        elif keep.dtype.kind not in "iu":
+            raise InvalidArgumentError(f"keep must be tile indices (integers) or a boolean array, got dtype {keep.dtype}")
+        keep = np.unique(keep)
         sub = object.__new__(TileGrid)
         sub.__dict__.update(self.__dict__)
         sub.index, sub.positions = self.index[keep], self.positions[keep]
@@ -93,25 +111,20 @@ class TileGrid:
     def mask_fraction(self, mask: np.ndarray) -> np.ndarray:
         """Fraction of each tile's footprint that is True in ``mask``, a low-resolution (h, w) mask of the whole image.
 
-        Returns an (N,) float64 array. Only the part of a tile inside the image counts.
+        Returns an (N,) float64 array. Image pixel row r lies in mask row floor(r * h / H) (columns
+        alike), and only the part of a tile inside the image counts: each mask cell weighs as many
+        of the tile's pixels as fall in it. Holds (rows of tiles, h) and (columns of tiles, w) overlap tables.
         """
         mask = np.asarray(mask)
         if mask.ndim == 3 and mask.shape[2] == 1:
             mask = mask[:, :, 0]
         if mask.ndim != 2 or 0 in mask.shape:
             raise ShapeError(f"mask must be a non-empty (h, w) array covering the image, got shape {mask.shape}")
-        h, w = mask.shape
-        H, W = self.shape
-        integral = np.zeros((h + 1, w + 1), np.int64)
-        integral[1:, 1:] = np.cumsum(np.cumsum(mask.astype(bool), axis=0), axis=1)
-        y, x = self.positions[:, 0], self.positions[:, 1]
-        y1 = np.minimum(y + self.tile[0], H)
-        x1 = np.minimum(x + self.tile[1], W)
-        r0, c0 = (y * h) // H, (x * w) // W
-        r1 = np.minimum(np.maximum(-((-y1 * h) // H), r0 + 1), h)
-        c1 = np.minimum(np.maximum(-((-x1 * w) // W), c0 + 1), w)
-        count = integral[r1, c1] - integral[r0, c1] - integral[r1, c0] + integral[r0, c0]
-        return count / ((r1 - r0) * (c1 - c0))
+        rows = _pixels_per_cell(self.ys, self.tile[0], self.shape[0], mask.shape[0])
+        cols = _pixels_per_cell(self.xs, self.tile[1], self.shape[1], mask.shape[1])
+        inside = rows @ mask.astype(np.float64) @ cols.T  # tissue pixels of each (tile row, tile column)
+        area = rows.sum(axis=1)[:, None] * cols.sum(axis=1)[None, :]
+        return (inside / area)[self.index[:, 0], self.index[:, 1]]
 
     def select(self, mask: np.ndarray, min_fraction: float = 0.05) -> TileGrid:
         """Keep the tiles whose footprint is at least ``min_fraction`` True in the low-resolution ``mask``."""

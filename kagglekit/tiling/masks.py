@@ -16,7 +16,9 @@ BACKGROUNDS = ("auto", "white", "black")
 
 
 def to_gray_uint8(image: np.ndarray) -> np.ndarray:
-    """(h, w) uint8 brightness of an (h, w) or (h, w, C) uint8/uint16/float image (RGB(A): luma; else channel mean)."""
+    """(h, w) uint8 brightness of an (h, w) or (h, w, C) uint8/uint16/float image (RGB(A): luma; else channel mean).
+
+    uint16 is scaled by the bit depth its values use (12-bit data stored as uint16 spans 0..255 too)."""
     import cv2
 
     image = np.asarray(image)
@@ -25,7 +27,8 @@ def to_gray_uint8(image: np.ndarray) -> np.ndarray:
     if image.ndim not in (2, 3) or image.size == 0:
         raise ShapeError(f"expected a non-empty (h, w) or (h, w, C) image, got shape {image.shape}")
     if image.dtype == np.uint16:
-        image = (image >> 8).astype(np.uint8)
+        bits = max(8, int(image.max()).bit_length())
+        image = (image >> (bits - 8)).astype(np.uint8)
     elif image.dtype != np.uint8:
         image = np.clip(image * (255.0 if image.max() <= 1 else 1.0), 0, 255).astype(np.uint8)
     if image.ndim == 2:
@@ -81,8 +84,7 @@ def swap_background(image: np.ndarray, mask: np.ndarray | None = None, backgroun
     An image already on black is returned as a copy with its background zeroed too.
     """
     image = np.asarray(image)
-    if mask is None:
-        mask = tissue_mask(image, background=background)
+    mask = tissue_mask(image, background=background) if mask is None else np.asarray(mask).astype(bool)  # OpenCV masks are 0/1 uint8
     if mask.shape != image.shape[:2]:
         raise ShapeError(f"mask shape {mask.shape} must equal the image's (h, w) {image.shape[:2]}")
     out = image.copy()

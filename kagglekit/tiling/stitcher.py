@@ -37,6 +37,14 @@ def checked_out(out, channels: int | None, height: int, width: int, dtype: np.dt
     return out
 
 
+def accumulator_dtype(dtype) -> np.dtype:
+    """``dtype`` if a stitcher can accumulate in it (float16, float32, float64), else a clear error."""
+    dtype = np.dtype(dtype)
+    if dtype not in (np.float16, np.float32, np.float64):
+        raise InvalidArgumentError(f"accumulator dtype must be float16, float32 or float64, got {dtype}")
+    return dtype
+
+
 def _zero(array: np.ndarray) -> None:
     """``array[...] = 0`` on all cores (torch) where torch can view it; numpy's memset is one thread."""
     if shareable(array):
@@ -61,7 +69,8 @@ class Stitcher:
     further down; memory is then O(max_rows x W_out), not O(H_out x W_out).
 
     ``dtype`` is the accumulator's (float32, or float16 to halve memory); strips come back as float32,
-    the in-memory result of :meth:`finish` in ``dtype``.
+    the in-memory result of :meth:`finish` in ``dtype``. With a weight map, float16 sums are kept in
+    float32 (a tile corner's raw weight is about 1e-7, below float16's range) and cast at the end.
 
     ``out`` (in-memory only): an existing (C, H_out, W_out) C-contiguous array of ``dtype`` to
     accumulate into; it is zeroed first and :meth:`finish` returns it. Reusing one array over
@@ -72,19 +81,19 @@ class Stitcher:
                  dtype=np.float32, fill_value: float = 0.0, max_rows: int | None = None, out: np.ndarray | None = None):
         self.channels = positive_int("channels", channels)
         self.height, self.width = positive_int("height", height), positive_int("width", width)
-        self.dtype = np.dtype(dtype)
-        if self.dtype not in (np.float16, np.float32, np.float64):
-            raise InvalidArgumentError(f"accumulator dtype must be float16, float32 or float64, got {self.dtype}")
+        self.dtype = accumulator_dtype(dtype)
         self.normalized, self.fill_value = normalized, float(fill_value)
         self.rows = self.height if max_rows is None else min(positive_int("max_rows", max_rows), self.height)
         self.streaming = max_rows is not None
-        if out is None:
-            self.acc = np.zeros((self.channels, self.rows, self.width), self.dtype)
-        else:
-            self.acc = checked_out(out, self.channels, self.height, self.width, self.dtype)
-            if self.streaming:
-                raise InvalidArgumentError("out= is for an in-memory stitcher; a streaming one (max_rows) hands out new strips")
+        sums = np.dtype(np.float32) if self.dtype == np.float16 and not normalized else self.dtype
+        self.out = None if out is None else checked_out(out, self.channels, self.height, self.width, self.dtype)
+        if out is not None and self.streaming:
+            raise InvalidArgumentError("out= is for an in-memory stitcher; a streaming one (max_rows) hands out new strips")
+        if self.out is not None and sums == self.dtype:
+            self.acc = self.out
             _zero(self.acc)
+        else:
+            self.acc = np.zeros((self.channels, self.rows, self.width), sums)
         self.wsum = None if normalized else np.zeros((self.rows, self.width), np.float32)
         self.row0 = 0  # first output row still held
 
@@ -103,12 +112,19 @@ class Stitcher:
         """
         if values.ndim != 3 or values.shape[0] != self.channels:
             raise ShapeError(f"values must be (C={self.channels}, h, w), got {values.shape}")
-        y0, y1 = max(y, self.row0), min(y + values.shape[1], self.height)
+        if weight is not None and weight.shape != values.shape[1:]:
+            raise ShapeError(f"weight must be (h, w) = {values.shape[1:]} like the values, got {weight.shape}")
+        y0, y1 = max(y, 0), min(y + values.shape[1], self.height)
         x0, x1 = max(x, 0), min(x + values.shape[2], self.width)
         if y0 >= y1 or x0 >= x1:
             return
-        if y < self.row0 and y + values.shape[1] > self.row0 and (values[:, : self.row0 - y] * (1 if weight is None else weight[: self.row0 - y])).any():
-            raise InvalidArgumentError(f"rows above {self.row0} were already handed out; add tiles in row order and pop only finished rows")
+        if y0 < self.row0:  # rows [y0, row0) were handed out: only zeros may land there
+            done, cols = slice(y0 - y, min(y1, self.row0) - y), slice(x0 - x, x1 - x)
+            if (values[:, done, cols] * (1 if weight is None else weight[done, cols])).any():
+                raise InvalidArgumentError(f"rows above {self.row0} were already handed out; add tiles in row order and pop only finished rows")
+            y0 = min(y1, self.row0)
+            if y0 == y1:
+                return
         if y1 - self.row0 > self.rows:
             raise InvalidArgumentError(f"tile reaches row {y1}, beyond the {self.rows} rows held from row {self.row0}; pop finished rows first or raise max_rows")
         if not self.normalized and weight is None:
@@ -153,4 +169,8 @@ class Stitcher:
         if self.streaming or self.row0:
             return self.pop(self.height)
         self.row0 = self.height
-        return self._normalize(self.acc, self.wsum)
+        result = self._normalize(self.acc, self.wsum)
+        if self.out is not None and result is not self.out:  # float32 sums for a float16 out
+            np.copyto(self.out, result, casting="unsafe")
+            return self.out
+        return result.astype(self.dtype, copy=False)
