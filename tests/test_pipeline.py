@@ -162,6 +162,12 @@ def test_a_toml_file_reads_like_the_dict(tmp_path):
     ({"budget": {"seconds": 60, "reserve": 60}}, "budget.reserve"),
     ({"output": {"order": "K"}}, "output.order"),
     ({"modles": []}, "unknown key(s) ['modles']"),
+    ({"tiling": {"tile": 64, "margin": 8}}, "tiling.stride: must be <= tile - 2 * margin (48)"),
+    ({"inputs": {"glob": "/kaggle/input/c/test/*.png"}}, "inputs.glob: must be a non-empty pattern relative"),
+    ({"inputs": {"glob": ""}}, "inputs.glob"),
+    ({"inputs": {"glob": "test/**.png"}}, "'**' only as a whole path part"),
+    ({"device": "cdua"}, "device: 'cdua' is not a torch device"),
+    ({"threshold": {"kind": "file", "file": ""}}, "threshold.file: must name a file"),
 ])
 def test_configuration_mistakes_name_the_key(change, words):
     data = {"models": [{"path": "a.safetensors"}]}
@@ -170,6 +176,50 @@ def test_configuration_mistakes_name_the_key(change, words):
         load_config(data)
     assert words in str(info.value)
     assert isinstance(info.value, ConfigError) and isinstance(info.value, KagglekitError)
+
+
+def test_a_toml_with_a_byte_order_mark_loads(tmp_path):
+    (tmp_path / "bom.toml").write_text('[[models]]\npath = "a.safetensors"\n', encoding="utf-8-sig")
+    assert load_config(tmp_path / "bom.toml").models[0].path == tmp_path / "a.safetensors"
+
+
+def test_percentile_with_skipped_background_counts_only_the_predicted_pixels(tmp_path):
+    """A slide that is mostly white glass: the skipped tiles' pixels must stay background, and the
+    quantile is taken over the pixels that were predicted."""
+    (tmp_path / "test").mkdir()
+    image = np.full((256, 256, 3), 250, np.uint8)
+    image[:40, :40] = RNG.integers(40, 160, (40, 40, 3), dtype=np.uint8)  # tissue in one corner
+    write_png(tmp_path / "test" / "slide.png", image)
+    (tmp_path / "sample_submission.csv").write_text("id,rle\nslide,1 1\n")
+    a = checkpoint(tmp_path / "a.safetensors", gain=10.0)
+    cfg = config([(a, 1.0)], tiling={"tile": 64, "stride": 48, "tissue_only": True, "thumbnail": 64},
+                 threshold={"kind": "percentile", "q": 0.9})
+    report = segment(cfg, tmp_path, tmp_path / "out")
+    assert report.predicted == ["slide"]
+    mask = plain_rle_decode(read_csv(tmp_path / "out" / "submission.csv")[0]["rle"], (256, 256))
+    assert mask.any() and not mask[112:].any() and not mask[:, 112:].any()  # nothing beyond the kept tiles
+
+
+def test_a_percentile_far_below_zero_gives_a_probability_not_an_overflow(tmp_path):
+    images = competition(tmp_path, [(40, 50)])
+    a = checkpoint(tmp_path / "a.safetensors", gain=5000.0, offset=1.0)  # logits down to -5000
+    report = segment(config([(a, 1.0)], threshold={"kind": "percentile", "q": 0.2}), tmp_path, tmp_path)
+    assert report.predicted == ["img0"] and 0 <= report.thresholds["img0"] < 1e-300
+    red = images["img0"][:, :, 0]
+    cut = np.sort(red.ravel())[math.floor(0.2 * (red.size - 1))]
+    assert np.array_equal(plain_rle_decode(read_csv(tmp_path / "submission.csv")[0]["rle"], red.shape), red >= cut)
+
+
+def test_a_truncated_checkpoint_is_skipped_and_the_other_model_predicts(tmp_path):
+    images = competition(tmp_path, [(40, 50)])
+    good = checkpoint(tmp_path / "good.safetensors", gain=10.0)
+    bad = checkpoint(tmp_path / "bad.safetensors", gain=10.0)
+    bad.write_bytes(bad.read_bytes()[:-1])
+    report = segment(config([(bad, 2.0), (good, 1.0)]), tmp_path, tmp_path)
+    assert report.predicted == ["img0"] and report.models == 1
+    assert any("bad.safetensors skipped" in e for e in report.events)
+    expected = images["img0"][:, :, 0] / 255.0 >= 0.5
+    assert np.array_equal(plain_rle_decode(read_csv(tmp_path / "submission.csv")[0]["rle"], (40, 50)), expected)
 
 
 def test_bad_toml_and_missing_files_raise_before_anything_is_written(tmp_path):

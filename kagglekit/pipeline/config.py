@@ -173,7 +173,11 @@ def _inputs(data) -> InputsConfig:
                 or not 0 <= z[0] < z[1]):
             t.fail("z", "must be [start, stop] with 0 <= start < stop (slices start..stop-1)")
         z = (z[0], z[1])
-    return InputsConfig(t.string("glob", "test/*"), kind, z, t.string("id_from", "stem", ("stem", "parent")))
+    pattern = t.string("glob", "test/*")
+    if not pattern or Path(pattern).is_absolute() or any("**" in part and part != "**" for part in pattern.split("/")):
+        t.fail("glob", "must be a non-empty pattern relative to the competition folder, e.g. 'test/*.png' "
+                       "('**' only as a whole path part, as in 'test/**/*.tif')")
+    return InputsConfig(pattern, kind, z, t.string("id_from", "stem", ("stem", "parent")))
 
 
 def _tiling(data) -> TilingConfig:
@@ -188,6 +192,9 @@ def _tiling(data) -> TilingConfig:
     margin = t.integer("margin", 0, minimum=0)
     if 2 * margin >= tile:
         t.fail("margin", f"must be less than half the tile ({tile})")
+    if (stride or tile) > tile - 2 * margin:
+        t.fail("stride", f"must be <= tile - 2 * margin ({tile - 2 * margin}) so that the tiles' inner parts cover "
+                         f"every pixel (stride {stride or tile}{' is the tile: the default' if stride is None else ''})")
     return TilingConfig(tile, stride, t.string("window", "gaussian", WINDOWS), margin, t.integer("batch_size", 8),
                         t.boolean("tissue_only", False), t.integer("thumbnail", 1024, minimum=16),
                         t.number("min_tissue", 0.05, 0.0, 1.0))
@@ -243,6 +250,19 @@ def _normalize(value):
     )
 
 
+def _device(value: str | None) -> str | None:
+    """A torch device name ('cpu', 'cuda', 'cuda:1', 'mps'), checked by torch's own parser."""
+    if value is None:
+        return None
+    import torch
+
+    try:
+        torch.device(value)
+    except (RuntimeError, ValueError) as exc:
+        raise PipelineConfigError(f"device: {value!r} is not a torch device ({exc}); use 'cpu', 'cuda' or 'cuda:N'") from None
+    return value
+
+
 def _threshold(data, base: Path) -> ThresholdConfig:
     t = _Table(data, "threshold", ("kind", "value", "q", "file"))
     kind = t.string("kind", "fixed", THRESHOLD_KINDS)
@@ -255,6 +275,8 @@ def _threshold(data, base: Path) -> ThresholdConfig:
     value = t.number("value", 0.5, 0.0, 1.0)
     q = t.number("q", None, 0.0, 1.0)
     file = t.string("file", None)
+    if kind == "file" and not file.strip():
+        t.fail("file", "must name a file holding the threshold, e.g. \"threshold.json\"")
     return ThresholdConfig(kind, value, q, base / file if file else None)
 
 
@@ -282,7 +304,7 @@ def _read_toml(path: Path) -> dict:
     if not path.is_file():
         raise PipelineConfigError(f"pipeline config {path} not found; attach the dataset that holds it or fix the path")
     try:
-        return tomllib.loads(path.read_text(encoding="utf-8"))
+        return tomllib.loads(path.read_text(encoding="utf-8-sig"))  # -sig: a BOM from a Windows editor is skipped
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise PipelineConfigError(f"{path} is not valid TOML: {exc}") from None
 
@@ -311,7 +333,7 @@ def load_config(source, base_dir=None) -> SegmentConfig:
         tiling=_tiling(data.get("tiling", {})),
         tta=_tta(data.get("tta", {})),
         normalize=_normalize(data.get("normalize", "scale")),
-        device=top.string("device", None),
+        device=_device(top.string("device", None)),
         threshold=_threshold(data.get("threshold", {}), base),
         output=_output(data.get("output", {})),
         budget=_budget(data.get("budget", {})),

@@ -82,8 +82,8 @@ def _load_models(cfg: SegmentConfig, report: SegmentReport):
     for m in sorted(cfg.models, key=lambda m: -m.weight):
         try:
             loaded.append((load_checkpoint(m.path).eval(), m.weight))
-        except (KagglekitError, OSError) as exc:
-            report.note(f"model {m.path} skipped: {exc}", logging.ERROR)
+        except Exception as exc:  # noqa: BLE001 - a model that cannot load is skipped, whatever the reason
+            report.note(f"model {m.path} skipped: {type(exc).__name__}: {exc}", logging.ERROR)
     return [m for m, _ in loaded], [w for _, w in loaded]
 
 
@@ -155,8 +155,11 @@ def _predict(model, tta, source, cfg: SegmentConfig, threshold: float | None) ->
     logits = np.empty((H, W), np.float16)
     for row, strip in strips:
         logits[row : row + strip.shape[1]] = strip[0]
-    cut = percentile_threshold(logits, cfg.threshold.q)
-    return logits >= cut, 1.0 / (1.0 + math.exp(-cut))
+    ran = logits != np.float16(SKIPPED_LOGIT)  # the quantile is of the predicted pixels, not of skipped background
+    if not ran.any():
+        return np.zeros((H, W), bool), 1.0
+    cut = percentile_threshold(logits, cfg.threshold.q, mask=ran)
+    return (logits >= cut) & ran, 0.5 * (1.0 + math.tanh(cut / 2))  # the sigmoid without exp's overflow
 
 
 def _read_sample(sample: Path):
