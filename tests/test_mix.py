@@ -81,8 +81,21 @@ def test_multilabel_targets_keep_their_sums():
         lambda x, y, m: cutmix(x[:, 0], y),  # not NCHW
         lambda x, y, m: cutmix(x, y, masks=m[:, :8]),
         lambda x, y, m: mixup(x, y[:3]),
+        lambda x, y, m: mixup(x, y, alpha=float("inf")),
     ],
 )
 def test_bad_input(make):
     with pytest.raises(KagglekitError):
         make(*batch())
+
+
+def test_mixup_allocates_one_new_batch():
+    """The mixed batch is the only batch-sized allocation (the docstring's promise): the bytes every
+    op allocates, from torch's CPU memory profiler, against the batch's own size."""
+    from torch.profiler import ProfilerActivity, profile
+
+    x, y = torch.rand(16, 3, 64, 64), torch.rand(16, 4)
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        mixup(x, y, generator=torch.Generator().manual_seed(0))
+    allocated = sum(max(0, e.self_cpu_memory_usage) for e in prof.key_averages())
+    assert x.numel() * 4 <= allocated <= x.numel() * 4 * 1.01

@@ -346,6 +346,10 @@ def test_the_segment_command_runs_a_toml_config(tmp_path, capsys):
     assert np.array_equal(plain_rle_decode(read_csv(tmp_path / "out" / "submission.csv")[0]["rle"], red.shape), red >= 0.5)
     assert main(["segment", "--config", str(tmp_path / "absent.toml")]) == 1
     assert "absent.toml not found" in capsys.readouterr().err
+    (tmp_path / "taken").write_text("a file, not a folder")
+    assert main(["segment", "--config", str(tmp_path / "segment.toml"), "--input", str(tmp_path),
+                 "--output", str(tmp_path / "taken")]) == 1
+    assert "kagglekit: error: the output" in capsys.readouterr().err and (tmp_path / "taken").read_text() == "a file, not a folder"
 
 
 def test_importing_the_pipeline_package_is_cheap():

@@ -60,8 +60,9 @@ def test_shuffle_slices_permutes_within_groups_only():
 def test_slice_window_is_the_slice():
     vol = volume()
     np.testing.assert_array_equal(slice_window(vol, 4, 3), vol[:, :, 3:7])
-    with pytest.raises(KagglekitError):
-        slice_window(vol, 4, 7)
+    for start in (7, -1, 1.0):
+        with pytest.raises(KagglekitError):
+            slice_window(vol, 4, start)
 
 
 def test_depth_shift_transform_covers_every_shift_and_leaves_mask():

@@ -8,6 +8,7 @@ seeded generator gives the same result every time. One mixed copy of the batch i
 
 from __future__ import annotations
 
+import math
 from typing import NamedTuple
 
 import numpy as np
@@ -36,7 +37,7 @@ def mixup(inputs: torch.Tensor, targets: torch.Tensor, alpha: float = 0.4, gener
     """
     _check(inputs, targets, alpha)
     lam, index = _draw(inputs.shape[0], alpha, generator, inputs.device)
-    mixed = inputs * lam + inputs[index] * (1 - lam)
+    mixed = inputs[index].mul_(1 - lam).add_(inputs, alpha=lam)  # one new batch (the gathered copy, mixed in place)
     return Mixed(mixed, _mix_targets(targets, lam, index), lam, index)
 
 
@@ -103,5 +104,5 @@ def _check(inputs: torch.Tensor, targets: torch.Tensor, alpha: float) -> None:
         raise ShapeError(f"targets must be (N,) or (N, K) with N={inputs.shape[0]}, got {tuple(targets.shape)}")
     if inputs.shape[0] < 2:
         raise ShapeError("mixing needs a batch of at least 2 samples")
-    if not alpha > 0:
-        raise InvalidArgumentError(f"alpha must be > 0, got {alpha}")
+    if not 0 < alpha < math.inf:
+        raise InvalidArgumentError(f"alpha must be a finite number > 0, got {alpha}")

@@ -48,6 +48,12 @@ def macenko_stains(rgb: np.ndarray, io: float = 240, alpha: float = 1.0, beta: f
     return _macenko(tissue_od(optical_density(rgb, io), beta), alpha)
 
 
+def _enough_tissue(od: np.ndarray, beta: float) -> bool:
+    """At least :data:`MIN_TISSUE_PIXELS` stained pixels in the (n, 3) optical densities (counted,
+    not gathered as in :func:`tissue_od`)."""
+    return np.count_nonzero((od > beta).all(axis=1)) >= MIN_TISSUE_PIXELS
+
+
 def _macenko(tissue: np.ndarray, alpha: float) -> np.ndarray | None:
     if len(tissue) < MIN_TISSUE_PIXELS:
         return None
@@ -132,12 +138,8 @@ class ReinhardNormalizer(_SkipFlag):
     def __init__(self, io: float = 240, beta: float = 0.15):
         self.io, self.beta = io, beta
 
-    def _enough_tissue(self, rgb: np.ndarray) -> bool:
-        """At least :data:`MIN_TISSUE_PIXELS` stained pixels (counted, not gathered as in :func:`tissue_od`)."""
-        return np.count_nonzero((optical_density(rgb, self.io) > self.beta).all(axis=1)) >= MIN_TISSUE_PIXELS
-
     def fit(self, reference: np.ndarray) -> ReinhardNormalizer:
-        if not self._enough_tissue(reference):
+        if not _enough_tissue(optical_density(reference, self.io), self.beta):
             raise InvalidArgumentError(f"the reference has fewer than {MIN_TISSUE_PIXELS} stained pixels; fit on a tissue tile")
         lab = _to_lab(reference)
         self.mean_, self.std_ = lab.mean(axis=(0, 1)), lab.std(axis=(0, 1))
@@ -146,7 +148,7 @@ class ReinhardNormalizer(_SkipFlag):
     def transform(self, image: np.ndarray) -> np.ndarray:
         if not hasattr(self, "mean_"):
             raise NotFittedError("call fit(reference) before transform")
-        if not self._enough_tissue(image):
+        if not _enough_tissue(optical_density(image, self.io), self.beta):
             return self._skip(image, f"fewer than {MIN_TISSUE_PIXELS} stained pixels")
         lab = _to_lab(image)
         std = lab.std(axis=(0, 1))
@@ -185,6 +187,8 @@ class StainAugmenter(_SkipFlag):
     def apply(self, image: np.ndarray, scale, shift) -> np.ndarray:
         """``image`` (RGB uint8 HWC) with concentrations ``C * scale + shift``."""
         od = optical_density(image, self.io)
+        if not _enough_tissue(od, self.beta):  # also with fixed stains: background is not jittered
+            return self._skip(image, f"fewer than {MIN_TISSUE_PIXELS} stained pixels")
         stains = self.stains if self.stains is not None else _macenko(tissue_od(od, self.beta), self.alpha)
         if stains is None:
             return self._skip(image, "too little tissue, or a single stain, to estimate stain vectors")

@@ -42,8 +42,8 @@ def shuffle_slices(volume: np.ndarray, group: int, rng: np.random.Generator) -> 
 def slice_window(volume: np.ndarray, depth: int, start: int) -> np.ndarray:
     """The ``depth`` consecutive slices from ``start``: (H, W, D) in, (H, W, depth) view out."""
     _check_volume(volume)
-    depth = positive_int("depth", depth)
-    if not 0 <= start <= volume.shape[2] - depth:
+    depth, start = positive_int("depth", depth), positive_int("start", start, minimum=0)
+    if start > volume.shape[2] - depth:
         raise InvalidArgumentError(f"a window of {depth} slices from {start} does not fit in {volume.shape[2]} slices")
     return volume[..., start : start + depth]
 

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from kagglekit.errors import KagglekitError
+from kagglekit.errors import InvalidArgumentError, KagglekitError
 from kagglekit.pipeline.config import SegmentConfig, load_config, read_threshold_file
 from kagglekit.pipeline.degrade import Degrader
 
@@ -263,6 +263,8 @@ def segment(config, input_dir=None, output_dir=None, *, base_dir=None, budget=No
     cfg = load_config(config, base_dir)
     input_dir = Path(input_dir) if input_dir is not None else default_input()
     output_dir = Path(output_dir) if output_dir is not None else working_dir()
+    if output_dir.exists() and not output_dir.is_dir():
+        raise InvalidArgumentError(f"the output {output_dir} is a file; pass the folder submission.csv goes to")
     budget = budget or Budget(cfg.budget.seconds, cfg.budget.reserve)
     sample = input_dir / cfg.output.sample_submission
     reference = _read_sample(sample)
