@@ -132,6 +132,23 @@ def test_checkpoint_errors(tmp_path):
         load_checkpoint(tmp_path / "plain.safetensors")
 
 
+def test_truncated_or_corrupt_checkpoint_gives_checkpoint_error(tmp_path):
+    from kagglekit.tta import Ensemble
+
+    good = save_checkpoint(create("timm/resnet10t", num_classes=2), tmp_path / "good.safetensors")
+    cut = tmp_path / "cut.safetensors"
+    cut.write_bytes(good.read_bytes()[:-1])  # a copy or upload that stopped one byte short
+    for load in (lambda: checkpoint_info(cut), lambda: load_checkpoint(cut), lambda: Ensemble([cut]),
+                 lambda: average_checkpoints([good, cut]), lambda: read_state_dict(cut)):
+        with pytest.raises(CheckpointError, match="truncated"):
+            load()
+    assert checkpoint_info(good)["name"] == "timm/resnet10t"  # control: the intact file reads
+    for text in ("{not json", "[1, 2]"):
+        save_file({"w": torch.zeros(2)}, tmp_path / "meta.safetensors", metadata={"kagglekit": text})
+        with pytest.raises(CheckpointError, match="corrupt kagglekit build config"):
+            checkpoint_info(tmp_path / "meta.safetensors")
+
+
 def test_average_checkpoints_matches_numpy_mean(tmp_path):
     paths, states = [], []
     for seed in range(3):

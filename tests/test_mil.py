@@ -67,6 +67,29 @@ def test_heads_match_numpy_with_padding_order_and_ragged_batches(make, oracle):
         np.testing.assert_allclose(model(padded[:, perm], mask[:, perm]).numpy(), batched.numpy(), rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("make,oracle", HEADS, ids=["chowder", "gated_attention"])
+def test_nan_padding_gives_the_gradients_of_the_unpadded_bag(make, oracle):
+    torch.manual_seed(0)
+    model = make()
+    bag = torch.randn(5, 6, requires_grad=True)
+    padded = torch.full((1, 8, 6), float("nan"))
+    padded[0, :5] = bag.detach()
+    padded.requires_grad_(True)
+    mask = torch.arange(8)[None] < 5
+
+    def grads(x, mask=None):
+        model.zero_grad()
+        model(x, mask).sum().backward()
+        return {n: p.grad.clone() for n, p in model.named_parameters()}
+
+    with_padding, alone = grads(padded, mask), grads(bag[None])
+    for name, grad in alone.items():
+        assert torch.isfinite(with_padding[name]).all(), name
+        torch.testing.assert_close(with_padding[name], grad, msg=name)
+    torch.testing.assert_close(padded.grad[0, :5], bag.grad)
+    assert (padded.grad[0, 5:] == 0).all()
+
+
 def test_attention_is_a_distribution_over_real_tiles():
     model = GatedAttentionMIL(4, hidden=3).eval()
     x, mask = torch.randn(2, 5, 4), torch.tensor([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]], dtype=torch.bool)

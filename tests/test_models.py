@@ -7,6 +7,7 @@ from torch import nn
 
 from kagglekit.errors import InvalidArgumentError, KagglekitError, WeightsNotFoundError
 from kagglekit.models import (
+    CheckpointError,
     ConcatPoolHead,
     UnsafeCheckpointError,
     WeightsMismatchError,
@@ -81,10 +82,36 @@ def test_concat_pool_model_is_backbone_plus_head():
     ("smp/unet/resnet18", dict(drop_path_rate=0.1), "tu-"),
     ("timm/resnet10t", dict(head="gem"), "unknown head"),
     ("kagglekit/nope", {}, "unknown model"),
+    ("smp/unet/tu-not_a_model_xyz", {}, "timm has no model 'not_a_model_xyz'"),
+    ("kagglekit/volume_segmenter", dict(backbone="not_a_model_xyz"), "timm has no model 'not_a_model_xyz'"),
+    ("timm/resnet10t", dict(in_channels=0), "in_channels"),
+    ("smp/unet/resnet18", dict(in_channels=0), "in_channels"),
 ])
 def test_bad_names_and_arguments(name, kwargs, message):
     with pytest.raises(InvalidArgumentError, match=message):
         create(name, **kwargs)
+
+
+@pytest.mark.parametrize("name,kwargs", [
+    ("timm/hf-hub:timm/resnet10t.c3_in1k", {}),
+    ("timm/HF_HUB:timm/resnet10t.c3_in1k", dict(head="concat_pool", num_classes=2)),
+    ("smp/unet/tu-hf-hub:timm/resnet10t.c3_in1k", {}),
+    ("kagglekit/volume_segmenter", dict(backbone="hf-hub:timm/resnet10t.c3_in1k")),
+    ("kagglekit/zpool_segmenter", dict(backbone="hf_hub:timm/resnet10t.c3_in1k")),
+])
+def test_hub_names_are_refused_before_any_download(monkeypatch, name, kwargs):
+    import timm.models._hub
+
+    downloads = []
+
+    def spy(*args, **kw):  # timm fetches the Hub config.json through this even with pretrained=False
+        downloads.append((args, kw))
+        raise OSError("download attempted")
+
+    monkeypatch.setattr(timm.models._hub, "hf_hub_download", spy)
+    with pytest.raises(InvalidArgumentError, match="never downloads.*plain timm architecture name"):
+        create(name, **kwargs)
+    assert downloads == []
 
 
 def test_pretrained_without_local_file_and_missing_file(tmp_path):
@@ -121,6 +148,37 @@ def test_wrapped_state_dicts_load(tmp_path, source_model, wrap):
     model = create("timm/resnet10t", num_classes=3, weights=path)
     assert outputs_equal(model, source_model)
     assert not model.kagglekit_load_report.missing and not model.kagglekit_load_report.unexpected
+
+
+class LitModule(nn.Module):
+    """A Lightning-style wrapper holding the network as ``.model``."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+
+@pytest.mark.parametrize("wrap", [
+    lambda m: torch.compile(nn.DataParallel(m)),  # keys _orig_mod.module.*
+    lambda m: torch.optim.swa_utils.AveragedModel(nn.DataParallel(m)),  # module.module.* and n_averaged
+    lambda m: nn.DataParallel(LitModule(m)),  # module.model.*
+], ids=["compile_data_parallel", "averaged_data_parallel", "data_parallel_lightning"])
+def test_nested_wrapper_state_dicts_load(tmp_path, source_model, wrap):
+    path = tmp_path / "weights.pth"
+    torch.save(wrap(source_model).state_dict(), path)
+    model = create("timm/resnet10t", num_classes=3, weights=path)
+    assert outputs_equal(model, source_model)
+    assert len(model.kagglekit_load_report.stripped_prefixes) == 2
+
+
+def test_model_with_compiled_submodule_loads_its_own_state_dict(source_model):
+    source_model.layer4 = torch.compile(source_model.layer4)
+    model = create("timm/resnet10t", num_classes=3)
+    model.layer4 = torch.compile(model.layer4)
+    report = load_weights(model, source_model.state_dict())
+    assert report.loaded == len(source_model.state_dict()) and not report.missing
+    source_model.layer4, model.layer4 = source_model.layer4._orig_mod, model.layer4._orig_mod  # run uncompiled
+    assert outputs_equal(model, source_model)
 
 
 def test_timm_ema_state_dict_and_safetensors_load(tmp_path, source_model):
@@ -194,11 +252,27 @@ def test_smp_encoder_file_loads_into_encoder(tmp_path):
         create("smp/unet/resnet18", num_classes=2, weights=path)
 
 
+def test_smp_timm_universal_encoder_gets_a_timm_file(tmp_path):
+    import timm
+
+    torch.manual_seed(0)
+    imagenet = timm.create_model("resnet10t", pretrained=False)  # stands in for a downloaded timm file
+    torch.save(imagenet.state_dict(), tmp_path / "resnet10t.pth")
+    model = create("smp/unet/tu-resnet10t", num_classes=2, weights=tmp_path / "resnet10t.pth", pretrained=True)
+    report = model.kagglekit_load_report
+    assert report.target == "encoder.model" and set(report.unexpected) == {"fc.weight", "fc.bias"}
+    encoder = model.encoder.model.state_dict()
+    assert report.loaded == len(encoder) > 0
+    for k, v in encoder.items():
+        assert torch.equal(v, imagenet.state_dict()[k]), k
+
+
 def test_unreadable_files(tmp_path):
     bad = tmp_path / "broken.pth"
-    bad.write_bytes(b"not a checkpoint at all")
-    with pytest.raises(KagglekitError, match="could not read"):
-        read_state_dict(bad)
+    for text in (b"not a checkpoint at all", b"hello world\n"):  # torch.load raises KeyError on the second
+        bad.write_bytes(text)
+        with pytest.raises(CheckpointError, match="could not read"):
+            read_state_dict(bad)
     torch.save({"epoch": 3, "optimizer": {"lr": 0.1}}, tmp_path / "opt.pth")
     with pytest.raises(KagglekitError, match="key="):
         read_state_dict(tmp_path / "opt.pth")

@@ -141,6 +141,19 @@ def test_tta_counts_forwards():
         assert sorted(calls) == [(8, 3, 8, 12), (8, 3, 12, 8)]
 
 
+def test_segmentation_task_refuses_class_outputs():
+    classifier = nn.Sequential(small_cnn(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(2, 2)).eval()
+    x = torch.randn(2, 3, 8, 8)  # two images, two classes: flipping the (N, K) output would swap the classes
+    with torch.no_grad():
+        for run in (lambda: TTA(classifier, "hflip")(x), lambda: TTA(classifier, "d4", batched=False)(x),
+                    lambda: ViewCycle("d4")(classifier, x, 0)):
+            with pytest.raises(ShapeError, match="task='classification'"):
+                run()
+        # control: as a classifier, hflip TTA is the mean over the plain and the flipped image
+        torch.testing.assert_close(TTA(classifier, "hflip", task="classification")(x),
+                                   (classifier(x) + classifier(x.flip(-1))) / 2)
+
+
 # ---- merges -------------------------------------------------------------------------------------
 
 def test_merges_match_numpy_and_scipy():
@@ -158,6 +171,25 @@ def test_merges_match_numpy_and_scipy():
     np.testing.assert_allclose(merge(t(probs), "tsharpen", "probs"), np.sqrt(probs).mean(0) ** 2, rtol=1e-5)
     weights = [1.0, 2.0, 0.5, 3.0, 1.0]
     np.testing.assert_allclose(merge(t(logits), "mean", weights=weights), np.average(logits, 0, weights), rtol=1e-5, atol=1e-6)
+
+
+def test_logit_mean_of_saturated_probs_is_symmetric():
+    # views saying 1 and 0 cancel: sigmoid((logit(1 - eps) + logit(eps)) / 2) = 0.5
+    out = merge([torch.tensor([1.0, 0.0]), torch.tensor([0.0, 1.0])], "logit_mean", "probs")
+    np.testing.assert_allclose(out.numpy(), [0.5, 0.5], rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("mode,outputs,a,b,formula", [
+    ("mean", "logits", 1 + 1e-12, 1.0, lambda a, b: (a + b) / 2),
+    ("logit_mean", "logits", 1 + 1e-12, 1.0, lambda a, b: (a + b) / 2),
+    ("logit_mean", "probs", 0.5 + 1e-12, 0.5, lambda a, b: special.expit((special.logit(a) + special.logit(b)) / 2)),
+    ("tsharpen", "logits", 1 + 1e-12, 1.0, lambda a, b: ((np.sqrt(a) + np.sqrt(b)) / 2) ** 2),
+])
+def test_float64_outputs_are_merged_in_float64(mode, outputs, a, b, formula):
+    # a and b are equal in float32, so a float32 merge returns b
+    out = merge([torch.tensor([a], dtype=torch.float64), torch.tensor([b], dtype=torch.float64)], mode, outputs)
+    assert out.dtype == torch.float64
+    np.testing.assert_allclose(out.numpy(), [formula(a, b)], rtol=1e-14, atol=0)
 
 
 @pytest.mark.parametrize("mode", ["gmean", "tsharpen"])
@@ -256,3 +288,10 @@ def test_ensemble_weighted_mean_and_checkpoints(tmp_path):
     np.testing.assert_allclose(from_disk.numpy(), np.maximum(*outs), rtol=1e-5, atol=1e-6)
     with pytest.raises(InvalidArgumentError):
         Ensemble(members, weights=[1.0])
+
+
+def test_ensemble_refuses_max_with_weights_at_construction():
+    members = [small_cnn(seed=0), small_cnn(seed=1)]
+    with pytest.raises(InvalidArgumentError, match="merge='max' does not take weights"):
+        Ensemble(members, weights=[1, 2], merge="max")
+    Ensemble(members, weights=[1, 1], merge="max")  # unit weights are the unweighted maximum

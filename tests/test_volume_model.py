@@ -5,7 +5,7 @@ import pytest
 import timm
 import torch
 
-from kagglekit.errors import KagglekitError, ShapeError
+from kagglekit.errors import InvalidArgumentError, KagglekitError, ShapeError
 from kagglekit.models import VolumeSegmenter, ZPool, ZPoolSegmenter
 
 
@@ -28,6 +28,17 @@ def test_feature_index_sets_the_stride():
     assert model.output_stride == 16
     with torch.no_grad():
         assert model(torch.randn(1, 4, 64, 64)).shape == (1, 1, 4, 4)
+
+
+@pytest.mark.parametrize("cls", [VolumeSegmenter, ZPoolSegmenter])
+def test_feature_index_must_name_an_existing_level(cls):
+    strides = timm.create_model("resnet10t", pretrained=False, features_only=True).feature_info.reduction()
+    n = len(strides)
+    for index in (-n, n - 1):  # the first and the last level, counted either way
+        assert cls("resnet10t", feature_index=index).output_stride == strides[index]
+    for index in (n, -n - 1, 7):  # used to wrap around to another level
+        with pytest.raises(InvalidArgumentError, match=f"feature_index {index} is out of range.*-{n}..{n - 1}"):
+            cls("resnet10t", feature_index=index)
 
 
 @pytest.mark.parametrize("group_size,group_stride,z", [(3, 3, 9), (3, 1, 5), (2, 2, 2)])

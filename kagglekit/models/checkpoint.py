@@ -58,11 +58,21 @@ def checkpoint_info(path) -> dict:
         raise WeightsNotFoundError(f"checkpoint not found: {path}; attach the dataset that holds it or fix the path")
     if not _is_safetensors(path):
         raise CheckpointError(f"{path} is not a kagglekit checkpoint (not safetensors); {load_hint}")
-    with safe_open(str(path), framework="pt") as f:
-        meta = f.metadata() or {}
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+    except Exception as e:  # safetensors' SafetensorError: bad header, or data shorter than the header says
+        raise CheckpointError(f"could not read checkpoint {path}: {e}; the file may be truncated (an interrupted "
+                              "copy or upload): re-copy it") from e
     if _META_KEY not in meta:
         raise CheckpointError(f"{path} has no kagglekit build config (not written by save_checkpoint); {load_hint}")
-    info = json.loads(meta[_META_KEY])
+    try:
+        info = json.loads(meta[_META_KEY])
+        if not isinstance(info, dict) or not isinstance(info.get("kwargs"), dict) or "name" not in info:
+            raise ValueError("not an object with 'name' and 'kwargs'")
+    except ValueError as e:
+        raise CheckpointError(f"{path} has a corrupt kagglekit build config ({e}); re-copy the file, or "
+                              f"{load_hint}") from e
     if info.get("format", 0) > FORMAT_VERSION:
         raise CheckpointError(f"{path} uses checkpoint format {info['format']}; upgrade kagglekit to read it")
     return info

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 from torch import nn
 
-from kagglekit._checks import one_of
+from kagglekit._checks import one_of, positive_int
 from kagglekit.errors import InvalidArgumentError
 from kagglekit.models.heads import BackboneWithHead, ConcatPoolHead
 from kagglekit.models.registry import get_builder
@@ -13,14 +15,34 @@ from kagglekit.models.weights import load_weights
 HEADS = ("default", "concat_pool")
 
 
+@contextmanager
+def timm_name(name: str):
+    """Guard a timm build (or an smp ``tu-`` encoder) of ``name``: refuse Hugging Face Hub names, for which
+    timm downloads a config even without weights, and turn timm's unknown-model RuntimeError into an
+    InvalidArgumentError."""
+    source, sep, _ = name.partition(":")
+    if sep and source.lower() in ("hf-hub", "hf_hub"):
+        raise InvalidArgumentError(
+            f"timm name {name!r} makes timm download from the Hugging Face Hub, and kagglekit never downloads: "
+            "use the plain timm architecture name (e.g. 'resnet18') and pass weights=<local file>, pretrained=True"
+        )
+    try:
+        yield
+    except RuntimeError as e:
+        if "Unknown model" not in str(e):
+            raise
+        raise InvalidArgumentError(f"timm has no model {name!r}; list them with timm.list_models('*pattern*')") from e
+
+
 def _timm(name: str, in_channels: int = 3, num_classes: int | None = None, head: str = "default",
           drop_rate: float = 0.0, drop_path_rate: float | None = None, **kwargs) -> nn.Module:
     import timm
 
     one_of("head", head, HEADS)
+    in_channels = positive_int("in_channels", in_channels)
     if drop_path_rate is not None:
         kwargs["drop_path_rate"] = drop_path_rate
-    try:
+    with timm_name(name):
         if head == "default":
             if num_classes is not None:
                 kwargs["num_classes"] = num_classes
@@ -29,10 +51,6 @@ def _timm(name: str, in_channels: int = 3, num_classes: int | None = None, head:
             raise InvalidArgumentError("head='concat_pool' needs num_classes")
         backbone = timm.create_model(name, pretrained=False, in_chans=in_channels, num_classes=0,
                                      global_pool="", **kwargs)
-    except RuntimeError as e:
-        if "Unknown model" not in str(e):
-            raise
-        raise InvalidArgumentError(f"timm has no model {name!r}; list them with timm.list_models('*pattern*')") from e
     return BackboneWithHead(backbone, ConcatPoolHead(backbone.num_features, num_classes, dropout=drop_rate))
 
 
@@ -49,11 +67,13 @@ def _smp(spec: str, in_channels: int = 3, num_classes: int = 1, drop_path_rate: 
                 f"drop_path_rate works only with timm encoders in smp ('tu-<timm name>'), not {encoder!r}"
             )
         kwargs["drop_path_rate"] = drop_path_rate
-    try:
-        return smp.create_model(arch, encoder_name=encoder, encoder_weights=None, in_channels=in_channels,
-                                classes=num_classes, **kwargs)
-    except KeyError as e:
-        raise InvalidArgumentError(f"segmentation-models-pytorch cannot build {spec!r}: {e.args[0]}") from e
+    in_channels = positive_int("in_channels", in_channels)
+    with timm_name(encoder.removeprefix("tu-")):  # a tu- encoder is the timm model named after the prefix
+        try:
+            return smp.create_model(arch, encoder_name=encoder, encoder_weights=None, in_channels=in_channels,
+                                    classes=num_classes, **kwargs)
+        except KeyError as e:
+            raise InvalidArgumentError(f"segmentation-models-pytorch cannot build {spec!r}: {e.args[0]}") from e
 
 
 _FAMILIES = {"timm": _timm, "smp": _smp, "kagglekit": lambda name, **kw: get_builder(name)(**kw)}

@@ -51,6 +51,7 @@ class Chowder(nn.Module):
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         mask = _check_bag(x, mask, self.in_dim, self.r, "Chowder")
+        x = x.masked_fill(~mask.unsqueeze(-1), 0.0)  # NaN padding would reach score.weight's gradient
         scores = self.score(x).squeeze(-1)
         top = scores.masked_fill(~mask, float("-inf")).topk(self.r, dim=1).values
         bottom = scores.masked_fill(~mask, float("inf")).topk(self.r, dim=1, largest=False).values

@@ -13,7 +13,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from kagglekit._checks import one_of, positive_int
-from kagglekit.errors import ShapeError
+from kagglekit.errors import InvalidArgumentError, ShapeError
+from kagglekit.models.factory import timm_name
 
 NORMALIZE = ("none", "per_input")
 ZPOOL_MODES = ("mean_max", "mean", "max")
@@ -78,9 +79,14 @@ def _features_backbone(name: str, in_chans: int, feature_index: int, **kwargs) -
     from the deepest), the index made non-negative, its channels and its output stride."""
     import timm
 
-    backbone = timm.create_model(name, pretrained=False, features_only=True, in_chans=in_chans, **kwargs)
+    with timm_name(name):
+        backbone = timm.create_model(name, pretrained=False, features_only=True, in_chans=in_chans, **kwargs)
     info = backbone.feature_info
-    index = feature_index % len(info.channels())
+    n = len(info.channels())
+    if not -n <= feature_index < n:
+        raise InvalidArgumentError(f"feature_index {feature_index} is out of range: backbone {name!r} has {n} "
+                                   f"feature levels, so use -{n}..{n - 1} (-1 is the deepest)")
+    index = feature_index % n
     return backbone, index, info.channels()[index], info.reduction()[index]
 
 

@@ -102,12 +102,11 @@ def read_state_dict(path, key: str | None = None) -> dict[str, torch.Tensor]:
             "or pass weights=None for random initialisation"
         )
     if _is_safetensors(path):
-        from safetensors import SafetensorError
         from safetensors.torch import load_file
 
         try:
             return load_file(str(path))
-        except (SafetensorError, OSError, ValueError) as e:
+        except Exception as e:  # SafetensorError, OSError, ...: whatever the library raises on a bad file
             raise CheckpointError(f"could not read safetensors file {path}: {e}; the file may be truncated") from e
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
@@ -121,7 +120,7 @@ def read_state_dict(path, key: str | None = None) -> dict[str, torch.Tensor]:
             "torch.save(torch.load(path, weights_only=False)['state_dict'], 'clean.pth') or save it "
             f"with safetensors. Detail: {culprit}"
         ) from e
-    except (RuntimeError, EOFError, OSError, ValueError) as e:
+    except Exception as e:  # torch.load raises many types on garbage (KeyError for a text file starting "h")
         raise CheckpointError(f"could not read {path} as a torch or safetensors file: {e}") from e
     return _select_state_dict(obj, key, path)
 
@@ -151,28 +150,38 @@ def _overlap(keys, target_keys) -> int:
     return sum(k in target_keys for k in keys)
 
 
+def _uncompiled(state: dict) -> dict:
+    """Keys of a compiled submodule (``layer4._orig_mod.conv.weight``) as in the bare model."""
+    return {k.replace("._orig_mod.", "."): v for k, v in state.items()}
+
+
 def remap_state_dict(state: dict, target_keys=None) -> tuple[dict, list[str]]:
     """Strip wrapper prefixes from ``state``'s keys; return (new state, prefixes stripped in order).
 
-    A prefix is stripped when every key has it and, if ``target_keys`` is given, stripping makes more
-    keys match the target (so a model whose real keys start with ``model.`` keeps them). ``._orig_mod.``
-    inside keys (a compiled submodule) is removed, and AveragedModel's ``n_averaged`` is dropped.
+    Prefixes are stripped one after another while every key has one (nested wrappers such as
+    ``_orig_mod.module.`` or ``module.module.``). Without ``target_keys`` all of them go; with it, the
+    depth that makes the most keys match the target wins (ties keep fewer strips, so a model whose real
+    keys start with ``model.`` keeps them). ``._orig_mod.`` inside keys (a compiled submodule) is removed
+    when that makes more keys match (always without a target). AveragedModel's ``n_averaged`` is dropped.
     """
     target = None if target_keys is None else set(target_keys)
-    state = {k.replace("._orig_mod.", "."): v for k, v in state.items()
-             if not (k in _BOOKKEEPING and (target is None or k not in target))}
-    stripped = []
+    state = {k: v for k, v in state.items() if not (k in _BOOKKEEPING and (target is None or k not in target))}
+    depths = [(state, [])]
     while state:
-        for p in PREFIXES:
-            if all(k.startswith(p) for k in state):
-                candidate = {k[len(p):]: v for k, v in state.items()}
-                if target is None or _overlap(candidate, target) > _overlap(state, target):
-                    state = candidate
-                    stripped.append(p)
-                    break
-        else:
+        p = next((p for p in PREFIXES if all(k.startswith(p) for k in state)), None)
+        if p is None:
             break
-    return state, stripped
+        state = {k[len(p):]: v for k, v in state.items()}
+        depths.append((state, depths[-1][1] + [p]))
+    if target is None:
+        return _uncompiled(state), depths[-1][1]
+    best = None
+    for candidate, stripped in depths:
+        for keys in (candidate, _uncompiled(candidate)):
+            score = _overlap(keys, target)
+            if best is None or score > best[0]:
+                best = (score, keys, stripped)
+    return best[1], best[2]
 
 
 def load_weights(model: nn.Module, source, *, strict: bool = True, pretrained: bool = False,
@@ -181,14 +190,15 @@ def load_weights(model: nn.Module, source, *, strict: bool = True, pretrained: b
 
     ``pretrained=False`` (a checkpoint of this very model): every key must match in name and shape
     unless ``strict=False``. ``pretrained=True`` (a timm / smp / torchvision pretrained file): the file
-    goes into the model or the direct child it fits best (an smp ``encoder``, a ``backbone``); a first
-    convolution with another input-channel count is adapted with timm's ``adapt_input_conv``; tensors of
-    other shapes (a 1000-class head) and keys the target lacks are skipped and reported; only keys
-    missing from the file are an error under ``strict``. Never downloads; never unpickles code.
+    goes into the model or the submodule at most two levels down that it fits best (a ``backbone``, an
+    smp ``encoder``, the timm model ``encoder.model`` of an smp ``tu-`` encoder); a first convolution
+    with another input-channel count is adapted with timm's ``adapt_input_conv``; tensors of other
+    shapes (a 1000-class head) and keys the target lacks are skipped and reported; only keys missing
+    from the file are an error under ``strict``. Never downloads; never unpickles code.
     """
     state = read_state_dict(source, key) if isinstance(source, (str, os.PathLike)) else dict(source)
     model = unwrap_model(model)
-    candidates = [("", model)] + (list(model.named_children()) if pretrained else [])
+    candidates = [(n, m) for n, m in model.named_modules() if not n or (pretrained and n.count(".") < 2)]
     best = None
     for name, module in candidates:
         own = module.state_dict()

@@ -37,6 +37,9 @@ class Ensemble(nn.Module):
         self.members = nn.ModuleList(members)
         weights = positive_weights(weights, len(members), "Ensemble")
         Merger(merge, outputs)  # validate early
+        if merge == "max" and set(weights) != {1.0}:
+            raise InvalidArgumentError(f"merge='max' does not take weights, got {weights}; drop them or use "
+                                       "merge='mean', 'gmean' or 'tsharpen'")
         self.weights, self.merge, self.outputs = weights, merge, outputs
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -11,7 +11,7 @@ Modes:
 - ``mean``: arithmetic mean of the outputs as they are.
 - ``max``: element-wise maximum (weights are not allowed).
 - ``logit_mean``: mean in logit space; for probabilities ``sigmoid(mean(logit(p)))`` with p clipped
-  to [1e-7, 1 - 1e-7]; for logits the same as ``mean``.
+  to [1e-7, 1 - 1e-7] in float64; for logits the same as ``mean``.
 - ``gmean``: geometric mean of the probabilities, in log space. For probabilities
   ``exp(mean(log p))``; for logits the probabilities are ``sigmoid(x)`` element-wise and the result is
   returned as the logit of their geometric mean, computed in float64 from ``logsigmoid`` (never NaN;
@@ -20,7 +20,8 @@ Modes:
   with the inverse power. Unlike ttach (``mean(x**t)``, NaN for negative logits and not mapped back),
   it is defined for every real input and returns values on the input scale.
 
-A :class:`Merger` holds one running sum (or maximum) the size of one output.
+A :class:`Merger` holds one running sum (or maximum) the size of one output, in float32 (float64 for
+float64 outputs, and always for ``gmean``); the result has the outputs' dtype.
 """
 
 from __future__ import annotations
@@ -62,14 +63,16 @@ class Merger:
 
     def _forward(self, y: torch.Tensor) -> torch.Tensor:
         mode, probs = self.mode, self.outputs == "probs"
+        work = torch.promote_types(y.dtype, torch.float32)  # float64 outputs are merged in float64
         if mode == "logit_mean" and probs:
-            return torch.logit(y.float(), eps=_EPS)
+            # clip in float64: float32 rounds 1 - 1e-7 to 1 - 1.19e-7, so logit(1) != -logit(0)
+            return torch.logit(y.double(), eps=_EPS).to(work)
         if mode == "gmean":
             y = y.double()
             return torch.log(y) if probs else F.logsigmoid(y)
         if mode == "tsharpen":
-            return _signed_power(y.float(), self.temperature)
-        return y.float()
+            return _signed_power(y.to(work), self.temperature)
+        return y.to(work)
 
     def _backward(self, m: torch.Tensor) -> torch.Tensor:
         mode, probs = self.mode, self.outputs == "probs"

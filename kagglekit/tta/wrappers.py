@@ -19,6 +19,15 @@ def _check_nchw(x: torch.Tensor, who: str) -> None:
         raise ShapeError(f"{who} expects an NCHW float tensor, got {shape}; add the batch/channel axes first")
 
 
+def _check_dense(y: torch.Tensor, who: str) -> torch.Tensor:
+    """Return ``y`` if it is a dense (N, C, h, w) output, else raise: flipping (N, K) logits swaps classes."""
+    if y.ndim != 4:
+        raise ShapeError(f"{who}: the model returned {tuple(y.shape)}, not a dense (N, C, h, w) output, so the views "
+                         "cannot be inverted on it; for a classifier pass task='classification' to TTA (ViewCycle "
+                         "is for segmentation only)")
+    return y
+
+
 def _channels_last(x: torch.Tensor) -> bool:
     return x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
 
@@ -45,12 +54,13 @@ class TTA(nn.Module):
     """Wrap ``model`` so that ``forward(x)`` returns the merge of its outputs over D4 ``views``.
 
     ``x`` is an NCHW float tensor. ``task="segmentation"``: outputs (N, C, h, w) are mapped back with each
-    view's inverse; ``"classification"``: outputs (N, K) are merged as they are. ``batched=True`` runs all
-    views in one forward (N * len(views) images in memory; two forwards when H != W and some views swap
-    H and W); ``batched=False`` runs one view at a time and keeps only a running merge. ``merge`` and
-    ``outputs`` are as in :class:`kagglekit.tta.merge.Merger`. Which is faster depends on the model: on
-    a 2-core CPU one batched forward beat eight passes for timm classifiers and an smp Unet, and lost
-    for a shallow full-resolution CNN whose activations outgrow the cache (bench/RESULTS.md, bench_tta.py).
+    view's inverse (other shapes raise ShapeError); ``"classification"``: outputs (N, K) are merged as
+    they are. ``batched=True`` runs all views in one forward (N * len(views) images in memory; two
+    forwards when H != W and some views swap H and W); ``batched=False`` runs one view at a time and
+    keeps only a running merge. ``merge`` and ``outputs`` are as in :class:`kagglekit.tta.merge.Merger`.
+    Which is faster depends on the model: on a 2-core CPU one batched forward beat eight passes for timm
+    classifiers and an smp Unet, and lost for a shallow full-resolution CNN whose activations outgrow the
+    cache (bench/RESULTS.md, bench_tta.py).
     """
 
     def __init__(self, model: nn.Module, views="d4", merge: str = "mean", task: str = "segmentation",
@@ -64,7 +74,7 @@ class TTA(nn.Module):
         self.merge, self.outputs = merge, outputs
 
     def _invert(self, view: View, y: torch.Tensor) -> torch.Tensor:
-        return view.invert(y) if self.task == "segmentation" else view.invert_label(y)
+        return view.invert(_check_dense(y, "TTA")) if self.task == "segmentation" else view.invert_label(y)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         _check_nchw(x, "TTA")
@@ -103,7 +113,7 @@ class ViewCycle:
         outs = _forward_grouped(model, inputs, _channels_last(batch))
         result = None
         for v, y in zip(members, outs):
-            y = self.views[v].invert(y)
+            y = self.views[v].invert(_check_dense(y, "ViewCycle"))
             if result is None:
                 result = y.new_empty((n, *y.shape[1:]))
             result.index_copy_(0, index[v], y)
