@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import markdown_table, measure, record
+from _common import interleaved, markdown_table, record
 
 from kagglekit.demo.data import build_competition
 from kagglekit.demo.train import MODEL, MODEL_KWARGS
@@ -33,6 +33,7 @@ from kagglekit.models import create, save_checkpoint
 from kagglekit.pipeline import segment
 
 TILE, STRIDE, BATCH = 256, 192, 8
+ROUNDS = 3
 
 
 def config(model_path: Path, tissue_only: bool, cycle: bool) -> dict:
@@ -93,8 +94,8 @@ def main() -> None:
             ("hand loop: iter_strips + threshold + rle_encode", lambda: hand_loop(model, paths)),
             ("MONAI sliding_window_inference + threshold + rle_encode", lambda: monai_loop(model, paths)),
         ]
-        for name, fn in cases:
-            seconds, peak, result = measure(fn)
+        best = interleaved(dict(cases), ROUNDS, keep_results=True)
+        for name, (seconds, peak, result) in best.items():
             masks[name] = np.concatenate([rle_decode(result[p.stem], (2048, 2048)).ravel() for p in paths])
             rows.append([name, seconds, peak])
         reference = masks[cases[3][0]]
@@ -105,7 +106,7 @@ def main() -> None:
 
         body = (f"2 slides of 2048 x 2048 RGB (the demo's test set), smp U-Net lcnet_050 depth 3, tile {TILE}, "
                 f"stride {STRIDE}, batch {BATCH}, threshold 0.5, RLE; load average {os.getloadavg()[0]:.1f} "
-                f"before the last row (shared machine: timings are noisy; ratios from one run, same process).\n\n{table}")
+                f"at the end; best of {ROUNDS} interleaved rounds, same process (a shared machine: single runs varied by up to 50 %).\n\n{table}")
         record("pipeline: segment end to end (bench_pipeline.py)", body)
 
 
