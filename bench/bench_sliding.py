@@ -244,7 +244,7 @@ def targets(rows) -> list[str]:
         reused = get("(a)", REUSED_OUT)
         if reused:
             lines.append(f"- (a) with out= reused (not the target's row: a loop over same-sized images): "
-                         f"{reused[4]:.2f}x the floor, {tb[2] / reused[2]:.2f}x faster than pytorch-toolbelt")
+                         f"{reused[4]:.2f}x the floor of its own interleaved group")
     big = get("(b)", "kagglekit", "32768")
     if big:
         lines.append(f"- (b) 32768² with peak RSS ≤ 2 GB: {big[3]:.0f} MB — {'met' if big[3] <= 2048 else 'NOT met'}")

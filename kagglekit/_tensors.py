@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
 # dtypes torch.from_numpy accepts in every torch the package supports (uint16/32/64 only from torch 2.3)
@@ -13,6 +15,21 @@ def shareable(array: np.ndarray) -> bool:
     """True when ``torch.from_numpy`` can view ``array`` as it is: a native-endian dtype every supported
     torch knows, writable memory (not a read-only memory map) and no negative strides (no flipped view)."""
     return array.dtype in _SHAREABLE and array.flags.writeable and min(array.strides, default=0) >= 0
+
+
+def reading_view(array: np.ndarray):
+    """A CPU tensor viewing ``array`` to be read from only (e.g. the source of a ``copy_``), or None
+    when torch cannot view it (a dtype older torch lacks, negative strides). Read-only memory is fine
+    here: torch's warning about it is silenced, since nothing writes through the view."""
+    import torch
+
+    if array.dtype not in _SHAREABLE or min(array.strides, default=0) < 0:
+        return None
+    if array.flags.writeable:
+        return torch.from_numpy(array)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+        return torch.from_numpy(array)
 
 
 def as_tensor(array: np.ndarray):

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from kagglekit._checks import positive_int
-from kagglekit._tensors import as_tensor, shareable
+from kagglekit._tensors import as_tensor, reading_view
 from kagglekit.errors import InvalidArgumentError, ShapeError
 from kagglekit.io import Source, open_image
 from kagglekit.tiling import Stitcher, TileGrid, TileWeights
@@ -155,12 +155,14 @@ def _batch_outputs(model, plan: _Plan, device, amp, channels_last, normalize, tt
 
     def cast_into_buffer(windows):
         """The windows as one float32 batch in the reused buffer (no page faults per batch): torch's
-        multi-threaded ``copy_`` where it can view a window, otherwise numpy's single pass."""
+        multi-threaded ``copy_`` where it can view a window (read-only ones too), otherwise numpy's
+        single pass."""
         batch = buffer[: len(windows)]
         for b, window in enumerate(windows):
-            if shareable(window):
-                batch[b].copy_(torch.from_numpy(window))
-            else:  # read-only memory maps, flipped views, uint16: no intermediate copy
+            view = reading_view(window)
+            if view is not None:
+                batch[b].copy_(view)
+            else:  # flipped views, uint16 on older torch: no intermediate copy
                 np.copyto(batch[b].numpy(), window, casting="unsafe")
         return batch
 
@@ -240,7 +242,8 @@ _DOC_ARGS = """
     skip_mask, min_fraction: a low-resolution (h, w) bool mask of the image; tiles with less than
         ``min_fraction`` of it are not run and their pixels get ``fill_value``.
     out_channels: needed only when ``skip_mask`` keeps no tile.
-    dtype: accumulator dtype (float32, or float16 to halve memory).
+    dtype: accumulator dtype (float32, or float16 to halve the output's memory; with ``skip_mask`` the
+        sums stay float32, see :class:`~kagglekit.tiling.Stitcher`).
     tta: None, or a callable ``tta(model, batch, first_index)`` returning the model output for the
         batch (e.g. :class:`kagglekit.tta.ViewCycle`).
     progress: show a tqdm progress bar.
@@ -290,6 +293,7 @@ def iter_strips(model, source, tile=512, stride=None, batch_size: int = 8, windo
     with ``rows <= strip_rows``; the strips tile the output from top to bottom. Holds one tile-row of
     output (tile_h / out_scale rows) and one strip, so memory does not grow with the image's height.
     """
+    dtype = accumulator_dtype(dtype)  # checked before the model runs
     plan = _plan(source, tile, stride, batch_size, window, sigma, margin, out_scale, skip_mask, min_fraction)
     weights, grid = plan.weights, plan.grid
     H, W = weights.out_shape

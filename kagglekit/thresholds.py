@@ -45,7 +45,8 @@ _BOUND_SLACK = 1e-9
 class ThresholdResult(NamedTuple):
     """``threshold`` (a score value; positive when ``score >= threshold``), the ``fbeta`` it reaches,
     and ``quantile``: the fraction q with ``percentile_threshold(scores, q) == threshold``, i.e.
-    ``np.quantile(scores, q, method="lower")``; q is the fraction of scores below the threshold."""
+    ``np.quantile(scores, q, method="lower")``: q = (number of scores below the threshold) / (n - 1),
+    raised to the next float where floor((n - 1) q) would fall short."""
 
     threshold: float
     fbeta: float

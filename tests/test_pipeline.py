@@ -354,3 +354,20 @@ def test_the_segment_command_runs_a_toml_config(tmp_path, capsys):
 
 def test_importing_the_pipeline_package_is_cheap():
     assert modules_loaded_by("import kagglekit.pipeline", ("torch", "polars", "cv2", "timm")) == []
+
+
+def test_a_percentile_counts_real_logits_that_equal_any_value():
+    """Skipped pixels are told apart by NaN, not by a logit value a model can also produce: a model whose
+    logits are clamped at -30 keeps those pixels in the quantile (oracle: numpy's 'lower' quantile)."""
+    from kagglekit.io import open_image
+    from kagglekit.pipeline.config import load_config as load
+    from kagglekit.pipeline.segmentation import _predict
+
+    image = np.zeros((64, 64, 3), np.uint8)
+    image[:10, :10, 0] = RNG.integers(200, 256, (10, 10))  # 100 pixels above the clamp, 4000 at it
+    clamped = lambda x: (100 * (x[:, :1] - 0.5)).clamp(min=-30)  # noqa: E731  (black pixels: exactly -30)
+    cfg = load({"models": [{"path": "unused"}], "tiling": {"tile": 32}, "threshold": {"kind": "percentile", "q": 0.9}})
+    mask, _ = _predict(clamped, None, open_image(image), cfg, None)
+    logits = (100 * (image[:, :, 0].astype(np.float32) / 255 - 0.5)).clip(-30)
+    cut = np.quantile(logits.astype(np.float16), 0.9, method="lower")
+    assert np.array_equal(mask, logits.astype(np.float16) >= cut)

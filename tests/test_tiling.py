@@ -70,6 +70,9 @@ def test_subset_refuses_a_wrong_keep():
         grid.subset(np.ones(len(grid) - 1, bool))
     with pytest.raises(InvalidArgumentError, match="integers"):
         grid.subset([0.5])
+    for outside in ([-1, 0], [len(grid)]):
+        with pytest.raises(InvalidArgumentError, match=f"outside 0..{len(grid) - 1}"):
+            grid.subset(outside)
 
 
 def test_select_and_top_k_match_brute_force():

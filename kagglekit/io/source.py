@@ -7,6 +7,7 @@ import operator
 
 import numpy as np
 
+from kagglekit._checks import positive_int
 from kagglekit.errors import InvalidArgumentError, ShapeError
 
 
@@ -62,37 +63,48 @@ class Source:
     def thumbnail(self, max_side: int = 1024) -> np.ndarray:
         """Return the whole image shrunk by area averaging so that its longer side is ``max_side``.
 
-        Returns an (h, w, C) array of ``dtype``, equal to OpenCV's ``INTER_AREA`` resize of the whole
-        image to within 1 (integers: the narrowed rows are rounded once). Area averaging is separable,
-        so each row strip (at most about ``_STRIP_BYTES``) is first narrowed to the thumbnail's width
-        by OpenCV and its rows are then added into the thumbnail rows they overlap: holds one strip
-        and the float32 thumbnail, never the whole image.
+        Returns an (h, w, C) array of ``dtype``, equal to an exact area average (OpenCV's ``INTER_AREA``)
+        of the whole image to within 1 (integers: the narrowed rows are rounded once). Area averaging
+        is separable, so each row strip (at most about ``_STRIP_BYTES``) is first narrowed to the
+        thumbnail's width and its rows are then added into the thumbnail rows they overlap: holds one
+        strip and the thumbnail's sums (float32; float64 for float64 and 32- or 64-bit integers, whose
+        values float32 cannot hold), never the whole image.
         """
         import cv2
 
-        max_side = operator.index(max_side)
-        if max_side < 1:
-            raise InvalidArgumentError(f"max_side must be at least 1, got {max_side}")
+        max_side = positive_int("max_side", max_side)
         H, W, C = self.shape
         factor = max(H, W) / max_side
         if factor <= 1:
             return self.read(0, 0, H, W)
         th, tw = max(1, round(H / factor)), max(1, round(W / factor))
         rows_per_output = H / th  # source rows averaged into one thumbnail row
-        total = np.zeros((th, tw, C), np.float32)
-        strip = max(1, _STRIP_BYTES // (W * C * 4))
+        wide = self.dtype == np.float64 or (self.dtype.kind in "iu" and self.dtype.itemsize >= 4)
+        work = np.dtype(np.float64 if wide else np.float32)
+        total = np.zeros((th, tw, C), work)
+        strip = max(1, _STRIP_BYTES // (W * C * max(work.itemsize, self.dtype.itemsize)))
         for y in range(0, H, strip):
             rows = min(strip, H - y)
-            part = self._read_inside(y, 0, y + rows, W)
-            if part.dtype not in _CV2_DTYPES:  # bool, int8, int32, 64-bit ints, float16: OpenCV has no resize for them
-                part = part.astype(np.float32)
-            _add_rows(total, _resize(cv2, part, tw, rows).astype(np.float32, copy=False), y, rows_per_output)
+            _add_rows(total, _narrow(cv2, self._read_inside(y, 0, y + rows, W), tw, work), y, rows_per_output)
         total /= rows_per_output
         return _cast_like(total, self.dtype)
 
 
 _STRIP_BYTES = 64 << 20
 _CV2_DTYPES = frozenset(np.dtype(t) for t in (np.uint8, np.uint16, np.int16, np.float32, np.float64))
+
+
+def _narrow(cv2, part: np.ndarray, width: int, work: np.dtype) -> np.ndarray:
+    """(rows, W, C) ``part`` area-resized to (rows, width, C) in ``work`` precision: by OpenCV for
+    float32 work, by :func:`_add_rows` along the columns for float64 (OpenCV's float64 area resize
+    sums in float32, 16 off for values near 2**31)."""
+    if work == np.float64:
+        narrow = np.zeros((width, *part.shape[::2]), work)
+        _add_rows(narrow, part.transpose(1, 0, 2).astype(work), 0, part.shape[1] / width)
+        return narrow.transpose(1, 0, 2) / (part.shape[1] / width)
+    if part.dtype not in _CV2_DTYPES:  # bool, int8, float16: OpenCV has no resize for them
+        part = part.astype(work)
+    return _resize(cv2, part, width, len(part)).astype(work, copy=False)
 
 
 def _add_rows(total: np.ndarray, narrow: np.ndarray, y: int, rows_per_output: float) -> None:

@@ -14,8 +14,9 @@ from kagglekit._checks import positive_int
 from kagglekit.errors import ShapeError
 
 
-def _check_bag(x: torch.Tensor, mask, in_dim: int, min_tiles: int, who: str) -> torch.Tensor:
-    """Validate (B, N, D) + mask and return the mask as bool (B, N)."""
+def _check_bag(x: torch.Tensor, mask, in_dim: int, min_tiles: int, who: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Validate (B, N, D) + mask; return x with padded rows set to 0 (so that NaN padding never reaches
+    a value or a gradient; x itself when nothing is padded) and the mask as bool (B, N)."""
     if not isinstance(x, torch.Tensor) or x.ndim != 3 or x.shape[-1] != in_dim:
         shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
         raise ShapeError(f"{who} expects tile features (B, N, {in_dim}), got {shape}")
@@ -28,7 +29,7 @@ def _check_bag(x: torch.Tensor, mask, in_dim: int, min_tiles: int, who: str) -> 
     if fewest < min_tiles:
         raise ShapeError(f"{who}: a bag has {fewest} real tiles but at least {min_tiles} are needed; "
                          "drop empty bags or lower r")
-    return mask
+    return (x if bool(mask.all()) else x.masked_fill(~mask.unsqueeze(-1), 0.0)), mask
 
 
 class Chowder(nn.Module):
@@ -50,8 +51,7 @@ class Chowder(nn.Module):
         self.mlp = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-        mask = _check_bag(x, mask, self.in_dim, self.r, "Chowder")
-        x = x.masked_fill(~mask.unsqueeze(-1), 0.0)  # NaN padding would reach score.weight's gradient
+        x, mask = _check_bag(x, mask, self.in_dim, self.r, "Chowder")
         scores = self.score(x).squeeze(-1)
         top = scores.masked_fill(~mask, float("-inf")).topk(self.r, dim=1).values
         bottom = scores.masked_fill(~mask, float("inf")).topk(self.r, dim=1, largest=False).values
@@ -74,8 +74,7 @@ class GatedAttentionMIL(nn.Module):
         self.classifier = nn.Linear(self.in_dim, positive_int("num_classes", num_classes))
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None, return_attention: bool = False):
-        mask = _check_bag(x, mask, self.in_dim, 1, "GatedAttentionMIL")
-        x = x.masked_fill(~mask.unsqueeze(-1), 0.0)
+        x, mask = _check_bag(x, mask, self.in_dim, 1, "GatedAttentionMIL")
         logits = self.attn_w(self.attn_v(x) * self.attn_u(x)).squeeze(-1)
         attention = torch.softmax(logits.masked_fill(~mask, float("-inf")), dim=1)
         out = self.classifier(self.drop(torch.einsum("bn,bnd->bd", attention, x)))

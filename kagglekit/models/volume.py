@@ -79,6 +79,8 @@ def _features_backbone(name: str, in_chans: int, feature_index: int, **kwargs) -
     from the deepest), the index made non-negative, its channels and its output stride."""
     import timm
 
+    if isinstance(feature_index, bool) or not hasattr(feature_index, "__index__"):
+        raise InvalidArgumentError(f"feature_index must be an integer (-1 is the deepest level), got {feature_index!r}")
     with timm_name(name):
         backbone = timm.create_model(name, pretrained=False, features_only=True, in_chans=in_chans, **kwargs)
     info = backbone.feature_info

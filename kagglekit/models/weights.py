@@ -41,7 +41,8 @@ _SHOWN = 8
 
 @dataclass
 class LoadReport:
-    """What a load did. ``target`` is "" for the whole model or the name of the child that got the file."""
+    """What a load did. ``target`` is "" for the whole model or the name of the submodule that got the
+    file (e.g. ``encoder`` or ``encoder.model``)."""
 
     target: str = ""
     loaded: int = 0

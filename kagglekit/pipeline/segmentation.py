@@ -30,8 +30,9 @@ __all__ = ["SegmentReport", "segment"]
 
 logger = logging.getLogger("kagglekit.pipeline")
 
-SKIPPED_LOGIT = -30.0
-"""Logit given to pixels of tiles that are not run (no tissue): probability ~1e-13, below any threshold."""
+SKIPPED = float("nan")
+"""Logit of pixels in tiles that are not run (no tissue): NaN is background under any threshold
+(every comparison with it is False) and is left out of a percentile threshold."""
 
 
 @dataclass
@@ -143,7 +144,7 @@ def _predict(model, tta, source, cfg: SegmentConfig, threshold: float | None) ->
     skip = tissue_mask(source.thumbnail(t.thumbnail)) if t.tissue_only else None
     run = {"tile": t.tile, "stride": t.stride, "batch_size": t.batch_size, "window": t.window, "margin": t.margin,
            "device": cfg.device, "normalize": cfg.normalize, "skip_mask": skip, "min_fraction": t.min_tissue,
-           "fill_value": SKIPPED_LOGIT, "out_channels": 1, "tta": tta, "progress": False}
+           "fill_value": SKIPPED, "out_channels": 1, "tta": tta, "progress": False}
     strips = iter_strips(model, source, **run)
     H, W = source.shape[:2]
     if threshold is not None:
@@ -155,7 +156,7 @@ def _predict(model, tta, source, cfg: SegmentConfig, threshold: float | None) ->
     logits = np.empty((H, W), np.float16)
     for row, strip in strips:
         logits[row : row + strip.shape[1]] = strip[0]
-    ran = logits != np.float16(SKIPPED_LOGIT)  # the quantile is of the predicted pixels, not of skipped background
+    ran = ~np.isnan(logits)  # the quantile is of the predicted pixels, not of skipped background
     if not ran.any():
         return np.zeros((H, W), bool), 1.0
     cut = percentile_threshold(logits, cfg.threshold.q, mask=ran)

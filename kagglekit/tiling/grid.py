@@ -103,6 +103,8 @@ class TileGrid:
         elif keep.dtype.kind not in "iu":
             raise InvalidArgumentError(f"keep must be tile indices (integers) or a boolean array, got dtype {keep.dtype}")
         keep = np.unique(keep)
+        if keep.size and not 0 <= keep[0] <= keep[-1] < len(self):
+            raise InvalidArgumentError(f"keep holds tile indices outside 0..{len(self) - 1}: {keep[0]}..{keep[-1]}")
         sub = object.__new__(TileGrid)
         sub.__dict__.update(self.__dict__)
         sub.index, sub.positions = self.index[keep], self.positions[keep]

@@ -18,7 +18,8 @@ BACKGROUNDS = ("auto", "white", "black")
 def to_gray_uint8(image: np.ndarray) -> np.ndarray:
     """(h, w) uint8 brightness of an (h, w) or (h, w, C) uint8/uint16/float image (RGB(A): luma; else channel mean).
 
-    uint16 is scaled by the bit depth its values use (12-bit data stored as uint16 spans 0..255 too)."""
+    uint16 is scaled per image by the bit depth its largest value needs (12-bit data stored as uint16
+    spans 0..255 too; so does a dim 16-bit image, and one whose values stay below 256 is read as is)."""
     import cv2
 
     image = np.asarray(image)

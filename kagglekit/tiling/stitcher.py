@@ -70,7 +70,8 @@ class Stitcher:
 
     ``dtype`` is the accumulator's (float32, or float16 to halve memory); strips come back as float32,
     the in-memory result of :meth:`finish` in ``dtype``. With a weight map, float16 sums are kept in
-    float32 (a tile corner's raw weight is about 1e-7, below float16's range) and cast at the end.
+    float32 (a tile corner's raw weight is about 1e-7, below float16's range) and cast at the end, so
+    float16 saves memory only for a ``normalized`` stitcher (a full grid, no skip mask).
 
     ``out`` (in-memory only): an existing (C, H_out, W_out) C-contiguous array of ``dtype`` to
     accumulate into; it is zeroed first and :meth:`finish` returns it. Reusing one array over

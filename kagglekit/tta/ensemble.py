@@ -36,10 +36,7 @@ class Ensemble(nn.Module):
             raise InvalidArgumentError("Ensemble needs at least one model or checkpoint path")
         self.members = nn.ModuleList(members)
         weights = positive_weights(weights, len(members), "Ensemble")
-        Merger(merge, outputs)  # validate early
-        if merge == "max" and set(weights) != {1.0}:
-            raise InvalidArgumentError(f"merge='max' does not take weights, got {weights}; drop them or use "
-                                       "merge='mean', 'gmean' or 'tsharpen'")
+        Merger(merge, outputs).check_weights(weights)  # validate now rather than at the first forward
         self.weights, self.merge, self.outputs = weights, merge, outputs
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

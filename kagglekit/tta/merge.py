@@ -85,6 +85,12 @@ class Merger:
             return _signed_power(m, 1.0 / self.temperature)
         return m
 
+    def check_weights(self, weights) -> None:
+        """Raise unless this mode takes ``weights`` (``max`` takes none: only weights of 1)."""
+        if self.mode == "max" and any(w != 1.0 for w in weights):
+            raise InvalidArgumentError(f"merge='max' does not take weights, got {list(weights)}; drop them or use "
+                                       "merge='mean', 'gmean' or 'tsharpen'")
+
     def add(self, y: torch.Tensor, weight: float = 1.0) -> None:
         """Fold one output (any shape, the same for every call) into the running merge."""
         if self._acc is not None and y.shape != self._acc.shape:
@@ -94,8 +100,7 @@ class Merger:
         self._check_probs(y)
         self._dtype = y.dtype if y.is_floating_point() else torch.float32
         if self.mode == "max":
-            if weight != 1.0:
-                raise InvalidArgumentError("merge='max' does not take weights; use mean, gmean or tsharpen")
+            self.check_weights([weight])
             self._acc = y.clone() if self._acc is None else torch.maximum(self._acc, y)
             return
         z = self._forward(y)

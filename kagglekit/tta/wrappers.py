@@ -20,9 +20,9 @@ def _check_nchw(x: torch.Tensor, who: str) -> None:
 
 
 def _check_dense(y: torch.Tensor, who: str) -> torch.Tensor:
-    """Return ``y`` if it is a dense (N, C, h, w) output, else raise: flipping (N, K) logits swaps classes."""
-    if y.ndim != 4:
-        raise ShapeError(f"{who}: the model returned {tuple(y.shape)}, not a dense (N, C, h, w) output, so the views "
+    """Return ``y`` if it is a dense (N, ..., h, w) output, else raise: flipping (N, K) logits swaps classes."""
+    if y.ndim <= 2:
+        raise ShapeError(f"{who}: the model returned {tuple(y.shape)}, not a dense (N, ..., h, w) output, so the views "
                          "cannot be inverted on it; for a classifier pass task='classification' to TTA (ViewCycle "
                          "is for segmentation only)")
     return y
@@ -53,14 +53,14 @@ def _forward_grouped(model, inputs: list[torch.Tensor], channels_last: bool) -> 
 class TTA(nn.Module):
     """Wrap ``model`` so that ``forward(x)`` returns the merge of its outputs over D4 ``views``.
 
-    ``x`` is an NCHW float tensor. ``task="segmentation"``: outputs (N, C, h, w) are mapped back with each
-    view's inverse (other shapes raise ShapeError); ``"classification"``: outputs (N, K) are merged as
-    they are. ``batched=True`` runs all views in one forward (N * len(views) images in memory; two
-    forwards when H != W and some views swap H and W); ``batched=False`` runs one view at a time and
+    ``x`` is an NCHW float tensor. ``task="segmentation"``: dense outputs (N, ..., h, w) are mapped back
+    with each view's inverse ((N, K) outputs raise ShapeError); ``"classification"``: outputs (N, K) are
+    merged as they are. ``batched=True`` runs all views in one forward (N * len(views) images in memory;
+    two forwards when H != W and some views swap H and W); ``batched=False`` runs one view at a time and
     keeps only a running merge. ``merge`` and ``outputs`` are as in :class:`kagglekit.tta.merge.Merger`.
-    Which is faster depends on the model: on a 2-core CPU one batched forward beat eight passes for timm
-    classifiers and an smp Unet, and lost for a shallow full-resolution CNN whose activations outgrow the
-    cache (bench/RESULTS.md, bench_tta.py).
+    Which is faster depends on the model: on a 2-core CPU one batched forward was as fast as eight
+    passes or faster (1.03-1.23x) for timm classifiers and an smp Unet, and about half as fast for a
+    shallow full-resolution CNN whose activations outgrow the cache (bench/RESULTS.md, bench_tta.py).
     """
 
     def __init__(self, model: nn.Module, views="d4", merge: str = "mean", task: str = "segmentation",
