@@ -59,7 +59,7 @@ class TTA(nn.Module):
     two forwards when H != W and some views swap H and W); ``batched=False`` runs one view at a time and
     keeps only a running merge. ``merge`` and ``outputs`` are as in :class:`kagglekit.tta.merge.Merger`.
     Which is faster depends on the model: on a 2-core CPU one batched forward was as fast as eight
-    passes or faster (1.03-1.23x) for timm classifiers and an smp Unet, and about half as fast for a
+    passes or faster for timm classifiers and an smp Unet, and about half as fast for a
     shallow full-resolution CNN whose activations outgrow the cache (bench/RESULTS.md, bench_tta.py).
     """
 
