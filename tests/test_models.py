@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch import nn
 
-from kagglekit.errors import InvalidArgumentError, KagglekitError, WeightsNotFoundError
+from kagglekit.errors import InvalidArgumentError, KagglekitError, ShapeError, WeightsNotFoundError
 from kagglekit.models import (
     CheckpointError,
     ConcatPoolHead,
@@ -63,6 +63,13 @@ def test_concat_pool_head_matches_closed_form():
     expected = normed @ head.fc.weight.detach().numpy().T + head.fc.bias.detach().numpy()
     with torch.no_grad():
         np.testing.assert_allclose(head(torch.from_numpy(x)).numpy(), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_concat_pool_head_says_what_to_do_with_a_training_batch_of_one():
+    head = ConcatPoolHead(5, 3).train()
+    with pytest.raises(ShapeError, match="drop_last=True"):
+        head(torch.randn(1, 5, 6, 7))
+    assert head(torch.randn(2, 5, 6, 7)).shape == (2, 3) and head.eval()(torch.randn(1, 5, 6, 7)).shape == (1, 3)
 
 
 def test_concat_pool_model_is_backbone_plus_head():

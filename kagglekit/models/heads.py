@@ -26,6 +26,9 @@ class ConcatPoolHead(nn.Module):
                 f"ConcatPoolHead needs (B, C, H, W) feature maps, got {tuple(x.shape)}; "
                 "use it with CNN backbones (for transformers keep head='default')"
             )
+        if self.training and x.shape[0] == 1:
+            raise ShapeError("ConcatPoolHead's batch norm cannot train on a batch of 1 (often the last, short "
+                             "batch of an epoch): pass drop_last=True to the DataLoader, or call model.eval()")
         pooled = torch.cat([self.avg(x), self.max(x)], dim=1).flatten(1)
         return self.fc(self.drop(self.norm(pooled)))
 
