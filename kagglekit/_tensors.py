@@ -11,10 +11,15 @@ _SHAREABLE = frozenset(np.dtype(t) for t in (np.bool_, np.uint8, np.int8, np.int
                                             np.float16, np.float32, np.float64))
 
 
+def _viewable(array: np.ndarray) -> bool:
+    """A native-endian dtype every supported torch knows, and no negative strides (no flipped view)."""
+    return array.dtype in _SHAREABLE and min(array.strides, default=0) >= 0
+
+
 def shareable(array: np.ndarray) -> bool:
-    """True when ``torch.from_numpy`` can view ``array`` as it is: a native-endian dtype every supported
-    torch knows, writable memory (not a read-only memory map) and no negative strides (no flipped view)."""
-    return array.dtype in _SHAREABLE and array.flags.writeable and min(array.strides, default=0) >= 0
+    """True when ``torch.from_numpy`` can view ``array`` as it is: :func:`_viewable` and writable memory
+    (not a read-only memory map)."""
+    return _viewable(array) and array.flags.writeable
 
 
 def reading_view(array: np.ndarray):
@@ -23,7 +28,7 @@ def reading_view(array: np.ndarray):
     here: torch's warning about it is silenced, since nothing writes through the view."""
     import torch
 
-    if array.dtype not in _SHAREABLE or min(array.strides, default=0) < 0:
+    if not _viewable(array):
         return None
     if array.flags.writeable:
         return torch.from_numpy(array)

@@ -275,8 +275,7 @@ def sliding_window(model, source, tile=512, stride=None, batch_size: int = 8, wi
             stitcher = Stitcher(len(values), H, W, normalized=plan.weights.normalized, dtype=dtype, fill_value=fill_value, out=out)
         _add(stitcher, plan.weights, k, values)
     if stitcher is None:
-        channels = out.shape[0] if out is not None else _channels_when_empty(out_channels)
-        result = out if out is not None else np.empty((channels, H, W), dtype)
+        result = out if out is not None else np.empty((_channels_when_empty(out_channels), H, W), dtype)
         result.fill(fill_value)
         return result
     return stitcher.finish()

@@ -150,6 +150,14 @@ def _label_kinds(labels) -> set[str]:
     return {"None" if v is None else "string" if isinstance(v, str) else "number" for v in array.ravel().tolist()}
 
 
+def check_one_label_kind(kinds: dict[str, set[str]], advice: str) -> None:
+    """Raise unless the labels named in ``kinds`` (name -> :func:`_label_kinds`) are all strings or all
+    numbers; the message lists each one's kinds, then ``advice``."""
+    if len(set().union(*kinds.values())) > 1:
+        found = ", ".join(f"{name} holds {' and '.join(sorted(k))}" for name, k in kinds.items())
+        raise InvalidArgumentError(f"mix of label kinds: {found}; {advice}")
+
+
 def balanced_accuracy(y_true, y_pred, adjusted: bool = False) -> float:
     """Mean recall over the classes present in ``y_true`` (scikit-learn's ``balanced_accuracy_score``).
 
@@ -164,15 +172,11 @@ def balanced_accuracy(y_true, y_pred, adjusted: bool = False) -> float:
         raise ShapeError("y_true and y_pred are empty; pass at least one label")
     if t.dtype.kind == "f" and np.isnan(t).any():
         raise InvalidArgumentError("y_true contains NaN; every sample needs a class label")
-    kinds_t, kinds_p = _label_kinds(t), _label_kinds(p)
-    if "None" in kinds_t | kinds_p:
+    kinds = {"y_true": _label_kinds(t), "y_pred": _label_kinds(p)}
+    if "None" in kinds["y_true"] | kinds["y_pred"]:
         raise InvalidArgumentError("y_true or y_pred contains None; every sample needs a class label")
-    if len(kinds_t | kinds_p) > 1:
-        raise InvalidArgumentError(
-            f"mix of label kinds: y_true holds {' and '.join(sorted(kinds_t))} labels, y_pred "
-            f"{' and '.join(sorted(kinds_p))}; pass both as class names or both as numbers "
-            "(e.g. map predicted indices to names with classes[argmax])"
-        )
+    check_one_label_kind(kinds, "pass both as class names or both as numbers (e.g. map predicted indices to "
+                                "names with classes[argmax])")
     classes, index = np.unique(t, return_inverse=True)
     per_class = np.bincount(index, weights=(t == p)) / np.bincount(index)
     score = float(per_class.mean())

@@ -19,7 +19,7 @@ import numpy as np
 
 from kagglekit._checks import positive_int
 from kagglekit.errors import InvalidArgumentError, ShapeError
-from kagglekit.metrics import _as_binary, _check_beta, _label_kinds, fbeta_from_counts
+from kagglekit.metrics import _as_binary, _check_beta, _label_kinds, check_one_label_kind, fbeta_from_counts
 
 __all__ = [
     "ThresholdResult",
@@ -417,13 +417,8 @@ def _class_labels(P: np.ndarray, classes, other, y=None):
     kinds = {"classes": _label_kinds(labels), "other": _label_kinds([other])}
     if y is not None:
         kinds["y"] = _label_kinds(y)
-    if len(set().union(*kinds.values())) > 1:
-        found = ", ".join(f"{name}: {' and '.join(sorted(k))}" for name, k in kinds.items())
-        raise InvalidArgumentError(
-            f"classes, other{' and y' if y is not None else ''} must be labels of one kind, got {found}; "
-            "pass other= of the classes' type (e.g. other='Other' with class names)"
-            + (" and classes= naming P's columns with the labels used in y" if y is not None else "")
-        )
+    check_one_label_kind(kinds, "pass other= of the classes' type (e.g. other='Other' with class names)"
+                                + (" and classes= naming P's columns with the labels used in y" if y is not None else ""))
     return labels
 
 

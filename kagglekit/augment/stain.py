@@ -37,9 +37,14 @@ def from_optical_density(od: np.ndarray, shape: tuple[int, ...], io: float = 240
     return np.clip(np.rint(rgb), 0, 255).astype(np.uint8).reshape(shape)
 
 
+def _stained(od: np.ndarray, beta: float) -> np.ndarray:
+    """(n,) bool: the rows of ``od`` whose optical density exceeds ``beta`` in every channel."""
+    return (od > beta).all(axis=1)
+
+
 def tissue_od(od: np.ndarray, beta: float = 0.15) -> np.ndarray:
     """Rows of ``od`` whose optical density exceeds ``beta`` in every channel (stained pixels)."""
-    return od[(od > beta).all(axis=1)]
+    return od[_stained(od, beta)]
 
 
 def macenko_stains(rgb: np.ndarray, io: float = 240, alpha: float = 1.0, beta: float = 0.15) -> np.ndarray | None:
@@ -51,7 +56,7 @@ def macenko_stains(rgb: np.ndarray, io: float = 240, alpha: float = 1.0, beta: f
 def _enough_tissue(od: np.ndarray, beta: float) -> bool:
     """At least :data:`MIN_TISSUE_PIXELS` stained pixels in the (n, 3) optical densities (counted,
     not gathered as in :func:`tissue_od`)."""
-    return np.count_nonzero((od > beta).all(axis=1)) >= MIN_TISSUE_PIXELS
+    return np.count_nonzero(_stained(od, beta)) >= MIN_TISSUE_PIXELS
 
 
 def _macenko(tissue: np.ndarray, alpha: float) -> np.ndarray | None:
@@ -187,9 +192,10 @@ class StainAugmenter(_SkipFlag):
     def apply(self, image: np.ndarray, scale, shift) -> np.ndarray:
         """``image`` (RGB uint8 HWC) with concentrations ``C * scale + shift``."""
         od = optical_density(image, self.io)
-        if not _enough_tissue(od, self.beta):  # also with fixed stains: background is not jittered
+        stained = _stained(od, self.beta)  # one mask for the check and for Macenko
+        if np.count_nonzero(stained) < MIN_TISSUE_PIXELS:  # also with fixed stains: background is not jittered
             return self._skip(image, f"fewer than {MIN_TISSUE_PIXELS} stained pixels")
-        stains = self.stains if self.stains is not None else _macenko(tissue_od(od, self.beta), self.alpha)
+        stains = self.stains if self.stains is not None else _macenko(od[stained], self.alpha)
         if stains is None:
             return self._skip(image, "too little tissue, or a single stain, to estimate stain vectors")
         c = concentrations(od, stains)

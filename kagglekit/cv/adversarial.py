@@ -38,15 +38,14 @@ def adversarial_validation(train, test, features=None, *, n_splits: int = 5, see
     from sklearn.model_selection import StratifiedKFold, cross_val_predict
 
     n_splits = positive_int("n_splits", n_splits, minimum=2)
-    x_train, x_test = _feature_matrices(train, test, features)
-    if min(len(x_train), len(x_test)) < n_splits:
+    x, n_train = _feature_matrix(train, test, features)
+    if min(n_train, len(x) - n_train) < n_splits:
         raise InvalidArgumentError(f"train and test need at least n_splits={n_splits} rows each")
-    x = np.concatenate([x_train, x_test])
-    is_test = np.r_[np.zeros(len(x_train), dtype=np.int64), np.ones(len(x_test), dtype=np.int64)]
+    is_test = np.r_[np.zeros(n_train, dtype=np.int64), np.ones(len(x) - n_train, dtype=np.int64)]
     model = classifier if classifier is not None else HistGradientBoostingClassifier(random_state=seed)
     cv = StratifiedKFold(n_splits, shuffle=True, random_state=seed)
     proba = cross_val_predict(model, x, is_test, cv=cv, method="predict_proba")[:, 1]
-    return AdversarialResult(float(roc_auc_score(is_test, proba)), proba[: len(x_train)], proba[len(x_train) :])
+    return AdversarialResult(float(roc_auc_score(is_test, proba)), proba[:n_train], proba[n_train:])
 
 
 def _as_numbers(column) -> np.ndarray:
@@ -64,7 +63,8 @@ def _as_numbers(column) -> np.ndarray:
     return codes
 
 
-def _feature_matrices(train, test, features) -> tuple[np.ndarray, np.ndarray]:
+def _feature_matrix(train, test, features) -> tuple[np.ndarray, int]:
+    """(train rows then test rows as one float64 matrix, the number of train rows)."""
     import polars as pl
 
     if isinstance(train, pl.DataFrame) and isinstance(test, pl.DataFrame):
@@ -73,9 +73,11 @@ def _feature_matrices(train, test, features) -> tuple[np.ndarray, np.ndarray]:
         if missing or not names:
             raise InvalidArgumentError(f"features {missing or names} must be columns of both train and test")
         both = pl.concat([train.select(names), test.select(names)], how="vertical_relaxed")
-        matrix = np.column_stack([_as_numbers(both.get_column(c)) for c in names])
-        return matrix[: train.height], matrix[train.height :]
+        matrix = np.empty((both.height, len(names)))
+        for j, name in enumerate(names):  # one column at a time: no list of every column beside the matrix
+            matrix[:, j] = _as_numbers(both.get_column(name))
+        return matrix, train.height
     x_train, x_test = np.asarray(train, dtype=np.float64), np.asarray(test, dtype=np.float64)
     if x_train.ndim != 2 or x_test.ndim != 2 or x_train.shape[1] != x_test.shape[1]:
         raise ShapeError(f"train and test must be 2-D with the same columns, got {x_train.shape} and {x_test.shape}")
-    return x_train, x_test
+    return np.concatenate([x_train, x_test]), len(x_train)

@@ -41,11 +41,10 @@ class Source:
             raise InvalidArgumentError(f"read coordinates must be integers, got y={y!r}, x={x!r}, h={h!r}, w={w!r}") from None
         if h <= 0 or w <= 0:
             raise InvalidArgumentError(f"read window must have positive size, got h={h}, w={w}")
-        H, W, C = self.shape
-        y0, x0, y1, x1 = max(y, 0), max(x, 0), min(y + h, H), min(x + w, W)
+        y0, x0, y1, x1 = self._clip(y, x, h, w)
         if (y0, x0, y1, x1) == (y, x, y + h, x + w):
             return self._read_inside(y0, x0, y1, x1)
-        out = np.zeros((h, w, C), self.dtype)
+        out = np.zeros((h, w, self.shape[2]), self.dtype)
         if y0 < y1 and x0 < x1:
             out[y0 - y : y1 - y, x0 - x : x1 - x] = self._read_inside(y0, x0, y1, x1)
         return out
@@ -53,9 +52,13 @@ class Source:
     def prefetch(self, windows) -> None:
         """Say that the (y, x, h, w) ``windows`` will be read next. Sources that decode (compressed
         TIFF) decode what they touch in parallel now; for the others this does nothing."""
-        H, W, _ = self.shape
-        inside = [(max(y, 0), max(x, 0), min(y + h, H), min(x + w, W)) for y, x, h, w in windows]
+        inside = [self._clip(*window) for window in windows]
         self._prefetch_inside([r for r in inside if r[0] < r[2] and r[1] < r[3]])
+
+    def _clip(self, y: int, x: int, h: int, w: int) -> tuple[int, int, int, int]:
+        """(y0, x0, y1, x1): the window's part inside the image (empty when y0 >= y1 or x0 >= x1)."""
+        H, W, _ = self.shape
+        return max(y, 0), max(x, 0), min(y + h, H), min(x + w, W)
 
     def _prefetch_inside(self, windows) -> None:
         """Hook for :meth:`prefetch`, given (y0, x0, y1, x1) windows clipped to the image."""
@@ -100,7 +103,7 @@ def _narrow(cv2, part: np.ndarray, width: int, work: np.dtype) -> np.ndarray:
     sums in float32, 16 off for values near 2**31)."""
     if work == np.float64:
         narrow = np.zeros((width, *part.shape[::2]), work)
-        _add_rows(narrow, part.transpose(1, 0, 2).astype(work), 0, part.shape[1] / width)
+        _add_rows(narrow, part.transpose(1, 0, 2), 0, part.shape[1] / width)  # it sums in float64 itself
         return narrow.transpose(1, 0, 2) / (part.shape[1] / width)
     if part.dtype not in _CV2_DTYPES:  # bool, int8, float16: OpenCV has no resize for them
         part = part.astype(work)

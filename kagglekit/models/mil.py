@@ -29,7 +29,7 @@ def _check_bag(x: torch.Tensor, mask, in_dim: int, min_tiles: int, who: str) -> 
     if fewest < min_tiles:
         raise ShapeError(f"{who}: a bag has {fewest} real tiles but at least {min_tiles} are needed; "
                          "drop empty bags or lower r")
-    return (x if bool(mask.all()) else x.masked_fill(~mask.unsqueeze(-1), 0.0)), mask
+    return (x if fewest == x.shape[1] else x.masked_fill(~mask.unsqueeze(-1), 0.0)), mask
 
 
 class Chowder(nn.Module):
