@@ -32,7 +32,6 @@ from kagglekit.kaggle.kernel import (
     check_owner,
     dataset_metadata_problems,
     existing_or_new_dataset_metadata,
-    kernel_metadata_problems,
     raise_problems,
     read_json_object,
     replace_owner,
@@ -124,10 +123,10 @@ def bundle(out="dist/kaggle", *, models, kernel_metadata=KERNEL_METADATA, wheels
                           f"see them; add them (it lists {kernel_meta['dataset_sources']})")
 
     result = Bundle(root, root / "wheels", root / "models", root / "kernel")
-    # everything is checked before the previous bundle is deleted, each document as it will be written
+    # everything is checked before the previous bundle is deleted: the dataset documents as they will be
+    # written (the kernel's was checked on reading, and a checked owner keeps its ids valid)
     raise_problems(result.wheels / DATASET_METADATA, dataset_metadata_problems(wheels_meta))
     raise_problems(result.models / DATASET_METADATA, dataset_metadata_problems(models_meta))
-    raise_problems(result.kernel / KERNEL_METADATA, kernel_metadata_problems(kernel_meta, kernel_path.parent))
     code_dst = _inside(result.kernel, kernel_meta["code_file"])
 
     _prepare_root(root)

@@ -187,8 +187,6 @@ def _tiling(data) -> TilingConfig:
                                 "min_tissue"))
     tile = t.integer("tile", 512)
     stride = t.integer("stride", None)
-    if stride is not None and stride > tile:
-        t.fail("stride", f"must be <= tile ({tile}), or pixels between tiles are never predicted")
     margin = t.integer("margin", 0, minimum=0)
     if 2 * margin >= tile:
         t.fail("margin", f"must be less than half the tile ({tile})")

@@ -160,7 +160,7 @@ def _predict(model, tta, source, cfg: SegmentConfig, threshold: float | None) ->
     if not ran.any():
         return np.zeros((H, W), bool), 1.0
     cut = percentile_threshold(logits, cfg.threshold.q, mask=ran)
-    return (logits >= cut) & ran, 0.5 * (1.0 + math.tanh(cut / 2))  # the sigmoid without exp's overflow
+    return logits >= cut, 0.5 * (1.0 + math.tanh(cut / 2))  # the sigmoid without exp's overflow
 
 
 def _read_sample(sample: Path):
