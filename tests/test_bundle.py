@@ -37,6 +37,11 @@ def set_kernel_metadata(project: Path, key: str, value) -> None:
     path.write_text(json.dumps(meta))
 
 
+def contents(folder: Path) -> dict[str, bytes]:
+    """Every file under ``folder`` (relative name -> bytes): a snapshot to compare after a refusal."""
+    return {name: (folder / name).read_bytes() for name in files_under(folder)}
+
+
 def files_under(folder: Path) -> list[str]:
     return sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())
 
@@ -190,17 +195,17 @@ def test_push_refuses_a_folder_that_is_not_a_bundle(tmp_path):
 
 def test_a_refused_model_dataset_metadata_leaves_the_earlier_bundle_untouched(bundle_project):
     first = make_bundle(bundle_project)
-    before = {name: (first.root / name).read_bytes() for name in files_under(first.root)}
+    before = contents(first.root)
     (bundle_project / "models" / "dataset-metadata.json").write_text(json.dumps(
         {"id": f"{OWNER}/kagglekit-models", "title": "short", "licenses": [{"name": "CC0-1.0"}]}))
     with pytest.raises(ConfigError, match=r"(?s)models/dataset-metadata.json would be refused.*title must be a string of 6 to 50"):
         make_bundle(bundle_project)
-    assert {name: (first.root / name).read_bytes() for name in files_under(first.root)} == before
+    assert contents(first.root) == before
 
 
 def test_a_code_file_outside_the_kernel_folder_leaves_the_earlier_bundle_untouched(bundle_project):
     first = make_bundle(bundle_project)
-    before = {name: (first.root / name).read_bytes() for name in files_under(first.root)}
+    before = contents(first.root)
     # metadata in notebooks/ whose code_file climbs out of it: valid for Kaggle, but not copyable into kernel/
     (bundle_project / "inference.ipynb").write_bytes((bundle_project / "notebooks" / "inference.ipynb").read_bytes())
     meta_path = bundle_project / "notebooks" / "kernel-metadata.json"
@@ -210,4 +215,4 @@ def test_a_code_file_outside_the_kernel_folder_leaves_the_earlier_bundle_untouch
     with pytest.raises(ConfigError, match="points outside the kernel folder"):
         bundle(bundle_project / "dist" / "kaggle", models=bundle_project / "models", kernel_metadata=meta_path,
                wheels=bundle_project / "wheels", owner="alice")
-    assert {name: (first.root / name).read_bytes() for name in files_under(first.root)} == before
+    assert contents(first.root) == before

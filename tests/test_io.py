@@ -53,12 +53,21 @@ def test_jpeg_matches_pil(tmp_path):
     assert np.abs(ours - image).mean() < 4  # and RGB order, not BGR
 
 
+def assert_header_shape_is_the_decoded_one(path, decoded_on_open: bool) -> None:
+    """Opening reads only the header unless ``decoded_on_open``; shape, dtype and pixels equal OpenCV's decoding."""
+    from kagglekit.io.decoded import decode_image
+
+    src = open_image(path)
+    assert (src._array is not None) == decoded_on_open
+    decoded = decode_image(path)
+    assert src.shape == decoded.shape and src.dtype == decoded.dtype
+    np.testing.assert_array_equal(src.read(0, 0, *decoded.shape[:2]), decoded)
+
+
 @pytest.mark.parametrize("kind", ["rgb", "palette", "rgb-transparent", "palette-transparent", "gray-transparent"])
 def test_png_shape_from_header_equals_decoded_shape(tmp_path, kind):
     """A tRNS chunk makes OpenCV add an alpha channel: such PNGs get no header shape and are decoded."""
     from PIL import Image
-
-    from kagglekit.io.decoded import decode_image
 
     rgb = RNG.integers(0, 255, (21, 34, 3), dtype=np.uint8)
     image = Image.fromarray(rgb[:, :, 0]) if kind.startswith("gray") else Image.fromarray(rgb)
@@ -67,19 +76,13 @@ def test_png_shape_from_header_equals_decoded_shape(tmp_path, kind):
     path = tmp_path / "x.png"
     transparency = {"rgb-transparent": tuple(int(v) for v in rgb[0, 0]), "palette-transparent": 0, "gray-transparent": int(rgb[0, 0, 0])}
     image.save(path, **({"transparency": transparency[kind]} if kind in transparency else {}))
-    src = open_image(path)
-    assert (src._array is None) == (kind not in transparency)
-    decoded = decode_image(path)
-    assert src.shape == decoded.shape and src.dtype == decoded.dtype
-    np.testing.assert_array_equal(src.read(0, 0, 21, 34), decoded)
+    assert_header_shape_is_the_decoded_one(path, decoded_on_open=kind in transparency)
 
 
 @pytest.mark.parametrize("kind", ["color", "gray", "progressive", "exif-rotated", "cmyk"])
 def test_jpeg_shape_from_header_equals_decoded_shape(tmp_path, kind):
     """Opening a JPEG reads only its header; the shape must be what OpenCV decodes."""
     from PIL import Image
-
-    from kagglekit.io.decoded import decode_image
 
     image = RNG.integers(0, 255, (37, 53, 3), dtype=np.uint8)
     path = tmp_path / "x.jpg"
@@ -92,11 +95,7 @@ def test_jpeg_shape_from_header_equals_decoded_shape(tmp_path, kind):
         Image.fromarray(image).save(path, exif=exif)
     else:
         Image.fromarray(image).convert("CMYK").save(path)
-    src = open_image(path)
-    assert (src._array is None) == (kind != "cmyk")  # not decoded on open (CMYK: no header shape, decoded)
-    decoded = decode_image(path)
-    assert src.shape == decoded.shape and src.dtype == decoded.dtype
-    np.testing.assert_array_equal(src.read(0, 0, 37, 53), decoded)
+    assert_header_shape_is_the_decoded_one(path, decoded_on_open=kind == "cmyk")  # CMYK: no header shape
 
 
 @pytest.mark.parametrize(("layout", "channels"), [(lay, c) for lay in ("tiled", "striped", "uncompressed") for c in (1, 3)] + [("planar", 3)])
@@ -147,6 +146,26 @@ def test_tiff_prefetch_decodes_each_touched_segment_once(tmp_path, layout, segme
     assert len(decoded) == len(touched)  # the reads found every segment decoded
 
 
+def run_forked(target, args_list, timeout: float = 120) -> list:
+    """Run ``target(*args, queue)`` in one forked child per ``args`` in ``args_list``, all at once;
+    return what each put on the queue (in the order they finished)."""
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("fork")
+    queue = ctx.Queue()
+    children = [ctx.Process(target=target, args=(*args, queue)) for args in args_list]
+    for child in children:
+        child.start()
+    try:
+        return [queue.get(timeout=timeout) for _ in children]
+    finally:
+        for child in children:
+            child.join(10)
+            if child.is_alive():
+                child.kill()
+                child.join()
+
+
 def _prefetch_in_child(path, queue):
     open_image(path).prefetch([(0, 0, 64, 64), (64, 64, 64, 64)])
     queue.put("done")
@@ -154,20 +173,10 @@ def _prefetch_in_child(path, queue):
 
 def test_tiff_prefetch_works_in_a_forked_child(tmp_path):
     """The decode pool is per process: a child forked after the parent used it gets a fresh one."""
-    import multiprocessing
-
     path = tmp_path / "x.tif"
     tifffile.imwrite(path, RNG.integers(0, 255, (128, 128, 3), dtype=np.uint8), tile=(32, 32), compression="zlib", photometric="rgb")
     open_image(path).prefetch([(0, 0, 128, 128)])  # the parent's pool is now running
-    ctx = multiprocessing.get_context("fork")
-    queue = ctx.Queue()
-    child = ctx.Process(target=_prefetch_in_child, args=(path, queue))
-    child.start()
-    child.join(60)
-    if child.is_alive():
-        child.kill()
-        child.join()
-    assert child.exitcode == 0 and queue.get(timeout=1) == "done"
+    assert run_forked(_prefetch_in_child, [(path,)], timeout=60) == ["done"]
 
 
 def test_tiff_prefetch_keeps_the_cached_segments_it_needs(tmp_path):
@@ -366,22 +375,14 @@ def _read_windows_in_child(path, image, seed, queue):
 def test_forked_workers_sharing_one_open_tiff_read_the_right_pixels(tmp_path):
     """DataLoader workers fork after the parent opened the file: their descriptors share one file
     position, so a seek in one and a read in the other would mix up tiles."""
-    import multiprocessing
-
     path = tmp_path / "x.tif"
     image = RNG.integers(0, 255, (128, 128, 1), dtype=np.uint8)
     tifffile.imwrite(path, image[:, :, 0], tile=(16, 16), compression="zlib")
     _OPENED_BEFORE_FORK[path] = open_image(path, cache_bytes=1)  # a cache of one tile: every read goes to the file
-    ctx = multiprocessing.get_context("fork")
-    queue = ctx.Queue()
-    children = [ctx.Process(target=_read_windows_in_child, args=(path, image, seed, queue)) for seed in range(3)]
-    for child in children:
-        child.start()
-    wrong = [queue.get(timeout=120) for _ in children]
-    for child in children:
-        child.join(60)
-    del _OPENED_BEFORE_FORK[path]
-    assert wrong == [0, 0, 0]
+    try:
+        assert run_forked(_read_windows_in_child, [(path, image, seed) for seed in range(3)]) == [0, 0, 0]
+    finally:
+        del _OPENED_BEFORE_FORK[path]
 
 
 def test_threads_reading_pages_of_one_volume_read_the_right_pixels(tmp_path):

@@ -156,7 +156,8 @@ def test_segmentation_task_refuses_class_outputs():
 
 def test_dense_outputs_without_a_channel_axis_are_inverted():
     """(N, h, w) outputs (a Unet followed by squeeze(1)) are dense: hflip TTA is the plain formula."""
-    squeezed = lambda x: small_cnn()(x)[:, 0]  # noqa: E731
+    net = small_cnn()
+    squeezed = lambda x: net(x)[:, 0]  # noqa: E731
     x = torch.randn(2, 3, 8, 12)
     with torch.no_grad():
         expected = (squeezed(x) + squeezed(x.flip(-1)).flip(-1)) / 2
