@@ -29,6 +29,7 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 
 from kagglekit._toml import tomllib
@@ -143,7 +144,7 @@ def kaggle_image(path=IMAGE_FILE) -> KaggleImage:
         data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
         t, w = data["target"], data["wheels"]
         target = Target(t["python_version"], manylinux_platforms(t["glibc"], t["arch"]),
-                        implementation=t.get("implementation", "cp"), abi=t.get("abi"), machine=t["arch"])
+                        machine=t["arch"], **{k: t[k] for k in ("implementation", "abi") if k in t})
         return KaggleImage(target, tuple(w["missing"]), frozenset(normalize_name(n) for n in w["preinstalled"]))
     except (OSError, tomllib.TOMLDecodeError, KeyError, TypeError) as exc:
         raise ConfigError(f"cannot read the Kaggle image description {path}: {exc!r}; restore the file") from exc
@@ -267,11 +268,6 @@ def check_wheels(folder="wheels", *, requirements=None, image: KaggleImage | Non
     target's tags, :class:`WheelError` when a declared dependency is neither in the folder (at a
     version in range) nor preinstalled in the image.
     """
-    from packaging.requirements import (
-        InvalidRequirement,
-        Requirement,
-    )
-
     image = image or kaggle_image()
     target = target or image.target
     folder = Path(folder)
