@@ -2,6 +2,7 @@
 
 import builtins
 import json
+import re
 import subprocess
 import sys
 import textwrap
@@ -109,6 +110,7 @@ def test_malicious_pickle_never_runs(tmp_path):
         with pytest.raises(UnsafeCheckpointError, match="refused to load .*arbitrary code") as info:
             load()
         assert isinstance(info.value, KagglekitError)
+        assert re.search(r"Detail: .*(builtins|io)\.open", str(info.value)), "the message names the refused global"
         assert not marker.exists()
     with pytest.raises(CheckpointError, match="not a kagglekit checkpoint"):
         load_checkpoint(path)

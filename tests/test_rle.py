@@ -80,6 +80,7 @@ def test_integer_formatting_matches_str_join_across_chunks_and_widths():
         ("4 1 1 1", "sorted"),
         ("1 3 2 1", "sorted"),
         ("1 x", "'x'"),
+        ("1 2 x 3", "'x'"),  # numpy 1.x's parser stops at 'x', keeps "1 2" and only warns
         ("1 2.5", "'2.5'"),
         ("1 -2", "length below 1"),
         ("1 99999999999999999999999", "past the last pixel"),

@@ -204,3 +204,26 @@ def test_real_kagglekit_wheel_ships_the_cli_and_the_image_data(tmp_path):
     assert "kagglekit/kaggle/kaggle_image.toml" in names
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
     assert "kagglekit = kagglekit.cli:main" in zipfile.ZipFile(wheels[0]).read(entry_points).decode()
+
+
+OLD_SETUPTOOLS_BACKEND = '''
+import sys
+
+
+def build_wheel(wheel_directory, config_settings=None, metadata_directory=None):
+    # what setuptools < 70.1 prints and exits with when the wheel package is not installed
+    sys.exit("error: invalid command 'bdist_wheel'")
+'''
+
+
+@pytest.mark.parametrize("backend, fix", [("old_setuptools", "pip install wheel"),
+                                          ("kk_backend_not_installed", "pip install kk_backend_not_installed")])
+def test_build_names_the_missing_build_tool_and_its_install(tmp_path, backend, fix):
+    project = tmp_path / "src"
+    project.mkdir()
+    (project / "old_setuptools.py").write_text(OLD_SETUPTOOLS_BACKEND)
+    in_tree = 'backend-path = ["."]\n' if backend == "old_setuptools" else ""
+    (project / "pyproject.toml").write_text(f'[build-system]\nrequires = []\nbuild-backend = "{backend}"\n{in_tree}')
+    with pytest.raises(WheelError, match=f"building the wheel of .*src failed: .*{fix}"):
+        build_wheels(tmp_path / "wheels", project=project, requirements=[], isolated=True)
+    assert not (tmp_path / "wheels").exists() or not list((tmp_path / "wheels").glob("*.whl"))

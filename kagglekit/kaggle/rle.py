@@ -9,6 +9,8 @@ number of pixels and vectorised; the string conversion is linear in the number o
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
 from kagglekit._checks import one_of
@@ -96,8 +98,10 @@ def rle_decode(rle: str, shape, order: str = "C", dtype=np.uint8) -> np.ndarray:
     if not rle.strip():
         return np.zeros(shape, dtype=dtype)
     try:  # numpy's C parser: no Python string or int per number, unlike str.split
-        numbers = np.fromstring(rle, dtype=np.int64, sep=" ")
-    except ValueError:
+        with warnings.catch_warnings():  # numpy < 2 warns and returns the numbers before a bad token
+            warnings.simplefilter("error", DeprecationWarning)
+            numbers = np.fromstring(rle, dtype=np.int64, sep=" ")
+    except (ValueError, DeprecationWarning):
         bad = next((t for t in rle.split() if not (t.isascii() and t.lstrip("-").isdigit())), rle[:40])
         raise InvalidArgumentError(f"rle must hold integers separated by spaces; found {bad!r}") from None
     if numbers.size % 2:

@@ -175,6 +175,24 @@ def _wheel_name(filename: str) -> str:
     return normalize_name(filename.split("-", 1)[0])
 
 
+def _build_failure(proc: subprocess.CompletedProcess, project) -> WheelError:
+    """A failed build of ``project``'s wheel, with the fix when this environment lacks a build tool.
+
+    The build runs without isolation, with the setuptools (and wheel) installed here: setuptools older
+    than 70.1 needs the separate ``wheel`` package, and Python 3.12 venvs have no setuptools at all.
+    """
+    text = proc.stdout + "\n" + proc.stderr
+    backend = re.search(r"(?:No module named|Cannot import build backend) '(\w+)", text)
+    if "invalid command 'bdist_wheel'" in text:
+        fix = "this environment's setuptools is older than 70.1 and needs the wheel package: pip install wheel"
+    elif backend:
+        fix = f"this environment lacks the build backend {backend.group(1)}: pip install {backend.group(1)}"
+    else:
+        return WheelError(f"building the wheel of {project} failed:\n{_tail(text)}")
+    return WheelError(f"building the wheel of {project} failed: {fix} (the build uses this environment's build "
+                      f"tools, so that it never needs an index):\n{_tail(text)}")
+
+
 def _failure(proc: subprocess.CompletedProcess, target: Target, what: str) -> WheelError:
     """Turn a failed pip run into an error that names the requirement and says why and what to do."""
     text = proc.stdout + "\n" + proc.stderr
@@ -184,7 +202,9 @@ def _failure(proc: subprocess.CompletedProcess, target: Target, what: str) -> Wh
     requirement = found.group(1)
     name = normalize_name(re.split(r"[<>=!~;\[ ]", requirement, maxsplit=1)[0])
     versions = re.search(rf"requirement {re.escape(requirement)} \(from versions: ([^)]*)\)", text)
-    sdist = any(normalize_name(m) == name for m in re.findall(r"No sources permitted for ([^:\s]+)", text))
+    # pip < 24 names the requested project beside every skipped sdist, its own or another's: match the file too
+    sdist = any(normalize_name(asked) == name == normalize_name(file.rsplit("/", 1)[-1].rsplit("-", 1)[0])
+                for asked, file in re.findall(r"No sources permitted for ([^:\s]+): (\S+)", text))
     other_tags = sorted({tags for tags, url in re.findall(
         r"none of the wheel's tags \(([^)]*)\) are compatible.*?: (\S+)", text)
         if _wheel_name(url.rsplit("/", 1)[-1]) == name})
@@ -231,7 +251,7 @@ def build_wheels(dest="wheels", *, project=".", requirements=None, image: Kaggle
             proc = _pip(["wheel", "--no-deps", "--no-build-isolation", "--wheel-dir", str(staging),
                          str(project)], isolated)
             if proc.returncode:
-                raise WheelError(f"building the wheel of {project} failed:\n{_tail(proc.stdout + proc.stderr)}")
+                raise _build_failure(proc, project)
         if requirements:
             proc = _pip(["download", "-vv", "--no-deps", *target.pip_args(),
                          *_source_args(find_links, index_url, no_index), "--dest", str(staging), *requirements],

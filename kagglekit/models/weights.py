@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -37,6 +38,9 @@ PREFIXES = ("module.", "_orig_mod.", "model.", "ema_model.", "model_ema.", "ema.
 _CONTAINER_KEYS = ("state_dict", "model_state_dict", "model", "module", "net")
 _BOOKKEEPING = ("n_averaged",)  # torch.optim.swa_utils.AveragedModel's counter
 _SHOWN = 8
+# How torch.load(weights_only=True) names a refused global: "Unsupported global: GLOBAL io.open"
+# (torch 2.14), "Unsupported class io.open" (torch 2.1).
+_UNSAFE_GLOBAL = re.compile(r"(?:GLOBAL|Unsupported class) [\w.]+")
 
 
 @dataclass
@@ -112,14 +116,14 @@ def read_state_dict(path, key: str | None = None) -> dict[str, torch.Tensor]:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
-        culprit = next((line.strip() for line in str(e).splitlines() if "GLOBAL" in line), None)
+        culprit = _UNSAFE_GLOBAL.search(str(e))
         if culprit is None:
             raise CheckpointError(f"could not read {path}: not a torch or safetensors file, or corrupt") from e
         raise UnsafeCheckpointError(
             f"refused to load {path}: it contains pickled Python objects, and unpickling them can run "
             "arbitrary code. If you trust the file, convert it once outside the kernel: "
             "torch.save(torch.load(path, weights_only=False)['state_dict'], 'clean.pth') or save it "
-            f"with safetensors. Detail: {culprit}"
+            f"with safetensors. Detail: {culprit.group(0)}"
         ) from e
     except Exception as e:  # torch.load raises many types on garbage (KeyError for a text file starting "h")
         raise CheckpointError(f"could not read {path} as a torch or safetensors file: {e}") from e
