@@ -30,3 +30,34 @@ def modules_loaded_by(import_line: str, candidates) -> list[str]:
     code = f"import sys; {import_line}; print(','.join(m for m in {tuple(candidates)!r} if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     return out.split(",") if out else []
+
+
+def seeded_compose(transforms, seed: int):
+    """``A.Compose(transforms, seed=seed)`` on any albumentations release.
+
+    From 1.4.21 on, Compose seeds each transform's own generators. Older releases draw from the global
+    ``random`` and numpy states, so this gives the compose its own pair of those states, seeded once,
+    swapped in for each call and out again afterwards: calls draw a seeded sequence, as with 1.4.21+.
+    """
+    import random
+
+    import albumentations as A
+
+    try:
+        return A.Compose(transforms, seed=seed)
+    except TypeError:  # albumentations < 1.4.21: Compose takes no seed
+        compose = A.Compose(transforms)
+        own = [random.Random(seed).getstate(), np.random.RandomState(seed).get_state()]
+
+        def call(**data):
+            outer = random.getstate(), np.random.get_state()
+            random.setstate(own[0])
+            np.random.set_state(own[1])
+            try:
+                return compose(**data)
+            finally:
+                own[:] = random.getstate(), np.random.get_state()
+                random.setstate(outer[0])
+                np.random.set_state(outer[1])
+
+        return call

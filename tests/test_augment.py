@@ -20,7 +20,7 @@ from kagglekit.augment import (
 )
 from kagglekit.errors import KagglekitError
 
-from helpers import modules_loaded_by
+from helpers import modules_loaded_by, seeded_compose
 
 CHANNELS = (1, 3, 35)
 
@@ -148,11 +148,11 @@ def test_rgb_only_applies_to_rgb_and_warns_once_otherwise():
     assert gate.skipped == 2
 
 
-def test_rgb_only_follows_compose_seed():
+def test_rgb_only_follows_the_compose_seed():
     rgb = blocky_image(np.random.default_rng(7), 3, np.uint8)
 
     def run(seed):
-        return A.Compose([RGBOnly(A.HueSaturationValue(p=1.0))], seed=seed)(image=rgb)["image"]
+        return seeded_compose([RGBOnly(A.HueSaturationValue(p=1.0))], seed)(image=rgb)["image"]
 
     np.testing.assert_array_equal(run(3), run(3))
     assert not np.array_equal(run(3), run(4))
@@ -160,8 +160,8 @@ def test_rgb_only_follows_compose_seed():
 
 def test_stain_jitter_transform_is_seeded_and_keeps_float_range():
     rgb = blocky_image(np.random.default_rng(8), 3, np.float32)
-    first = A.Compose([StainJitter(stains=np.array([[0.65, 0.07], [0.70, 0.99], [0.29, 0.11]]), p=1.0)], seed=1)
-    second = A.Compose([StainJitter(stains=np.array([[0.65, 0.07], [0.70, 0.99], [0.29, 0.11]]), p=1.0)], seed=1)
+    first = seeded_compose([StainJitter(stains=np.array([[0.65, 0.07], [0.70, 0.99], [0.29, 0.11]]), p=1.0)], 1)
+    second = seeded_compose([StainJitter(stains=np.array([[0.65, 0.07], [0.70, 0.99], [0.29, 0.11]]), p=1.0)], 1)
     a, b = first(image=rgb)["image"], second(image=rgb)["image"]
     np.testing.assert_array_equal(a, b)
     assert a.dtype == np.float32 and 0 <= a.min() and a.max() <= 1 and not np.array_equal(a, rgb)

@@ -16,6 +16,8 @@ from kagglekit.augment import (
 )
 from kagglekit.errors import KagglekitError
 
+from helpers import seeded_compose
+
 
 def volume(depth=10, seed=0):
     """Slice z holds the value z + 1 everywhere plus noise, so each slice is recognisable."""
@@ -68,7 +70,7 @@ def test_slice_window_is_the_slice():
 def test_depth_shift_transform_covers_every_shift_and_leaves_mask():
     vol = volume()
     mask = np.ones(vol.shape[:2], np.uint8)
-    transform = A.Compose([DepthShift(max_shift=2, fill="edge", p=1.0)], seed=0)
+    transform = seeded_compose([DepthShift(max_shift=2, fill="edge", p=1.0)], 0)
     seen = set()
     for _ in range(60):
         out = transform(image=vol, mask=mask)
@@ -81,7 +83,7 @@ def test_depth_shift_transform_covers_every_shift_and_leaves_mask():
 
 def test_random_slice_window_covers_every_start():
     vol = volume(8)
-    transform = A.Compose([RandomSliceWindow(depth=5)], seed=1)
+    transform = seeded_compose([RandomSliceWindow(depth=5)], 1)
     starts = set()
     for _ in range(60):
         out = transform(image=vol)["image"]
@@ -95,8 +97,8 @@ def test_random_slice_window_covers_every_start():
 
 def test_slice_shuffle_transform_is_seeded():
     vol = volume(12)
-    a = A.Compose([SliceShuffle(group=3, p=1.0)], seed=5)(image=vol)["image"]
-    b = A.Compose([SliceShuffle(group=3, p=1.0)], seed=5)(image=vol)["image"]
+    a = seeded_compose([SliceShuffle(group=3, p=1.0)], 5)(image=vol)["image"]
+    b = seeded_compose([SliceShuffle(group=3, p=1.0)], 5)(image=vol)["image"]
     np.testing.assert_array_equal(a, b)
 
 

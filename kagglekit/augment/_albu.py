@@ -9,11 +9,11 @@ ALBUMENTATIONS_2 = int(A.__version__.split(".")[0]) >= 2
 
 
 def transform_rng(transform) -> np.random.Generator:
-    """A generator for one draw of ``transform``'s parameters: its own seeded generator under 2.x
-    (``Compose(seed=...)`` seeds it), one derived from numpy's global state under 1.4.x."""
-    if ALBUMENTATIONS_2:
-        return transform.random_generator
-    return np.random.default_rng(np.random.randint(2**31))
+    """A generator for one draw of ``transform``'s parameters: the transform's own generator where
+    albumentations gives it one (1.4.21 on: ``Compose(seed=...)`` seeds it), else one derived from
+    numpy's global state (what older releases draw from)."""
+    own = getattr(transform, "random_generator", None)
+    return own if own is not None else np.random.default_rng(np.random.randint(2**31))
 
 
 def gauss_noise(std_fraction: tuple[float, float], p: float):

@@ -59,7 +59,7 @@ def _as_numbers(column) -> np.ndarray:
     text = column.cast(pl.String)
     codes = np.full(len(text), np.nan)
     _, inverse = np.unique(text.drop_nulls().to_numpy(), return_inverse=True)
-    codes[text.is_not_null().to_numpy()] = inverse.ravel()
+    codes[text.is_not_null().to_numpy().astype(bool)] = inverse.ravel()  # polars < 1 gives booleans as objects
     return codes
 
 

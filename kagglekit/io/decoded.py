@@ -21,9 +21,9 @@ def decode_image(path) -> np.ndarray:
     path = Path(path)
     if not path.is_file():
         raise ImageReadError(f"{path}: no such file")
-    data = np.fromfile(path, np.uint8)
-    image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
-    if image is None or image.size == 0:
+    data = path.read_bytes()
+    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED) if data else None
+    if image is None or image.size == 0 or (data.startswith(b"\xff\xd8") and not _jpeg_is_complete(data)):
         raise ImageReadError(f"{path}: OpenCV cannot decode it (truncated, corrupt or not an image); re-copy or re-export the file")
     if image.ndim == 2:
         return image[:, :, None]
@@ -32,6 +32,14 @@ def decode_image(path) -> np.ndarray:
     if image.shape[2] == 4:
         return cv2.cvtColor(image, cv2.COLOR_BGRA2RGBA)
     return image
+
+
+def _jpeg_is_complete(data: bytes) -> bool:
+    """Whether a JPEG's last scan ends in the end-of-image marker. Byte stuffing keeps FF D9 out of a
+    scan's data, so a file cut inside or after a scan has none. OpenCV 4.8 decodes such a file (grey
+    below the cut) where 4.11 refuses it."""
+    last_scan = data.rfind(b"\xff\xda")
+    return last_scan >= 0 and data.find(b"\xff\xd9", last_scan) >= 0
 
 
 def _png_header(fh):

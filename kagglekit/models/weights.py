@@ -230,7 +230,8 @@ def load_weights(model: nn.Module, source, *, strict: bool = True, pretrained: b
         elif pretrained and k == first_conv and v.shape[0] == own[k].shape[0] and v.shape[2:] == own[k].shape[2:]:
             from timm.models import adapt_input_conv
 
-            to_load[k] = adapt_input_conv(own[k].shape[1], v.float(), base_chans=v.shape[1])
+            from_rgb = v.shape[1] == 3  # base_chans (a file that is not RGB) needs timm >= 1.0
+            to_load[k] = adapt_input_conv(own[k].shape[1], v.float(), **({} if from_rgb else {"base_chans": v.shape[1]}))
             report.adapted.append(f"{k}: {v.shape[1]} -> {own[k].shape[1]} input channels")
         else:
             mismatched.add(k)
