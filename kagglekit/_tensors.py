@@ -22,19 +22,27 @@ def shareable(array: np.ndarray) -> bool:
     return _viewable(array) and array.flags.writeable
 
 
+_read_only_seen = False  # torch's read-only warning already silenced once in this process
+
+
 def reading_view(array: np.ndarray):
     """A CPU tensor viewing ``array`` to be read from only (e.g. the source of a ``copy_``), or None
     when torch cannot view it (a dtype older torch lacks, negative strides). Read-only memory is fine
     here: torch's warning about it is silenced, since nothing writes through the view."""
     import torch
 
+    global _read_only_seen
     if not _viewable(array):
         return None
-    if array.flags.writeable:
+    if array.flags.writeable or _read_only_seen:
         return torch.from_numpy(array)
+    # torch warns once per process; catch_warnings is not entered per tile, since it resets which
+    # once-only warnings were shown (the model's own would come back on every batch)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
-        return torch.from_numpy(array)
+        view = torch.from_numpy(array)
+    _read_only_seen = True
+    return view
 
 
 def as_tensor(array: np.ndarray):

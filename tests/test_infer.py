@@ -180,6 +180,23 @@ def test_source_dtypes_and_read_only_memory(dtype, normalize, scale):
     np.testing.assert_allclose(out, whole(POINTWISE, image.astype(np.float64), scale), rtol=1e-5, atol=1e-5)
 
 
+def test_a_once_only_warning_of_the_model_is_shown_once_over_a_read_only_source():
+    """Python's "default" action shows a warning once per code location; reading a read-only source
+    must not reset that record each batch (``warnings.catch_warnings`` does), or the model's warning
+    would come back on every batch."""
+    image = RNG.integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    image.flags.writeable = False
+
+    def warning_model(batch):
+        warnings.warn("model says so once", UserWarning)
+        return POINTWISE(batch)
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("default")
+        sliding_window(warning_model, image, tile=32, stride=16, batch_size=2, progress=False)  # 9 tiles, 5 batches
+    assert [str(w.message) for w in caught] == ["model says so once"]
+
+
 def test_tta_hook_gets_each_batch_and_its_first_index():
     image = RNG.integers(0, 256, (64, 64, 3), dtype=np.uint8)
     seen = []
