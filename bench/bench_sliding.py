@@ -163,6 +163,8 @@ def rows_for(workload, runs, repeat=3):
 HEADERS = ["workload", "method", "wall s", "peak RSS MB", "x floor"]
 
 
+KK_MEMORY, KK_STRIPS = "kagglekit sliding_window", "kagglekit iter_strips"
+MONAI, TOOLBELT = "MONAI sliding_window_inference", "pytorch-toolbelt ImageSlicer+TileMerger"
 REUSED_OUT = "kagglekit sliding_window, out= reused"
 BARE_STITCH = "floor + bare stitch (one addcmul_ per tile), out reused"
 
@@ -175,9 +177,9 @@ def in_memory_rows(workload, model, image, args):
     costs here)."""
     rows = rows_for(workload, [
         ("floor", lambda: floor(model, image, *args)),
-        ("kagglekit sliding_window", lambda: kk_memory(model, image, *args)),
-        ("MONAI sliding_window_inference", lambda: monai(model, image, *args)),
-        ("pytorch-toolbelt ImageSlicer+TileMerger", lambda: toolbelt(model, image, *args)),
+        (KK_MEMORY, lambda: kk_memory(model, image, *args)),
+        (MONAI, lambda: monai(model, image, *args)),
+        (TOOLBELT, lambda: toolbelt(model, image, *args)),
     ], repeat=5)
     out = np.empty((1, *image.shape[:2]), np.float32)
     again = rows_for(workload, [("floor", lambda: floor(model, image, *args)),
@@ -204,12 +206,12 @@ def workload_b(rows, sizes=(16384, 32768)):
     paths = {size: make_tiff(size) for size in sizes}
     name = {size: f"(b) {size}² tiled TIFF → mask" for size in sizes}
     table = {size: rows_for(name[size], [("floor", lambda p=paths[size]: floor(model, p, *args)),
-                                         ("kagglekit iter_strips", lambda p=paths[size]: kk_mask(model, p, *args))], repeat=2)
+                                         (KK_STRIPS, lambda p=paths[size]: kk_mask(model, p, *args))], repeat=2)
              for size in sizes}
     peak_at: dict[str, tuple[int, float]] = {}
     for size in sorted(sizes):
         floor_s = table[size][0][2]
-        for peer, fn in (("MONAI sliding_window_inference", monai), ("pytorch-toolbelt ImageSlicer+TileMerger", toolbelt)):
+        for peer, fn in ((MONAI, monai), (TOOLBELT, toolbelt)):
             if peer in peak_at:
                 prev_size, prev_peak = peak_at[peer]
                 need = prev_peak * (size / prev_size) ** 2
@@ -250,11 +252,11 @@ def targets(rows) -> list[str]:
     by = {(r[0][:3], r[1].split(":")[0], r[0]): r for r in rows}
 
     def get(workload, method, size=""):
-        return next((r for (w, m, full), r in by.items() if w == workload and m.startswith(method) and size in full), None)
+        return next((r for (w, m, full), r in by.items() if w == workload and m == method and size in full), None)
 
     lines = []
-    ours, flo = get("(a)", "kagglekit"), get("(a)", "floor")
-    monai_row, tb = get("(a)", "MONAI"), get("(a)", "pytorch-toolbelt")
+    ours, flo = get("(a)", KK_MEMORY), get("(a)", "floor")
+    monai_row, tb = get("(a)", MONAI), get("(a)", TOOLBELT)
     if ours and flo and monai_row and tb:
         ok = lambda c: "met" if c else "NOT met"  # noqa: E731
         lines += [
@@ -272,10 +274,10 @@ def targets(rows) -> list[str]:
             lines.append(f"- (a) the floor plus a bare stitch into a reused output (a lower bound for any stitcher "
                          f"here): {bare[4]:.2f}x the floor; 3x faster than toolbelt would need "
                          f"{tb[2] / 3 / flo[2]:.2f}x")
-    big = get("(b)", "kagglekit", "32768")
+    big = get("(b)", KK_STRIPS, "32768")
     if big:
         lines.append(f"- (b) 32768² with peak RSS ≤ 2 GB: {big[3]:.0f} MB — {'met' if big[3] <= 2048 else 'NOT met'}")
-    unet, unet_floor = get("(c)", "kagglekit"), get("(c)", "floor")
+    unet, unet_floor = get("(c)", KK_MEMORY), get("(c)", "floor")
     if unet and unet_floor:
         lines.append(f"- (c) ≤ 1.05x the floor: {unet[2] / unet_floor[2]:.2f}x — {'met' if unet[2] <= 1.05 * unet_floor[2] else 'NOT met'}")
     return lines

@@ -272,7 +272,7 @@ def percentile_threshold(scores, q: float, mask=None) -> float:
     ``q`` is a fraction in [0, 1] (pass p / 100 for a percentile p). Used to transfer a threshold
     as a fraction of pixels, e.g. the ``quantile`` of :func:`best_fbeta_threshold` to a test image
     (on the fitting scores it gives back exactly that threshold).
-    Holds a copy of the scores (np.quantile partitions one)."""
+    Holds one copy of the scores (inside ``mask``), which np.quantile partitions."""
     if isinstance(q, bool) or not isinstance(q, (int, float, np.number)) or not 0 <= q <= 1:
         raise InvalidArgumentError(
             f"q must be a fraction in [0, 1] like np.quantile's (p / 100 for a percentile), got {q!r}"
@@ -281,7 +281,7 @@ def percentile_threshold(scores, q: float, mask=None) -> float:
     if mask is not None:
         s = s[_checked_mask(mask, s.shape)]
     _check_no_nan(s)
-    return float(np.quantile(s, q, method="lower"))
+    return float(np.quantile(s, q, method="lower", overwrite_input=mask is not None))  # s[mask] is ours
 
 
 def per_class_thresholds(Y, S, beta: float = 1.0) -> ClassThresholds:

@@ -24,17 +24,18 @@ from builders import OWNER
 
 
 def make_bundle(project, **kwargs):
+    """``bundle`` of the test project into dist/kaggle; any input can be overridden."""
     kwargs.setdefault("owner", "alice")
-    return bundle(project / "dist" / "kaggle", models=project / "models",
-                  kernel_metadata=project / "kernel-metadata.json", wheels=project / "wheels", **kwargs)
+    for name, default in (("models", "models"), ("kernel_metadata", "kernel-metadata.json"), ("wheels", "wheels")):
+        kwargs.setdefault(name, project / default)
+    return bundle(project / "dist" / "kaggle", **kwargs)
 
 
-def set_kernel_metadata(project: Path, key: str, value) -> None:
-    """Change one key of the project's kernel-metadata.json."""
-    path = project / "kernel-metadata.json"
-    meta = json.loads(path.read_text())
+def set_kernel_metadata(project: Path, key: str, value, path: Path | None = None) -> None:
+    """Change one key of the project's kernel-metadata.json, writing it to ``path`` (default: in place)."""
+    meta = json.loads((project / "kernel-metadata.json").read_text())
     meta[key] = value
-    path.write_text(json.dumps(meta))
+    (path or project / "kernel-metadata.json").write_text(json.dumps(meta))
 
 
 def contents(folder: Path) -> dict[str, bytes]:
@@ -116,12 +117,10 @@ def test_bundle_refuses_missing_inputs(bundle_project):
         make_bundle(bundle_project)
     (bundle_project / "wheels" / "kagglekit-0.1.0-py3-none-any.whl").write_bytes(b"wheel bytes")
     with pytest.raises(ConfigError, match="model folder .* not found"):
-        bundle(bundle_project / "dist", models=bundle_project / "nope",
-               kernel_metadata=bundle_project / "kernel-metadata.json", wheels=bundle_project / "wheels")
+        make_bundle(bundle_project, models=bundle_project / "nope")
     (bundle_project / "empty").mkdir()
     with pytest.raises(ConfigError, match="has no files"):
-        bundle(bundle_project / "dist", models=bundle_project / "empty",
-               kernel_metadata=bundle_project / "kernel-metadata.json", wheels=bundle_project / "wheels")
+        make_bundle(bundle_project, models=bundle_project / "empty")
     with pytest.raises(ConfigError, match="not a Kaggle user name"):
         make_bundle(bundle_project, owner="alice/bob")
 
@@ -209,10 +208,7 @@ def test_a_code_file_outside_the_kernel_folder_leaves_the_earlier_bundle_untouch
     # metadata in notebooks/ whose code_file climbs out of it: valid for Kaggle, but not copyable into kernel/
     (bundle_project / "inference.ipynb").write_bytes((bundle_project / "notebooks" / "inference.ipynb").read_bytes())
     meta_path = bundle_project / "notebooks" / "kernel-metadata.json"
-    meta = json.loads((bundle_project / "kernel-metadata.json").read_text())
-    meta["code_file"] = "../inference.ipynb"
-    meta_path.write_text(json.dumps(meta))
+    set_kernel_metadata(bundle_project, "code_file", "../inference.ipynb", path=meta_path)
     with pytest.raises(ConfigError, match="points outside the kernel folder"):
-        bundle(bundle_project / "dist" / "kaggle", models=bundle_project / "models", kernel_metadata=meta_path,
-               wheels=bundle_project / "wheels", owner="alice")
+        make_bundle(bundle_project, kernel_metadata=meta_path)
     assert contents(first.root) == before

@@ -360,15 +360,12 @@ def test_big_endian_uncompressed_tiff_reads_in_native_byte_order(tmp_path):
     assert np.abs(src.thumbnail(25)[:, :, 0].astype(int) - cv2.resize(image, (25, 20), interpolation=cv2.INTER_AREA)).max() <= 1
 
 
-_OPENED_BEFORE_FORK: dict = {}
-
-
-def _read_windows_in_child(path, image, seed, queue):
+def _read_windows_in_child(src, image, seed, queue):
     rng = np.random.default_rng(seed)
     wrong = 0
     for _ in range(200):
         y, x = (int(v) for v in rng.integers(0, 96, 2))
-        wrong += not np.array_equal(_OPENED_BEFORE_FORK[path].read(y, x, 32, 32), window(image, y, x, 32, 32))
+        wrong += not np.array_equal(src.read(y, x, 32, 32), window(image, y, x, 32, 32))
     queue.put(wrong)
 
 
@@ -378,11 +375,9 @@ def test_forked_workers_sharing_one_open_tiff_read_the_right_pixels(tmp_path):
     path = tmp_path / "x.tif"
     image = RNG.integers(0, 255, (128, 128, 1), dtype=np.uint8)
     tifffile.imwrite(path, image[:, :, 0], tile=(16, 16), compression="zlib")
-    _OPENED_BEFORE_FORK[path] = open_image(path, cache_bytes=1)  # a cache of one tile: every read goes to the file
-    try:
-        assert run_forked(_read_windows_in_child, [(path, image, seed) for seed in range(3)]) == [0, 0, 0]
-    finally:
-        del _OPENED_BEFORE_FORK[path]
+    src = open_image(path, cache_bytes=1)  # a cache of one tile: every read goes to the file
+    # forked children inherit the open source as it is (fork does not pickle a Process's arguments)
+    assert run_forked(_read_windows_in_child, [(src, image, seed) for seed in range(3)]) == [0, 0, 0]
 
 
 def test_threads_reading_pages_of_one_volume_read_the_right_pixels(tmp_path):

@@ -53,10 +53,10 @@ def macenko_stains(rgb: np.ndarray, io: float = 240, alpha: float = 1.0, beta: f
     return _macenko(tissue_od(optical_density(rgb, io), beta), alpha)
 
 
-def _enough_tissue(od: np.ndarray, beta: float) -> bool:
-    """At least :data:`MIN_TISSUE_PIXELS` stained pixels in the (n, 3) optical densities (counted,
-    not gathered as in :func:`tissue_od`)."""
-    return np.count_nonzero(_stained(od, beta)) >= MIN_TISSUE_PIXELS
+def _enough_tissue(stained: np.ndarray) -> bool:
+    """At least :data:`MIN_TISSUE_PIXELS` pixels in a :func:`_stained` mask (counted, not gathered as
+    in :func:`tissue_od`)."""
+    return np.count_nonzero(stained) >= MIN_TISSUE_PIXELS
 
 
 def _macenko(tissue: np.ndarray, alpha: float) -> np.ndarray | None:
@@ -144,7 +144,7 @@ class ReinhardNormalizer(_SkipFlag):
         self.io, self.beta = io, beta
 
     def fit(self, reference: np.ndarray) -> ReinhardNormalizer:
-        if not _enough_tissue(optical_density(reference, self.io), self.beta):
+        if not _enough_tissue(_stained(optical_density(reference, self.io), self.beta)):
             raise InvalidArgumentError(f"the reference has fewer than {MIN_TISSUE_PIXELS} stained pixels; fit on a tissue tile")
         lab = _to_lab(reference)
         self.mean_, self.std_ = lab.mean(axis=(0, 1)), lab.std(axis=(0, 1))
@@ -153,7 +153,7 @@ class ReinhardNormalizer(_SkipFlag):
     def transform(self, image: np.ndarray) -> np.ndarray:
         if not hasattr(self, "mean_"):
             raise NotFittedError("call fit(reference) before transform")
-        if not _enough_tissue(optical_density(image, self.io), self.beta):
+        if not _enough_tissue(_stained(optical_density(image, self.io), self.beta)):
             return self._skip(image, f"fewer than {MIN_TISSUE_PIXELS} stained pixels")
         lab = _to_lab(image)
         std = lab.std(axis=(0, 1))
@@ -193,7 +193,7 @@ class StainAugmenter(_SkipFlag):
         """``image`` (RGB uint8 HWC) with concentrations ``C * scale + shift``."""
         od = optical_density(image, self.io)
         stained = _stained(od, self.beta)  # one mask for the check and for Macenko
-        if np.count_nonzero(stained) < MIN_TISSUE_PIXELS:  # also with fixed stains: background is not jittered
+        if not _enough_tissue(stained):  # also with fixed stains: background is not jittered
             return self._skip(image, f"fewer than {MIN_TISSUE_PIXELS} stained pixels")
         stains = self.stains if self.stains is not None else _macenko(od[stained], self.alpha)
         if stains is None:

@@ -91,7 +91,7 @@ def label_matrix(df: pl.DataFrame, labels: str | Sequence[str]) -> tuple[np.ndar
         if column.null_count() or column.list.eval(pl.element().is_null()).list.any().any():
             raise InvalidArgumentError(f"labels column {labels!r} has missing values; fill or drop those rows")
         lengths = column.list.len().to_numpy()
-        ids = column.filter(pl.Series(lengths > 0)).explode()  # polars versions differ on what an empty list explodes to
+        ids = column.explode().drop_nulls()  # an empty list explodes to null (or to nothing); null labels were refused
         values, codes = np.unique(ids.to_numpy(), return_inverse=True)
         row = np.repeat(np.arange(df.height), lengths)
         matrix = np.zeros((df.height, values.size), dtype=np.uint8)

@@ -140,9 +140,8 @@ def _write_csv(path: Path, header: list[str], rows: list[list]) -> None:
 
 def read_masks(csv_path) -> dict[str, np.ndarray]:
     """{id: (H, W) uint8 mask} from a CSV with columns id, rle, height, width (train.csv, solution.csv)."""
-    import polars as pl
-
+    from kagglekit.kaggle import read_csv_strings
     from kagglekit.kaggle.rle import rle_decode
 
-    frame = pl.read_csv(csv_path, infer_schema_length=0).fill_null("")
+    frame = read_csv_strings(csv_path, "mask CSV")
     return {r["id"]: rle_decode(r["rle"], (int(r["height"]), int(r["width"]))) for r in frame.iter_rows(named=True)}

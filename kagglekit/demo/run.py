@@ -26,14 +26,13 @@ def default_notebook() -> Path:
 
 def score(submission, solution, beta: float = 0.5) -> tuple[float, float]:
     """(F-beta of the submission's masks, F-beta of predicting every pixel positive), pooled over all test pixels."""
-    import polars as pl
-
     from kagglekit.demo.data import read_masks
+    from kagglekit.kaggle import read_csv_strings
     from kagglekit.kaggle.rle import rle_decode
     from kagglekit.metrics import fbeta_score
 
     truth = read_masks(solution)
-    rows = dict(pl.read_csv(submission, infer_schema_length=0).fill_null("").select("id", "rle").iter_rows())
+    rows = dict(read_csv_strings(submission, "submission").select("id", "rle").iter_rows())
     y = np.concatenate([m.ravel() for m in truth.values()])
     pred = np.concatenate([rle_decode(rows[i], m.shape).ravel() for i, m in truth.items()])
     return fbeta_score(y, pred, beta), fbeta_score(y, np.ones_like(y), beta)

@@ -8,6 +8,7 @@ Uncompressed contiguous pages are memory-mapped instead.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import threading
@@ -15,7 +16,7 @@ from collections import OrderedDict
 
 import numpy as np
 
-from kagglekit.errors import ImageReadError, InvalidArgumentError
+from kagglekit.errors import ImageReadError, InvalidArgumentError, KagglekitError
 from kagglekit.io.source import Source
 
 
@@ -71,6 +72,18 @@ def _read_at(filehandle, offset: int, count: int) -> bytes:
     with _SEEK_LOCK:
         filehandle.seek(offset)
         return filehandle.read(count)
+
+
+@contextlib.contextmanager
+def tiff_errors(path):
+    """Whatever tifffile raises on a corrupt or truncated header, as an :class:`ImageReadError` naming
+    ``path``; kagglekit's own errors pass through."""
+    try:
+        yield
+    except KagglekitError:
+        raise
+    except Exception as exc:  # tifffile raises many types on a corrupt header
+        raise ImageReadError(f"{path}: not a readable TIFF ({type(exc).__name__}: {exc}); check that the file is complete") from exc
 
 
 class TiffPageReader:
@@ -201,11 +214,9 @@ class TiffSource(PageSource):
     def __init__(self, path, level: int = 0, cache_bytes: int = 128 << 20):
         import tifffile
 
-        try:
+        with tiff_errors(path):
             self.tif = tifffile.TiffFile(path)
             levels = self.tif.series[0].levels
-        except Exception as exc:  # tifffile raises many types on a corrupt header
-            raise ImageReadError(f"{path}: not a readable TIFF ({type(exc).__name__}: {exc}); check that the file is complete") from exc
         if not 0 <= level < len(levels):
             raise InvalidArgumentError(f"{path} has pyramid levels 0..{len(levels) - 1}, got level={level}")
         self.levels = [lv.keyframe for lv in levels]

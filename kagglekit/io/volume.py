@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from kagglekit.errors import ImageReadError, InvalidArgumentError, KagglekitError, ShapeError
+from kagglekit.errors import ImageReadError, InvalidArgumentError, ShapeError
 from kagglekit.io.source import Source
 
 SLICE_SUFFIXES = (".tif", ".tiff", ".png", ".jpg", ".jpeg")
@@ -63,7 +63,7 @@ def open_volume(path, z=None, cache_bytes: int = 64 << 20) -> VolumeSource:
     ``cache_bytes`` bounds the decoded tiles held per TIFF slice (a volume of Z slices holds up to
     Z x ``cache_bytes``); a PNG or JPEG slice holds its whole decoded image once read.
     """
-    from kagglekit.io.tiff import PageSource, TiffPageReader
+    from kagglekit.io.tiff import PageSource, TiffPageReader, tiff_errors
 
     path = Path(path)
     if path.is_dir():
@@ -80,12 +80,7 @@ def open_volume(path, z=None, cache_bytes: int = 64 << 20) -> VolumeSource:
         raise ImageReadError(f"{path}: a volume is a multi-page TIFF or a folder of slices, not {path.suffix!r}")
     import tifffile
 
-    try:
+    with tiff_errors(path):
         tif = tifffile.TiffFile(path)
-        picked = _select(len(tif.pages), z, str(path))
-        pages = {i: tif.pages[i] for i in picked}  # only the chosen pages' headers are parsed
-    except KagglekitError:
-        raise
-    except Exception as exc:  # tifffile raises many types on a corrupt header
-        raise ImageReadError(f"{path}: not a readable TIFF ({type(exc).__name__}: {exc}); check that the file is complete") from exc
-    return VolumeSource([PageSource(TiffPageReader(tif, pages[i], f"{path}[{i}]", cache_bytes)) for i in picked], str(path))
+        picked = _select(len(tif.pages), z, str(path))  # only the chosen pages' headers are parsed
+        return VolumeSource([PageSource(TiffPageReader(tif, tif.pages[i], f"{path}[{i}]", cache_bytes)) for i in picked], str(path))

@@ -4,7 +4,7 @@ Importing this package is cheap: each name is loaded from its submodule on first
 
     kagglekit.kaggle.env         is_kaggle, is_rerun, input_dir, working_dir, find_input, set_offline
     kagglekit.kaggle.rle         rle_encode, rle_decode
-    kagglekit.kaggle.submission  SubmissionGuard
+    kagglekit.kaggle.submission  SubmissionGuard, read_csv_strings
     kagglekit.kaggle.budget      Budget
 """
 
@@ -22,6 +22,7 @@ _EXPORTS = {
     "rle_encode": "rle",
     "rle_decode": "rle",
     "SubmissionGuard": "submission",
+    "read_csv_strings": "submission",
     "Budget": "budget",
 }
 

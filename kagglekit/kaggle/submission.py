@@ -28,21 +28,23 @@ __all__ = ["SubmissionGuard"]
 _SHOWN = 5  # offenders listed per problem
 
 
-def _read_reference(source) -> pl.DataFrame:
-    """The sample submission as strings (ids and values kept verbatim; empty fields are '')."""
-    if isinstance(source, pl.DataFrame):
-        return source
-    path = Path(source)
+def read_csv_strings(path, what: str = "CSV file") -> pl.DataFrame:
+    """A Kaggle CSV (sample submission, submission, labels) with every column as strings: ids and
+    values kept verbatim, empty fields '', blank lines (often one at the end) dropped as Kaggle's
+    reader drops them. ``what`` names the file in errors."""
+    path = Path(path)
     if not path.is_file():
-        raise SubmissionError(
-            f"sample submission {path} does not exist; pass its path (see kagglekit.kaggle.find_input)"
-        )
+        raise SubmissionError(f"{what} {path} does not exist; pass its path (see kagglekit.kaggle.find_input)")
     try:
-        frame = pl.read_csv(path, infer_schema_length=0)
+        frame = pl.read_csv(path, infer_schema_length=0)  # infer_schema=False only from polars 1.0
     except pl.exceptions.NoDataError as exc:
-        raise SubmissionError(f"sample submission {path} is empty; it needs a header and one row per test id") from exc
-    # blank lines (often one at the end) are rows of nulls to polars; CSV readers and Kaggle skip them
+        raise SubmissionError(f"{what} {path} is empty; it needs a header and one row per test id") from exc
     return frame.filter(~pl.all_horizontal(pl.all().is_null())).with_columns(pl.all().fill_null(""))
+
+
+def _read_reference(source) -> pl.DataFrame:
+    """The sample submission as strings (see :func:`read_csv_strings`), or the frame given."""
+    return source if isinstance(source, pl.DataFrame) else read_csv_strings(source, "sample submission")
 
 
 def _as_frame(rows) -> pl.DataFrame:

@@ -133,8 +133,8 @@ def _match_inputs(input_dir: Path, ids: list[str], cfg: SegmentConfig, report: S
 def _predict(model, tta, source, cfg: SegmentConfig, threshold: float | None) -> tuple[np.ndarray, float]:
     """(H, W) bool mask of ``source`` and the probability threshold used (``threshold`` None: percentile).
 
-    Holds the mask (1 byte per pixel), for a percentile threshold float16 logits (2 bytes per pixel),
-    and one tile row of float32 logits.
+    Holds the mask (1 byte per pixel), for a percentile threshold float16 logits, which pixels ran
+    and a copy of their logits (5 bytes per pixel in all), and one tile row of float32 logits.
     """
     from kagglekit.infer import iter_strips
     from kagglekit.thresholds import percentile_threshold
@@ -166,11 +166,11 @@ def _predict(model, tta, source, cfg: SegmentConfig, threshold: float | None) ->
 def _read_sample(sample: Path):
     """The sample submission, read once (the guard takes the frame), as strings."""
     from kagglekit.errors import SubmissionError
-    from kagglekit.kaggle.submission import _read_reference
+    from kagglekit.kaggle import read_csv_strings
 
     if not sample.is_file():
         raise SubmissionError(f"sample submission {sample} not found; check output.sample_submission and the input folder")
-    return _read_reference(sample)
+    return read_csv_strings(sample, "sample submission")
 
 
 def _columns(reference, sample: Path, cfg: SegmentConfig) -> tuple[str, str]:
