@@ -1,24 +1,34 @@
 """The ``kagglekit`` command: it parses arguments and calls the library, nothing more.
 
+    kagglekit segment        run the segmentation pipeline of a config on an input folder (--check: validate only)
+    kagglekit demo           build the mini-competition, train, and run the notebook on it
     kagglekit wheels build   build kagglekit's wheel and download the wheels the Kaggle image lacks
     kagglekit wheels check   prove offline that the wheel folder installs for the target
     kagglekit kernel check   validate kernel-metadata.json (refuses internet on or missing)
     kagglekit bundle         write dist/kaggle/ (wheel dataset, model dataset, kernel folder)
     kagglekit push           upload the bundle with the kaggle CLI, or print the commands
-    kagglekit segment        run the segmentation pipeline of a config on an input folder
-    kagglekit demo           build the mini-competition, train, and run the notebook on it
 
-Each subcommand is a ``_add_<name>(subparsers)`` function that registers a parser and its handler,
-so a new one is one more function in ``_COMMANDS``. Errors from kagglekit are printed as
-``kagglekit: error: ...`` with exit code 1; usage errors exit with 2.
+Each subcommand is a ``_add_<name>(subparsers)`` function that registers a parser (with an example in
+its help) and its handler, so a new one is one more function in ``_COMMANDS``. Exit codes: 0 done
+(for a pipeline: something was predicted), 3 a valid submission of fallback rows only (``--strict``:
+any fallback row), 1 an error (printed as ``kagglekit: error: ...``, the traceback only with ``-v``),
+2 a usage error. Logging goes to stderr: INFO by default, ``-v`` DEBUG, ``-q`` warnings only.
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
+import traceback
 
 from kagglekit.errors import InvalidArgumentError, KagglekitError
+
+
+def _parser(sub, name: str, help: str, example: str, description: str | None = None):
+    """A subcommand parser whose ``--help`` ends with an example."""
+    return sub.add_parser(name, help=help, description=description or help, epilog=f"example:\n  {example}",
+                          formatter_class=argparse.RawDescriptionHelpFormatter)
 
 
 def _target(args):
@@ -73,8 +83,11 @@ def _wheels_check(args) -> int:
 
 
 def _add_wheels(sub) -> None:
-    wheels = sub.add_parser("wheels", help="the offline wheel dataset").add_subparsers(dest="action", required=True)
-    build = wheels.add_parser("build", help="build kagglekit's wheel and download the missing requirements")
+    wheels = _parser(sub, "wheels", "the offline wheel dataset: build it, check that it installs offline",
+                     "kagglekit wheels build --dest wheels --dataset-id you/kagglekit-wheels").add_subparsers(
+        dest="action", required=True, metavar="action")
+    build = _parser(wheels, "build", "build kagglekit's wheel and download the missing requirements",
+                    "kagglekit wheels build --dest wheels --dataset-id you/kagglekit-wheels")
     build.add_argument("--dest", default="wheels", help="wheel folder (default: wheels)")
     build.add_argument("--project", default=".", help="source folder of kagglekit (default: .)")
     build.add_argument("--requirement", action="append",
@@ -85,7 +98,8 @@ def _add_wheels(sub) -> None:
     build.add_argument("--dataset-id", help="id for dataset-metadata.json, e.g. you/kagglekit-wheels")
     _add_target_options(build)
     build.set_defaults(handler=_wheels_build)
-    check = wheels.add_parser("check", help="prove the wheel folder installs offline for the target")
+    check = _parser(wheels, "check", "prove the wheel folder installs offline for the target",
+                    "kagglekit wheels check wheels --python-version 3.12")
     check.add_argument("folder", nargs="?", default="wheels", help="wheel folder (default: wheels)")
     check.add_argument("--requirement", action="append",
                        help="requirement that must resolve (repeatable; default: kagglekit + `missing`)")
@@ -102,8 +116,10 @@ def _kernel_check(args) -> int:
 
 
 def _add_kernel(sub) -> None:
-    kernel = sub.add_parser("kernel", help="kernel-metadata.json").add_subparsers(dest="action", required=True)
-    check = kernel.add_parser("check", help="validate kernel-metadata.json as the kaggle CLI does, internet off")
+    kernel = _parser(sub, "kernel", "kernel-metadata.json: validate it before a push",
+                     "kagglekit kernel check kernel-metadata.json").add_subparsers(dest="action", required=True, metavar="action")
+    check = _parser(kernel, "check", "validate kernel-metadata.json as the kaggle CLI does, internet off",
+                    "kagglekit kernel check kernel-metadata.json")
     check.add_argument("path", nargs="?", default="kernel-metadata.json")
     check.set_defaults(handler=_kernel_check)
 
@@ -120,7 +136,8 @@ def _bundle(args) -> int:
 
 
 def _add_bundle(sub) -> None:
-    parser = sub.add_parser("bundle", help="write dist/kaggle/: wheel dataset, model dataset, kernel folder")
+    parser = _parser(sub, "bundle", "write dist/kaggle/: wheel dataset, model dataset, kernel folder",
+                     "kagglekit bundle --models models/ --owner you")
     parser.add_argument("--models", required=True, help="folder of checkpoints and their configs")
     parser.add_argument("--out", default="dist/kaggle", help="bundle folder (default: dist/kaggle)")
     parser.add_argument("--kernel-metadata", default="kernel-metadata.json")
@@ -138,7 +155,8 @@ def _push(args) -> int:
 
 
 def _add_push(sub) -> None:
-    parser = sub.add_parser("push", help="upload the bundle with the kaggle CLI (or print the commands)")
+    parser = _parser(sub, "push", "upload the bundle with the kaggle CLI (or print the commands)",
+                     "kagglekit push dist/kaggle --create --dry-run")
     parser.add_argument("bundle", nargs="?", default="dist/kaggle")
     parser.add_argument("--create", action="store_true", help="first upload: `datasets create` instead of `version`")
     parser.add_argument("--message", default="kagglekit bundle", help="dataset version message")
@@ -155,7 +173,8 @@ def _demo(args) -> int:
 
 
 def _add_demo(sub) -> None:
-    parser = sub.add_parser("demo", help="build a mini-competition, train on CPU, run the inference notebook, score it")
+    parser = _parser(sub, "demo", "build a mini-competition, train on CPU, run the inference notebook, score it",
+                     "kagglekit demo --out build/demo")
     parser.add_argument("--out", default="build/demo", help="folder for the data, model and outputs (default: build/demo)")
     parser.add_argument("--train-seconds", type=float, default=90.0, help="training time on CPU (default: 90)")
     parser.add_argument("--n-train", type=int, default=4, help="training slides (default: 4)")
@@ -167,38 +186,88 @@ def _add_demo(sub) -> None:
 
 
 def _segment(args) -> int:
-    from kagglekit.pipeline import segment
+    from kagglekit.pipeline import check, segment
 
+    if args.check:
+        lines = check(args.config, args.input)
+        for ok, line in lines:
+            print(f"{'ok' if ok else 'problem'}: {line}")
+        problems = sum(not ok for ok, _ in lines)
+        print(f"{args.config}: {problems} problem(s)" if problems else f"{args.config}: ready to run")
+        return 1 if problems else 0
     report = segment(args.config, args.input, args.output)
     print(report.summary())
-    return 0
+    return report.exit_code(strict=args.strict)
 
 
 def _add_segment(sub) -> None:
-    parser = sub.add_parser("segment", help="run the segmentation pipeline of a TOML config to submission.csv")
+    parser = _parser(sub, "segment", "run the segmentation pipeline of a TOML config to submission.csv",
+                     "kagglekit segment --config models/segment.toml --input /kaggle/input/comp --output /kaggle/working",
+                     description="Run the segmentation pipeline of a TOML config (see kagglekit.pipeline.config) and write "
+                                 "submission.csv. The fallback submission is written first, so every run that can read "
+                                 "the sample submission leaves a valid file. Exit code 0: something was predicted; "
+                                 "3: every row fell back (--strict: any row); 1: an error.")
     parser.add_argument("--config", required=True, help="pipeline TOML (see kagglekit.pipeline.config)")
     parser.add_argument("--input", help="competition folder (default: $KAGGLEKIT_INPUT_DIR, /kaggle/input or ./input)")
     parser.add_argument("--output", help="folder for submission.csv (default: /kaggle/working on Kaggle, else .)")
+    parser.add_argument("--strict", action="store_true", help="exit 3 when any row fell back, not only when all did")
+    parser.add_argument("--check", action="store_true",
+                        help="validate the config and the files it names (sample, checkpoints, threshold, inputs) "
+                             "without running a model or writing anything")
     parser.set_defaults(handler=_segment)
 
 
-_COMMANDS = (_add_wheels, _add_kernel, _add_bundle, _add_push, _add_demo, _add_segment)
+_COMMANDS = (_add_segment, _add_demo, _add_wheels, _add_kernel, _add_bundle, _add_push)
+
+_DESCRIPTION = "kagglekit: tiling, TTA, thresholds, pipelines and offline delivery for Kaggle image competitions."
+_EPILOG = """examples:
+  kagglekit segment --config models/segment.toml --input /kaggle/input/comp --output /kaggle/working
+  kagglekit segment --config models/segment.toml --input /kaggle/input/comp --check
+  kagglekit demo --out build/demo
+  kagglekit wheels build --dest wheels --dataset-id you/kagglekit-wheels
+  kagglekit kernel check kernel-metadata.json
+  kagglekit bundle --models models/ --owner you
+  kagglekit push dist/kaggle --create --dry-run
+
+exit codes: 0 done, 3 only fallback rows (the submission is still valid), 1 error, 2 usage error.
+'kagglekit <command> --help' shows a command's options and an example."""
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="kagglekit", description="Kaggle delivery: offline wheels, bundle, push.")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="command")
+    from kagglekit import __version__
+
+    parser = argparse.ArgumentParser(prog="kagglekit", description=_DESCRIPTION, epilog=_EPILOG,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"kagglekit {__version__}")
+    loud = parser.add_mutually_exclusive_group()
+    loud.add_argument("-v", "--verbose", action="store_true", help="debug logging, with the traceback of every failure")
+    loud.add_argument("-q", "--quiet", action="store_true", help="log warnings and errors only")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="command", title="commands")
     for add in _COMMANDS:
         add(sub)
     return parser
 
 
+def _setup_logging(args) -> None:
+    """kagglekit's log to stderr, one line a message: INFO by default, DEBUG with -v, WARNING with -q."""
+    level = logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
+    log = logging.getLogger("kagglekit")
+    log.handlers[:] = [handler]
+    log.setLevel(level)
+    log.propagate = False
+
+
 def main(argv=None) -> int:
     """Run the ``kagglekit`` command with ``argv`` (default: ``sys.argv[1:]``); return the exit code."""
     args = build_parser().parse_args(argv)
+    _setup_logging(args)
     try:
         return args.handler(args)
     except KagglekitError as exc:
+        if args.verbose:
+            traceback.print_exc(file=sys.stderr)
         print(f"kagglekit: error: {exc}", file=sys.stderr)
         return 1
 

@@ -91,6 +91,24 @@ def test_select_and_top_k_match_brute_force():
         grid.top_k(brute[:-1], 3)
 
 
+def test_top_k_never_keeps_a_tile_without_tissue_and_honours_a_minimum():
+    """An all-white slide has no tile to keep; with tissue in a corner, only the tiles that touch it
+    (brute force: the mask at full resolution, tile by tile) and reach the minimum fraction are kept."""
+    grid = TileGrid((200, 200), 50)
+    assert len(grid.top_k(grid.mask_fraction(np.zeros((20, 20), bool)), 4)) == 0
+    assert len(grid.select(np.zeros((20, 20), bool), 0.0)) == 0
+    mask = np.zeros((20, 20), bool)
+    mask[:7, :7] = True  # 70 x 70 pixels of tissue: tile (0, 0) full, (0, 1) and (1, 0) 40 %, (1, 1) 16 %
+    full = np.kron(mask, np.ones((10, 10), bool))
+    brute = np.array([full[y : y + 50, x : x + 50].mean() for y, x in grid.positions])
+    top = grid.top_k(grid.mask_fraction(mask), 10)
+    assert sorted(map(tuple, top.positions)) == sorted(tuple(p) for p, f in zip(grid.positions, brute) if f > 0)
+    top = grid.top_k(grid.mask_fraction(mask), 10, min_fraction=0.3)
+    assert sorted(map(tuple, top.positions)) == sorted(tuple(p) for p, f in zip(grid.positions, brute) if f >= 0.3)
+    with pytest.raises(InvalidArgumentError, match="min_fraction must be in"):
+        grid.top_k(brute, 3, min_fraction=1.5)
+
+
 def test_windows_closed_form():
     np.testing.assert_allclose(window_1d("linear", 5), [1 / 3, 2 / 3, 1, 2 / 3, 1 / 3])
     g = window_1d("gaussian", 8, 0.25)

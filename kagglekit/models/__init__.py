@@ -2,15 +2,16 @@
 
     create(name, weights=None, pretrained=False, strict=True, **kwargs)   "timm/..", "smp/<arch>/<enc>", "kagglekit/.."
     load_weights(model, path_or_state, strict, pretrained)                 local files only, with a LoadReport
-    save_checkpoint(model, path, metadata) / load_checkpoint(path)         safetensors + build config
+    save_checkpoint(model, path, metadata) / load_checkpoint(path)         safetensors + build config + checksum
+    verify_checkpoint(path) / input_channels(config)                       the checksum; a model's input channels
     average_checkpoints(paths) / create_ema(model)                         weight averaging, EMA (timm ModelEmaV3)
     VolumeSegmenter, ZPoolSegmenter, ZPool                                 2.5D models for (B, Z, H, W) volumes
     Chowder, GatedAttentionMIL                                             MIL heads for (B, N, D) bags
 """
 
 from kagglekit.models.averaging import average_checkpoints, average_state_dicts, create_ema
-from kagglekit.models.checkpoint import checkpoint_info, load_checkpoint, save_checkpoint
-from kagglekit.models.factory import create
+from kagglekit.models.checkpoint import checkpoint_info, load_checkpoint, save_checkpoint, verify_checkpoint
+from kagglekit.models.factory import create, input_channels
 from kagglekit.models.heads import BackboneWithHead, ConcatPoolHead
 from kagglekit.models.mil import Chowder, GatedAttentionMIL
 from kagglekit.models.registry import list_models, register_model
@@ -33,7 +34,7 @@ register_model("gated_attention_mil", GatedAttentionMIL)
 
 __all__ = [
     "create", "load_weights", "read_state_dict", "remap_state_dict", "unwrap_model", "LoadReport",
-    "save_checkpoint", "load_checkpoint", "checkpoint_info", "average_checkpoints", "average_state_dicts",
+    "save_checkpoint", "load_checkpoint", "checkpoint_info", "verify_checkpoint", "input_channels", "average_checkpoints", "average_state_dicts",
     "create_ema", "register_model", "list_models", "ConcatPoolHead", "BackboneWithHead", "VolumeSegmenter",
     "ZPoolSegmenter", "ZPool", "Chowder", "GatedAttentionMIL", "CheckpointError", "UnsafeCheckpointError",
     "WeightsMismatchError",

@@ -1,9 +1,17 @@
-"""Self-describing checkpoints: safetensors weights plus the ``create`` name and arguments."""
+"""Self-describing checkpoints: safetensors weights plus the ``create`` name and arguments, and a
+checksum of the tensor data, verified on loading.
+
+The checksum is the SHA-256 of the file's data section (everything after the safetensors header), kept
+in the header's metadata under ``kagglekit_sha256``. The header is written with a placeholder of the
+same length, which is overwritten in place once the data has been hashed: the file is written once.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import struct
 from pathlib import Path
 
 from torch import nn
@@ -14,7 +22,40 @@ from kagglekit.models.factory import create
 from kagglekit.models.weights import CheckpointError, _is_safetensors, load_weights, unwrap_model
 
 _META_KEY = "kagglekit"
+_SUM_KEY = "kagglekit_sha256"
+_PLACEHOLDER = "kagglekit-checksum-placeholder-".ljust(64, "-")  # as long as a hex SHA-256
 FORMAT_VERSION = 1
+
+
+def _data_offset(f) -> int:
+    """Where a safetensors file's tensor data starts: after the 8-byte header length and the header."""
+    f.seek(0)
+    (length,) = struct.unpack("<Q", f.read(8))
+    return 8 + length
+
+
+def _data_sha256(path: Path) -> str:
+    """SHA-256 of the file's tensor data, read in 1 MiB chunks (holds one chunk)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        f.seek(_data_offset(f))
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _write_checksum(path: Path) -> None:
+    """Replace the placeholder in ``path``'s header by the checksum of its data (same length: in place)."""
+    checksum = _data_sha256(path).encode()
+    with open(path, "rb+") as f:
+        end = _data_offset(f)
+        f.seek(0)
+        header = f.read(end)
+        at = header.find(_PLACEHOLDER.encode())
+        if at < 0 or header.find(_PLACEHOLDER.encode(), at + 1) >= 0:
+            raise CheckpointError(f"{path}: the checksum placeholder is not once in the header; the checkpoint was not finished")
+        f.seek(at)
+        f.write(checksum)
 
 
 def save_checkpoint(model: nn.Module, path, metadata: dict | None = None) -> Path:
@@ -22,8 +63,9 @@ def save_checkpoint(model: nn.Module, path, metadata: dict | None = None) -> Pat
 
     ``model`` is a model from :func:`create`, possibly wrapped (DataParallel, DDP, torch.compile, timm
     ModelEma, AveragedModel: the bare model is saved). ``metadata`` is any JSON-serialisable dict
-    (epoch, fold, score, ...), returned by :func:`checkpoint_info`. Tied tensors are stored once. The
-    file is written to a temporary name and renamed, so a crash never leaves a half-written checkpoint.
+    (epoch, fold, score, ...), returned by :func:`checkpoint_info`. Tied tensors are stored once. A
+    checksum of the tensor data goes into the header (see the module docstring). The file is written
+    to a temporary name and renamed, so a crash never leaves a half-written checkpoint.
     """
     from safetensors.torch import save_model
 
@@ -44,15 +86,15 @@ def save_checkpoint(model: nn.Module, path, metadata: dict | None = None) -> Pat
         ) from e
     path = Path(os.fspath(path)).expanduser()
     with atomic_path(path) as tmp:
-        save_model(bare, str(tmp), metadata={_META_KEY: text})
+        save_model(bare, str(tmp), metadata={_META_KEY: text, _SUM_KEY: _PLACEHOLDER})
+        _write_checksum(tmp)
     return path
 
 
-def checkpoint_info(path) -> dict:
-    """The header of a checkpoint: ``{"format", "name", "kwargs", "metadata"}`` (reads only the header)."""
+def _read_header(path: Path) -> dict:
+    """The safetensors metadata of a checkpoint file, checked to be one (reads only the header)."""
     from safetensors import safe_open
 
-    path = Path(os.fspath(path)).expanduser()
     load_hint = "load it with create(name, weights=path) naming the architecture yourself"
     if not path.is_file():
         raise WeightsNotFoundError(f"checkpoint not found: {path}; attach the dataset that holds it or fix the path")
@@ -66,6 +108,31 @@ def checkpoint_info(path) -> dict:
                               "copy or upload): re-copy it") from e
     if _META_KEY not in meta:
         raise CheckpointError(f"{path} has no kagglekit build config (not written by save_checkpoint); {load_hint}")
+    return meta
+
+
+def verify_checkpoint(path) -> bool:
+    """Check the tensor data of a checkpoint against the checksum in its header.
+
+    Returns True when it matches, False for a file written before checksums existed (nothing to
+    check); raises :class:`CheckpointError` naming the file when the data differ (bytes overwritten,
+    a bad copy). Reads the whole file once, one chunk at a time.
+    """
+    path = Path(os.fspath(path)).expanduser()
+    expected = _read_header(path).get(_SUM_KEY)
+    if expected is None:
+        return False
+    if _data_sha256(path) != expected:
+        raise CheckpointError(f"{path}: the tensor data do not match the checksum in its header (the file was "
+                              "damaged after it was saved, e.g. a bad copy or upload); re-copy it or save it again")
+    return True
+
+
+def checkpoint_info(path) -> dict:
+    """The header of a checkpoint: ``{"format", "name", "kwargs", "metadata"}`` (reads only the header)."""
+    path = Path(os.fspath(path)).expanduser()
+    load_hint = "load it with create(name, weights=path) naming the architecture yourself"
+    meta = _read_header(path)
     try:
         info = json.loads(meta[_META_KEY])
         if not isinstance(info, dict) or not isinstance(info.get("kwargs"), dict) or "name" not in info:
@@ -78,12 +145,17 @@ def checkpoint_info(path) -> dict:
     return info
 
 
-def load_checkpoint(path, device="cpu") -> nn.Module:
-    """Rebuild the model saved by :func:`save_checkpoint` from the file alone (no training code needed)
-    and load its weights strictly. The training/eval mode is torch's default (train): call ``.eval()``
-    for inference. The saved metadata is on ``model.kagglekit_metadata``."""
+def load_checkpoint(path, device="cpu", *, train: bool = False) -> nn.Module:
+    """Rebuild the model saved by :func:`save_checkpoint` from the file alone (no training code needed),
+    verify its checksum (:func:`verify_checkpoint`) and load its weights strictly.
+
+    The model is returned in **eval mode** (BatchNorm running statistics, no dropout), ready for
+    inference; ``train=True`` returns it in training mode, to fine-tune. The saved metadata is on
+    ``model.kagglekit_metadata``.
+    """
     info = checkpoint_info(path)
+    verify_checkpoint(path)
     model = create(info["name"], **info["kwargs"])
     load_weights(model, path, strict=True)
     model.kagglekit_metadata = info["metadata"]
-    return model.to(device)
+    return model.to(device).train(train)

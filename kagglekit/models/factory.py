@@ -78,6 +78,31 @@ def _smp(spec: str, in_channels: int = 3, num_classes: int = 1, drop_path_rate: 
 
 _FAMILIES = {"timm": _timm, "smp": _smp, "kagglekit": lambda name, **kw: get_builder(name)(**kw)}
 
+# Keywords users bring from the library underneath: their spelling -> kagglekit's (accepted), or
+# -> what to do instead (refused). Without this, smp's ``classes`` reached smp.create_model twice.
+_ALIASES = {"timm": {"in_chans": "in_channels", "classes": "num_classes"},
+            "smp": {"classes": "num_classes", "in_chans": "in_channels"}}
+_REFUSED = {
+    "timm": {"checkpoint_path": "pass weights=<local file> (kagglekit loads it without pickled code)",
+             "model_name": "the timm model is named in the name: 'timm/<timm name>'"},
+    "smp": {"encoder_name": "the encoder is named in the name: 'smp/<arch>/<encoder>'",
+            "arch": "the architecture is named in the name: 'smp/<arch>/<encoder>'"},
+}
+
+
+def _own_keywords(family: str, name: str, kwargs: dict) -> dict:
+    """``kwargs`` with the family's own spellings turned into kagglekit's; refused keywords raise."""
+    for key, advice in _REFUSED.get(family, {}).items():
+        if key in kwargs:
+            raise InvalidArgumentError(f"create({name!r}): {key}= is not a kagglekit keyword here; {advice}")
+    kwargs = dict(kwargs)
+    for theirs, ours in _ALIASES.get(family, {}).items():
+        if theirs in kwargs:
+            if ours in kwargs:
+                raise InvalidArgumentError(f"create({name!r}): {theirs}= and {ours}= say the same thing; pass {ours}= only")
+            kwargs[ours] = kwargs.pop(theirs)
+    return kwargs
+
 
 def create(name: str, *, weights=None, pretrained: bool = False, strict: bool = True,
            weights_key: str | None = None, **kwargs) -> nn.Module:
@@ -87,6 +112,8 @@ def create(name: str, *, weights=None, pretrained: bool = False, strict: bool = 
     ``head="default"|"concat_pool"``, ``drop_rate``, ``drop_path_rate`` and any timm argument),
     ``"smp/<arch>/<encoder>"`` (segmentation model; ``in_channels``, ``num_classes``, any smp argument,
     ``drop_path_rate`` for ``tu-`` encoders) and ``"kagglekit/<name>"`` (see ``list_models()``).
+    The libraries' own spellings ``in_chans`` (timm) and ``classes`` (smp) are accepted and stored as
+    ``in_channels`` / ``num_classes``; a keyword the library underneath refuses is an InvalidArgumentError.
     Models take NCHW float tensors. ``weights`` is a local file (.safetensors/.pth/.pt/.bin) loaded by
     :func:`load_weights` with ``strict``, ``pretrained`` (the file is a library pretrained file: heads
     of another size are re-initialised, the input conv adapted) and ``weights_key``. The name and
@@ -106,9 +133,25 @@ def create(name: str, *, weights=None, pretrained: bool = False, strict: bool = 
             "pretrained=True needs weights=<local file>: kagglekit never downloads. Save the timm/smp "
             "pretrained state dict once (e.g. as a Kaggle dataset) and pass its path"
         )
-    model = _FAMILIES[family](rest, **kwargs)
-    model.kagglekit_config = {"name": name, "kwargs": dict(kwargs)}
+    kwargs = _own_keywords(family, name, kwargs)
+    try:
+        model = _FAMILIES[family](rest, **kwargs)
+    except TypeError as e:  # a keyword the library underneath does not take: its raw error names no fix
+        raise InvalidArgumentError(
+            f"create({name!r}) with {sorted(kwargs)}: {e}. kagglekit's own keywords are in_channels and num_classes "
+            "(in_chans / classes are accepted too); other keywords go to the library underneath unchanged"
+        ) from e
+    model.kagglekit_config = {"name": name, "kwargs": kwargs}
     if weights is not None:
         model.kagglekit_load_report = load_weights(model, weights, strict=strict, pretrained=pretrained,
                                                    key=weights_key)
     return model
+
+
+def input_channels(config: dict) -> int | None:
+    """The input channels of a model from its build config (``model.kagglekit_config`` or a checkpoint's
+    :func:`~kagglekit.models.checkpoint_info`): ``in_channels``, 3 by default for timm and smp models,
+    None (unknown) for a registered kagglekit model that does not take ``in_channels``."""
+    family = str(config["name"]).partition("/")[0]
+    default = 3 if family in ("timm", "smp") else None
+    return config["kwargs"].get("in_channels", default)

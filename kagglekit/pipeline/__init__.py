@@ -13,7 +13,10 @@ from kagglekit._lazy import lazy_exports
 
 _EXPORTS = {
     "segment": "segmentation",
+    "check": "segmentation",
     "SegmentReport": "segmentation",
+    "NonFiniteOutputError": "segmentation",
+    "RunReport": "run",
     "load_config": "config",
     "SegmentConfig": "config",
     "PipelineConfigError": "config",

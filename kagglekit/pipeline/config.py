@@ -6,7 +6,8 @@
     [[models]]   path = "fold0.safetensors"  weight = 1.0        (one table per checkpoint)
     [tta]        views = "d4" | ["identity", "hflip"]  mode = "merge" | "cycle"  merge = "mean"
     normalize  = "scale" | "none" | "imagenet" | { mean = [...], std = [...] }
-    device     = "cpu" | "cuda"                                     (default: cuda when available)
+    device     = "auto" | "cpu" | "cuda" | "cuda:N"   (default "auto": cuda when available, else cpu;
+                                                     "cuda" on a machine without CUDA is refused)
     [threshold]  kind = "fixed" (value) | "percentile" (q, a fraction) | "file" (file)
     [output]     sample_submission = "sample_submission.csv"  submission = "submission.csv"
                  id_column  mask_column  order = "C" | "F"  fallback = ""
@@ -15,11 +16,14 @@
 Model and threshold files are relative to the config file's folder (a dict: to ``base_dir``),
 ``inputs.glob`` and ``output.sample_submission`` to the input folder, ``output.submission`` to the
 output folder. Every mistake raises :class:`PipelineConfigError` naming the key, e.g.
-``tiling.stride: must be an integer >= 1, got 'auto'``; unknown keys are refused (typos).
+``tiling.stride: must be an integer >= 1, got 'auto'``; unknown keys are refused (typos), with the
+closest allowed key when there is one. :func:`early_output` reads just ``[output]``, leniently, so
+that the pipeline can write the fallback submission before the whole file is checked.
 """
 
 from __future__ import annotations
 
+import difflib
 import json
 import math
 from dataclasses import dataclass, field
@@ -27,7 +31,7 @@ from pathlib import Path
 
 from kagglekit.errors import ConfigError
 
-__all__ = ["PipelineConfigError", "SegmentConfig", "load_config", "read_threshold_file"]
+__all__ = ["PipelineConfigError", "SegmentConfig", "early_output", "load_config", "read_threshold_file"]
 
 IMAGENET = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
 THRESHOLD_KINDS = ("fixed", "percentile", "file")
@@ -104,7 +108,7 @@ class SegmentConfig:
     tiling: TilingConfig = field(default_factory=TilingConfig)
     tta: TTAConfig = field(default_factory=TTAConfig)
     normalize: object = "scale"
-    device: str | None = None
+    device: str = "auto"
     threshold: ThresholdConfig = field(default_factory=ThresholdConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
     budget: BudgetConfig = field(default_factory=BudgetConfig)
@@ -118,7 +122,10 @@ class _Table:
             raise PipelineConfigError(f"{name}: must be a table (a dict), got {type(data).__name__}")
         unknown = sorted(set(data) - set(allowed))
         if unknown:
-            raise PipelineConfigError(f"{name}: unknown key(s) {unknown}; allowed keys are {sorted(allowed)}")
+            close = [c for key in unknown for c in difflib.get_close_matches(str(key), allowed, n=1)]
+            hint = f" (did you mean {', '.join(map(repr, close))}?)" if close else ""
+            where = f"{name}: unknown key(s)" if name else "unknown top-level key(s)"
+            raise PipelineConfigError(f"{where} {unknown}{hint}; allowed keys are {sorted(allowed)}")
         self.data, self.name = data, name
 
     def _where(self, key: str) -> str:
@@ -248,16 +255,25 @@ def _normalize(value):
     )
 
 
-def _device(value: str | None) -> str | None:
-    """A torch device name ('cpu', 'cuda', 'cuda:1', 'mps'), checked by torch's own parser."""
-    if value is None:
-        return None
+def _device(value: str) -> str:
+    """'auto' or a torch device name ('cpu', 'cuda', 'cuda:1', 'mps') that this machine has."""
+    if value == "auto":
+        return value
     import torch
 
     try:
-        torch.device(value)
+        device = torch.device(value)
     except (RuntimeError, ValueError) as exc:
-        raise PipelineConfigError(f"device: {value!r} is not a torch device ({exc}); use 'cpu', 'cuda' or 'cuda:N'") from None
+        raise PipelineConfigError(f"device: {value!r} is not a torch device ({exc}); use 'auto', 'cpu', 'cuda' or 'cuda:N'") from None
+    if device.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise PipelineConfigError(f"device: {value!r}, but this machine has no CUDA device; use device = 'auto' "
+                                      "(the GPU when there is one, else the CPU), or turn the kernel's GPU accelerator on")
+        if device.index is not None and device.index >= count:
+            raise PipelineConfigError(f"device: {value!r}, but this machine has {count} CUDA device(s) (cuda:0..cuda:{count - 1})")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise PipelineConfigError(f"device: {value!r}, but MPS is not available here; use device = 'auto'")
     return value
 
 
@@ -331,11 +347,24 @@ def load_config(source, base_dir=None) -> SegmentConfig:
         tiling=_tiling(data.get("tiling", {})),
         tta=_tta(data.get("tta", {})),
         normalize=_normalize(data.get("normalize", "scale")),
-        device=_device(top.string("device", None)),
+        device=_device(top.string("device", "auto")),
         threshold=_threshold(data.get("threshold", {}), base),
         output=_output(data.get("output", {})),
         budget=_budget(data.get("budget", {})),
     )
+
+
+def early_output(source) -> OutputConfig:
+    """The ``[output]`` section of ``source`` (as :func:`load_config` takes it) as far as it can be read:
+    the defaults when the file is missing or not TOML or the section has a mistake. Only for writing
+    the fallback submission early; :func:`load_config` reports the mistake itself."""
+    if isinstance(source, SegmentConfig):
+        return source.output
+    try:
+        data = source if isinstance(source, dict) else _read_toml(Path(source))
+        return _output(data.get("output", {}))
+    except (ConfigError, TypeError, AttributeError):
+        return OutputConfig()
 
 
 def read_threshold_file(path: Path) -> float:

@@ -129,17 +129,25 @@ class TileGrid:
         return (inside / area)[self.index[:, 0], self.index[:, 1]]
 
     def select(self, mask: np.ndarray, min_fraction: float = 0.05) -> TileGrid:
-        """Keep the tiles whose footprint is at least ``min_fraction`` True in the low-resolution ``mask``."""
-        if not 0 <= min_fraction <= 1:
-            raise InvalidArgumentError(f"min_fraction must be in [0, 1], got {min_fraction}")
-        fraction = self.mask_fraction(mask)
-        return self.subset(fraction >= min_fraction if min_fraction > 0 else fraction > 0)
+        """Keep the tiles whose footprint is at least ``min_fraction`` True in the low-resolution ``mask``
+        (with ``min_fraction=0``, the tiles with any True cell: a tile with none is never kept)."""
+        return self.subset(_at_least(self.mask_fraction(mask), min_fraction))
 
-    def top_k(self, scores, k: int) -> TileGrid:
-        """Keep the ``k`` tiles with the highest ``scores`` (an (N,) array, e.g. :meth:`mask_fraction`); ties keep the earlier tile."""
+    def top_k(self, scores, k: int, min_fraction: float = 0.0) -> TileGrid:
+        """Keep the ``k`` tiles with the highest ``scores`` (an (N,) array of fractions, e.g. :meth:`mask_fraction`)
+        among those scoring at least ``min_fraction`` (and always above 0: on an all-background slide
+        nothing is kept, and the grid may hold fewer than ``k`` tiles); ties keep the earlier tile."""
         scores = np.asarray(scores, np.float64)
         if scores.shape != (len(self),):
             raise ShapeError(f"scores must have one value per tile ({len(self)}), got shape {scores.shape}")
         k = positive_int("k", k)
-        order = np.argsort(-scores, kind="stable")[:k]
+        candidates = np.flatnonzero(_at_least(scores, min_fraction))
+        order = candidates[np.argsort(-scores[candidates], kind="stable")[:k]]
         return self.subset(order)
+
+
+def _at_least(fraction: np.ndarray, minimum: float) -> np.ndarray:
+    """Which of ``fraction`` are at least ``minimum`` (in [0, 1]) and above 0."""
+    if not 0 <= minimum <= 1:
+        raise InvalidArgumentError(f"min_fraction must be in [0, 1], got {minimum}")
+    return (fraction >= minimum) & (fraction > 0)
