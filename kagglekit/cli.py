@@ -18,6 +18,7 @@ any fallback row), 1 an error (printed as ``kagglekit: error: ...``, the traceba
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import sys
 import traceback
@@ -248,28 +249,34 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _setup_logging(args) -> None:
-    """kagglekit's log to stderr, one line a message: INFO by default, DEBUG with -v, WARNING with -q."""
-    level = logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO
+@contextlib.contextmanager
+def _logging_to_stderr(args):
+    """kagglekit's log to stderr, one line a message, while the command runs: INFO by default, DEBUG
+    with -v, WARNING with -q. The logger is put back as it was afterwards (main() may run in-process)."""
+    log = logging.getLogger("kagglekit")
+    before = log.handlers[:], log.level, log.propagate
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
-    log = logging.getLogger("kagglekit")
     log.handlers[:] = [handler]
-    log.setLevel(level)
+    log.setLevel(logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO)
     log.propagate = False
+    try:
+        yield
+    finally:
+        log.handlers[:], log.level, log.propagate = before
 
 
 def main(argv=None) -> int:
     """Run the ``kagglekit`` command with ``argv`` (default: ``sys.argv[1:]``); return the exit code."""
     args = build_parser().parse_args(argv)
-    _setup_logging(args)
-    try:
-        return args.handler(args)
-    except KagglekitError as exc:
-        if args.verbose:
-            traceback.print_exc(file=sys.stderr)
-        print(f"kagglekit: error: {exc}", file=sys.stderr)
-        return 1
+    with _logging_to_stderr(args):
+        try:
+            return args.handler(args)
+        except KagglekitError as exc:
+            if args.verbose:
+                traceback.print_exc(file=sys.stderr)
+            print(f"kagglekit: error: {exc}", file=sys.stderr)
+            return 1
 
 
 if __name__ == "__main__":

@@ -188,3 +188,62 @@ def test_ema_update_is_closed_form(tmp_path):
     assert json.loads(json.dumps(checkpoint_info(path)))["metadata"] == {"ema_decay": 0.75}
     with pytest.raises(InvalidArgumentError, match="decay"):
         create_ema(model, decay=1.5)
+
+
+def bn_dropout_model():
+    """A timm model whose outputs differ between train and eval mode (BatchNorm statistics, dropout)."""
+    torch.manual_seed(1)
+    return randomise_buffers(create("timm/resnet10t", num_classes=3, drop_rate=0.5))
+
+
+def test_load_checkpoint_returns_the_model_in_eval_mode(tmp_path):
+    model = bn_dropout_model().eval()
+    path = save_checkpoint(model, tmp_path / "m.safetensors")
+    loaded = load_checkpoint(path)  # no .eval(): the old default (train mode) was off by up to 0.5 here
+    assert not any(m.training for m in loaded.modules())
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.equal(loaded(x), model(x))
+    assert all(m.training for m in load_checkpoint(path, train=True).modules())
+
+
+def test_a_checkpoint_with_overwritten_tensor_bytes_is_refused_naming_the_file(tmp_path):
+    path = save_checkpoint(bn_dropout_model(), tmp_path / "m.safetensors")
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2 : len(data) // 2 + 64] = bytes(64)  # zeros over some weights: still a readable file
+    path.write_bytes(bytes(data))
+    assert checkpoint_info(path)["name"] == "timm/resnet10t"  # the header is intact
+    with pytest.raises(CheckpointError, match=re.escape(f"{path}: the tensor data do not match the checksum")):
+        load_checkpoint(path)
+    from kagglekit.models import verify_checkpoint
+
+    with pytest.raises(CheckpointError):
+        verify_checkpoint(path)
+
+
+def test_the_checksum_is_the_sha256_of_the_data_and_old_files_still_load(tmp_path):
+    """Oracle: hashlib over the bytes after the header, read plainly; a file saved without a checksum
+    (before checksums existed: only the build config in its header) loads and verifies as 'nothing to check'."""
+    import hashlib
+    import struct
+
+    from safetensors import safe_open
+
+    from kagglekit.models import verify_checkpoint
+
+    model = bn_dropout_model().eval()
+    path = save_checkpoint(model, tmp_path / "m.safetensors")
+    raw = path.read_bytes()
+    (length,) = struct.unpack("<Q", raw[:8])
+    with safe_open(str(path), framework="pt") as f:
+        assert f.metadata()["kagglekit_sha256"] == hashlib.sha256(raw[8 + length :]).hexdigest()
+    assert verify_checkpoint(path) is True
+    old = tmp_path / "old.safetensors"
+    with safe_open(str(path), framework="pt") as f:
+        header = {"kagglekit": f.metadata()["kagglekit"]}
+        save_file({k: f.get_tensor(k) for k in f.keys()}, str(old), metadata=header)
+    assert verify_checkpoint(old) is False
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.equal(load_checkpoint(old)(x), model(x))
+

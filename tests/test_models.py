@@ -93,6 +93,12 @@ def test_concat_pool_model_is_backbone_plus_head():
     ("kagglekit/volume_segmenter", dict(backbone="not_a_model_xyz"), "timm has no model 'not_a_model_xyz'"),
     ("timm/resnet10t", dict(in_channels=0), "in_channels"),
     ("smp/unet/resnet18", dict(in_channels=0), "in_channels"),
+    ("smp/unet/resnet18", dict(classes=2, num_classes=2), "classes= and num_classes= say the same thing"),
+    ("timm/resnet10t", dict(in_chans=1, in_channels=1), "in_chans= and in_channels= say the same thing"),
+    ("smp/unet/resnet18", dict(encoder_name="resnet34"), "the encoder is named in the name"),
+    ("timm/resnet10t", dict(checkpoint_path="w.pth"), "pass weights=<local file>"),
+    ("timm/resnet10t", dict(num_clases=3), "unexpected keyword argument 'num_clases'"),
+    ("smp/unet/resnet18", dict(decoder_chanels=[8]), "no keyword .decoder_chanels. \\(did you mean .decoder_channels.\\?\\)"),
 ])
 def test_bad_names_and_arguments(name, kwargs, message):
     with pytest.raises(InvalidArgumentError, match=message):
@@ -284,3 +290,31 @@ def test_unreadable_files(tmp_path):
     with pytest.raises(KagglekitError, match="key="):
         read_state_dict(tmp_path / "opt.pth")
     assert issubclass(UnsafeCheckpointError, KagglekitError)
+
+
+@pytest.mark.parametrize("name, theirs, ours", [
+    ("smp/unet/tu-lcnet_050", dict(classes=1, encoder_depth=3, decoder_channels=[16, 8, 4]),
+     dict(num_classes=1, encoder_depth=3, decoder_channels=[16, 8, 4])),
+    ("smp/unet/resnet18", dict(classes=3, in_chans=2), dict(num_classes=3, in_channels=2)),
+    ("timm/resnet10t", dict(in_chans=1, num_classes=2), dict(in_channels=1, num_classes=2)),
+])
+def test_the_libraries_own_keywords_build_the_same_model(name, theirs, ours):
+    """smp's ``classes`` and timm's ``in_chans`` build what kagglekit's keywords build (same weights from the
+    same seed, same outputs), and the stored config uses kagglekit's spelling."""
+    torch.manual_seed(0)
+    a = create(name, **theirs).eval()
+    torch.manual_seed(0)
+    b = create(name, **ours).eval()
+    assert a.kagglekit_config == b.kagglekit_config == {"name": name, "kwargs": ours}
+    x = torch.rand(1, ours.get("in_channels", 3), 64, 64)
+    with torch.no_grad():
+        assert torch.equal(a(x), b(x))
+
+
+def test_input_channels_come_from_the_build_config():
+    from kagglekit.models import input_channels
+
+    assert input_channels(create("timm/resnet10t", in_channels=1).kagglekit_config) == 1
+    assert input_channels(create("smp/unet/resnet18").kagglekit_config) == 3
+    assert input_channels(create("kagglekit/volume_segmenter", backbone="resnet10t").kagglekit_config) is None
+

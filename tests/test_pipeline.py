@@ -7,84 +7,17 @@ tests compute plainly from the pixels (and the RLE strings are decoded by a plai
 
 from __future__ import annotations
 
-import csv
 import math
 
-import cv2
 import numpy as np
 import pytest
-import torch
-from torch import nn
 
 from kagglekit.errors import ConfigError, KagglekitError, SubmissionError
 from kagglekit.kaggle.budget import Budget
-from kagglekit.models import create, register_model, save_checkpoint
 from kagglekit.pipeline import PipelineConfigError, load_config, segment
 
+from competitions import RNG, FakeClock, checkpoint, competition, config, read_csv, write_png
 from helpers import modules_loaded_by, plain_rle_decode
-
-RNG = np.random.default_rng(7)
-
-
-class FakeClock:
-    """A clock that only moves when a model runs (``Channel0Logit.cost`` seconds per forward)."""
-
-    now = 0.0
-
-    def __call__(self):
-        return FakeClock.now
-
-
-class Channel0Logit(nn.Module):
-    def __init__(self, gain: float = 10.0, offset: float = 0.5, cost: float = 0.0):
-        super().__init__()
-        self.gain = nn.Parameter(torch.tensor(float(gain)))
-        self.offset, self.cost = offset, cost
-
-    def forward(self, x):
-        if x.any():  # the pipeline's probe, one zero tile per model before any image, is not timed
-            FakeClock.now += self.cost
-        return self.gain * (x[:, :1] - self.offset)
-
-
-register_model("test_pipeline_channel0", Channel0Logit)
-
-
-def checkpoint(path, **kwargs):
-    return save_checkpoint(create("kagglekit/test_pipeline_channel0", **kwargs), path)
-
-
-def read_csv(path) -> list[dict]:
-    with open(path, newline="") as f:
-        return list(csv.DictReader(f))
-
-
-def write_png(path, image):
-    assert cv2.imwrite(str(path), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
-
-
-def competition(tmp_path, shapes, columns=("id", "rle")):
-    """test/<id>.png of random colours and sample_submission.csv; returns {id: image}."""
-    (tmp_path / "test").mkdir(parents=True)
-    images = {}
-    for k, shape in enumerate(shapes):
-        image = RNG.integers(0, 256, (*shape, 3), dtype=np.uint8)
-        images[f"img{k}"] = image
-        write_png(tmp_path / "test" / f"img{k}.png", image)
-    with open(tmp_path / "sample_submission.csv", "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(columns)
-        for i, image in images.items():
-            w.writerow([i, "1 1", *(str(image.shape[1]) for _ in columns[2:])])
-    return images
-
-
-def config(models, **sections):
-    base = {"models": [{"path": str(p), "weight": w} for p, w in models],
-            "tiling": {"tile": 64, "stride": 48, "margin": 8, "batch_size": 4}}
-    base.update(sections)
-    return base
-
 
 def test_fixed_threshold_with_tta_and_a_weighted_ensemble_matches_the_pixels(tmp_path):
     images = competition(tmp_path, [(100, 130), (40, 50), (64, 64)], columns=("image_id", "segmentation", "width"))

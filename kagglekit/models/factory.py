@@ -68,12 +68,33 @@ def _smp(spec: str, in_channels: int = 3, num_classes: int = 1, drop_path_rate: 
             )
         kwargs["drop_path_rate"] = drop_path_rate
     in_channels = positive_int("in_channels", in_channels)
+    if not encoder.startswith("tu-"):
+        _check_smp_keywords(smp, arch, kwargs)
     with timm_name(encoder.removeprefix("tu-")):  # a tu- encoder is the timm model named after the prefix
         try:
             return smp.create_model(arch, encoder_name=encoder, encoder_weights=None, in_channels=in_channels,
                                     classes=num_classes, **kwargs)
         except KeyError as e:
             raise InvalidArgumentError(f"segmentation-models-pytorch cannot build {spec!r}: {e.args[0]}") from e
+
+
+def _check_smp_keywords(smp, arch: str, kwargs: dict) -> None:
+    """Refuse keywords that smp's architecture class does not name: it takes ``**kwargs`` for its encoder,
+    and smp's own encoders ignore what they do not know, so a misspelt keyword would be silently dropped."""
+    import difflib
+    import inspect
+
+    model_class = smp.MODEL_ARCHITECTURES_MAPPING.get(arch.lower())
+    if model_class is None:
+        return  # smp names the known architectures itself
+    known = [n for n, p in inspect.signature(model_class).parameters.items() if p.kind is not p.VAR_KEYWORD]
+    for key in kwargs:
+        if key not in known:
+            close = difflib.get_close_matches(key, known, n=1)
+            raise InvalidArgumentError(
+                f"smp's {model_class.__name__} has no keyword {key!r}{f' (did you mean {close[0]!r}?)' if close else ''}; "
+                f"it takes {sorted(set(known) - {'encoder_name', 'encoder_weights', 'classes'})} besides kagglekit's "
+                "in_channels and num_classes")
 
 
 _FAMILIES = {"timm": _timm, "smp": _smp, "kagglekit": lambda name, **kw: get_builder(name)(**kw)}

@@ -333,11 +333,18 @@ def load_config(source, base_dir=None) -> SegmentConfig:
         return source
     if isinstance(source, dict):
         data, base = source, Path(base_dir) if base_dir is not None else Path.cwd()
-    elif isinstance(source, (str, Path)):
-        path = Path(source)
-        data, base = _read_toml(path), Path(base_dir) if base_dir is not None else path.parent
-    else:
+        return _check(data, base)
+    if not isinstance(source, (str, Path)):
         raise PipelineConfigError(f"config must be a TOML path, a dict or a SegmentConfig, got {type(source).__name__}")
+    path = Path(source)
+    data = _read_toml(path)
+    try:
+        return _check(data, Path(base_dir) if base_dir is not None else path.parent)
+    except PipelineConfigError as exc:
+        raise PipelineConfigError(f"{path}: {exc}") from None
+
+
+def _check(data: dict, base: Path) -> SegmentConfig:
     top = _Table(data, "", ("inputs", "tiling", "models", "tta", "normalize", "device", "threshold", "output", "budget"))
     if "models" not in data:
         raise PipelineConfigError("models: missing; add [[models]] path = \"<checkpoint>.safetensors\"")

@@ -1,0 +1,115 @@
+"""A tiny segmentation competition and closed-form checkpoints, shared by the pipeline tests.
+
+The checkpoints are of registered pointwise models, e.g. ``logit = gain * (channel0 - offset)`` on the
+image scaled to [0, 1], so the expected mask of every configuration has a closed form that the tests
+compute plainly from the pixels.
+"""
+
+from __future__ import annotations
+
+import csv
+
+import cv2
+import numpy as np
+import torch
+from torch import nn
+
+from kagglekit.models import create, register_model, save_checkpoint
+
+RNG = np.random.default_rng(7)
+
+
+class FakeClock:
+    """A clock that only moves when a model runs (``Channel0Logit.cost`` seconds per forward)."""
+
+    now = 0.0
+
+    def __call__(self):
+        return FakeClock.now
+
+
+class Channel0Logit(nn.Module):
+    def __init__(self, gain: float = 10.0, offset: float = 0.5, cost: float = 0.0):
+        super().__init__()
+        self.gain = nn.Parameter(torch.tensor(float(gain)))
+        self.offset, self.cost = offset, cost
+
+    def forward(self, x):
+        if x.any():  # the pipeline's probe, one zero tile per model before any image, is not timed
+            FakeClock.now += self.cost
+        return self.gain * (x[:, :1] - self.offset)
+
+
+register_model("test_pipeline_channel0", Channel0Logit)
+
+
+def checkpoint(path, **kwargs):
+    return save_checkpoint(create("kagglekit/test_pipeline_channel0", **kwargs), path)
+
+
+def read_csv(path) -> list[dict]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def write_png(path, image):
+    assert cv2.imwrite(str(path), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+
+
+def competition(tmp_path, shapes, columns=("id", "rle")):
+    """test/<id>.png of random colours and sample_submission.csv; returns {id: image}."""
+    (tmp_path / "test").mkdir(parents=True)
+    images = {}
+    for k, shape in enumerate(shapes):
+        image = RNG.integers(0, 256, (*shape, 3), dtype=np.uint8)
+        images[f"img{k}"] = image
+        write_png(tmp_path / "test" / f"img{k}.png", image)
+    with open(tmp_path / "sample_submission.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(columns)
+        for i, image in images.items():
+            w.writerow([i, "1 1", *(str(image.shape[1]) for _ in columns[2:])])
+    return images
+
+
+def config(models, **sections):
+    base = {"models": [{"path": str(p), "weight": w} for p, w in models],
+            "tiling": {"tile": 64, "stride": 48, "margin": 8, "batch_size": 4}}
+    base.update(sections)
+    return base
+
+
+class MeanLogit(nn.Module):
+    """``logit = gain * (mean over the in_channels channels - 0.5)``: a 1x1 convolution that refuses any
+    other channel count (as a real RGB model does)."""
+
+    def __init__(self, in_channels: int = 3, gain: float = 10.0):
+        super().__init__()
+        self.conv = nn.Conv2d(in_channels, 1, 1)
+        with torch.no_grad():
+            self.conv.weight.fill_(gain / in_channels)
+            self.conv.bias.fill_(-0.5 * gain)
+
+    def forward(self, x):
+        return self.conv(x)
+
+
+register_model("test_pipeline_mean", MeanLogit)
+
+
+class TileRecorder(nn.Module):
+    """Channel 0 as the logit; every tile it is given is kept in ``TileRecorder.seen`` (uint8 HWC)."""
+
+    seen: list = []
+
+    def __init__(self):
+        super().__init__()
+        self.unused = nn.Parameter(torch.zeros(()))
+
+    def forward(self, x):
+        if x.any():  # not the pipeline's zero-tile probe
+            TileRecorder.seen.extend((t.permute(1, 2, 0) * 255).round().to(torch.uint8).numpy() for t in x)
+        return x[:, :1] - 0.5
+
+
+register_model("test_pipeline_recorder", TileRecorder)
