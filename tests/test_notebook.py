@@ -59,12 +59,18 @@ def test_a_notebook_without_a_parameters_cell_is_refused():
         inject_parameters(nb, {"x": 2})
 
 
-@pytest.mark.slow
-def test_the_notebook_runs_headless_to_a_valid_submission_and_an_overlay(tmp_path):
+def kaggle_folders(tmp_path):
+    """(input root, competition folder with test/, model folder, working folder) as Kaggle lays them out."""
     root = tmp_path / "input"
     comp, models, out = root / "demo-comp", root / "demo-models", tmp_path / "working"
     (comp / "test").mkdir(parents=True)
     models.mkdir()
+    return root, comp, models, out
+
+
+@pytest.mark.slow
+def test_the_notebook_runs_headless_to_a_valid_submission_and_an_overlay(tmp_path):
+    root, comp, models, out = kaggle_folders(tmp_path)
     shapes = {"a": (300, 200), "b": (64, 90), "broken": (50, 50)}
     for name, shape in shapes.items():
         assert cv2.imwrite(str(comp / "test" / f"{name}.png"), np.full((*shape, 3), 120, np.uint8))
@@ -94,3 +100,17 @@ def test_an_error_in_a_cell_fails_the_run(tmp_path):
         execute_notebook(NOTEBOOK, {"INPUT_ROOT": str(tmp_path / "nothing"), "OUTPUT_DIR": str(tmp_path)},
                          cwd=tmp_path, timeout=600)
     assert not (tmp_path / "submission.csv").exists()
+
+
+@pytest.mark.slow
+def test_a_config_typo_fails_the_notebook_loudly_and_leaves_the_fallback_submission(tmp_path):
+    root, comp, models, out = kaggle_folders(tmp_path)
+    assert cv2.imwrite(str(comp / "test" / "a.png"), np.full((40, 40, 3), 120, np.uint8))
+    (comp / "sample_submission.csv").write_text("id,rle\na,\nb,\n")
+    constant_checkpoint(models / "model.safetensors", logit=5.0)
+    (models / "segment.toml").write_text('[tiling]\nstrid = 192\n[[models]]\npath = "model.safetensors"\n')
+    with pytest.raises(NotebookError, match=r"tiling: unknown key\(s\) \['strid'\] \(did you mean 'stride'\?\)"):
+        execute_notebook(NOTEBOOK, {"INPUT_ROOT": str(root), "COMPETITION": "demo-comp", "MODELS": "demo-models",
+                                    "OUTPUT_DIR": str(out)}, cwd=tmp_path, timeout=600)
+    with open(out / "submission.csv", newline="") as f:
+        assert list(csv.DictReader(f)) == [{"id": "a", "rle": ""}, {"id": "b", "rle": ""}]

@@ -102,6 +102,7 @@ def write_fallback(path: Path, reference, fill: dict, id_column: str):
     except OSError as exc:
         raise SubmissionError(f"cannot write {path} ({exc.strerror or exc}); pass an output folder you can write "
                               "to (--output, or /kaggle/working in a kernel)") from None
+    logger.info("fallback submission written: %s (%d rows); each prediction replaces its row", path, len(reference))
     return guard
 
 

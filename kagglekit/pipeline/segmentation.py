@@ -162,12 +162,9 @@ def _match_inputs(input_dir: Path, ids: list[str], cfg: SegmentConfig, report: S
             found[key] = path
     if ignored:
         report.note(f"{len(ignored)} input(s) not in the sample submission ignored, e.g. {ignored[:3]}", logging.INFO)
-    missing = [i for i in ids if i not in found]
-    for i in missing:
-        report.fallback[i] = f"no input matches {cfg.inputs.glob!r} under {input_dir}"
-    if missing:
-        report.note(f"{len(missing)} id(s) of the sample submission have no input matching {cfg.inputs.glob!r} under "
-                    f"{input_dir}, e.g. {missing[:3]}; they keep the fallback row")
+    for i in ids:
+        if i not in found:
+            report.fallback[i] = f"no input matches {cfg.inputs.glob!r} under {input_dir}"
     return found
 
 
@@ -289,6 +286,40 @@ def segment(config, input_dir=None, output_dir=None, *, base_dir=None, budget=No
     models, one image's source, its mask and the RLE strings.
     """
     start = time.monotonic()
+    cfg, report, guard, input_dir, threshold = _begin(config, input_dir, output_dir, base_dir)
+    try:
+        budget = budget or Budget(cfg.budget.seconds, cfg.budget.reserve)
+        ids, store = _store_rows(guard, report.mask_column, cfg.output.fallback)
+        found = report.inputs = _match_inputs(input_dir, ids, cfg, report)
+        pending = [(i, found[i]) for i in ids if i in found]
+        if len(pending) < len(ids):
+            missing = [i for i in ids if i not in found]
+            report.note(f"{len(missing)} id(s) of the sample submission have no input matching {cfg.inputs.glob!r} "
+                        f"under {input_dir}, e.g. {missing[:3]}; they keep the fallback row")
+        models, weights, in_channels = [], [], None
+        if pending:
+            models, weights, in_channels = _probe_models(_load_models(cfg, report), cfg, _image_channels(pending, cfg), report)
+        if not models:
+            if pending:
+                report.note("no usable model: every image keeps the fallback row", logging.ERROR)
+            report.fallback.update({i: "no usable model" for i, _ in pending})
+            return report
+        degrader = Degrader(len(cfg.tta.views), len(models), views_cost=cfg.tta.mode == "merge")
+        predict = _image_predictor(cfg, models, weights, in_channels, threshold, degrader, report, store)
+        run_items(pending, _areas(pending, cfg), degrader, predict, budget, report)
+        if report.no_tissue and len(report.no_tissue) == len(report.predicted):
+            report.note("no predicted image had a tile with tissue: every mask is empty; check tiling.tissue_only, "
+                        "tiling.min_tissue and tiling.thumbnail against the images' background")
+        report.views, report.models = degrader.views, degrader.models
+        return report
+    finally:
+        report.seconds = time.monotonic() - start
+
+
+def _begin(config, input_dir, output_dir, base_dir):
+    """(config, report, guard, input folder, probability threshold or None): the fallback submission
+    written from the sample and the ``[output]`` section alone, then the whole config, the threshold
+    file and the device, checked before any model loads."""
     input_dir, output_dir = resolve_dirs(input_dir, output_dir)
     output = early_output(config)
     sample = input_dir / output.sample_submission
@@ -304,28 +335,19 @@ def segment(config, input_dir=None, output_dir=None, *, base_dir=None, budget=No
     cfg = load_config(config, base_dir)
     _check_columns(reference, sample, cfg)
     threshold = _threshold(cfg)
-    device = resolve_device(cfg.device)
-    report.device = str(device)
-    budget = budget or Budget(cfg.budget.seconds, cfg.budget.reserve)
-    ids, store = _store_rows(guard, mask_column, cfg.output.fallback)
-    found = report.inputs = _match_inputs(input_dir, ids, cfg, report)
-    pending = [(i, found[i]) for i in ids if i in found]
-    models, weights, in_channels = [], [], None
-    if pending:
-        models, weights, in_channels = _probe_models(_load_models(cfg, report), cfg, _image_channels(pending, cfg), report)
-    if not models:
-        if pending:
-            report.note("no usable model: every image keeps the fallback row", logging.ERROR)
-        report.fallback.update({i: "no usable model" for i, _ in pending})
-        report.seconds = time.monotonic() - start
-        return report
-    degrader = Degrader(len(cfg.tta.views), len(models), views_cost=cfg.tta.mode == "merge")
+    report.device = str(resolve_device(cfg.device))
+    return cfg, report, guard, input_dir, threshold
+
+
+def _image_predictor(cfg: SegmentConfig, models, weights, in_channels, threshold, degrader: Degrader,
+                     report: SegmentReport, store):
+    """``predict(id, path)`` for :func:`~kagglekit.pipeline.run.run_items`: one image through the current
+    setting of ``degrader``, its RLE handed to ``store``; non-finite logits raise NonFiniteOutputError."""
+    from kagglekit.io import match_channels
+    from kagglekit.kaggle.rle import rle_encode
+    from kagglekit.tiling import tissue_mask
 
     def predict(i: str, path: Path) -> str:
-        from kagglekit.io import match_channels
-        from kagglekit.kaggle.rle import rle_encode
-        from kagglekit.tiling import tissue_mask
-
         source = _open(path, cfg)
         if cfg.inputs.kind == "image":
             matched = match_channels(source, in_channels)
@@ -335,7 +357,7 @@ def segment(config, input_dir=None, output_dir=None, *, base_dir=None, budget=No
         model, tta = _compose(models, weights, cfg, degrader.views, degrader.models)
         counted = _CountNonFinite(model)
         skip = tissue_mask(source.thumbnail(cfg.tiling.thumbnail)) if cfg.tiling.tissue_only else None
-        mask, used = _predict(counted, tta, source, cfg, threshold, skip, device)
+        mask, used = _predict(counted, tta, source, cfg, threshold, skip, report.device)
         if counted.bad:
             raise NonFiniteOutputError(f"the model returned {counted.bad} NaN or infinite logits out of {counted.pixels} "
                                        "tile output pixels; check the checkpoint (diverged training, float16 overflow)")
@@ -347,13 +369,7 @@ def segment(config, input_dir=None, output_dir=None, *, base_dir=None, budget=No
                         "its mask is empty", logging.INFO)
         return f"threshold {used:.4g}, {degrader.views} view(s) x {degrader.models} model(s)"
 
-    run_items(pending, _areas(pending, cfg), degrader, predict, budget, report)
-    if report.no_tissue and len(report.no_tissue) == len(report.predicted):
-        report.note("no predicted image had a tile with tissue: every mask is empty; check tiling.tissue_only, "
-                    "tiling.min_tissue and tiling.thumbnail against the images' background")
-    report.views, report.models = degrader.views, degrader.models
-    report.seconds = time.monotonic() - start
-    return report
+    return predict
 
 
 def check(config, input_dir=None, *, base_dir=None) -> list[tuple[bool, str]]:
