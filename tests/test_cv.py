@@ -59,7 +59,7 @@ def test_stratified_multi_key_without_groups_within_one_of_ideal():
     rng = np.random.default_rng(0)
     n = 3000
     keys = np.stack([rng.integers(0, 4, n), rng.choice(["TMA", "WSI"], n, p=[0.2, 0.8])], axis=1)
-    fold = folds_of(StratifiedGroupKFold(K, random_state=1), np.zeros(n), keys)
+    fold = folds_of(StratifiedGroupKFold(K, shuffle=True, random_state=1), np.zeros(n), keys)
     combos = [tuple(r) for r in keys]
     for combo in set(combos):
         member = np.array([c == combo for c in combos])
@@ -74,7 +74,7 @@ def test_stratified_groups_within_largest_group_of_ideal():
     group_size = rng.integers(1, 12, n_groups)
     groups = np.repeat(np.arange(n_groups), group_size)
     y = group_class[groups]
-    splitter = StratifiedGroupKFold(K, random_state=2)
+    splitter = StratifiedGroupKFold(K, shuffle=True, random_state=2)
     fold = folds_of(splitter, np.zeros(len(y)), y, groups)
     assert_groups_whole(fold, groups)
     for c in range(3):
@@ -85,8 +85,8 @@ def test_stratified_groups_within_largest_group_of_ideal():
 
 def test_stratified_without_y_balances_sizes_and_is_deterministic():
     groups = np.repeat(np.arange(50), np.arange(50) % 7 + 1)
-    a = StratifiedGroupKFold(K, random_state=3).assign(np.zeros(len(groups)), None, groups)
-    b = StratifiedGroupKFold(K, random_state=3).assign(np.zeros(len(groups)), None, groups)
+    a = StratifiedGroupKFold(K, shuffle=True, random_state=3).assign(np.zeros(len(groups)), None, groups)
+    b = StratifiedGroupKFold(K, shuffle=True, random_state=3).assign(np.zeros(len(groups)), None, groups)
     np.testing.assert_array_equal(a, b)
     assert_groups_whole(a, groups)
     sizes = np.bincount(a, minlength=K)
@@ -98,7 +98,7 @@ def test_usable_by_sklearn_cross_validation():
     X = rng.normal(size=(200, 3))
     y = (X[:, 0] > 0).astype(int)
     groups = np.arange(200) // 4
-    scores = cross_val_score(LogisticRegression(), X, y, groups=groups, cv=StratifiedGroupKFold(K, random_state=0))
+    scores = cross_val_score(LogisticRegression(), X, y, groups=groups, cv=StratifiedGroupKFold(K, shuffle=True, random_state=0))
     assert scores.shape == (K,)
 
 
@@ -109,7 +109,7 @@ def test_multilabel_one_hot_gives_floor_or_ceil():
     rng = np.random.default_rng(5)
     n = 4000
     onehot = np.eye(6, dtype=np.int64)[rng.choice(6, n, p=[0.4, 0.3, 0.15, 0.1, 0.04, 0.01])]
-    fold = folds_of(MultilabelStratifiedKFold(K, random_state=0), np.zeros(n), onehot)
+    fold = folds_of(MultilabelStratifiedKFold(K, shuffle=True, random_state=0), np.zeros(n), onehot)
     counts = per_fold_counts(fold, onehot)
     totals = onehot.sum(axis=0)
     assert np.all((counts == totals // K) | (counts == -(-totals // K)))
@@ -143,7 +143,7 @@ def assert_pass_bound(unit_counts: np.ndarray, unit_fold: np.ndarray):
 def test_multilabel_pass_bound_and_small_deviation():
     rng = np.random.default_rng(6)
     y = random_multilabel(rng, 5000, 25)
-    fold = folds_of(MultilabelStratifiedKFold(K, random_state=1), np.zeros(len(y)), y)
+    fold = folds_of(MultilabelStratifiedKFold(K, shuffle=True, random_state=1), np.zeros(len(y)), y)
     assert_pass_bound(y, fold)
     deviation = np.abs(per_fold_counts(fold, y) - y.sum(axis=0) / K)
     # the rarest label (placed first, nothing carried in) is within one of its ideal
@@ -155,7 +155,7 @@ def test_multilabel_with_groups_keeps_groups_and_pass_bound():
     rng = np.random.default_rng(7)
     groups = rng.integers(0, 400, 2000)
     y = random_multilabel(rng, 2000, 10, 0.02, 0.3)
-    splitter = MultilabelStratifiedKFold(K, random_state=2)
+    splitter = MultilabelStratifiedKFold(K, shuffle=True, random_state=2)
     fold = folds_of(splitter, np.zeros(len(y)), y, groups)
     assert_groups_whole(fold, groups)
     ids = np.unique(groups)
@@ -166,8 +166,8 @@ def test_multilabel_with_groups_keeps_groups_and_pass_bound():
 
 def test_multilabel_deterministic_for_a_seed():
     y = random_multilabel(np.random.default_rng(8), 1000, 8)
-    a = MultilabelStratifiedKFold(K, random_state=11).assign(np.zeros(1000), y)
-    b = MultilabelStratifiedKFold(K, random_state=11).assign(np.zeros(1000), y)
+    a = MultilabelStratifiedKFold(K, shuffle=True, random_state=11).assign(np.zeros(1000), y)
+    b = MultilabelStratifiedKFold(K, shuffle=True, random_state=11).assign(np.zeros(1000), y)
     np.testing.assert_array_equal(a, b)
 
 
@@ -185,7 +185,7 @@ def patient_table(seed=9, n_patients=400):
 
 def test_patient_balanced_strata_and_floor_ceil_bound():
     y, groups = patient_table()
-    splitter = PatientBalancedKFold(K, n_bins=4, random_state=0)
+    splitter = PatientBalancedKFold(K, n_bins=4, shuffle=True, random_state=0)
     fold = folds_of(splitter, np.zeros(len(y)), y, groups)
     assert_groups_whole(fold, groups)
     unit, target, size_bin = splitter.patient_strata(y, groups)
@@ -227,10 +227,10 @@ def splitter_cases():
 def test_every_splitter_partitions_keeps_groups_and_repeats_for_a_seed(case):
     cls, y, groups = splitter_cases()[case]
     X = np.zeros((len(y), 2))
-    fold = folds_of(cls(K, random_state=4), X, y, groups)
+    fold = folds_of(cls(K, shuffle=True, random_state=4), X, y, groups)
     assert_groups_whole(fold, groups)
-    np.testing.assert_array_equal(fold, folds_of(cls(K, random_state=4), X, y, groups))
-    assert any(not np.array_equal(fold, cls(K, random_state=s).assign(X, y, groups)) for s in range(5, 9))
+    np.testing.assert_array_equal(fold, folds_of(cls(K, shuffle=True, random_state=4), X, y, groups))
+    assert any(not np.array_equal(fold, cls(K, shuffle=True, random_state=s).assign(X, y, groups)) for s in range(5, 9))
 
 
 # ---------------------------------------------------------------- bad input
@@ -288,7 +288,7 @@ def test_make_folds_matches_the_splitter_and_keeps_columns():
     assert out.columns == df.columns + ["fold"]
     assert out.drop("fold").equals(df)
     keys = np.stack([df["label"].to_numpy(), df["source"].to_numpy()], axis=1)
-    expected = StratifiedGroupKFold(K, random_state=3).assign(np.zeros(df.height), keys, df["patient"].to_numpy())
+    expected = StratifiedGroupKFold(K, shuffle=True, random_state=3).assign(np.zeros(df.height), keys, df["patient"].to_numpy())
     np.testing.assert_array_equal(out["fold"].to_numpy(), expected)
 
 
@@ -415,3 +415,37 @@ def test_adversarial_bad_input():
         adversarial_validation(np.zeros((10, 2)), np.zeros((10, 3)))
     with pytest.raises(KagglekitError):
         adversarial_validation(pl.DataFrame({"x": [1.0] * 10}), pl.DataFrame({"y": [1.0] * 10}))
+
+
+@pytest.mark.parametrize("make, y, groups", [
+    (lambda **kw: StratifiedGroupKFold(n_splits=5, **kw), np.arange(200) % 3, np.arange(200) // 4),
+    (lambda **kw: MultilabelStratifiedKFold(n_splits=5, **kw), (np.arange(200)[:, None] % [2, 3, 5] == 0).astype(int), None),
+    (lambda **kw: PatientBalancedKFold(n_splits=5, **kw), (np.arange(200) // 4) % 2, np.arange(200) // 4),
+])
+def test_splitters_take_shuffle_and_random_state_as_scikit_learn_does(make, y, groups):
+    """A Kaggler's line works unchanged; random_state without shuffle is refused as scikit-learn's KFold
+    refuses it; without shuffle the folds do not change between calls; the splitters run inside
+    cross_validate (oracle: sklearn's own loop over the same split)."""
+    from sklearn.model_selection import KFold, cross_validate
+
+    from sklearn.multioutput import MultiOutputClassifier
+
+    X = np.random.default_rng(0).normal(size=(200, 3))
+    estimator = LogisticRegression() if y.ndim == 1 else MultiOutputClassifier(LogisticRegression())
+    seeded = make(shuffle=True, random_state=42)
+    again = make(shuffle=True, random_state=42)
+    first = [test.tolist() for _, test in seeded.split(X, y, groups)]
+    assert first == [test.tolist() for _, test in again.split(X, y, groups)]
+    assert [t.tolist() for _, t in make().split(X, y, groups)] == [t.tolist() for _, t in make().split(X, y, groups)]
+    assert first != [t.tolist() for _, t in make(shuffle=True, random_state=7).split(X, y, groups)]
+    with pytest.raises(ValueError, match="random_state has no effect since shuffle is False") as info:
+        list(make(random_state=42).split(X, y, groups))
+    with pytest.raises(ValueError, match="random_state has no effect"):
+        KFold(5, random_state=42)  # the message mirrors scikit-learn's own
+    assert isinstance(info.value, KagglekitError)
+    from sklearn.base import clone
+
+    scores = cross_validate(estimator, X, y, groups=groups, cv=seeded)["test_score"]
+    plain = [clone(estimator).fit(X[tr], y[tr]).score(X[te], y[te]) for tr, te in seeded.split(X, y, groups)]
+    np.testing.assert_allclose(scores, plain)
+    assert "shuffle=True" in repr(seeded) and "random_state=42" in repr(seeded)

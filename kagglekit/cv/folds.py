@@ -41,15 +41,15 @@ def make_folds(
     if labels is not None:
         if keys or balance_group_sizes:
             raise InvalidArgumentError("give either labels (multi-label) or target/stratify, not both")
-        splitter = MultilabelStratifiedKFold(n_splits, random_state=seed)
+        splitter = MultilabelStratifiedKFold(n_splits, shuffle=True, random_state=seed)
         folds = splitter.assign(None, label_matrix(df, labels)[0], group_ids)
     elif balance_group_sizes:
         if target is None or groups is None or stratify:
             raise InvalidArgumentError("balance_group_sizes=True needs target and groups (and no stratify keys)")
-        folds = PatientBalancedKFold(n_splits, random_state=seed).assign(None, _column(df, target), group_ids)
+        folds = PatientBalancedKFold(n_splits, shuffle=True, random_state=seed).assign(None, _column(df, target), group_ids)
     else:
         y = np.stack([_key_column(df, k) for k in keys], axis=1) if keys else None
-        folds = StratifiedGroupKFold(n_splits, random_state=seed).assign(np.empty(df.height), y, group_ids)
+        folds = StratifiedGroupKFold(n_splits, shuffle=True, random_state=seed).assign(np.empty(df.height), y, group_ids)
     return df.with_columns(pl.Series(fold_column, folds, dtype=pl.Int32))
 
 

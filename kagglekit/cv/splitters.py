@@ -3,7 +3,10 @@
 All three are built on scikit-learn's public ``BaseCrossValidator`` and share one engine
 (:func:`kagglekit.cv._iterative.assign_iteratively`). ``split(X, y, groups)`` yields
 ``(train_index, test_index)`` int64 arrays; ``assign(X, y, groups)`` returns each row's fold.
-Every splitter is deterministic for an integer ``random_state``, never puts one group in two folds,
+They take ``n_splits``, ``shuffle`` and ``random_state`` as scikit-learn's and iterative-stratification's
+splitters do (``MultilabelStratifiedKFold(n_splits=5, shuffle=True, random_state=42)`` works unchanged;
+``random_state`` without ``shuffle`` is refused, as there). Every splitter is deterministic without
+``shuffle`` or with an integer ``random_state``, never puts one group in two folds,
 and raises :class:`InvalidArgumentError` when ``n_splits`` is more than a class, label or group
 count allows (a fold would miss it).
 """
@@ -22,8 +25,9 @@ from kagglekit.metrics import _as_binary
 class _IterativeSplitter(BaseCrossValidator):
     """Shared ``split`` / ``get_n_splits`` / ``assign`` over a per-unit count matrix."""
 
-    def __init__(self, n_splits: int = 5, random_state: int | None = None):
+    def __init__(self, n_splits: int = 5, shuffle: bool = False, random_state: int | None = None):
         self.n_splits = n_splits
+        self.shuffle = shuffle
         self.random_state = random_state
 
     def get_n_splits(self, X=None, y=None, groups=None) -> int:
@@ -39,8 +43,21 @@ class _IterativeSplitter(BaseCrossValidator):
         """Fold number (int64, 0..n_splits-1) of each row."""
         n_splits = self.get_n_splits()
         unit, unit_counts, sizes, soft = self._unit_counts(_n_rows(X, y), y, groups, n_splits)
-        rng = np.random.default_rng(self.random_state)
+        rng = np.random.default_rng(self._seed())
         return assign_iteratively(unit_counts, sizes, n_splits, rng, soft)[unit]
+
+    def _seed(self):
+        """The seed of the generator that breaks ties: a fixed one without ``shuffle`` (the same folds every
+        call), ``random_state`` with it (None: new folds every call), as scikit-learn's KFold treats them."""
+        if not isinstance(self.shuffle, (bool, np.bool_)):
+            raise InvalidArgumentError(f"shuffle must be True or False, got {self.shuffle!r}")
+        if not self.shuffle:
+            if self.random_state is not None:
+                raise InvalidArgumentError(
+                    f"{type(self).__name__}: setting random_state has no effect since shuffle is False (as in "
+                    "scikit-learn); pass shuffle=True, random_state=... for seeded folds, or leave random_state=None")
+            return 0
+        return self.random_state
 
     def _unit_counts(self, n_rows: int, y, groups, n_splits: int):
         """Row -> unit index, (n_units, C) counts of the columns to stratify, (n_units,) rows per unit,
@@ -113,8 +130,8 @@ class PatientBalancedKFold(_IterativeSplitter):
     that, patients are dealt so that image totals and images per class even out (no guarantee).
     """
 
-    def __init__(self, n_splits: int = 5, n_bins: int = 4, random_state: int | None = None):
-        super().__init__(n_splits, random_state)
+    def __init__(self, n_splits: int = 5, n_bins: int = 4, shuffle: bool = False, random_state: int | None = None):
+        super().__init__(n_splits, shuffle, random_state)
         self.n_bins = n_bins
 
     def _unit_counts(self, n_rows, y, groups, n_splits):
