@@ -54,7 +54,8 @@ def test_roundtrip_rebuilds_identical_model(tmp_path, name, kwargs, shape):
     x = torch.randn(shape)
     with torch.no_grad():
         assert torch.equal(loaded(x), model(x))
-    assert checkpoint_info(path) == {"format": 1, "name": name, "kwargs": kwargs, "metadata": {"fold": 2, "score": 0.91}}
+    assert checkpoint_info(path) == {"format": 1, "name": name, "kwargs": kwargs, "metadata": {"fold": 2, "score": 0.91},
+                                     "classes": None}
     assert loaded.kagglekit_metadata == {"fold": 2, "score": 0.91}
 
 
@@ -247,3 +248,16 @@ def test_the_checksum_is_the_sha256_of_the_data_and_old_files_still_load(tmp_pat
     with torch.no_grad():
         assert torch.equal(load_checkpoint(old)(x), model(x))
 
+
+
+def test_class_names_travel_with_the_checkpoint(tmp_path):
+    model = create("timm/resnet10t", num_classes=3)
+    path = save_checkpoint(model, tmp_path / "m.safetensors", classes=["cat", "dog", "bird"])
+    assert checkpoint_info(path)["classes"] == ["cat", "dog", "bird"]
+    assert load_checkpoint(path).kagglekit_classes == ["cat", "dog", "bird"]
+    for bad, words in ((["cat", "dog"], "2 class names for a model with num_classes=3"),
+                       (["cat", "cat", "dog"], "repeated: ['cat']"), ("cat", "list of non-empty strings"),
+                       (["cat", "", "dog"], "list of non-empty strings")):
+        with pytest.raises(InvalidArgumentError, match=re.escape(words)):
+            save_checkpoint(model, tmp_path / "bad.safetensors", classes=bad)
+    assert not (tmp_path / "bad.safetensors").exists()

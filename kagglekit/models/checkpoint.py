@@ -58,12 +58,14 @@ def _write_checksum(path: Path) -> None:
         f.write(checksum)
 
 
-def save_checkpoint(model: nn.Module, path, metadata: dict | None = None) -> Path:
+def save_checkpoint(model: nn.Module, path, metadata: dict | None = None, *, classes=None) -> Path:
     """Write ``model``'s weights as safetensors at ``path`` with the name and kwargs it was created from.
 
     ``model`` is a model from :func:`create`, possibly wrapped (DataParallel, DDP, torch.compile, timm
     ModelEma, AveragedModel: the bare model is saved). ``metadata`` is any JSON-serialisable dict
-    (epoch, fold, score, ...), returned by :func:`checkpoint_info`. Tied tensors are stored once. A
+    (epoch, fold, score, ...), returned by :func:`checkpoint_info`. ``classes``: the names of the
+    model's outputs in order (distinct non-empty strings, as many as ``num_classes`` when the model was
+    created with it), so that a pipeline can write labels without a separate file. Tied tensors are stored once. A
     checksum of the tensor data goes into the header (see the module docstring). The file is written
     to a temporary name and renamed, so a crash never leaves a half-written checkpoint.
     """
@@ -76,7 +78,8 @@ def save_checkpoint(model: nn.Module, path, metadata: dict | None = None) -> Pat
             f"{type(bare).__name__} was not built by kagglekit.models.create, so a checkpoint could not "
             "rebuild it; create it with create(name, ...) (or register your architecture with register_model)"
         )
-    header = {"format": FORMAT_VERSION, "name": config["name"], "kwargs": config["kwargs"], "metadata": metadata or {}}
+    header = {"format": FORMAT_VERSION, "name": config["name"], "kwargs": config["kwargs"], "metadata": metadata or {},
+              "classes": _checked_classes(classes, config["kwargs"].get("num_classes"))}
     try:
         text = json.dumps(header)
     except TypeError as e:
@@ -89,6 +92,19 @@ def save_checkpoint(model: nn.Module, path, metadata: dict | None = None) -> Pat
         save_model(bare, str(tmp), metadata={_META_KEY: text, _SUM_KEY: _PLACEHOLDER})
         _write_checksum(tmp)
     return path
+
+
+def _checked_classes(classes, num_classes) -> list[str] | None:
+    if classes is None:
+        return None
+    if isinstance(classes, str) or not all(isinstance(c, str) and c for c in classes):
+        raise InvalidArgumentError(f"classes must be a list of non-empty strings (one name per output), got {classes!r}")
+    classes = list(classes)
+    if len(set(classes)) != len(classes):
+        raise InvalidArgumentError(f"classes must be distinct; repeated: {sorted({c for c in classes if classes.count(c) > 1})}")
+    if num_classes is not None and len(classes) != num_classes:
+        raise InvalidArgumentError(f"{len(classes)} class names for a model with num_classes={num_classes}; give one name per output")
+    return classes
 
 
 def _read_header(path: Path) -> dict:
@@ -129,7 +145,8 @@ def verify_checkpoint(path) -> bool:
 
 
 def checkpoint_info(path) -> dict:
-    """The header of a checkpoint: ``{"format", "name", "kwargs", "metadata"}`` (reads only the header)."""
+    """The header of a checkpoint: ``{"format", "name", "kwargs", "metadata", "classes"}`` (reads only the
+    header; ``classes`` is None when none were saved)."""
     path = Path(os.fspath(path)).expanduser()
     load_hint = "load it with create(name, weights=path) naming the architecture yourself"
     meta = _read_header(path)
@@ -142,6 +159,7 @@ def checkpoint_info(path) -> dict:
                               f"{load_hint}") from e
     if info.get("format", 0) > FORMAT_VERSION:
         raise CheckpointError(f"{path} uses checkpoint format {info['format']}; upgrade kagglekit to read it")
+    info.setdefault("classes", None)  # files saved before class names travelled with the model
     return info
 
 
@@ -151,11 +169,12 @@ def load_checkpoint(path, device="cpu", *, train: bool = False) -> nn.Module:
 
     The model is returned in **eval mode** (BatchNorm running statistics, no dropout), ready for
     inference; ``train=True`` returns it in training mode, to fine-tune. The saved metadata is on
-    ``model.kagglekit_metadata``.
+    ``model.kagglekit_metadata``, the class names (or None) on ``model.kagglekit_classes``.
     """
     info = checkpoint_info(path)
     verify_checkpoint(path)
     model = create(info["name"], **info["kwargs"])
     load_weights(model, path, strict=True)
     model.kagglekit_metadata = info["metadata"]
+    model.kagglekit_classes = info["classes"]
     return model.to(device).train(train)

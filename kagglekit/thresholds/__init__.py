@@ -1,0 +1,37 @@
+"""Thresholds, decision rules, calibration and blends of prediction tables, one module per job.
+
+    sweeps.py       best_fbeta_threshold (exact), percentile_threshold, per_class_thresholds, apply_threshold
+    decisions.py    expected_fbeta_decision (Bayes-optimal F-beta), entropy, reject_by_entropy, fit_entropy_cut
+    calibration.py  TemperatureScaler
+    blends.py       blend: mean, logit_mean, gmean, rank, median of (N, C) prediction tables
+    files.py        decision files: what was fitted on out-of-fold predictions, as a small JSON the pipeline reads
+
+Convention used everywhere here: a score is predicted positive when ``score >= threshold``.
+"""
+
+from kagglekit.thresholds.blends import BLEND_MODES, blend
+from kagglekit.thresholds.calibration import TemperatureScaler
+from kagglekit.thresholds.decisions import (
+    EntropyCut,
+    FbetaDecision,
+    entropy,
+    expected_fbeta_decision,
+    fit_entropy_cut,
+    reject_by_entropy,
+)
+from kagglekit.thresholds.files import DECISION_KINDS, Decision, DecisionFileError, fit_decision, read_decision, write_decision
+from kagglekit.thresholds.sweeps import (
+    ClassThresholds,
+    ThresholdResult,
+    apply_threshold,
+    best_fbeta_threshold,
+    per_class_thresholds,
+    percentile_threshold,
+)
+
+__all__ = [
+    "ThresholdResult", "ClassThresholds", "FbetaDecision", "EntropyCut", "apply_threshold", "best_fbeta_threshold",
+    "percentile_threshold", "per_class_thresholds", "expected_fbeta_decision", "entropy", "reject_by_entropy",
+    "fit_entropy_cut", "TemperatureScaler", "blend", "BLEND_MODES", "Decision", "DecisionFileError", "DECISION_KINDS",
+    "fit_decision", "read_decision", "write_decision",
+]
