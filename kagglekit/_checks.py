@@ -24,7 +24,7 @@ def one_of(name: str, value, choices) -> str:
     except TypeError:  # an unhashable value (a list) against a set or dict of choices
         known = False
     if not known:
-        raise InvalidArgumentError(f"unknown {name} {value!r}; choose one of {sorted(choices)}")
+        raise InvalidArgumentError(f"unknown {name} {value!r}; choose one of {sorted(choices, key=str)}")
     return value
 
 

@@ -149,8 +149,14 @@ def test_normalize_modes():
     np.testing.assert_allclose(out, whole(POINTWISE, x.astype(np.float32), 1.0), atol=1e-5)
     out = sliding_window(POINTWISE, image, tile=32, stride=16, normalize=lambda t: t * 2, progress=False)
     np.testing.assert_allclose(out, whole(POINTWISE, image, 255.0 / 2), atol=1e-5)
+    imagenet = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))  # the names mean the same as in the pipeline's TOML
+    out = sliding_window(POINTWISE, image, tile=32, stride=16, normalize="imagenet", progress=False)
+    x = (image / 255.0 - imagenet[0]) / imagenet[1]
+    np.testing.assert_allclose(out, whole(POINTWISE, x.astype(np.float32), 1.0), atol=1e-5)
+    out = sliding_window(POINTWISE, image, tile=32, stride=16, normalize="none", progress=False)
+    np.testing.assert_allclose(out, whole(POINTWISE, image, 1.0), rtol=1e-6, atol=1e-5)
     with pytest.raises(InvalidArgumentError, match="normalize"):
-        sliding_window(POINTWISE, image, tile=32, normalize="imagenet", progress=False)
+        sliding_window(POINTWISE, image, tile=32, normalize="zscore", progress=False)
 
 
 @pytest.mark.parametrize("model", [lambda x: x, torch.nn.Identity()], ids=["callable", "module"])
@@ -278,7 +284,7 @@ def test_prefetch_stops_its_thread_when_the_consumer_leaves_early():
     import threading
     import time
 
-    from kagglekit.infer import _prefetch
+    from kagglekit.infer.batching import prefetch as _prefetch
 
     def leave_after_one():
         stream = _prefetch(iter(range(2)), depth=1)

@@ -14,9 +14,6 @@ that neither the GPU nor the stitching waits.
 
 from __future__ import annotations
 
-import queue
-import threading
-from contextlib import nullcontext
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
@@ -25,11 +22,10 @@ import numpy as np
 from kagglekit._checks import positive_int
 from kagglekit._tensors import as_tensor, reading_view
 from kagglekit.errors import InvalidArgumentError, ShapeError
+from kagglekit.infer.batching import Affine, autocast, prefetch, resolve_device
 from kagglekit.io import Source, open_image
 from kagglekit.tiling import Stitcher, TileGrid, TileWeights
 from kagglekit.tiling.stitcher import accumulator_dtype, checked_out
-
-_STOP = object()
 
 
 @dataclass
@@ -52,86 +48,6 @@ def _plan(source, tile, stride, batch_size, window, sigma, margin, out_scale, sk
     return _Plan(source, TileWeights(grid, window, sigma, margin, out_scale), positive_int("batch_size", batch_size))
 
 
-def _prefetch(produce: Iterator, depth: int = 2) -> Iterator:
-    """Run ``produce`` on a background thread, ``depth`` items ahead; its exceptions re-raise here."""
-    items: queue.Queue = queue.Queue(maxsize=depth)
-    stop = threading.Event()
-
-    def put(item) -> bool:
-        """Queue ``item`` unless the consumer has gone; False once it has."""
-        while not stop.is_set():
-            try:
-                items.put(item, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def work():
-        try:
-            for item in produce:
-                if not put(item):
-                    return
-            put(_STOP)
-        except BaseException as exc:  # handed to the consumer, which re-raises it
-            put(exc)
-
-    thread = threading.Thread(target=work, name="kagglekit-prefetch", daemon=True)
-    thread.start()
-    try:
-        while True:
-            item = items.get()
-            if item is _STOP:
-                return
-            if isinstance(item, BaseException):
-                raise item
-            yield item
-    finally:
-        stop.set()
-        thread.join()
-
-
-class _Affine:
-    """``x * scale + offset``, in place on a float NHWC batch: ``normalize`` folded into one pass.
-
-    ``scale`` holds the integer range (1 / dtype max, for ``"scale"`` and (mean, std)) and 1 / std;
-    ``offset`` is -mean / std, or None. Both broadcast over the last (channel) axis. A callable
-    ``normalize`` is kept as ``then``, for the float NCHW batch. The integer-to-float cast itself is a
-    separate ``copy_``: torch vectorises a pure cast but not a multiply that also promotes uint8.
-    """
-
-    def __init__(self, normalize, dtype: np.dtype, device, channels: int):
-        import torch
-
-        pair = isinstance(normalize, (tuple, list)) and len(normalize) == 2
-        if not (normalize is None or normalize == "scale" or callable(normalize) or pair):
-            raise InvalidArgumentError(f"normalize must be 'scale', None, a (mean, std) pair or a callable, got {normalize!r}")
-        self.scale = 1.0 / np.iinfo(dtype).max if np.issubdtype(dtype, np.integer) and normalize is not None else 1.0
-        self.offset = None
-        if pair:
-            mean, std = (np.asarray(v, np.float32) for v in normalize)
-            if mean.size not in (1, channels) or std.size not in (1, channels):
-                raise InvalidArgumentError(f"normalize=(mean, std) needs 1 or {channels} values each (the source's channels), "
-                                           f"got {mean.size} and {std.size}")
-            self.scale = torch.as_tensor(np.asarray(self.scale / std, np.float32), device=device)
-            self.offset = torch.as_tensor(-mean / std, device=device)
-        self.then = normalize if callable(normalize) else None
-
-    def __call__(self, batch):
-        """Apply to the float32 (..., C) ``batch`` in place and return it."""
-        import torch
-
-        if self.offset is not None:
-            return torch.addcmul(self.offset, batch, self.scale, out=batch)
-        return batch.mul_(self.scale) if self.scale != 1.0 else batch
-
-
-def _device(device):
-    import torch
-
-    return torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-
-
 def _batch_outputs(model, plan: _Plan, device, amp, channels_last, normalize, tta):
     """Yield (first tile index, outputs (B, C, h, w) float32 numpy) for the plan's batches, in order."""
     import torch
@@ -139,7 +55,7 @@ def _batch_outputs(model, plan: _Plan, device, amp, channels_last, normalize, tt
     src, grid, weights = plan.source, plan.grid, plan.weights
     th, tw = grid.tile
     on_cuda = device.type == "cuda"
-    affine = _Affine(normalize, src.dtype, device, src.shape[2])
+    affine = Affine(normalize, src.dtype, device, src.shape[2])
     if isinstance(model, torch.nn.Module):  # any other callable on tensors is used as it is
         model = model.to(device, memory_format=torch.channels_last) if channels_last else model.to(device)
         model.eval()
@@ -166,9 +82,9 @@ def _batch_outputs(model, plan: _Plan, device, amp, channels_last, normalize, tt
                 np.copyto(batch[b].numpy(), window, casting="unsafe")
         return batch
 
-    autocast = torch.autocast("cuda", dtype=torch.float16) if amp and on_cuda else nullcontext()
+    mixed = autocast(amp, device)
     out_h, out_w = weights.tile_out
-    for start, tiles in _prefetch(read_batches(), depth=1) if on_cuda else read_batches():
+    for start, tiles in prefetch(read_batches(), depth=1) if on_cuda else read_batches():
         with torch.inference_mode():  # per batch: the caller's code between yields runs in its own mode
             batch = affine(tiles.to(device, non_blocking=True).float() if on_cuda else cast_into_buffer(tiles))
             # NCHW view of NHWC memory (channels-last strides): no copy, and convolutions on CPU
@@ -177,7 +93,7 @@ def _batch_outputs(model, plan: _Plan, device, amp, channels_last, normalize, tt
             batch = batch.permute(0, 3, 1, 2)
             if affine.then is not None:
                 batch = affine.then(batch)
-            with autocast:
+            with mixed:
                 pred = tta(model, batch, start) if tta is not None else model(batch)
             if not isinstance(pred, torch.Tensor) or pred.ndim != 4 or pred.shape[0] != len(batch) or tuple(pred.shape[2:]) != (out_h, out_w):
                 got = tuple(pred.shape) if isinstance(pred, torch.Tensor) else type(pred).__name__
@@ -192,10 +108,10 @@ def _tile_outputs(model, plan: _Plan, device, amp, channels_last, normalize, tta
     """Yield (tile index, output (C, h, w)) for every tile, in order."""
     from tqdm.auto import tqdm
 
-    device = _device(device)
+    device = resolve_device(device)
     outputs = _batch_outputs(model, plan, device, amp, channels_last, normalize, tta)
     if device.type == "cuda":
-        outputs = _prefetch(outputs)
+        outputs = prefetch(outputs)
     with tqdm(total=len(plan.grid), unit="tile", desc="sliding window", disable=not progress, leave=False) as bar:
         for start, pred in outputs:
             for b in range(len(pred)):
@@ -234,11 +150,13 @@ _DOC_ARGS = """
         of the tile).
     margin: input pixels discarded on every tile side that is not on the image border.
     out_scale: the model's output stride (e.g. 32 for logits at 1/32); the output is ceil(H / out_scale).
-    device, amp: where to run, and whether to use float16 autocast (CUDA only).
+    device, amp: where to run, and autocast: False (float32), True / "auto" (float16 on CUDA, bfloat16
+        on a CPU with native bfloat16), "fp16", "bf16" (see :mod:`kagglekit.infer.batching`).
     channels_last: convert the model's weights to channels-last memory. The batch itself is always
         an NCHW tensor with channels-last strides (the tiles' own NHWC memory, not copied).
-    normalize: ``"scale"`` (integers divided by their dtype's maximum), None (cast only), a
-        (mean, std) pair applied after scaling, or a callable on the float NCHW batch.
+    normalize: ``"scale"`` (integers divided by their dtype's maximum), ``"imagenet"``, None or
+        ``"none"`` (cast only), a (mean, std) pair applied after scaling, or a callable on the float
+        NCHW batch (the names of :mod:`kagglekit.infer.batching`).
     skip_mask, min_fraction: a low-resolution (h, w) bool mask of the image; tiles with less than
         ``min_fraction`` of it are not run and their pixels get ``fill_value``.
     out_channels: needed only when ``skip_mask`` keeps no tile.

@@ -1,0 +1,317 @@
+"""Image-level inference: one output row per image, for every model and TTA view, each image decoded once.
+
+    probs = predict([fold0, fold1, fold2], paths, size=224, normalize="imagenet", activation="sigmoid", tta="d4")
+
+Per batch: the images are decoded (on ``num_workers`` threads, ahead of the model; a JPEG at 1/2, 1/4 or
+1/8 scale by libjpeg when the target is at most that fraction of it), resized to ``size`` and stacked as
+integers; the batch is cast and normalised once, then every model runs every view of it and the
+activated outputs are merged (:class:`~kagglekit.tta.merge.Merger`). A typical kernel instead runs a
+DataLoader per model and decodes every image once per model; bench_classify.py measures both.
+
+Numeric effects of the speed-ups (bench_classify.py prints the measured maxima): ``reduced_decode``
+changes the pixels by a few grey levels (libjpeg's DCT scaling is close to, not equal to, an area
+resize of the full decode); channels-last weights change float32 outputs by rounding only (~1e-6);
+bfloat16 autocast (``amp``) by ~1e-2 on probabilities, so float32 stays the default.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+from kagglekit._checks import one_of, positive_int, positive_weights
+from kagglekit.errors import InvalidArgumentError, KagglekitError, ShapeError
+from kagglekit.infer.batching import Affine, autocast, resolve_device, resolve_normalize
+
+__all__ = ["ACTIVATIONS", "RESIZE_MODES", "iter_predictions", "load_image", "predict"]
+
+RESIZE_MODES = ("resize", "pad", "center_crop", None)
+ACTIVATIONS = ("sigmoid", "softmax", None)
+
+
+def _size(size) -> tuple[int, int] | None:
+    if size is None:
+        return None
+    if isinstance(size, (tuple, list)):
+        if len(size) != 2:
+            raise InvalidArgumentError(f"size must be an int or an (h, w) pair, got {size!r}")
+        return positive_int("size", size[0]), positive_int("size", size[1])
+    side = positive_int("size", size)
+    return side, side
+
+
+def _scale(shape, size, resize) -> float:
+    """The factor by which ``resize`` shrinks an image of ``shape`` to ``size`` (its larger axis factor for
+    "resize", the fitting one for "pad", the covering one for "center_crop")."""
+    (h, w), (H, W) = size, shape[:2]
+    sy, sx = h / H, w / W
+    return {"resize": max(sy, sx), "pad": min(sy, sx), "center_crop": max(sy, sx)}[resize]
+
+
+def _reduction(path: Path, size, resize) -> int:
+    """The largest of 8, 4, 2 that libjpeg may decode ``path`` at while staying at least the target size; 1 if none."""
+    from kagglekit.io.decoded import _header_shape
+
+    if size is None or resize is None or path.suffix.lower() not in (".jpg", ".jpeg"):
+        return 1
+    header = _header_shape(path)
+    if header is None:
+        return 1
+    scale = _scale(header, size, resize)
+    return next((r for r in (8, 4, 2) if r * scale <= 1), 1)
+
+
+def _resized(image: np.ndarray, size, resize) -> np.ndarray:
+    """``image`` (H, W, C) brought to ``size`` (h, w) by ``resize``: INTER_AREA when shrinking, INTER_LINEAR
+    when enlarging; "pad" keeps the aspect ratio and centres the image on zeros."""
+    import cv2
+
+    if size is None or resize is None or image.shape[:2] == size:
+        return image
+    h, w = size
+    C = image.shape[2]
+    scale = _scale(image.shape, size, resize)
+    if resize == "resize":
+        new = (h, w)
+    else:
+        new = (max(1, round(image.shape[0] * scale)), max(1, round(image.shape[1] * scale)))
+    if resize == "center_crop":
+        new = (max(new[0], h), max(new[1], w))
+    interpolation = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
+    out = cv2.resize(image, (new[1], new[0]), interpolation=interpolation).reshape(*new, C)
+    if resize == "resize":
+        return out
+    if resize == "center_crop":
+        y, x = (new[0] - h) // 2, (new[1] - w) // 2
+        return out[y : y + h, x : x + w]
+    padded = np.zeros((h, w, C), image.dtype)
+    y, x = (h - new[0]) // 2, (w - new[1]) // 2
+    padded[y : y + new[0], x : x + new[1]] = out
+    return padded
+
+
+def load_image(item, size=None, resize="resize", reduced_decode: bool = True) -> np.ndarray:
+    """One input of :func:`predict` as an (h, w, C) uint8/uint16 array at ``size``.
+
+    ``item``: a path (PNG, JPEG, TIFF, ...), a tuple of paths (single-channel files stacked as channels,
+    e.g. HPA's red, green, blue, yellow), an (H, W) or (H, W, C) array, or a :class:`~kagglekit.io.Source`
+    (read whole). Holds the decoded image and the resized one.
+    """
+    from kagglekit.io import Source, open_image
+    from kagglekit.io.decoded import decode_image
+
+    size = _size(size)
+    if isinstance(item, (str, os.PathLike)):
+        path = Path(item)
+        if path.suffix.lower() in (".jpg", ".jpeg", ".png", ".bmp", ".webp"):
+            reduce = _reduction(path, size, resize) if reduced_decode else 1
+            image = decode_image(path, reduce)
+        else:
+            source = open_image(path)
+            image = source.read(0, 0, *source.shape[:2])
+    elif isinstance(item, tuple):
+        planes = [load_image(p, None, None, False) for p in item]
+        for p, plane in zip(item, planes):
+            if plane.shape[2] != 1:
+                raise ShapeError(f"{p}: a per-channel file must have one channel, it has {plane.shape[2]}")
+            if plane.shape[:2] != planes[0].shape[:2] or plane.dtype != planes[0].dtype:
+                raise ShapeError(f"{p} is {plane.shape[:2]} {plane.dtype} but {item[0]} is {planes[0].shape[:2]} "
+                                 f"{planes[0].dtype}; the channel files of one id must match")
+        image = np.concatenate(planes, axis=2)
+    elif isinstance(item, Source):
+        image = item.read(0, 0, *item.shape[:2])
+    elif isinstance(item, np.ndarray):
+        image = item[:, :, None] if item.ndim == 2 else item
+        if image.ndim != 3 or 0 in image.shape:
+            raise ShapeError(f"an image array must be a non-empty (H, W) or (H, W, C), got shape {item.shape}")
+    else:
+        raise InvalidArgumentError(f"an input must be a path, a tuple of channel paths, an array or a Source, "
+                                   f"got {type(item).__name__}")
+    if image.dtype.kind not in "uif" or image.dtype.itemsize > 4 or image.dtype == np.float16:
+        raise ShapeError(f"images must be uint8, uint16 or float32, got {image.dtype}")
+    return np.ascontiguousarray(_resized(image, size, resize))
+
+
+def _activate(activation, y):
+    import torch
+
+    if callable(activation):
+        return activation(y)
+    y = y.float()
+    if activation == "sigmoid":
+        return torch.sigmoid(y)
+    if activation == "softmax":
+        return torch.softmax(y, dim=1)
+    return y
+
+
+def _load_models(models):
+    from torch import nn
+
+    if isinstance(models, nn.Module) or isinstance(models, (str, os.PathLike)):
+        models = [models]
+    loaded = []
+    for m in models:
+        if isinstance(m, (str, os.PathLike)):
+            from kagglekit.models import load_checkpoint
+
+            m = load_checkpoint(m)
+        elif not isinstance(m, nn.Module) and not callable(m):
+            raise InvalidArgumentError(f"models must be torch modules, callables or checkpoint paths, got {type(m).__name__}")
+        loaded.append(m)
+    if not loaded:
+        raise InvalidArgumentError("predict needs at least one model")
+    return loaded
+
+
+def _loaded(inputs, size, resize, reduced_decode, num_workers: int, lookahead: int, on_error: str):
+    """(index, image or the exception) for each input in order, decoded ``lookahead`` ahead on
+    ``num_workers`` threads (0: in this thread). OpenCV and tifffile release the GIL while decoding."""
+
+    def one(item):
+        try:
+            return load_image(item, size, resize, reduced_decode)
+        except KagglekitError as exc:
+            if on_error == "raise":
+                raise
+            return exc
+
+    if num_workers == 0:
+        for k, item in enumerate(inputs):
+            yield k, one(item)
+        return
+    with ThreadPoolExecutor(max_workers=num_workers, thread_name_prefix="kagglekit-decode") as pool:
+        pending = []
+        for k, item in enumerate(inputs):
+            pending.append((k, pool.submit(one, item)))
+            if len(pending) > lookahead:
+                k0, future = pending.pop(0)
+                yield k0, future.result()
+        for k0, future in pending:
+            yield k0, future.result()
+
+
+def iter_predictions(models, inputs: Sequence, *, size=None, resize="resize", normalize="scale",
+                     activation=None, tta=None, merge: str = "mean", weights=None, batch_size: int = 32,
+                     num_workers: int = 0, device=None, amp=False, channels_last: bool = True,
+                     reduced_decode: bool = True, on_error: str = "raise") -> Iterator[tuple[np.ndarray, np.ndarray, dict]]:
+    """Yield ``(indices, outputs, errors)`` per batch: the input positions (int64), their merged outputs
+    ((b, C) float32) and, with ``on_error="skip"``, ``{position: KagglekitError}`` of inputs that could not
+    be read (they are left out of ``indices``). Arguments as :func:`predict`."""
+    import torch
+
+    from kagglekit.tta import views as resolve_views
+    from kagglekit.tta.merge import Merger
+
+    models = _load_models(models)
+    weights = positive_weights(weights, len(models), "model") if weights is not None else [1.0] * len(models)
+    one_of("resize", resize, RESIZE_MODES)
+    one_of("on_error", on_error, ("raise", "skip"))
+    if not callable(activation):
+        one_of("activation", activation, ACTIVATIONS)
+    views = resolve_views(tta) if tta is not None else resolve_views("identity")
+    merge_outputs = "logits" if activation is None else "probs"
+    Merger(merge, merge_outputs).check_weights(weights)
+    batch_size = positive_int("batch_size", batch_size)
+    num_workers = positive_int("num_workers", num_workers, minimum=0)
+    device = resolve_device(device)
+    normalize = resolve_normalize(normalize, models[0])
+    size = _size(size)
+    mixed = autocast(amp, device)
+    for m in models:
+        if isinstance(m, torch.nn.Module):
+            m.to(device, memory_format=torch.channels_last) if channels_last else m.to(device)
+            m.eval()
+
+    def run(images: list[np.ndarray]) -> np.ndarray:
+        first = images[0]
+        for image in images[1:]:
+            if image.shape != first.shape or image.dtype != first.dtype:
+                raise ShapeError(f"images of shapes {first.shape} {first.dtype} and {image.shape} {image.dtype} "
+                                 "cannot share a batch; pass size= (and resize=) to bring them to one size")
+        batch = torch.from_numpy(np.stack(images)).to(device)
+        affine = Affine(normalize, first.dtype, device, first.shape[2])
+        with torch.inference_mode():
+            x = affine(batch.float()).permute(0, 3, 1, 2)  # NCHW with channels-last strides: no copy
+            if affine.then is not None:
+                x = affine.then(x)
+            merger = Merger(merge, merge_outputs)
+            for model, w in zip(models, weights):
+                for view in views:
+                    with mixed:
+                        y = model(view.apply(x))
+                    if not isinstance(y, torch.Tensor) or y.ndim != 2 or len(y) != len(x):
+                        got = tuple(y.shape) if isinstance(y, torch.Tensor) else type(y).__name__
+                        raise ShapeError(f"a model returned {got} for a batch of {tuple(x.shape)}; predict needs one "
+                                         "row per image, (N, C) (use sliding_window for dense outputs)")
+                    merger.add(_activate(activation, y), w)
+            return merger.result().float().cpu().numpy()
+
+    images, indices, errors = [], [], {}
+    for k, image in _loaded(inputs, size, resize, reduced_decode, num_workers, 2 * batch_size, on_error):
+        if isinstance(image, KagglekitError):
+            errors[k] = image
+        else:
+            images.append(image)
+            indices.append(k)
+        if len(images) == batch_size:
+            yield np.asarray(indices, np.int64), run(images), errors
+            images, indices, errors = [], [], {}
+    if images or errors:
+        yield np.asarray(indices, np.int64), run(images) if images else np.empty((0, 0), np.float32), errors
+
+
+def predict(models, inputs: Sequence, *, size=None, resize="resize", normalize="scale", activation=None,
+            tta=None, merge: str = "mean", weights=None, batch_size: int = 32, num_workers: int = 0, device=None,
+            amp=False, channels_last: bool = True, reduced_decode: bool = True, progress: bool = True) -> np.ndarray:
+    """Run every model and TTA view over every input; return the merged (N, C) float32 outputs in input order.
+
+    models: a torch module, a checkpoint path, or a list of them (any callable on NCHW tensors too),
+        each returning (B, C) for a (B, C_in, h, w) float batch. Modules are moved to ``device`` and put
+        in eval mode (and converted to channels-last weights with ``channels_last``).
+    inputs: paths, tuples of single-channel paths (stacked as channels, in order), (H, W[, C]) arrays
+        or Sources; see :func:`load_image`.
+    size, resize: the model's input size (int or (h, w)) and how to get there: ``"resize"`` (stretch),
+        ``"pad"`` (keep the aspect ratio, centre on zeros), ``"center_crop"`` (cover, then crop), None.
+        Without a size every image must already have one shape.
+    normalize: ``"scale"``, ``"imagenet"``, ``"model"`` (the first model's timm ``pretrained_cfg``), None,
+        (mean, std) or a callable (see :mod:`kagglekit.infer.batching`).
+    activation: ``"sigmoid"``, ``"softmax"``, None (raw outputs) or a callable, applied to each model's
+        output for each view before merging (Kagglers average probabilities).
+    tta, merge: views (``"d4"``, ``"flips"``, a list of names; None: the identity) and how their
+        activated outputs, and the models', are merged (``"mean"``, ``"gmean"``, ``"logit_mean"``, ...),
+        ``weights`` per model (default equal).
+    batch_size, num_workers: images per forward pass; decoding threads (0: decode in this thread).
+    device, amp: where to run; autocast (False: float32; True/"auto": float16 on CUDA, bfloat16 on CPUs
+        with native bfloat16; "fp16"; "bf16").
+    channels_last: channels-last weights (the batch always has channels-last strides): faster
+        convolutions on CPU and CUDA, equal outputs up to float rounding.
+    reduced_decode: decode a JPEG at 1/2, 1/4 or 1/8 of its size when the target allows (see above).
+    progress: a tqdm bar over images.
+
+    Holds the models, the outputs (N * C floats) and at most about three batches of decoded images;
+    memory does not grow with N otherwise. Raises the first :class:`KagglekitError` of an unreadable input.
+    """
+    from tqdm.auto import tqdm
+
+    out = None
+    with tqdm(total=len(inputs), unit="image", desc="predict", disable=not progress, leave=False) as bar:
+        for indices, outputs, _ in iter_predictions(
+                models, inputs, size=size, resize=resize, normalize=normalize, activation=activation, tta=tta,
+                merge=merge, weights=weights, batch_size=batch_size, num_workers=num_workers, device=device, amp=amp,
+                channels_last=channels_last, reduced_decode=reduced_decode):
+            if out is None:
+                out = np.full((len(inputs), outputs.shape[1]), math.nan, np.float32)
+            elif outputs.shape[1] != out.shape[1]:
+                raise ShapeError(f"the models returned {outputs.shape[1]} columns for a batch after {out.shape[1]}")
+            out[indices] = outputs
+            bar.update(len(indices))
+    if out is None:
+        raise InvalidArgumentError("predict got no inputs; pass at least one image")
+    return out
+
