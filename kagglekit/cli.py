@@ -1,6 +1,7 @@
 """The ``kagglekit`` command: it parses arguments and calls the library, nothing more.
 
     kagglekit segment        run the segmentation pipeline of a config on an input folder (--check: validate only)
+    kagglekit classify       run the classification pipeline of a config on an input folder (--check: validate only)
     kagglekit demo           build the mini-competition, train, and run the notebook on it
     kagglekit wheels build   build kagglekit's wheel and download the wheels the Kaggle image lacks
     kagglekit wheels check   prove offline that the wheel folder installs for the target
@@ -186,44 +187,65 @@ def _add_demo(sub) -> None:
     parser.set_defaults(handler=_demo)
 
 
-def _segment(args) -> int:
-    from kagglekit.pipeline import check, segment
+def _run_pipeline(kind: str):
+    """The handler of ``kagglekit segment`` / ``kagglekit classify``."""
 
-    if args.check:
-        lines = check(args.config, args.input)
-        for ok, line in lines:
-            print(f"{'ok' if ok else 'problem'}: {line}")
-        problems = sum(not ok for ok, _ in lines)
-        print(f"{args.config}: {problems} problem(s)" if problems else f"{args.config}: ready to run")
-        return 1 if problems else 0
-    report = segment(args.config, args.input, args.output)
-    print(report.summary())
-    return report.exit_code(strict=args.strict)
+    def handler(args) -> int:
+        from kagglekit.pipeline import check
+        from kagglekit.pipeline.config import load_config
 
+        if args.check:
+            load_config(args.config, kind=kind)  # a config of the other kind is named as such
+            lines = check(args.config, args.input)
+            for ok, line in lines:
+                print(f"{'ok' if ok else 'problem'}: {line}")
+            problems = sum(not ok for ok, _ in lines)
+            print(f"{args.config}: {problems} problem(s)" if problems else f"{args.config}: ready to run")
+            return 1 if problems else 0
+        import kagglekit.pipeline as pipeline
 
-def _add_segment(sub) -> None:
-    parser = _parser(sub, "segment", "run the segmentation pipeline of a TOML config to submission.csv",
-                     "kagglekit segment --config models/segment.toml --input /kaggle/input/comp --output /kaggle/working",
-                     description="Run the segmentation pipeline of a TOML config (see kagglekit.pipeline.config) and write "
-                                 "submission.csv. The fallback submission is written first, so every run that can read "
-                                 "the sample submission leaves a valid file. Exit code 0: something was predicted; "
-                                 "3: every row fell back (--strict: any row); 1: an error.")
-    parser.add_argument("--config", required=True, help="pipeline TOML (see kagglekit.pipeline.config)")
-    parser.add_argument("--input", help="competition folder (default: $KAGGLEKIT_INPUT_DIR, /kaggle/input or ./input)")
-    parser.add_argument("--output", help="folder for submission.csv (default: /kaggle/working on Kaggle, else .)")
-    parser.add_argument("--strict", action="store_true", help="exit 3 when any row fell back, not only when all did")
-    parser.add_argument("--check", action="store_true",
-                        help="validate the config and the files it names (sample, checkpoints, threshold, inputs) "
-                             "without running a model or writing anything")
-    parser.set_defaults(handler=_segment)
+        report = getattr(pipeline, kind)(args.config, args.input, args.output)
+        print(report.summary())
+        return report.exit_code(strict=args.strict)
+
+    return handler
 
 
-_COMMANDS = (_add_segment, _add_demo, _add_wheels, _add_kernel, _add_bundle, _add_push)
+_PIPELINES = {
+    "segment": ("run the segmentation pipeline of a TOML config to submission.csv (RLE masks)",
+                "kagglekit segment --config models/segment.toml --input /kaggle/input/comp --output /kaggle/working"),
+    "classify": ("run the classification pipeline of a TOML config to submission.csv (labels or probabilities)",
+                 "kagglekit classify --config models/classify.toml --input /kaggle/input/comp --output /kaggle/working"),
+}
+
+
+def _add_pipeline(kind: str):
+    def add(sub) -> None:
+        purpose, example = _PIPELINES[kind]
+        parser = _parser(sub, kind, purpose, example,
+                         description=f"{purpose[0].upper()}{purpose[1:]} (see kagglekit.pipeline.config). The fallback "
+                                     "submission is written first, so every run that can read the sample submission "
+                                     "leaves a valid file. Exit code 0: something was predicted; 3: every row fell back "
+                                     "(--strict: any row); 1: an error.")
+        parser.add_argument("--config", required=True, help=f"pipeline TOML of kind {kind!r} (see kagglekit.pipeline.config)")
+        parser.add_argument("--input", help="competition folder (default: $KAGGLEKIT_INPUT_DIR, /kaggle/input or ./input)")
+        parser.add_argument("--output", help="folder for submission.csv (default: /kaggle/working on Kaggle, else .)")
+        parser.add_argument("--strict", action="store_true", help="exit 3 when any row fell back, not only when all did")
+        parser.add_argument("--check", action="store_true",
+                            help="validate the config and the files it names (sample, checkpoints, threshold or decision "
+                                 "files, inputs) without running a model or writing anything")
+        parser.set_defaults(handler=_run_pipeline(kind))
+
+    return add
+
+
+_COMMANDS = (_add_pipeline("segment"), _add_pipeline("classify"), _add_demo, _add_wheels, _add_kernel, _add_bundle, _add_push)
 
 _DESCRIPTION = "kagglekit: tiling, TTA, thresholds, pipelines and offline delivery for Kaggle image competitions."
 _EPILOG = """examples:
   kagglekit segment --config models/segment.toml --input /kaggle/input/comp --output /kaggle/working
   kagglekit segment --config models/segment.toml --input /kaggle/input/comp --check
+  kagglekit classify --config models/classify.toml --input /kaggle/input/comp --output /kaggle/working
   kagglekit demo --out build/demo
   kagglekit wheels build --dest wheels --dataset-id you/kagglekit-wheels
   kagglekit kernel check kernel-metadata.json

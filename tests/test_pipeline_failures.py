@@ -233,7 +233,7 @@ def test_a_model_that_fails_on_a_tile_is_skipped_before_any_image(tmp_path):
     good = checkpoint(tmp_path / "good.safetensors")
     broken = save_checkpoint(create("kagglekit/test_pipeline_exploding"), tmp_path / "broken.safetensors")
     report = segment(config([(broken, 2.0), (good, 1.0)]), tmp_path, tmp_path)
-    assert any("broken.safetensors skipped: it fails on a zero tile of shape (1, 3, 64, 64): RuntimeError: boom" in e
+    assert any("broken.safetensors skipped: it fails on a zero input of shape (1, 3, 64, 64): RuntimeError: boom" in e
                for e in report.events)
     assert report.predicted == ["img0"] and report.models == 1
     red = images["img0"][:, :, 0] / 255.0
@@ -396,7 +396,7 @@ def test_help_lists_every_command_with_an_example_and_version(capsys):
     assert info.value.code == 0 and capsys.readouterr().out.strip() == f"kagglekit {__version__}"
     top = build_parser().format_help()
     commands = build_parser()._subparsers._group_actions[0].choices
-    assert set(commands) == {"segment", "demo", "wheels", "kernel", "bundle", "push"}
+    assert set(commands) == {"segment", "classify", "demo", "wheels", "kernel", "bundle", "push"}
     for name, parser in commands.items():
         assert f"kagglekit {name}" in top.split("examples:")[1]
         assert "example:\n  kagglekit " + name in parser.format_help()

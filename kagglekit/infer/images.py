@@ -169,13 +169,13 @@ def _load_models(models):
     return loaded
 
 
-def _loaded(inputs, size, resize, reduced_decode, num_workers: int, lookahead: int, on_error: str):
-    """(index, image or the exception) for each input in order, decoded ``lookahead`` ahead on
+def _loaded(inputs, load, num_workers: int, lookahead: int, on_error: str):
+    """(index, image or the exception) for each input in order, decoded by ``load`` ``lookahead`` ahead on
     ``num_workers`` threads (0: in this thread). OpenCV and tifffile release the GIL while decoding."""
 
     def one(item):
         try:
-            return load_image(item, size, resize, reduced_decode)
+            return load(item)
         except KagglekitError as exc:
             if on_error == "raise":
                 raise
@@ -199,10 +199,13 @@ def _loaded(inputs, size, resize, reduced_decode, num_workers: int, lookahead: i
 def iter_predictions(models, inputs: Sequence, *, size=None, resize="resize", normalize="scale",
                      activation=None, tta=None, merge: str = "mean", weights=None, batch_size: int = 32,
                      num_workers: int = 0, device=None, amp=False, channels_last: bool = True,
-                     reduced_decode: bool = True, on_error: str = "raise") -> Iterator[tuple[np.ndarray, np.ndarray, dict]]:
+                     reduced_decode: bool = True, on_error: str = "raise",
+                     loader=None) -> Iterator[tuple[np.ndarray, np.ndarray, dict]]:
     """Yield ``(indices, outputs, errors)`` per batch: the input positions (int64), their merged outputs
     ((b, C) float32) and, with ``on_error="skip"``, ``{position: KagglekitError}`` of inputs that could not
-    be read (they are left out of ``indices``). Arguments as :func:`predict`."""
+    be read (they are left out of ``indices``). ``loader(item) -> (h, w, C) array`` replaces
+    :func:`load_image` (``size``, ``resize`` and ``reduced_decode`` then go unused). Other arguments as
+    :func:`predict`."""
     import torch
 
     from kagglekit.tta import views as resolve_views
@@ -253,7 +256,8 @@ def iter_predictions(models, inputs: Sequence, *, size=None, resize="resize", no
             return merger.result().float().cpu().numpy()
 
     images, indices, errors = [], [], {}
-    for k, image in _loaded(inputs, size, resize, reduced_decode, num_workers, 2 * batch_size, on_error):
+    load = loader or (lambda item: load_image(item, size, resize, reduced_decode))
+    for k, image in _loaded(inputs, load, num_workers, 2 * batch_size, on_error):
         if isinstance(image, KagglekitError):
             errors[k] = image
         else:

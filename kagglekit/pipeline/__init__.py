@@ -1,10 +1,15 @@
 """Config-driven pipelines that the inference notebook and the demo call.
 
-    segment(config, input_dir, output_dir)   segmentation.py  sample submission in, RLE submission.csv out
-    check(config, input_dir)                 segmentation.py  the config and its files, checked without running a model
-    load_config(path_or_dict)                config.py        the checked SegmentConfig
-    RunReport, run_items                     run.py           the run loop every pipeline shares
-    overlay_prediction(source, rle)          preview.py       a thumbnail with the predicted mask drawn on it
+    segment(config, input_dir, output_dir)   segmentation.py    sample submission in, RLE submission.csv out
+    classify(config, input_dir, output_dir)  classification.py  sample submission in, labels or probabilities out
+    run(config, input_dir, output_dir)       dispatch.py        the one of the two the config's ``kind`` names
+    check(config, input_dir)                 checking.py        the config and its files, checked without running a model
+    load_config(path_or_dict)                config.py          the checked SegmentConfig or ClassifyConfig
+    RunReport, run_items, start_run          loop.py            the run loop both pipelines share
+    load_models, probe_models                ensemble.py        checkpoints loaded and probed once, before any image
+    overlay_prediction(source, rle)          preview.py         a thumbnail with the predicted mask drawn on it
+
+Configuration: sections.py (shared sections), segment_config.py, classify_config.py.
 
 Importing this package is cheap: each name is loaded from its submodule on first use.
 
@@ -39,13 +44,17 @@ from __future__ import annotations
 from kagglekit._lazy import lazy_exports
 
 _EXPORTS = {
+    "run": "dispatch",
     "segment": "segmentation",
-    "check": "segmentation",
     "SegmentReport": "segmentation",
     "NonFiniteOutputError": "segmentation",
-    "RunReport": "run",
+    "classify": "classification",
+    "ClassifyReport": "classification",
+    "check": "checking",
+    "RunReport": "loop",
     "load_config": "config",
     "SegmentConfig": "config",
+    "ClassifyConfig": "config",
     "PipelineConfigError": "config",
     "overlay_prediction": "preview",
 }

@@ -1,0 +1,77 @@
+"""The models of a pipeline run: loaded from the config's checkpoints, then probed once on a zero input
+before any image, so that what cannot run is skipped or refused once, not image by image."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from kagglekit.pipeline.sections import PipelineConfigError
+
+__all__ = ["Loaded", "load_models", "probe_models"]
+
+
+@dataclass
+class Loaded:
+    """One model of the run: its checkpoint, the module (eval mode), its weight, the input channels it
+    says it takes (None: it does not say), its class names (None: none saved) and, once probed, the shape
+    of its output for the probe."""
+
+    path: Path
+    model: nn.Module
+    weight: float
+    in_channels: int | None
+    classes: list[str] | None
+    out_shape: tuple[int, ...] = ()
+
+
+def load_models(model_configs, report) -> list[Loaded]:
+    """The checkpoints that load, heaviest weight first; the others are noted in ``report`` and skipped."""
+    from kagglekit.models import input_channels, load_checkpoint
+
+    loaded = []
+    for m in sorted(model_configs, key=lambda m: -m.weight):
+        try:
+            model = load_checkpoint(m.path)
+        except Exception as exc:  # noqa: BLE001 - a model that cannot load is skipped, whatever the reason
+            report.note(f"model {m.path} skipped: {type(exc).__name__}: {exc}", logging.ERROR)
+            continue
+        config = getattr(model, "kagglekit_config", None)
+        loaded.append(Loaded(m.path, model, m.weight, input_channels(config) if config else None,
+                             getattr(model, "kagglekit_classes", None)))
+    return loaded
+
+
+def probe_models(loaded: list[Loaded], spatial: tuple[int, int], image_channels: int, report) -> list[Loaded]:
+    """Run each model once on a zero input (1, C, h, w): C its own input channels, or ``image_channels``
+    when it does not say. A model that fails is skipped (noted); models that take different input channel
+    counts, or return outputs of different channel counts, are refused with a PipelineConfigError.
+    Returns the models kept, each with its ``out_shape``."""
+    kept = []
+    for m in loaded:
+        probe = torch.zeros(1, m.in_channels or image_channels, *spatial)
+        try:
+            with torch.inference_mode():
+                out = m.model(probe)
+        except Exception as exc:  # noqa: BLE001 - a model that cannot run an input is skipped like one that cannot load
+            report.note(f"model {m.path} skipped: it fails on a zero input of shape {tuple(probe.shape)}: "
+                        f"{type(exc).__name__}: {exc}", logging.ERROR)
+            continue
+        m.out_shape = tuple(out.shape) if isinstance(out, torch.Tensor) else (type(out).__name__,)
+        kept.append(m)
+    for what, counts in (("input", {m.path: m.in_channels for m in kept if m.in_channels is not None}),
+                         ("output", {m.path: m.out_shape[1] for m in kept if len(m.out_shape) > 1})):
+        if len(set(counts.values())) > 1:
+            listed = ", ".join(f"{p.name}: {c}" for p, c in counts.items())
+            raise PipelineConfigError(f"models: the ensemble's models have different {what} channel counts ({listed}); "
+                                      "every model runs on the same inputs and their outputs are averaged: use models of one kind")
+    return kept
+
+
+def input_channels_of(kept: list[Loaded]) -> int | None:
+    """The input channels the kept models take (they agree), or None when none of them says."""
+    return next((m.in_channels for m in kept if m.in_channels is not None), None)

@@ -1,0 +1,233 @@
+"""The run loop every pipeline shares: the fallback submission first, then each unit of work in turn
+under the time budget, a failure costing its rows only, and a report with the exit code.
+
+    run = start_run(config, input_dir, output_dir, base_dir, kind="segment")  # fallback written, config checked
+    run_items(units, cost, degrader, predict, budget, report)                 # predict(ids, payload) -> (failed, detail)
+    report.exit_code(strict)                                                  # 0, or 3 when nothing was predicted
+
+A unit is one image for ``segment`` and a chunk of images for ``classify``. Per unit the log gets one
+line, ``[n/N] id: predicted (...)``, and each failed id one line with its reason; the traceback of a
+failure only at DEBUG level (``kagglekit -v``).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from kagglekit.errors import InvalidArgumentError, KagglekitError, SubmissionError
+
+__all__ = ["RunReport", "Started", "match_inputs", "read_sample", "resolve_device", "resolve_dirs", "run_items",
+           "start_run", "write_fallback"]
+
+logger = logging.getLogger("kagglekit.pipeline")
+
+EXIT_PREDICTED, EXIT_ALL_FALLBACK = 0, 3
+
+
+@dataclass
+class RunReport:
+    """What a run did: the submission's path and id column, the input file of each id, ``predicted`` ids,
+    ``fallback`` ids with the reason, the ``events`` worth reading (skipped models, adapted inputs,
+    dropped views/models, failures), the ``device``, and the number of TTA ``views`` and ``models`` in
+    use at the end."""
+
+    submission: Path
+    id_column: str = "id"
+    inputs: dict[str, Path] = field(default_factory=dict)
+    predicted: list[str] = field(default_factory=list)
+    fallback: dict[str, str] = field(default_factory=dict)
+    events: list[str] = field(default_factory=list)
+    device: str = ""
+    views: int = 0
+    models: int = 0
+    seconds: float = 0.0
+
+    def note(self, message: str, level: int = logging.WARNING) -> None:
+        """Log ``message`` and keep it among the events."""
+        logger.log(level, message)
+        self.events.append(message)
+
+    def note_once(self, message: str, level: int = logging.WARNING) -> None:
+        """:meth:`note`, unless the same message was noted before (a per-image fact said once per run)."""
+        if message not in self.events:
+            self.note(message, level)
+
+    def exit_code(self, strict: bool = False) -> int:
+        """0 when at least one row was predicted (``strict``: and none fell back), else 3; the file is valid either way."""
+        if not self.predicted or (strict and self.fallback):
+            return EXIT_ALL_FALLBACK
+        return EXIT_PREDICTED
+
+    def summary(self) -> str:
+        lines = [(f"{self.submission}: {len(self.predicted)} predicted, {len(self.fallback)} fallback rows, "
+                  f"{self.views} TTA view(s) x {self.models} model(s) at the end"
+                  f"{f' on {self.device}' if self.device else ''}, {self.seconds:.1f} s")]
+        lines += [f"  fallback {i}: {why}" for i, why in self.fallback.items()]
+        lines += [f"  event: {e}" for e in self.events]
+        return "\n".join(lines)
+
+
+def resolve_dirs(input_dir, output_dir) -> tuple[Path, Path]:
+    """The competition and output folders (defaults: :mod:`kagglekit.kaggle.env`); an output that is a file is refused."""
+    from kagglekit.kaggle.env import input_dir as default_input
+    from kagglekit.kaggle.env import working_dir
+
+    input_dir = Path(input_dir) if input_dir is not None else default_input()
+    output_dir = Path(output_dir) if output_dir is not None else working_dir()
+    if output_dir.exists() and not output_dir.is_dir():
+        raise InvalidArgumentError(f"the output {output_dir} is a file; pass the folder submission.csv goes to")
+    return input_dir, output_dir
+
+
+def read_sample(sample: Path):
+    """The sample submission as strings (polars), or SubmissionError naming the path and the fix."""
+    from kagglekit.kaggle import read_csv_strings
+
+    if not sample.is_file():
+        raise SubmissionError(f"sample submission {sample} not found; check output.sample_submission and the input "
+                              "folder (--input), or attach the competition's data")
+    return read_csv_strings(sample, "sample submission")
+
+
+def write_fallback(path: Path, reference, fill: dict, id_column: str):
+    """A :class:`~kagglekit.kaggle.submission.SubmissionGuard` whose fallback (the sample's rows with
+    ``fill``) is already on disk; an output folder that cannot be written is a SubmissionError naming it."""
+    from kagglekit.kaggle.submission import SubmissionGuard
+
+    guard = SubmissionGuard(path, reference, fill=fill, id_column=id_column)
+    try:
+        guard.write_fallback()
+    except OSError as exc:
+        raise SubmissionError(f"cannot write {path} ({exc.strerror or exc}); pass an output folder you can write "
+                              "to (--output, or /kaggle/working in a kernel)") from None
+    logger.info("fallback submission written: %s (%d rows); each prediction replaces its row", path, len(reference))
+    return guard
+
+
+def resolve_device(name: str):
+    """The torch device of a checked config value: ``"auto"`` is CUDA when there is a GPU, else the CPU."""
+    import torch
+
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+@dataclass
+class Started:
+    """What :func:`start_run` hands the pipeline: the checked config, the guard (its fallback on disk),
+    the sample as read, the folders, the id column and the device."""
+
+    config: object
+    guard: object
+    reference: object
+    sample: Path
+    input_dir: Path
+    output_dir: Path
+    id_column: str
+    device: object
+
+    @property
+    def ids(self) -> list[str]:
+        import polars as pl
+
+        return self.guard.fallback.get_column(self.id_column).cast(pl.Utf8).to_list()
+
+
+def start_run(config, input_dir, output_dir, base_dir, kind: str) -> Started:
+    """Write the fallback submission from the sample and the ``[output]`` section alone, then check the
+    whole config (of pipeline ``kind``), the sample's columns and the device: their mistakes raise with
+    the valid fallback already on disk. Only an unreadable sample (a broken config is named first) or
+    an unwritable output folder leave no file."""
+    from kagglekit.pipeline.config import early_output, load_config
+
+    input_dir, output_dir = resolve_dirs(input_dir, output_dir)
+    output = early_output(config, kind)
+    sample = input_dir / output.sample_submission
+    try:
+        reference = read_sample(sample)
+    except KagglekitError:
+        load_config(config, base_dir, kind)  # a config that cannot load is the first thing to fix: it raises here
+        raise
+    id_column = output.columns(reference)[0]
+    guard = write_fallback(output_dir / output.submission, reference, output.fill(reference), id_column)
+    # From here on the submission file is valid, whatever fails.
+    cfg = load_config(config, base_dir, kind)
+    cfg.output.check_columns(reference, sample)
+    return Started(cfg, guard, reference, sample, input_dir, output_dir, id_column, resolve_device(cfg.device))
+
+
+def match_inputs(input_dir: Path, ids: list[str], pattern: str, id_from: str, report: RunReport) -> dict[str, Path]:
+    """Input path per id of the sample submission, from the files ``pattern`` matches under ``input_dir``
+    (the id is the file's stem, or its folder's name); ids without a file get a fallback reason."""
+    found: dict[str, Path] = {}
+    wanted = set(ids)
+    ignored = []
+    for path in sorted(input_dir.glob(pattern)):
+        key = path.stem if id_from == "stem" else path.parent.name
+        if key not in wanted:
+            ignored.append(path.name)
+        elif key in found:
+            report.note(f"{path} and {found[key]} both give id {key!r}; using the first")
+        else:
+            found[key] = path
+    if ignored:
+        report.note(f"{len(ignored)} input(s) not in the sample submission ignored, e.g. {ignored[:3]}", logging.INFO)
+    for i in ids:
+        if i not in found:
+            report.fallback[i] = f"no input matches {pattern!r} under {input_dir}"
+    return found
+
+
+def note_missing(report: RunReport, ids: list[str], found, where: str) -> None:
+    """Note once how many ids have no input (each keeps its fallback row)."""
+    missing = [i for i in ids if i not in found]
+    if missing:
+        report.note(f"{len(missing)} id(s) of the sample submission have no input {where}, e.g. {missing[:3]}; "
+                    "they keep the fallback row")
+
+
+def run_items(units: list[tuple[list[str], object]], cost: list[float], degrader,
+              predict: Callable[[list[str], object], tuple[dict, str]], budget, report: RunReport,
+              unit: str = "image") -> None:
+    """Call ``predict(ids, payload)`` for each unit of ``units`` in turn; it stores its rows and returns
+    ``(failed, detail)``: ``{id: reason}`` for ids it could not predict, and a short detail for the log.
+
+    An exception fails the whole unit; a failed id keeps its fallback row with the reason. ``cost`` (e.g.
+    pixels, or images) per unit is the work the ``budget`` projects from; when the projected finish
+    passes the budget, ``degrader.step()`` gives up TTA views, then models, and units left when the
+    budget is spent keep their fallback rows.
+    """
+    total, done, cheapest = sum(cost), 0, False
+    budget.projected_finish(0, max(total, 1), degrader.key)
+    for n, (ids, payload) in enumerate(units):
+        where = f"[{n + 1}/{len(units)}] {ids[0] if len(ids) == 1 else f'{ids[0]}..{ids[-1]} ({len(ids)} {unit}s)'}"
+        if budget.remaining <= 0:
+            left = [i for ids_left, _ in units[n:] for i in ids_left]
+            report.fallback.update({i: "time budget exhausted" for i in left})
+            report.note(f"time budget exhausted after {budget.elapsed:.0f} s: {len(left)} {unit}(s) keep the fallback row")
+            break
+        try:
+            with budget.step(unit):
+                failed, detail = predict(ids, payload)
+        except Exception as exc:  # noqa: BLE001 - whatever goes wrong with one unit costs that unit's rows only
+            failed, detail = {i: f"{type(exc).__name__}: {exc}" for i in ids}, None
+            logger.debug("%s: traceback", where, exc_info=True)
+        report.predicted += [i for i in ids if i not in failed]
+        report.fallback.update(failed)
+        if len(failed) < len(ids):
+            logger.info("%s: predicted (%s)%s", where, detail, f", {len(failed)} fallback row(s)" if failed else "")
+        for i, reason in failed.items():
+            logger.warning("%s: %s (fallback row)", where if len(ids) == 1 else f"{where}: {i}", reason)
+        done += cost[n]
+        if done < total and budget.will_overrun(done, total, degrader.key):
+            finish = budget.projected_finish(done, total, degrader.key)
+            step = degrader.step()
+            if step or not cheapest:
+                report.note(f"{step or 'nothing left to drop'}: projected finish {finish:.0f} s passes the "
+                            f"budget ({budget.total - budget.reserve:.0f} s)")
+            cheapest = step is None
+            budget.projected_finish(done, total, degrader.key)  # measure the new setting's rate from here
