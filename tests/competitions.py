@@ -113,3 +113,28 @@ class TileRecorder(nn.Module):
 
 
 register_model("test_pipeline_recorder", TileRecorder)
+
+
+class ColourLogits(nn.Module):
+    """``logit_k = gain * (mean of channel k % in_channels - 0.5)`` on the image scaled to [0, 1]: for a
+    solid-colour image the logits, and so every decision, have a closed form (and D4 views change nothing)."""
+
+    def __init__(self, in_channels: int = 3, num_classes: int = 3, gain: float = 8.0):
+        super().__init__()
+        self.gain = nn.Parameter(torch.tensor(float(gain)))
+        self.in_channels, self.num_classes = in_channels, num_classes
+
+    def forward(self, x):
+        if x.shape[1] != self.in_channels:
+            raise ValueError(f"expected {self.in_channels} channels, got {x.shape[1]}")
+        means = x.mean(dim=(2, 3))
+        return self.gain * (means[:, [k % self.in_channels for k in range(self.num_classes)]] - 0.5)
+
+
+register_model("test_pipeline_colour", ColourLogits)
+
+
+def colour_logits(colour, num_classes: int = 3, gain: float = 8.0) -> np.ndarray:
+    """What ColourLogits returns for a solid image of ``colour`` (0..255 per channel), computed plainly."""
+    c = np.asarray(colour, np.float64) / 255.0
+    return np.array([gain * (c[k % len(c)] - 0.5) for k in range(num_classes)])

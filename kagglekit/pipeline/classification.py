@@ -111,6 +111,9 @@ def _classes(cfg: ClassifyConfig, kept, decision, reference, sample: Path) -> tu
         raise PipelineConfigError(f"models: they return {n} outputs but there are {len(names)} classes ({list(names)[:5]}...)")
     if decision is not None and decision.classes and tuple(decision.classes) != tuple(names):
         raise PipelineConfigError(f"decision.file: fitted on classes {list(decision.classes)}, the models' are {list(names)}")
+    if decision is not None and decision.thresholds is not None and len(decision.thresholds) != n:
+        raise PipelineConfigError(f"decision.file: {cfg.decision.file} holds {len(decision.thresholds)} per-class thresholds "
+                                  f"but the models have {n} classes")
     if out.format == "columns":
         columns = [c for c in reference.columns if c != out.columns(reference)[0]]
         if set(columns) != set(names):
