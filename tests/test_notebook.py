@@ -114,3 +114,28 @@ def test_a_config_typo_fails_the_notebook_loudly_and_leaves_the_fallback_submiss
                                     "OUTPUT_DIR": str(out)}, cwd=tmp_path, timeout=600)
     with open(out / "submission.csv", newline="") as f:
         assert list(csv.DictReader(f)) == [{"id": "a", "rle": ""}, {"id": "b", "rle": ""}]
+
+
+@pytest.mark.slow
+def test_the_notebook_runs_a_classify_config_to_labels_and_a_picture(tmp_path):
+    """The config's kind picks the pipeline; the closed-form colour model is registered in the kernel
+    by importing the tests' competitions module (an extra cell after the parameters)."""
+    root, comp, models, out = kaggle_folders(tmp_path)
+    colours = {"x": (240, 20, 20), "y": (20, 230, 30), "z": (10, 20, 250)}
+    for name, colour in colours.items():
+        assert cv2.imwrite(str(comp / "test" / f"{name}.png"), np.full((60, 80, 3), colour[::-1], np.uint8))
+    (comp / "sample_submission.csv").write_text("id,label\n" + "".join(f"{n},red\n" for n in colours))
+    import competitions  # noqa: F401  (registers the colour model here too)
+    from kagglekit.models import create, save_checkpoint
+
+    save_checkpoint(create("kagglekit/test_pipeline_colour"), models / "m.safetensors", classes=["red", "green", "blue"])
+    (models / "classify.toml").write_text('kind = "classify"\nnum_workers = 0\n[preprocess]\nsize = 32\n'
+                                          '[[models]]\npath = "m.safetensors"\n[decision]\nkind = "argmax"\n')
+    tests_dir = str(Path(__file__).parent)
+    execute_notebook(NOTEBOOK, {"INPUT_ROOT": str(root), "COMPETITION": "demo-comp", "MODELS": "demo-models",
+                                "OUTPUT_DIR": str(out)}, cwd=tmp_path, timeout=600,
+                     extra_cells=[f"import sys; sys.path.insert(0, {tests_dir!r}); import competitions"])
+    with open(out / "submission.csv", newline="") as f:
+        assert {r["id"]: r["label"] for r in csv.DictReader(f)} == {"x": "red", "y": "green", "z": "blue"}
+    picture = cv2.imread(str(out / "predictions.png"))
+    assert picture is not None and picture.shape == (192 + 28, 4 * 192, 3)

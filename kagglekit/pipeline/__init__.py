@@ -8,6 +8,7 @@
     RunReport, run_items, start_run          loop.py            the run loop both pipelines share
     load_models, probe_models                ensemble.py        checkpoints loaded and probed once, before any image
     overlay_prediction(source, rle)          preview.py         a thumbnail with the predicted mask drawn on it
+    labelled_grid(items)                     preview.py         images with their predicted labels, in a grid
 
 Configuration: sections.py (shared sections), segment_config.py, classify_config.py.
 
@@ -57,6 +58,7 @@ _EXPORTS = {
     "ClassifyConfig": "config",
     "PipelineConfigError": "config",
     "overlay_prediction": "preview",
+    "labelled_grid": "preview",
 }
 
 __all__ = sorted(_EXPORTS)
