@@ -2,7 +2,7 @@
 
     kagglekit segment        run the segmentation pipeline of a config on an input folder (--check: validate only)
     kagglekit classify       run the classification pipeline of a config on an input folder (--check: validate only)
-    kagglekit demo           build the mini-competition, train, and run the notebook on it
+    kagglekit demo [name]    build mini-competitions, train on CPU, run the notebook, one table of results
     kagglekit wheels build   build kagglekit's wheel and download the wheels the Kaggle image lacks
     kagglekit wheels check   prove offline that the wheel folder installs for the target
     kagglekit kernel check   validate kernel-metadata.json (refuses internet on or missing)
@@ -167,21 +167,23 @@ def _add_push(sub) -> None:
 
 
 def _demo(args) -> int:
-    from kagglekit.demo.run import run_demo
+    from kagglekit.demo.suite import run_demos
 
-    run_demo(args.out, train_seconds=args.train_seconds, n_train=args.n_train, n_test=args.n_test, side=args.side,
-             seed=args.seed, notebook=args.notebook)
+    run_demos(args.names, args.out, steps=args.steps, seed=args.seed, notebook=args.notebook)
     return 0
 
 
 def _add_demo(sub) -> None:
-    parser = _parser(sub, "demo", "build a mini-competition, train on CPU, run the inference notebook, score it",
-                     "kagglekit demo --out build/demo")
-    parser.add_argument("--out", default="build/demo", help="folder for the data, model and outputs (default: build/demo)")
-    parser.add_argument("--train-seconds", type=float, default=90.0, help="training time on CPU (default: 90)")
-    parser.add_argument("--n-train", type=int, default=4, help="training slides (default: 4)")
-    parser.add_argument("--n-test", type=int, default=2, help="test slides (default: 2)")
-    parser.add_argument("--side", type=int, default=2048, help="slide side in pixels (default: 2048)")
+    from kagglekit.demo.suite import DEMOS
+
+    parser = _parser(sub, "demo", "build mini-competitions, train on CPU, run the inference notebook, score them",
+                     "kagglekit demo multilabel --out build/demo",
+                     description="Run the demos (all of them when none is named) and print one table of their "
+                                 "results. Each trains for a fixed number of steps from a seed: two runs print the "
+                                 "same figures.\n\n" + "\n".join(f"  {n:13s} {d}" for n, (_, d) in DEMOS.items()))
+    parser.add_argument("names", nargs="*", metavar="name", help=f"demos to run: {', '.join(DEMOS)} (default: all)")
+    parser.add_argument("--out", default="build/demo", help="folder for the data, models and outputs (default: build/demo)")
+    parser.add_argument("--steps", type=int, help="training steps (default: each demo's own)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--notebook", help="inference notebook (default: notebooks/inference.ipynb of the source tree)")
     parser.set_defaults(handler=_demo)
@@ -247,6 +249,7 @@ _EPILOG = """examples:
   kagglekit segment --config models/segment.toml --input /kaggle/input/comp --check
   kagglekit classify --config models/classify.toml --input /kaggle/input/comp --output /kaggle/working
   kagglekit demo --out build/demo
+  kagglekit demo multilabel
   kagglekit wheels build --dest wheels --dataset-id you/kagglekit-wheels
   kagglekit kernel check kernel-metadata.json
   kagglekit bundle --models models/ --owner you

@@ -70,8 +70,8 @@ def test_tiny_demo_trains_and_the_pipeline_writes_a_valid_submission(tmp_path):
     comp = build_competition(tmp_path, n_train=2, n_test=2, side=448, seed=1)
     models = tmp_path / "input" / "models"
     settings = InferenceSettings(tile=128, stride=96, views="flips")
-    result = train(comp.folder, models, seconds=2, size=64, batch_size=2, settings=settings, log=lambda *_: None)
-    assert result.steps >= 1 and len(result.held_out) == 1 and 0 <= result.threshold <= 1
+    result = train(comp.folder, models, steps=3, size=64, batch_size=2, settings=settings, log=lambda *_: None)
+    assert result.steps == 3 and len(result.held_out) == 1 and 0 <= result.threshold <= 1
     config = tomllib.loads((models / "segment.toml").read_text())
     assert config["tiling"]["tile"] == 128 and config["threshold"] == {"kind": "file", "file": "threshold.json"}
     report = segment(models / "segment.toml", comp.folder, tmp_path / "working")
@@ -82,5 +82,26 @@ def test_tiny_demo_trains_and_the_pipeline_writes_a_valid_submission(tmp_path):
 
 
 def test_the_demo_command_is_registered():
-    args = build_parser().parse_args(["demo", "--out", "x", "--train-seconds", "5", "--side", "1024"])
-    assert args.handler.__name__ == "_demo" and (args.out, args.train_seconds, args.side) == ("x", 5.0, 1024)
+    args = build_parser().parse_args(["demo", "multilabel", "--out", "x", "--steps", "5"])
+    assert args.handler.__name__ == "_demo" and (args.names, args.out, args.steps) == (["multilabel"], "x", 5)
+    assert build_parser().parse_args(["demo"]).names == []  # every demo
+
+
+def test_training_is_a_fixed_number_of_steps_and_repeats_exactly():
+    """Two trainings of the same steps from the same seed give the same weights (no wall-clock stop)."""
+    import torch
+
+    from kagglekit.demo.train import fit
+
+    def once():
+        torch.manual_seed(0)
+        model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, padding=1), torch.nn.ReLU(), torch.nn.Conv2d(4, 1, 1))
+        rng = np.random.default_rng(0)
+        batches = iter(lambda: (torch.from_numpy(rng.random((2, 3, 8, 8), np.float32)),
+                                torch.from_numpy((rng.random((2, 1, 8, 8)) > 0.5).astype(np.float32))), None)
+        seen = []
+        fit(model, batches, 7, lr=1e-2, log=seen.append)
+        return [p.detach().clone() for p in model.parameters()], seen
+
+    (a, log_a), (b, log_b) = once(), once()
+    assert all(torch.equal(x, y) for x, y in zip(a, b)) and log_a == log_b and log_a[-1].startswith("  step 7/7")

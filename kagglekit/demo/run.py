@@ -3,6 +3,8 @@
     build/demo/input/kagglekit-demo/     the competition (data.py)
     build/demo/input/kagglekit-models/   model.safetensors, threshold.json, segment.toml (train.py)
     build/demo/working/                  submission.csv, overlay.png, inference.executed.ipynb
+
+The other demos (``kagglekit demo multilabel``, ...) are listed in :mod:`kagglekit.demo.suite`.
 """
 
 from __future__ import annotations
@@ -38,12 +40,12 @@ def score(submission, solution, beta: float = 0.5) -> tuple[float, float]:
     return fbeta_score(y, pred, beta), fbeta_score(y, np.ones_like(y), beta)
 
 
-def run_demo(out="build/demo", *, train_seconds: float = 90.0, n_train: int = 4, n_test: int = 2, side: int = 2048,
+def run_demo(out="build/demo", *, steps: int | None = None, n_train: int = 4, n_test: int = 2, side: int = 2048,
              seed: int = 0, notebook=None, log=print) -> dict:
     """Run every step under ``out``; print and return the scores and the time of each step."""
     from kagglekit.demo.data import build_competition
     from kagglekit.demo.notebook import execute_notebook
-    from kagglekit.demo.train import train
+    from kagglekit.demo.train import STEPS, train
 
     notebook = Path(notebook) if notebook else default_notebook()
     if not notebook.is_file():
@@ -56,9 +58,10 @@ def run_demo(out="build/demo", *, train_seconds: float = 90.0, n_train: int = 4,
     competition = build_competition(out, n_train=n_train, n_test=n_test, side=side, seed=seed)
     times["build data"] = time.monotonic() - start
 
-    log(f"2/4 training on CPU for {train_seconds:.0f} s")
+    steps = steps or STEPS
+    log(f"2/4 training on CPU for {steps} steps")
     t = time.monotonic()
-    trained = train(competition.folder, out / "input" / MODELS, train_seconds, seed=seed, log=log)
+    trained = train(competition.folder, out / "input" / MODELS, steps, seed=seed, log=log)
     times["train + pick threshold"] = time.monotonic() - t
 
     log(f"3/4 running {notebook} headless")
@@ -86,4 +89,5 @@ def run_demo(out="build/demo", *, train_seconds: float = 90.0, n_train: int = 4,
     for name, seconds in times.items():
         log(f"| {name} | {seconds:.1f} |")
     return {"fbeta": fbeta, "baseline": baseline, "held_out_fbeta": trained.held_out_fbeta,
-            "threshold": trained.threshold, "steps": trained.steps, "times": times}
+            "threshold": trained.threshold, "steps": trained.steps, "times": times, "seconds": times["total"],
+            "summary": [("test F0.5 (pixels), the trained U-Net", fbeta), ("test F0.5 (pixels), all positive", baseline)]}

@@ -1,0 +1,65 @@
+"""The multi-label demo on a tiny scale: the competition's files, its tags, its score, a run end to end."""
+
+from __future__ import annotations
+
+import csv
+
+import cv2
+import numpy as np
+import pytest
+from sklearn.metrics import fbeta_score as sk_fbeta
+
+from kagglekit.demo.multilabel import run_multilabel, score
+from kagglekit.demo.multilabel_data import SOURCES, build_multilabel_competition, make_chip, read_tags
+
+
+def test_chips_show_one_to_four_distinct_sources_and_repeat_for_a_seed():
+    a = [make_chip(np.random.default_rng(5), 64) for _ in range(1)][0]
+    b = make_chip(np.random.default_rng(5), 64)
+    assert np.array_equal(a[0], b[0]) and a[1] == b[1]
+    counts = [len(make_chip(np.random.default_rng(s), 48)[1]) for s in range(200)]
+    assert set(counts) == {1, 2, 3, 4}
+    for s in range(20):
+        chip, labels = make_chip(np.random.default_rng(s), 48)
+        assert chip.shape == (48, 48, 3) and chip.dtype == np.uint8 and len(set(labels)) == len(labels)
+        assert labels == [c for c in SOURCES if c in labels]  # in SOURCES order
+
+
+def test_the_competition_folder_looks_like_planets(tmp_path):
+    comp = build_multilabel_competition(tmp_path, n_train=12, n_test=5, seed=2)
+    ids, tags = read_tags(comp.folder / "train.csv")
+    assert ids == [f"train_{k}" for k in range(12)] and tags.shape == (12, len(SOURCES)) and (tags.sum(1) >= 1).all()
+    for i in ids:
+        assert cv2.imread(str(comp.folder / "train" / f"{i}.jpg")).shape == (64, 64, 3)
+    with open(comp.folder / "sample_submission.csv", newline="") as f:
+        rows = list(csv.reader(f))
+    assert rows[0] == ["image_name", "tags"] and [r[0] for r in rows[1:]] == [f"test_{k}" for k in range(5)]
+    again = build_multilabel_competition(tmp_path / "again", n_train=12, n_test=5, seed=2)
+    assert (again.folder / "train.csv").read_bytes() == (comp.folder / "train.csv").read_bytes()
+    assert (again.solution).read_bytes() == comp.solution.read_bytes()
+
+
+def test_score_is_the_mean_of_per_chip_f2_as_scikit_learn_computes_it(tmp_path):
+    comp = build_multilabel_competition(tmp_path, n_train=2, n_test=30, seed=4)
+    ids, truth = read_tags(comp.solution)
+    rng = np.random.default_rng(0)
+    guess = (rng.random(truth.shape) < 0.4).astype(int)
+    guess[0] = 0  # an empty prediction
+    with open(tmp_path / "sub.csv", "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["image_name", "tags"])
+        for i, row in reversed(list(zip(ids, guess))):  # another row order than the solution's
+            writer.writerow([i, " ".join(c for c, g in zip(SOURCES, row) if g)])
+    expected = sk_fbeta(truth, guess, beta=2, average="samples", zero_division=0)
+    assert score(tmp_path / "sub.csv", comp.solution) == pytest.approx(expected)
+
+
+@pytest.mark.slow
+def test_a_tiny_multilabel_demo_runs_end_to_end_and_repeats(tmp_path):
+    runs = [run_multilabel(tmp_path / f"run{k}", steps=2, n_train=48, n_test=8, log=lambda *_: None) for k in range(2)]
+    rows = runs[0]["rows"]
+    assert list(rows) == ["all labels (baseline)", "threshold 0.5", "per-class thresholds", "expected-F2 decision"]
+    assert rows == runs[1]["rows"]  # the same figures: fixed steps, fixed seed
+    submission = tmp_path / "run0" / "working" / "multilabel" / "submission.csv"
+    assert [r["image_name"] for r in csv.DictReader(open(submission))] == [f"test_{k}" for k in range(8)]
+    assert (tmp_path / "run0" / "working" / "multilabel" / "predictions.png").is_file()
