@@ -137,7 +137,7 @@ def test_a_sample_with_only_an_id_column_is_refused_after_the_fallback(tmp_path,
     (tmp_path / "sample_submission.csv").write_text("id\nimg0\n")
     checkpoint(tmp_path / "a.safetensors")
     assert run_cli(tmp_path, TOML) == 1
-    assert "needs an id and a mask column" in capsys.readouterr().err
+    assert "a submission needs an id and a prediction column" in capsys.readouterr().err
     assert [r["id"] for r in read_csv(tmp_path / "out" / "submission.csv")] == ["img0"]
 
 

@@ -152,7 +152,7 @@ def run_multilabel(out="build/demo", *, steps: int = STEPS, n_train: int = 1200,
     rows.update({name: (folds.oof_fbeta[name], test[name]) for name in ("threshold 0.5", "per-class thresholds",
                                                                         "expected-F2 decision")})
     log("")
-    log(f"| decision | out-of-fold F2 | test F2 |\n| --- | ---: | ---: |")
+    log("| decision | out-of-fold F2 | test F2 |\n| --- | ---: | ---: |")
     for name, (oof, test_f2) in rows.items():
         log(f"| {name} | {'' if oof is None else f'{oof:.4f}'} | {test_f2:.4f} |")
     log(f"submission: {working / 'submission.csv'}   picture: {working / 'predictions.png'}   "

@@ -23,9 +23,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 from kagglekit.pipeline import sections
-from kagglekit.pipeline.sections import BudgetConfig, ModelConfig, PipelineConfigError, Table, TTAConfig
+from kagglekit.pipeline.sections import BudgetConfig, ModelConfig, OutputBase, PipelineConfigError, Table, TTAConfig
 
 __all__ = ["ClassifyConfig"]
 
@@ -63,10 +64,8 @@ class DecisionConfig:
 
 
 @dataclass(frozen=True)
-class OutputConfig:
-    sample_submission: str = "sample_submission.csv"
-    submission: str = "submission.csv"
-    id_column: str | None = None
+class OutputConfig(OutputBase):
+    VALUE_KEY: ClassVar[str] = "label_column"
     label_column: str | None = None
     classes: tuple[str, ...] | None = None
     classes_file: Path | None = None
@@ -74,27 +73,10 @@ class OutputConfig:
     separator: str = " "
     fallback: str | None = None
 
-    def columns(self, reference) -> tuple[str, str | None]:
-        """(id column, label column): as named, or the first and second columns of the sample."""
-        columns = reference.columns
-        id_column = self.id_column if self.id_column in columns else columns[0]
-        others = [c for c in columns if c != id_column]
-        label = self.label_column if self.label_column in others else (others[0] if others else None)
-        return id_column, label
-
     def fill(self, reference) -> dict:
         """The fallback's replaced columns: ``fallback`` in the label column, or none (the sample's own rows)."""
         label = self.columns(reference)[1]
         return {label: self.fallback} if self.fallback is not None and label and self.format != "columns" else {}
-
-    def check_columns(self, reference, sample: Path) -> None:
-        columns = reference.columns
-        for key in ("id_column", "label_column"):
-            name = getattr(self, key)
-            if name is not None and name not in columns:
-                raise PipelineConfigError(f"output.{key}: {name!r} is not a column of {sample} ({columns})")
-        if len(columns) < 2:
-            raise PipelineConfigError(f"{sample} has only the column {columns}; a submission needs an id and a prediction column")
 
 
 @dataclass(frozen=True)

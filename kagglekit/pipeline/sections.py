@@ -21,12 +21,13 @@ from __future__ import annotations
 import difflib
 import math
 from dataclasses import dataclass
+from typing import ClassVar
 from pathlib import Path
 
 from kagglekit.errors import ConfigError
 from kagglekit.infer.batching import IMAGENET
 
-__all__ = ["BudgetConfig", "ModelConfig", "PipelineConfigError", "TTAConfig", "read_toml"]
+__all__ = ["BudgetConfig", "ModelConfig", "OutputBase", "PipelineConfigError", "TTAConfig", "read_toml"]
 
 TTA_MODES = ("merge", "cycle")
 
@@ -46,6 +47,36 @@ class TTAConfig:
     views: tuple[str, ...] = ("identity",)
     mode: str = "merge"
     merge: str = "mean"
+
+
+@dataclass(frozen=True)
+class OutputBase:
+    """The ``[output]`` keys both pipelines take; a subclass names its prediction column's key in ``VALUE_KEY``."""
+
+    VALUE_KEY: ClassVar[str] = "value_column"
+    sample_submission: str = "sample_submission.csv"
+    submission: str = "submission.csv"
+    id_column: str | None = None
+
+    def columns(self, reference) -> tuple[str, str | None]:
+        """(id column, prediction column) of the sample as named here, the defaults (first column, next one)
+        where no name or one the sample lacks is given: enough to write the fallback; :meth:`check_columns`
+        refuses the wrong name afterwards."""
+        columns = reference.columns
+        id_column = self.id_column if self.id_column in columns else columns[0]
+        others = [c for c in columns if c != id_column]
+        value = getattr(self, self.VALUE_KEY)
+        return id_column, value if value in others else (others[0] if others else None)
+
+    def check_columns(self, reference, sample: Path) -> None:
+        """Refuse a configured column the sample lacks, or a sample with only one column."""
+        columns = reference.columns
+        for key in ("id_column", self.VALUE_KEY):
+            name = getattr(self, key)
+            if name is not None and name not in columns:
+                raise PipelineConfigError(f"output.{key}: {name!r} is not a column of {sample} ({columns})")
+        if len(columns) < 2:
+            raise PipelineConfigError(f"{sample} has only the column {columns}; a submission needs an id and a prediction column")
 
 
 @dataclass(frozen=True)

@@ -17,9 +17,10 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 from kagglekit.pipeline import sections
-from kagglekit.pipeline.sections import BudgetConfig, ModelConfig, PipelineConfigError, Table, TTAConfig
+from kagglekit.pipeline.sections import BudgetConfig, ModelConfig, OutputBase, PipelineConfigError, Table, TTAConfig
 
 __all__ = ["SegmentConfig", "read_threshold_file"]
 
@@ -55,37 +56,16 @@ class ThresholdConfig:
 
 
 @dataclass(frozen=True)
-class OutputConfig:
-    sample_submission: str = "sample_submission.csv"
-    submission: str = "submission.csv"
-    id_column: str | None = None
+class OutputConfig(OutputBase):
+    VALUE_KEY: ClassVar[str] = "mask_column"
     mask_column: str | None = None
     order: str = "C"
     fallback: str = ""
-
-    def columns(self, reference) -> tuple[str, str | None]:
-        """(id column, mask column) of the sample as named here, the defaults (first column, next one)
-        where no name or one the sample lacks is given: enough to write the fallback;
-        :meth:`check_columns` refuses the wrong name afterwards."""
-        columns = reference.columns
-        id_column = self.id_column if self.id_column in columns else columns[0]
-        others = [c for c in columns if c != id_column]
-        mask_column = self.mask_column if self.mask_column in others else (others[0] if others else None)
-        return id_column, mask_column
 
     def fill(self, reference) -> dict:
         """The fallback's replaced columns: the mask column set to ``fallback``."""
         mask_column = self.columns(reference)[1]
         return {mask_column: self.fallback} if mask_column else {}
-
-    def check_columns(self, reference, sample: Path) -> None:
-        columns = reference.columns
-        for key in ("id_column", "mask_column"):
-            name = getattr(self, key)
-            if name is not None and name not in columns:
-                raise PipelineConfigError(f"output.{key}: {name!r} is not a column of {sample} ({columns})")
-        if len(columns) < 2:
-            raise PipelineConfigError(f"{sample} has only the column {columns}; a segmentation sample needs an id and a mask column")
 
 
 @dataclass(frozen=True)
