@@ -14,10 +14,11 @@ Configuration: sections.py (shared sections), segment_config.py, classify_config
 
 Importing this package is cheap: each name is loaded from its submodule on first use.
 
-What happens when something is wrong (``kagglekit segment`` exit codes: 0 something was predicted,
-3 every row fell back or, with ``--strict``, any row did; 1 an error). "Fallback file" means that
-submission.csv holds the sample's ids and columns with ``output.fallback`` as every mask; it is written
-before anything below can fail, except the first two rows.
+What happens when something is wrong (``kagglekit segment`` / ``kagglekit classify`` exit codes: 0
+something was predicted, 3 every row fell back or, with ``--strict``, any row did; 1 an error).
+"Fallback file" means that submission.csv holds the sample's ids and columns, with ``output.fallback``
+as every mask (segment) or the sample's own values, or ``output.fallback`` in the label column
+(classify); it is written before anything below can fail, except the first two rows.
 
 | input | failure | outcome |
 | --- | --- | --- |
@@ -25,19 +26,22 @@ before anything below can fail, except the first two rows.
 | output folder | a file, or cannot be created or written | InvalidArgumentError / SubmissionError naming the path; no file (exit 1) |
 | config | missing, not TOML, unknown key (with the closest key), bad value, `output.id_column` not in the sample, sample with only an id column | PipelineConfigError naming the file and key; fallback file (exit 1) |
 | config `device` | `"cuda"` (or `cuda:N`, `mps`) that this machine lacks | PipelineConfigError before any work, once; fallback file (exit 1). `"auto"` (default) falls back to the CPU |
-| threshold file | missing, or not a probability | PipelineConfigError naming `threshold.file`; fallback file (exit 1) |
+| threshold file (segment) | missing, or not a probability | PipelineConfigError naming `threshold.file`; fallback file (exit 1) |
+| decision file, classes file (classify) | missing, not JSON, a kind other than `decision.kind`, thresholds of another length than the classes, fitted on other classes | DecisionFileError / PipelineConfigError naming the file; fallback file (exit 1) |
+| class names (classify) | none anywhere, different in two checkpoints or from `output.classes`, another count than the models' outputs, not the sample's columns (`format = "columns"`) | PipelineConfigError before any image; fallback file (exit 1) |
 | checkpoint | missing, truncated, not a kagglekit checkpoint, tensor bytes damaged (checksum), fails on a zero tile | that model is skipped and named in the report; the others run. None left: every row falls back (exit 3) |
-| checkpoints together | different input or output channel counts, or not one logit map (N, 1, h, w), e.g. a classifier | PipelineConfigError before any image; fallback file (exit 1) |
-| input image | no file for an id | fallback row "no input matches" (noted once with a count) |
+| checkpoints together | different input or output channel counts; for segment not one logit map (N, 1, h, w) (a classifier), for classify not (N, C) (a segmentation model) | PipelineConfigError before any image; fallback file (exit 1) |
+| input image | no file for an id (classify: one of its channel files) | fallback row "no input matches" / "channel file missing: <path>" (noted once with a count) |
 | input image | corrupt or truncated | fallback row with the ImageReadError |
 | input image | gray or RGBA for an RGB model (gray + alpha for a gray one) | adapted (replicated / alpha dropped), noted once per run |
 | input image | any other channel count than the model's | fallback row naming both counts |
 | input image | no tissue (``tissue_only``): no tile is run | predicted empty, noted; "every tissue mask was empty" noted when that holds for all |
-| model output | NaN or infinite logits | fallback row with the count of non-finite pixels |
+| model output | NaN or infinite logits | fallback row (segment: with the count of non-finite pixels) |
 | submission write | fails for one image (disk full) | that image keeps its fallback row; the file on disk stays the last valid one |
 | time budget | the projected finish passes it | TTA views, then models are dropped; when spent, the remaining rows fall back (noted) |
 
-Per-image failures are logged as one line (``[n/N] id: reason``); tracebacks only at DEBUG (``kagglekit -v``).
+Per-image failures are logged as one line (``[n/N] id: reason``; classify logs per chunk of images);
+tracebacks only at DEBUG (``kagglekit -v``).
 """
 
 from __future__ import annotations
