@@ -297,3 +297,12 @@ def test_a_percentile_counts_real_logits_that_equal_any_value():
     logits = (100 * (image[:, :, 0].astype(np.float32) / 255 - 0.5)).clip(-30)
     cut = np.quantile(logits.astype(np.float16), 0.9, method="lower")
     assert np.array_equal(mask, logits.astype(np.float16) >= cut)
+
+
+def test_preprocess_normalize_is_the_old_top_level_normalize():
+    base = {"models": [{"path": "a.safetensors"}]}
+    assert load_config({**base, "preprocess": {"normalize": "imagenet"}}) == load_config({**base, "normalize": "imagenet"})
+    with pytest.raises(PipelineConfigError, match="given both at the top level and in \\[preprocess\\]"):
+        load_config({**base, "normalize": "scale", "preprocess": {"normalize": "imagenet"}})
+    with pytest.raises(PipelineConfigError, match=r"preprocess: unknown key\(s\) \['size'\]"):
+        load_config({**base, "preprocess": {"size": 224}})
