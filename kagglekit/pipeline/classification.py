@@ -139,7 +139,7 @@ def find_inputs(cfg: ClassifyConfig, input_dir: Path, ids: list[str], report) ->
     return found, f"with every channel file {list(cfg.inputs.channels)} under {input_dir}"
 
 
-def _formatter(cfg: ClassifyConfig, classes, decision):
+def _formatter(cfg: ClassifyConfig, classes, decision, label_column: str):
     """``rows(probabilities (b, C)) -> {column: [b strings]}`` for the output format."""
     out = cfg.output
     names = np.asarray(classes, dtype=object)
@@ -147,7 +147,7 @@ def _formatter(cfg: ClassifyConfig, classes, decision):
     def probability_columns(p):
         return {c: [repr(float(v)) for v in p[:, k]] for k, c in enumerate(classes)}
 
-    def rows(p: np.ndarray, label_column: str) -> dict:
+    def rows(p: np.ndarray) -> dict:
         if decision is None:  # kind 'probability'
             if out.format == "columns":
                 return probability_columns(p)
@@ -190,6 +190,48 @@ def _store(guard, columns: list[str]):
     return store
 
 
+def _chunk_predictor(cfg: ClassifyConfig, models, weights, in_channels, activation, degrader: Degrader, report,
+                     store, device):
+    """``predict(ids, items)`` for :func:`~kagglekit.pipeline.loop.run_items`: a chunk of images through the
+    current setting of ``degrader`` (:func:`kagglekit.infer.iter_predictions`, unreadable images and
+    non-finite outputs failed by id), the finite rows handed to ``store(ids, probabilities)``."""
+    import threading
+
+    from kagglekit.infer import iter_predictions, load_image
+    from kagglekit.io import ArraySource, match_channels
+
+    noting = threading.Lock()  # images are loaded on the decoding threads
+
+    def matched(item):
+        """The image at the input size with the models' channels (gray replicated, alpha dropped), noted once."""
+        image = load_image(item, cfg.preprocess.size, cfg.preprocess.resize)
+        source = match_channels(ArraySource(image), in_channels)
+        if source.shape[2] == image.shape[2]:
+            return image
+        with noting:
+            report.note_once(f"inputs adapted to the models' {in_channels} channels: {source.adaptation}")
+        return source.read(0, 0, *image.shape[:2])
+
+    def predict(chunk_ids: list[str], items: list) -> tuple[dict, str]:
+        failed, done, outputs = {}, [], []
+        for indices, out, errors in iter_predictions(
+                models[: degrader.models], items, normalize=cfg.preprocess.normalize, activation=activation,
+                tta=list(cfg.tta.views[: degrader.views]), merge=cfg.tta.merge, weights=weights[: degrader.models],
+                batch_size=cfg.batch_size, num_workers=cfg.num_workers, device=device, amp=cfg.amp, on_error="skip",
+                loader=matched):
+            failed.update({chunk_ids[k]: f"{type(e).__name__}: {e}" for k, e in errors.items()})
+            good = np.isfinite(out).all(axis=1)
+            failed.update({chunk_ids[k]: "NonFiniteOutputError: the models returned NaN or infinite scores"
+                           for k in indices[~good]})
+            done += [chunk_ids[k] for k in indices[good]]
+            outputs.append(out[good])
+        if done:
+            store(done, np.concatenate(outputs))
+        return failed, f"{degrader.views} view(s) x {degrader.models} model(s)"
+
+    return predict
+
+
 def classify(config, input_dir=None, output_dir=None, *, base_dir=None, budget=None) -> ClassifyReport:
     """Predict every image of the sample submission and write ``submission.csv``; return the report.
 
@@ -201,8 +243,6 @@ def classify(config, input_dir=None, output_dir=None, *, base_dir=None, budget=N
     on disk; a model that cannot load or run is skipped; an image that cannot be read keeps its
     fallback row with the reason. Holds the models, a chunk of decoded images and the rows (strings).
     """
-    from kagglekit.infer import iter_predictions
-
     start = time.monotonic()
     run = start_run(config, input_dir, output_dir, base_dir, "classify")
     cfg = run.config
@@ -230,44 +270,14 @@ def classify(config, input_dir=None, output_dir=None, *, base_dir=None, budget=N
         temperature = decision.temperature if decision is not None else 1.0
         models = [m.model if temperature == 1.0 else _Tempered(m.model, temperature) for m in kept]
         weights = [m.weight for m in kept]
-        in_channels = input_channels_of(kept)
         label_column = cfg.output.columns(run.reference)[1]
-        rows = _formatter(cfg, report.classes, decision)
+        rows = _formatter(cfg, report.classes, decision, label_column)
         columns = list(report.classes) if cfg.output.format == "columns" else [label_column]
         store = _store(run.guard, columns)
         activation = cfg.decision.activation or ("softmax" if decision is not None and decision.kind == "argmax" else "sigmoid")
         degrader = Degrader(len(cfg.tta.views), len(models))
-        adapted = set()
-
-        def matched(item):
-            """The image with the models' channels (gray replicated, alpha dropped), noted once per kind."""
-            from kagglekit.infer import load_image
-            from kagglekit.io import ArraySource, match_channels
-
-            image = load_image(item, cfg.preprocess.size, cfg.preprocess.resize)
-            source = match_channels(ArraySource(image), in_channels)
-            if source.shape[2] != image.shape[2] and source.adaptation not in adapted:
-                adapted.add(source.adaptation)
-                report.note(f"inputs adapted to the models' {in_channels} channels: {source.adaptation}")
-            return source.read(0, 0, *image.shape[:2])
-
-        def predict(chunk_ids: list[str], items: list) -> tuple[dict, str]:
-            failed, done, outputs = {}, [], []
-            for indices, out, errors in iter_predictions(
-                    models[: degrader.models], items, size=None, resize=None, normalize=cfg.preprocess.normalize,
-                    activation=activation, tta=list(cfg.tta.views[: degrader.views]), merge=cfg.tta.merge,
-                    weights=weights[: degrader.models], batch_size=cfg.batch_size, num_workers=cfg.num_workers,
-                    device=run.device, amp=cfg.amp, on_error="skip", loader=matched):
-                failed.update({chunk_ids[k]: f"{type(e).__name__}: {e}" for k, e in errors.items()})
-                good = np.isfinite(out).all(axis=1)
-                failed.update({chunk_ids[k]: "NonFiniteOutputError: the models returned NaN or infinite scores"
-                               for k in indices[~good]})
-                done += [chunk_ids[k] for k in indices[good]]
-                outputs.append(out[good])
-            if done:
-                store(done, rows(np.concatenate(outputs), label_column))
-            return failed, f"{degrader.views} view(s) x {degrader.models} model(s)"
-
+        predict = _chunk_predictor(cfg, models, weights, input_channels_of(kept), activation, degrader, report,
+                                   lambda ids_, p: store(ids_, rows(p)), run.device)
         chunk = cfg.batch_size * CHUNK_BATCHES
         units = [([i for i, _ in pending[k : k + chunk]], [p for _, p in pending[k : k + chunk]])
                  for k in range(0, len(pending), chunk)]
