@@ -271,3 +271,11 @@ def test_the_budget_drops_views_for_classify_too(comp):
     assert sorted(report.predicted) == sorted(COLOURS) and report.views == 4 and report.models == 2 and FakeClock.now == 72
     rows = {r["id"]: r["label"] for r in read_csv(comp / "out" / "submission.csv")}
     assert rows == {i: CLASSES[int(np.argmax(colour_logits(c)))] for i, c in COLOURS.items()}
+
+
+def test_a_last_batch_of_only_unreadable_images_costs_only_their_rows(comp):
+    """Batches of two: (a, b), (c, d), then e alone, unreadable: an error-only batch after real ones."""
+    (comp / "test" / "e.png").write_bytes(b"\x89PNG broken")
+    report, rows = run_config(comp, {"kind": "argmax"}, batch_size=2)
+    assert sorted(report.predicted) == ["a", "b", "c", "d"] and list(report.fallback) == ["e"]
+    assert rows["a"]["label"] == "red" and rows["e"]["label"] == "0"

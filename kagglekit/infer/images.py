@@ -255,7 +255,7 @@ def iter_predictions(models, inputs: Sequence, *, size=None, resize="resize", no
                     merger.add(_activate(activation, y), w)
             return merger.result().float().cpu().numpy()
 
-    images, indices, errors = [], [], {}
+    images, indices, errors, columns = [], [], {}, 0
     load = loader or (lambda item: load_image(item, size, resize, reduced_decode))
     for k, image in _loaded(inputs, load, num_workers, 2 * batch_size, on_error):
         if isinstance(image, KagglekitError):
@@ -264,10 +264,12 @@ def iter_predictions(models, inputs: Sequence, *, size=None, resize="resize", no
             images.append(image)
             indices.append(k)
         if len(images) == batch_size:
-            yield np.asarray(indices, np.int64), run(images), errors
+            outputs = run(images)
+            columns = outputs.shape[1]
+            yield np.asarray(indices, np.int64), outputs, errors
             images, indices, errors = [], [], {}
-    if images or errors:
-        yield np.asarray(indices, np.int64), run(images) if images else np.empty((0, 0), np.float32), errors
+    if images or errors:  # a last batch of only unreadable inputs: no rows, as many columns as the others
+        yield np.asarray(indices, np.int64), run(images) if images else np.empty((0, columns), np.float32), errors
 
 
 def predict(models, inputs: Sequence, *, size=None, resize="resize", normalize="scale", activation=None,
