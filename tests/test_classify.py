@@ -212,6 +212,7 @@ def test_classes_that_do_not_fit_the_sample_columns_are_refused(tmp_path, capsys
     ({"kind": "argmax"}, {"format": "probability"}, "use kind = 'probability'"),
     ({"kind": "argmax", "other": {"label": "Other"}}, {}, "give the entropy cut itself"),
     ({"kind": "vote"}, {}, "decision.kind: must be one of"),
+    ({"kind": "argmax", "other": {"label": "Other", "cut": 0.5}}, {"format": "columns"}, "have no column in format = 'columns'"),
 ])
 def test_decision_mistakes_name_the_key(comp, decision, output, words):
     from kagglekit.pipeline import PipelineConfigError

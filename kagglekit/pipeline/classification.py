@@ -73,6 +73,9 @@ def _decision(cfg: ClassifyConfig):
         from dataclasses import replace
 
         decision = replace(decision, other_cut=cut, other=d.other_label)
+    if decision.other_cut is not None and cfg.output.format == "columns":
+        raise PipelineConfigError(f"decision: rows rejected as {decision.other!r} (an entropy cut) have no column in "
+                                  "format = 'columns'; use format = 'labels', or a decision without other")
     return decision
 
 
@@ -158,7 +161,7 @@ def _formatter(cfg: ClassifyConfig, classes, decision, label_column: str):
         chosen = decision.apply(p)
         if chosen.ndim == 1:  # argmax: class indices, -1 for "Other"
             if out.format == "columns":
-                chosen = np.eye(len(classes), dtype=bool)[chosen]  # -1 only with an 'other' label (refused for columns)
+                chosen = np.eye(len(classes), dtype=bool)[chosen]  # no -1: 'other' is refused with columns
             else:
                 return {label_column: [decision.other if k < 0 else names[k] for k in chosen]}
         if out.format == "columns":
