@@ -13,6 +13,7 @@ imported by the submodules that need them, when they are first used. Submodules:
     kagglekit.metrics     F-beta, balanced accuracy, dice
     kagglekit.thresholds  threshold search, decision rules and files, calibration, blends
     kagglekit.kaggle      environment, RLE, submission guard, time budget, offline delivery
+    kagglekit.mil         bags of tile features for whole-slide MIL
     kagglekit.pipeline    the config-driven segment and classify pipelines (one run loop)
     kagglekit.demo        the mini-competitions behind ``kagglekit demo``
 """
