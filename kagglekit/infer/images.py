@@ -231,6 +231,8 @@ def iter_predictions(models, inputs: Sequence, *, size=None, resize="resize", no
             m.to(device, memory_format=torch.channels_last) if channels_last else m.to(device)
             m.eval()
 
+    affines = {}  # the normalisation per (dtype, channels), built once, not per batch
+
     def run(images: list[np.ndarray]) -> np.ndarray:
         first = images[0]
         for image in images[1:]:
@@ -238,7 +240,8 @@ def iter_predictions(models, inputs: Sequence, *, size=None, resize="resize", no
                 raise ShapeError(f"images of shapes {first.shape} {first.dtype} and {image.shape} {image.dtype} "
                                  "cannot share a batch; pass size= (and resize=) to bring them to one size")
         batch = torch.from_numpy(np.stack(images)).to(device)
-        affine = Affine(normalize, first.dtype, device, first.shape[2])
+        key = (first.dtype, first.shape[2])
+        affine = affines.get(key) or affines.setdefault(key, Affine(normalize, first.dtype, device, first.shape[2]))
         with torch.inference_mode():
             x = affine(batch.float()).permute(0, 3, 1, 2)  # NCHW with channels-last strides: no copy
             if affine.then is not None:

@@ -19,12 +19,11 @@ from pathlib import Path
 import numpy as np
 from torch import nn
 
-from kagglekit.errors import KagglekitError
 from kagglekit.kaggle.budget import Budget
 from kagglekit.pipeline.classify_config import ClassifyConfig
 from kagglekit.pipeline.degrade import Degrader
-from kagglekit.pipeline.ensemble import input_channels_of, load_models, probe_models
-from kagglekit.pipeline.loop import RunReport, match_inputs, note_missing, run_items, start_run
+from kagglekit.pipeline.ensemble import first_channels, input_channels_of, load_models, probe_models
+from kagglekit.pipeline.loop import RunReport, match_inputs, note_missing, row_store, run_items, start_run
 from kagglekit.pipeline.sections import PipelineConfigError
 
 __all__ = ["ClassifyReport", "classify"]
@@ -171,28 +170,6 @@ def _formatter(cfg: ClassifyConfig, classes, decision, label_column: str):
     return rows
 
 
-def _store(guard, columns: list[str]):
-    """``store(ids, {column: values})``: put the rows in and commit the whole file atomically."""
-    import polars as pl
-
-    ids = guard.fallback.get_column(guard.id_column).cast(pl.Utf8).to_list()
-    row_of = {i: k for k, i in enumerate(ids)}
-    values = {c: guard.fallback.get_column(c).cast(pl.Utf8).to_list() for c in columns}
-
-    def store(chunk_ids: list[str], new: dict) -> None:
-        before = {c: list(v) for c, v in values.items()}
-        for c, column in new.items():
-            for i, v in zip(chunk_ids, column):
-                values[c][row_of[i]] = v
-        try:
-            guard.commit(guard.fallback.with_columns([pl.Series(c, v, dtype=pl.Utf8) for c, v in values.items()]))
-        except BaseException:
-            values.update(before)
-            raise
-
-    return store
-
-
 def _chunk_predictor(cfg: ClassifyConfig, models, weights, in_channels, activation, degrader: Degrader, report,
                      store, device):
     """``predict(ids, items)`` for :func:`~kagglekit.pipeline.loop.run_items`: a chunk of images through the
@@ -246,6 +223,8 @@ def classify(config, input_dir=None, output_dir=None, *, base_dir=None, budget=N
     on disk; a model that cannot load or run is skipped; an image that cannot be read keeps its
     fallback row with the reason. Holds the models, a chunk of decoded images and the rows (strings).
     """
+    from kagglekit.infer import load_image
+
     start = time.monotonic()
     run = start_run(config, input_dir, output_dir, base_dir, "classify")
     cfg = run.config
@@ -259,7 +238,8 @@ def classify(config, input_dir=None, output_dir=None, *, base_dir=None, budget=N
         note_missing(report, ids, found, where)
         pending = [(i, found[i]) for i in ids if i in found]
         spatial = cfg.preprocess.size or (224, 224)
-        kept = probe_models(load_models(cfg.models, report), spatial, _channels(pending, cfg), report) if pending else []
+        channels = first_channels(pending, lambda item: load_image(item, (8, 8), "resize").shape[2])
+        kept = probe_models(load_models(cfg.models, report), spatial, channels, report) if pending else []
         for m in kept:
             if len(m.out_shape) != 2:
                 raise PipelineConfigError(f"models: {m.path} returns {m.out_shape} for an image of {spatial}; classify "
@@ -276,7 +256,7 @@ def classify(config, input_dir=None, output_dir=None, *, base_dir=None, budget=N
         label_column = cfg.output.columns(run.reference)[1]
         rows = _formatter(cfg, report.classes, decision, label_column)
         columns = list(report.classes) if cfg.output.format == "columns" else [label_column]
-        store = _store(run.guard, columns)
+        store = row_store(run.guard, columns)
         activation = cfg.decision.activation or ("softmax" if decision is not None and decision.kind == "argmax" else "sigmoid")
         degrader = Degrader(len(cfg.tta.views), len(models))
         predict = _chunk_predictor(cfg, models, weights, input_channels_of(kept), activation, degrader, report,
@@ -289,18 +269,6 @@ def classify(config, input_dir=None, output_dir=None, *, base_dir=None, budget=N
         return report
     finally:
         report.seconds = time.monotonic() - start
-
-
-def _channels(pending, cfg: ClassifyConfig) -> int:
-    """Channels of the first input that reads, for probing models that do not say; 3 if none."""
-    from kagglekit.infer import load_image
-
-    for _, item in pending:
-        try:
-            return load_image(item, (8, 8), "resize").shape[2]
-        except KagglekitError:
-            continue
-    return 3
 
 
 def checked_files(cfg: ClassifyConfig) -> list[tuple[str, object]]:

@@ -12,7 +12,7 @@ from torch import nn
 
 from kagglekit.pipeline.sections import PipelineConfigError
 
-__all__ = ["Loaded", "load_models", "probe_models"]
+__all__ = ["Loaded", "first_channels", "input_channels_of", "load_models", "probe_models"]
 
 
 @dataclass
@@ -70,6 +70,19 @@ def probe_models(loaded: list[Loaded], spatial: tuple[int, int], image_channels:
             raise PipelineConfigError(f"models: the ensemble's models have different {what} channel counts ({listed}); "
                                       "every model runs on the same inputs and their outputs are averaged: use models of one kind")
     return kept
+
+
+def first_channels(pending, channels_of) -> int:
+    """``channels_of(item)`` of the first of the ``(id, item)`` pairs that reads, for probing models that do
+    not say what they take; 3 when none reads (each keeps its fallback row when its turn comes)."""
+    from kagglekit.errors import KagglekitError
+
+    for _, item in pending:
+        try:
+            return channels_of(item)
+        except KagglekitError:
+            continue
+    return 3
 
 
 def input_channels_of(kept: list[Loaded]) -> int | None:

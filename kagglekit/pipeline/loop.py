@@ -19,8 +19,8 @@ from pathlib import Path
 
 from kagglekit.errors import InvalidArgumentError, KagglekitError, SubmissionError
 
-__all__ = ["RunReport", "Started", "match_inputs", "read_sample", "resolve_device", "resolve_dirs", "run_items",
-           "start_run", "write_fallback"]
+__all__ = ["RunReport", "Started", "match_inputs", "read_sample", "resolve_device", "resolve_dirs", "row_store",
+           "run_items", "start_run", "write_fallback"]
 
 logger = logging.getLogger("kagglekit.pipeline")
 
@@ -231,3 +231,29 @@ def run_items(units: list[tuple[list[str], object]], cost: list[float], degrader
                             f"budget ({budget.total - budget.reserve:.0f} s)")
             cheapest = step is None
             budget.projected_finish(done, total, degrader.key)  # measure the new setting's rate from here
+
+
+def row_store(guard, columns: list[str]):
+    """``store(ids, {column: values})``: put those rows' values (strings) into ``columns`` and commit the whole
+    file atomically; when the commit fails, the rows are put back as they were and the error raised."""
+    import polars as pl
+
+    ids = guard.fallback.get_column(guard.id_column).cast(pl.Utf8).to_list()
+    row_of = {i: k for k, i in enumerate(ids)}
+    values = {c: guard.fallback.get_column(c).cast(pl.Utf8).to_list() for c in columns}
+
+    def store(chunk_ids: list[str], new: dict) -> None:
+        rows = [row_of[i] for i in chunk_ids]
+        before = {c: [values[c][r] for r in rows] for c in new}
+        for c, column in new.items():
+            for r, v in zip(rows, column):
+                values[c][r] = v
+        try:
+            guard.commit(guard.fallback.with_columns([pl.Series(c, v, dtype=pl.Utf8) for c, v in values.items()]))
+        except BaseException:
+            for c, old in before.items():
+                for r, v in zip(rows, old):
+                    values[c][r] = v
+            raise
+
+    return store

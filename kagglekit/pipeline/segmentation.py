@@ -27,8 +27,8 @@ from kagglekit.errors import KagglekitError
 from kagglekit.kaggle.budget import Budget
 from kagglekit.pipeline.config import PipelineConfigError, SegmentConfig, read_threshold_file
 from kagglekit.pipeline.degrade import Degrader
-from kagglekit.pipeline.ensemble import input_channels_of, load_models, probe_models
-from kagglekit.pipeline.loop import RunReport, match_inputs, note_missing, run_items, start_run
+from kagglekit.pipeline.ensemble import first_channels, input_channels_of, load_models, probe_models
+from kagglekit.pipeline.loop import RunReport, match_inputs, note_missing, row_store, run_items, start_run
 
 __all__ = ["NonFiniteOutputError", "SegmentReport", "segment"]
 
@@ -161,35 +161,6 @@ def _areas(pending, cfg: SegmentConfig) -> dict[str, int]:
     return areas
 
 
-def _image_channels(pending, cfg: SegmentConfig) -> int:
-    """Channels of the first input that opens (a volume's: its slices), for probing models that do not say; 3 if none."""
-    for _, path in pending:
-        try:
-            return _open(path, cfg).shape[2]
-        except KagglekitError:
-            continue
-    return 3
-
-
-def _store_rows(guard, mask_column: str, fallback: str):
-    """``store(id, rle)``: put one image's RLE into the rows and commit the whole file atomically."""
-    import polars as pl
-
-    ids = guard.fallback.get_column(guard.id_column).cast(pl.Utf8).to_list()
-    values = guard.fallback.get_column(mask_column).to_list()
-    row_of = {i: k for k, i in enumerate(ids)}
-
-    def store(i: str, rle: str) -> None:
-        values[row_of[i]] = rle
-        try:
-            guard.commit(guard.fallback.with_columns(pl.Series(mask_column, values, dtype=pl.Utf8)))
-        except BaseException:
-            values[row_of[i]] = fallback
-            raise
-
-    return store
-
-
 def segment(config, input_dir=None, output_dir=None, *, base_dir=None, budget=None) -> SegmentReport:
     """Predict a mask for every image of the sample submission and write ``submission.csv``; return the report.
 
@@ -216,14 +187,14 @@ def segment(config, input_dir=None, output_dir=None, *, base_dir=None, budget=No
         threshold = _threshold(cfg)  # an unreadable threshold file fails here, before any model loads
         budget = budget or Budget(cfg.budget.seconds, cfg.budget.reserve)
         ids = run.ids
-        store = _store_rows(run.guard, report.mask_column, cfg.output.fallback)
+        store = row_store(run.guard, [report.mask_column])
         found, where = find_inputs(cfg, run.input_dir, ids, report)
         report.inputs = found
         note_missing(report, ids, found, where)
         pending = [(i, found[i]) for i in ids if i in found]
         models, weights, in_channels = [], [], None
         if pending:
-            models, weights, in_channels = _segment_models(cfg, _image_channels(pending, cfg), report)
+            models, weights, in_channels = _segment_models(cfg, first_channels(pending, lambda p: _open(p, cfg).shape[2]), report)
         if not models:
             if pending:
                 report.note("no usable model: every image keeps the fallback row", logging.ERROR)
@@ -245,7 +216,8 @@ def segment(config, input_dir=None, output_dir=None, *, base_dir=None, budget=No
 def _image_predictor(cfg: SegmentConfig, models, weights, in_channels, threshold, degrader: Degrader,
                      report: SegmentReport, store):
     """``predict([id], path)`` for :func:`~kagglekit.pipeline.loop.run_items`: one image through the current
-    setting of ``degrader``, its RLE handed to ``store``; non-finite logits raise NonFiniteOutputError."""
+    setting of ``degrader``, its RLE handed to ``store`` (:func:`~kagglekit.pipeline.loop.row_store`);
+    non-finite logits raise NonFiniteOutputError."""
     from kagglekit.io import match_channels
     from kagglekit.kaggle.rle import rle_encode
     from kagglekit.tiling import tissue_mask
@@ -265,7 +237,7 @@ def _image_predictor(cfg: SegmentConfig, models, weights, in_channels, threshold
         if counted.bad:
             raise NonFiniteOutputError(f"the model returned {counted.bad} NaN or infinite logits out of {counted.pixels} "
                                        "tile output pixels; check the checkpoint (diverged training, float16 overflow)")
-        store(i, rle_encode(mask, cfg.output.order))
+        store(ids, {report.mask_column: [rle_encode(mask, cfg.output.order)]})
         report.thresholds[i] = used
         if skip is not None and counted.calls == 0:
             report.no_tissue.append(i)
