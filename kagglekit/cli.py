@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
+import os
 import sys
 import traceback
 
@@ -207,7 +208,10 @@ def _run_pipeline(kind: str):
         import kagglekit.pipeline as pipeline
 
         report = getattr(pipeline, kind)(args.config, args.input, args.output)
-        print(report.summary())
+        try:
+            print(report.summary(), flush=True)
+        except BrokenPipeError:  # the reader went away (`kagglekit segment ... | head`): the file is written
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return report.exit_code(strict=args.strict)
 
     return handler

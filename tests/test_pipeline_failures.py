@@ -401,3 +401,16 @@ def test_help_lists_every_command_with_an_example_and_version(capsys):
         assert f"kagglekit {name}" in top.split("examples:")[1]
         assert "example:\n  kagglekit " + name in parser.format_help()
     assert "Kaggle delivery: offline wheels, bundle, push." not in top
+
+
+def test_piping_the_report_into_head_keeps_the_exit_code_and_prints_no_traceback(tmp_path):
+    import subprocess
+    import sys
+
+    competition(tmp_path, [(30, 40), (20, 20)])  # no checkpoint: every row falls back, exit 3
+    (tmp_path / "segment.toml").write_text(TOML)
+    command = (f"set -o pipefail; {sys.executable} -m kagglekit.cli -q segment --config {tmp_path / 'segment.toml'} "
+               f"--input {tmp_path} --output {tmp_path / 'out'} | true")  # the reader is gone before the report
+    proc = subprocess.run(["bash", "-c", command], capture_output=True, text=True)
+    assert proc.returncode == 3 and "Traceback" not in proc.stderr and "BrokenPipe" not in proc.stderr
+    assert_valid(tmp_path, tmp_path / "out" / "submission.csv")
