@@ -1,7 +1,10 @@
-"""Whole-slide MIL, training side: bags of tile features and what extracted them.
+"""Whole-slide MIL, training side: bags of tile features, and what extracted them.
 
-    Bag, save_bag(bag, path), load_bag(path, backbone=)   bags.py   a slide's tile features (N, D) float16 with their
-                                                                   coordinates and the backbone that made them
+    Bag, save_bag(bag, path), load_bag(path, backbone=)   bags.py     a slide's tile features (N, D) float16 with their
+                                                                     coordinates and the backbone that made them
+    extract_bag(backbone, slide, tile=, scale=, top_k=)   extract.py  tissue tiles of one slide -> a Bag
+    plan_tiles, slide_kind, backbone_name                 extract.py  which tiles, TMA or WSI, the bag's backbone name
+    extract_bags(slides, out_dir, backbone, ...)          folder.py   a folder of slides -> bag files + manifest, resumable
 
 Importing this package is cheap: each name is loaded from its submodule on first use.
 """
@@ -10,7 +13,10 @@ from __future__ import annotations
 
 from kagglekit._lazy import lazy_exports
 
-_EXPORTS = {"Bag": "bags", "BagError": "bags", "save_bag": "bags", "load_bag": "bags"}
+_EXPORTS = {"Bag": "bags", "BagError": "bags", "save_bag": "bags", "load_bag": "bags",
+            "extract_bag": "extract", "plan_tiles": "extract", "slide_kind": "extract", "backbone_name": "extract",
+            "NoTissueError": "extract", "TilePlan": "extract",
+            "extract_bags": "folder", "slide_paths": "folder", "bag_path": "folder"}
 
 __all__ = sorted(_EXPORTS)
 

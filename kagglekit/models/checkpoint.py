@@ -177,4 +177,5 @@ def load_checkpoint(path, device="cpu", *, train: bool = False) -> nn.Module:
     load_weights(model, path, strict=True)
     model.kagglekit_metadata = info["metadata"]
     model.kagglekit_classes = info["classes"]
+    model.kagglekit_weights = str(path)
     return model.to(device).train(train)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from contextlib import contextmanager
 
 from torch import nn
@@ -139,7 +140,7 @@ def create(name: str, *, weights=None, pretrained: bool = False, strict: bool = 
     :func:`load_weights` with ``strict``, ``pretrained`` (the file is a library pretrained file: heads
     of another size are re-initialised, the input conv adapted) and ``weights_key``. The name and
     kwargs are kept on ``model.kagglekit_config`` so that ``save_checkpoint`` can rebuild the model;
-    the load report is ``model.kagglekit_load_report``.
+    the load report is ``model.kagglekit_load_report`` and the weights file ``model.kagglekit_weights``.
     """
     family, _, rest = str(name).partition("/")
     if family not in _FAMILIES or not rest:
@@ -164,6 +165,7 @@ def create(name: str, *, weights=None, pretrained: bool = False, strict: bool = 
         ) from e
     model.kagglekit_config = {"name": name, "kwargs": kwargs}
     if weights is not None:
+        model.kagglekit_weights = str(weights) if isinstance(weights, (str, os.PathLike)) else None
         model.kagglekit_load_report = load_weights(model, weights, strict=strict, pretrained=pretrained,
                                                    key=weights_key)
     return model

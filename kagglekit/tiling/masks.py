@@ -48,6 +48,28 @@ def detect_background(image: np.ndarray, border: float = 0.05) -> str:
     return "white" if np.median(ring) >= 128 else "black"
 
 
+def background_threshold(image: np.ndarray, background: str = "auto", threshold: int | None = None) -> tuple[str, int]:
+    """(background, threshold) of an image: ``"white"``/``"black"`` (``"auto"``: :func:`detect_background`)
+    and the brightness (0..255) that separates it from the foreground (None: Otsu's threshold). Fit once
+    on a thumbnail, it classifies every tile of the slide alike (:func:`is_foreground`)."""
+    import cv2
+
+    one_of("background", background, BACKGROUNDS)
+    gray = to_gray_uint8(image)
+    if background == "auto":
+        background = detect_background(gray)
+    if threshold is None:
+        threshold = int(cv2.threshold(gray, 0, 1, cv2.THRESH_BINARY | cv2.THRESH_OTSU)[0])
+    return background, int(threshold)
+
+
+def is_foreground(image: np.ndarray, background: str, threshold: int) -> np.ndarray:
+    """(h, w) bool: brightness (:func:`to_gray_uint8`) at most ``threshold`` on white, above it on black
+    (OpenCV's THRESH_BINARY_INV / THRESH_BINARY rule)."""
+    gray = to_gray_uint8(image)
+    return gray <= threshold if background == "white" else gray > threshold
+
+
 def tissue_mask(image: np.ndarray, background: str = "auto", threshold: int | None = None,
                 min_area: float = 0.0005, smooth: int = 3) -> np.ndarray:
     """(h, w) bool mask of the foreground of a thumbnail.
@@ -59,15 +81,9 @@ def tissue_mask(image: np.ndarray, background: str = "auto", threshold: int | No
     """
     import cv2
 
-    one_of("background", background, BACKGROUNDS)
     gray = to_gray_uint8(image)
-    if background == "auto":
-        background = detect_background(gray)
-    mode = cv2.THRESH_BINARY_INV if background == "white" else cv2.THRESH_BINARY
-    if threshold is None:
-        _, mask = cv2.threshold(gray, 0, 1, mode | cv2.THRESH_OTSU)
-    else:
-        _, mask = cv2.threshold(gray, int(threshold), 1, mode)
+    background, threshold = background_threshold(gray, background, threshold)
+    mask = is_foreground(gray, background, threshold).astype(np.uint8)
     if smooth:
         kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (smooth, smooth))
         mask = cv2.morphologyEx(cv2.morphologyEx(mask, cv2.MORPH_OPEN, kernel), cv2.MORPH_CLOSE, kernel)

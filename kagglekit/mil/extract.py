@@ -1,0 +1,206 @@
+"""Bags from slides: a tissue mask on the thumbnail, tiles only where there is tissue, backbone features.
+
+    backbone = create("timm/resnet18", num_classes=0, weights="resnet18.safetensors")  # num_classes=0: pooled features
+    bag = extract_bag(backbone, "slides/10077.png", tile=224, scale={"tma": 0.5, "wsi": 1.0}, top_k=256)
+
+Per slide: the thumbnail (one pass over the slide; a PNG is decoded once and its tiles come from the same
+decode) gives the background (white: TMA-like glass, black: WSI-like), the slide's kind, the tissue mask
+and the brightness threshold between tissue and background. Tiles of ``tile / scale`` level-0 pixels
+whose footprint is at least ``min_tissue`` tissue are kept (the ``top_k`` most filled with ``top_k``),
+in row-major order. A reader thread reads them in batches ahead of the model (a TIFF decodes only the
+tiles it touches, all of a batch at once on a thread per core), stain-normalises, swaps the background,
+resizes to ``tile``, and the backbone turns each batch into features. Only uint8 tiles of a few batches
+are held besides the source; never a float copy of the slide.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+
+from kagglekit._checks import one_of, positive_int
+from kagglekit.errors import InvalidArgumentError
+from kagglekit.mil.bags import Bag, BagError
+
+__all__ = ["KINDS", "NoTissueError", "TilePlan", "backbone_name", "extract_bag", "plan_tiles", "slide_kind"]
+
+KINDS = ("auto", "tma", "wsi")
+SWAPS = (False, True, "tma")
+
+
+class NoTissueError(BagError):
+    """No tile of a slide has enough tissue to enter a bag."""
+
+
+def slide_kind(thumbnail: np.ndarray, shape, tma_max_side: int = 8192) -> str:
+    """``"tma"`` for a slide on white whose longer level-0 side is at most ``tma_max_side``, else ``"wsi"``.
+
+    UBC-OCEAN's TMAs are about 3k x 3k on white glass; its WSIs are larger (up to 50k px) and were
+    exported on black. ``thumbnail``: any small (h, w, C) view of the slide; ``shape``: the slide's (H, W, ...)."""
+    from kagglekit.tiling.masks import detect_background
+
+    return "tma" if detect_background(thumbnail) == "white" and max(shape[:2]) <= tma_max_side else "wsi"
+
+
+@dataclass(frozen=True)
+class TilePlan:
+    """Where a slide's tiles are and how to read them: ``coords`` (N, 2) int64 level-0 (y, x);
+    ``side``: the level-0 tile side (``tile / scale``); ``kind``, ``background`` and ``threshold`` (the
+    tissue/background brightness cut of the thumbnail); ``selection``: the rule, as stored in the bag."""
+
+    coords: np.ndarray
+    side: int
+    tile: int
+    scale: float
+    kind: str
+    background: str
+    threshold: int
+    selection: dict
+
+
+def _per_kind(name: str, value, kind: str) -> float:
+    if isinstance(value, Mapping):
+        if kind not in value:
+            raise InvalidArgumentError(f"{name} per kind needs a value for {kind!r}, got keys {sorted(value)}")
+        value = value[kind]
+    if not (isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value > 0):
+        raise InvalidArgumentError(f"{name} must be a positive number (or {{'tma': .., 'wsi': ..}}), got {value!r}")
+    return float(value)
+
+
+def plan_tiles(source, *, tile: int = 224, scale=1.0, min_tissue: float = 0.25, top_k: int | None = None,
+               tissue=None, kind: str = "auto", tma_max_side: int = 8192, thumbnail_side: int = 1024) -> TilePlan:
+    """Choose a slide's tiles from its thumbnail (see :func:`extract_bag` for the arguments).
+
+    ``tissue``: None (:func:`~kagglekit.tiling.tissue_mask` on the thumbnail) or an (h, w) bool mask
+    covering the whole slide at any resolution. Holds the thumbnail and the mask."""
+    from kagglekit.tiling import TileGrid
+    from kagglekit.tiling.masks import background_threshold
+
+    one_of("kind", kind, KINDS)
+    tile = positive_int("tile", tile)
+    thumb = source.thumbnail(positive_int("thumbnail_side", thumbnail_side))
+    background, threshold = background_threshold(thumb)
+    kind = slide_kind(thumb, source.shape, tma_max_side) if kind == "auto" else kind
+    scale = _per_kind("scale", scale, kind)
+    side = max(1, round(tile / scale))
+    if tissue is None:
+        from kagglekit.tiling import tissue_mask
+
+        tissue = tissue_mask(thumb, background=background, threshold=threshold)
+    grid = TileGrid(source.shape[:2], side)
+    fraction = grid.mask_fraction(np.asarray(tissue).astype(bool))
+    selection = {"rule": "min_tissue", "min_tissue": float(min_tissue), "candidates": len(grid), "kind": kind,
+                 "background": background}
+    if top_k is None:
+        kept = grid.select(tissue, min_tissue)
+    else:
+        kept = grid.top_k(fraction, top_k, min_fraction=min_tissue)
+        selection.update(rule="top_k", k=int(top_k))
+    return TilePlan(kept.positions, side, tile, scale, kind, background, threshold, selection)
+
+
+def backbone_name(backbone, name: str | None = None) -> str:
+    """The name a bag stores for ``backbone``: ``name`` if given, else the ``create`` name of a kagglekit model
+    with the name of the weights file it was created or loaded from (``"timm/resnet18@tcga.safetensors"``).
+    A plain callable needs ``name``."""
+    if name:
+        return str(name)
+    config = getattr(backbone, "kagglekit_config", None)
+    if config is None:
+        raise InvalidArgumentError(f"name the backbone (name='...'): a {type(backbone).__name__} not built by "
+                                   "kagglekit.models.create carries no name, and bags of two backbones must never mix")
+    weights = getattr(backbone, "kagglekit_weights", None)
+    return f"{config['name']}@{os.path.basename(str(weights))}" if weights else str(config["name"])
+
+
+def _tile_reader(source, plan: TilePlan, *, swap: bool, stain, batch_size: int):
+    """``read(i) -> (tile, tile, C) uint8`` for tile ``i`` of ``plan``: the level-0 window, stain-normalised,
+    background set to 0 (``swap``), resized to ``plan.tile``. The first tile of each batch of
+    ``batch_size`` asks the source to decode the whole batch's windows at once (TIFF)."""
+    import cv2
+
+    from kagglekit.tiling.masks import is_foreground
+
+    side, coords = plan.side, plan.coords
+    transform = getattr(stain, "transform", stain)
+
+    def read(i: int) -> np.ndarray:
+        if i % batch_size == 0:
+            source.prefetch([(int(y), int(x), side, side) for y, x in coords[i : i + batch_size]])
+        y, x = coords[i]
+        pixels = source.read(int(y), int(x), side, side)
+        if transform is not None:
+            pixels = transform(pixels)
+        if swap:
+            pixels = np.where(is_foreground(pixels, plan.background, plan.threshold)[:, :, None], pixels, 0).astype(pixels.dtype)
+        if side != plan.tile:
+            pixels = cv2.resize(pixels, (plan.tile, plan.tile), interpolation=cv2.INTER_AREA if side > plan.tile
+                                else cv2.INTER_LINEAR).reshape(plan.tile, plan.tile, -1)
+        return pixels
+
+    return read
+
+
+def extract_bag(backbone, source, *, slide: str | None = None, name: str | None = None, tile: int = 224, scale=1.0,
+                tissue=None, min_tissue: float = 0.25, top_k: int | None = None, kind: str = "auto",
+                tma_max_side: int = 8192, swap_background=False, stain=None, normalize="imagenet",
+                batch_size: int = 64, num_workers: int = 1, device=None, amp=False, channels_last: bool = True,
+                thumbnail_side: int = 1024) -> Bag:
+    """One slide's :class:`~kagglekit.mil.Bag`: features of its tissue tiles.
+
+    backbone: a torch module or callable taking (B, 3, tile, tile) float and returning (B, D) features,
+        e.g. ``create("timm/<name>", num_classes=0, weights=<local file>)`` (``num_classes=0`` makes a
+        timm model return its pooled features), or a checkpoint path.
+    source: a path (TIFF read window by window; PNG/JPEG decoded once) or a :class:`~kagglekit.io.Source`.
+    slide, name: the bag's slide id (default: the file's stem) and backbone name (see :func:`backbone_name`).
+    tile: the side the backbone sees; the level-0 tile is ``tile / scale`` pixels.
+    scale: the resize factor, a number or per kind, e.g. ``{"tma": 0.5, "wsi": 1.0}`` (UBC's TMAs are at
+        about twice the WSIs' magnification).
+    tissue, min_tissue, top_k: the mask (None: Otsu on the thumbnail), the least tissue fraction of a kept
+        tile, and at most ``top_k`` tiles, the most filled (ties: the earlier).
+    kind, tma_max_side: ``"auto"`` (:func:`slide_kind`), ``"tma"`` or ``"wsi"``.
+    swap_background: False, True, or ``"tma"`` (only TMAs): background pixels (by the thumbnail's
+        threshold) set to black, so that TMAs on white look like WSIs on black.
+    stain: None, a fitted normaliser (``.transform(uint8 tile)``, e.g. ``MacenkoNormalizer``) or a callable.
+    normalize, batch_size, num_workers, device, amp, channels_last: as :func:`kagglekit.infer.predict`
+        (``num_workers`` reader threads ahead of the model).
+
+    Raises :class:`NoTissueError` when no tile qualifies. Holds the source's own memory (a decoded PNG;
+    a TIFF's tile cache), the thumbnail and mask, about three batches of uint8 tiles and the features.
+    """
+    from pathlib import Path
+
+    from kagglekit.infer.images import iter_predictions
+    from kagglekit.io import open_image
+
+    one_of("swap_background", swap_background, SWAPS)
+    batch_size = positive_int("batch_size", batch_size)
+    if isinstance(backbone, (str, os.PathLike)):
+        from kagglekit.models import load_checkpoint
+
+        backbone = load_checkpoint(backbone)
+    name = backbone_name(backbone, name)
+    opened = open_image(source)
+    slide = slide if slide is not None else (Path(source).stem if isinstance(source, (str, os.PathLike)) else opened.name)
+    plan = plan_tiles(opened, tile=tile, scale=scale, min_tissue=min_tissue, top_k=top_k, tissue=tissue, kind=kind,
+                      tma_max_side=tma_max_side, thumbnail_side=thumbnail_side)
+    if not len(plan.coords):
+        raise NoTissueError(f"slide {slide!r}: no {plan.side} px tile is at least {min_tissue:.0%} tissue "
+                            f"({plan.selection['candidates']} candidates, {plan.background} background); "
+                            "lower min_tissue or check the slide")
+    swap = swap_background is True or (swap_background == "tma" and plan.kind == "tma")
+    read = _tile_reader(opened, plan, swap=swap, stain=stain, batch_size=batch_size)
+    features = None
+    for indices, outputs, _ in iter_predictions(backbone, range(len(plan.coords)), normalize=normalize,
+                                                batch_size=batch_size, num_workers=num_workers, device=device,
+                                                amp=amp, channels_last=channels_last, loader=read):
+        if features is None:
+            features = np.empty((len(plan.coords), outputs.shape[1]), np.float16)
+        features[indices] = outputs
+    selection = {**plan.selection, "swap_background": swap, "stain": type(stain).__name__ if stain is not None else None}
+    return Bag(features, plan.coords, plan.side, plan.scale, name, str(slide), selection)

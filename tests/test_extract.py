@@ -1,0 +1,210 @@
+"""Bags from slides: features equal the backbone on each selected tile read plainly; the tiles equal the
+selection rule recomputed from the tissue mask; TMA/WSI, the background swap and per-kind scales on
+slides with a known answer; a folder run resumes."""
+
+from __future__ import annotations
+
+import json
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from kagglekit.errors import InvalidArgumentError
+from kagglekit.mil import (NoTissueError, bag_path, extract_bag, extract_bags, load_bag, plan_tiles, save_bag,
+                           slide_kind)
+from kagglekit.tiling import tissue_mask
+
+IMAGENET = (np.array([0.485, 0.456, 0.406], np.float32), np.array([0.229, 0.224, 0.225], np.float32))
+
+
+def slide(h=700, w=900, background=255, seed=0):
+    """An RGB slide: ``background`` with textured tissue blobs (random ellipses) of mid brightness."""
+    rng = np.random.default_rng(seed)
+    image = np.full((h, w, 3), background, np.uint8)
+    mask = np.zeros((h, w), np.uint8)
+    for _ in range(5):
+        centre = (int(rng.integers(100, w - 100)), int(rng.integers(100, h - 100)))
+        axes = (int(rng.integers(40, 140)), int(rng.integers(40, 140)))
+        cv2.ellipse(mask, centre, axes, float(rng.uniform(0, 180)), 0, 360, 1, -1)
+    texture = rng.integers(60, 190, (h, w, 3), dtype=np.uint8)
+    image[mask > 0] = texture[mask > 0]
+    return image
+
+
+class Recorder(torch.nn.Module):
+    """A backbone that records every input tile (N, C, h, w) and returns its per-channel means and maxima."""
+
+    def __init__(self):
+        super().__init__()
+        self.seen = []
+
+    def forward(self, x):
+        self.seen.append(x.detach().clone())
+        return torch.cat([x.mean(dim=(2, 3)), x.amax(dim=(2, 3))], dim=1)
+
+
+def seen_tiles(recorder):
+    """The recorded tiles as (N, h, w, C) float32, in the order seen."""
+    return torch.cat(recorder.seen).permute(0, 2, 3, 1).numpy()
+
+
+def plain_tile(image, y, x, side):
+    """The (side, side) window at (y, x), zero beyond the image, read plainly."""
+    out = np.zeros((side, side, image.shape[2]), image.dtype)
+    part = image[y : y + side, x : x + side]
+    out[: part.shape[0], : part.shape[1]] = part
+    return out
+
+
+def plain_selection(image, side, min_tissue, top_k=None):
+    """The expected tile origins: the mask (Otsu on the thumbnail) brought to full size by nearest rows
+    and columns (pixel r in mask row floor(r * h / H)), the tissue share of every tile's part inside
+    the image, kept when >= min_tissue and > 0; the top_k largest (ties: earlier) in row-major order."""
+    from kagglekit.io import open_image
+
+    thumb = open_image(image).thumbnail(1024)
+    mask = tissue_mask(thumb)
+    H, W = image.shape[:2]
+    full = mask[np.arange(H) * mask.shape[0] // H][:, np.arange(W) * mask.shape[1] // W]
+    origins, shares = [], []
+    for y in sorted({*range(0, H - side, side), H - side} if H > side else {0}):
+        for x in sorted({*range(0, W - side, side), W - side} if W > side else {0}):
+            origins.append((y, x))
+            shares.append(full[y : y + side, x : x + side].mean())
+    shares = np.array(shares)
+    keep = [i for i in range(len(origins)) if shares[i] >= min_tissue and shares[i] > 0]
+    if top_k is not None:
+        keep = sorted(sorted(keep, key=lambda i: -shares[i])[:top_k])
+    return np.array([origins[i] for i in keep], np.int64).reshape(-1, 2)
+
+
+@pytest.mark.parametrize("top_k", [None, 7])
+def test_bag_tiles_are_the_selection_rule_recomputed_from_the_mask(top_k):
+    image = slide()
+    bag = extract_bag(Recorder(), image, name="recorder", tile=64, min_tissue=0.3, top_k=top_k, normalize=None,
+                      batch_size=5)
+    expected = plain_selection(image, 64, 0.3, top_k)
+    assert len(expected) > 3 and np.array_equal(bag.coords, expected)
+    assert bag.selection["rule"] == ("top_k" if top_k else "min_tissue") and bag.tile == 64 and bag.scale == 1.0
+
+
+def test_bag_features_equal_the_backbone_on_each_tile_read_plainly(tmp_path):
+    import tifffile
+
+    from kagglekit.models import create
+
+    torch.manual_seed(0)
+    backbone = create("timm/resnet10t", num_classes=0).eval()
+    image = slide(520, 610, seed=3)
+    tifffile.imwrite(tmp_path / "s.tif", image, tile=(64, 64), compression="zlib")
+    bag = extract_bag(backbone, tmp_path / "s.tif", tile=96, min_tissue=0.2, batch_size=4, num_workers=2)
+    assert bag.slide == "s" and bag.backbone == "timm/resnet10t" and bag.feature_dim == 512
+    tiles = np.stack([plain_tile(image, y, x, 96) for y, x in bag.coords]).astype(np.float32) / 255
+    x = torch.from_numpy((tiles - IMAGENET[0]) / IMAGENET[1]).permute(0, 3, 1, 2)
+    with torch.no_grad():
+        expected = backbone(x).numpy()
+    assert bag.features.dtype == np.float16
+    np.testing.assert_allclose(bag.features.astype(np.float32), expected, rtol=2e-3, atol=2e-3)
+    in_memory = extract_bag(backbone, image, name="timm/resnet10t", tile=96, min_tissue=0.2, batch_size=7, num_workers=0)
+    np.testing.assert_array_equal(in_memory.coords, bag.coords)
+    np.testing.assert_allclose(in_memory.features.astype(np.float32), bag.features.astype(np.float32), atol=2e-3)
+
+
+def test_tma_and_wsi_are_told_by_background_and_size():
+    small_white, small_black = slide(400, 500, 255), slide(400, 500, 0)
+    assert slide_kind(small_white, small_white.shape, tma_max_side=600) == "tma"
+    assert slide_kind(small_white, small_white.shape, tma_max_side=450) == "wsi"  # too large for a TMA
+    assert slide_kind(small_black, small_black.shape, tma_max_side=600) == "wsi"
+
+
+def test_the_swap_sets_exactly_the_background_to_black_and_scales_follow_the_kind():
+    image = np.full((400, 480, 3), 255, np.uint8)
+    image[60:340, 80:400] = (150, 90, 160)  # tissue of one colour on white: a known answer
+    recorder = Recorder()
+    bag = extract_bag(recorder, image, name="r", tile=40, scale={"tma": 0.5, "wsi": 1.0}, min_tissue=0.01,
+                      swap_background="tma", tma_max_side=1000, normalize=None)
+    assert bag.selection["kind"] == "tma" and bag.selection["swap_background"] is True
+    assert bag.tile == 80 and bag.scale == 0.5  # a TMA tile covers 80 level-0 pixels, seen at 40
+    swapped = np.where((image == 255).all(axis=2, keepdims=True), 0, image).astype(np.uint8)
+    expected = np.stack([cv2.resize(plain_tile(swapped, y, x, 80), (40, 40), interpolation=cv2.INTER_AREA)
+                         for y, x in bag.coords]).astype(np.float32)
+    np.testing.assert_array_equal(seen_tiles(recorder), expected)
+    wsi = Recorder()
+    bag = extract_bag(wsi, image, name="r", tile=40, scale={"tma": 0.5, "wsi": 1.0}, min_tissue=0.01,
+                      swap_background="tma", tma_max_side=300, normalize=None)
+    assert bag.selection["kind"] == "wsi" and bag.tile == 40 and bag.selection["swap_background"] is False
+    assert seen_tiles(wsi).max() == 255  # white background kept
+
+
+def test_a_slide_without_tissue_and_bad_options_are_named():
+    with pytest.raises(NoTissueError, match="no 64 px tile is at least 25% tissue"):
+        extract_bag(Recorder(), np.full((300, 300, 3), 255, np.uint8), name="r", tile=64, slide="blank")
+    with pytest.raises(InvalidArgumentError, match="needs a value for 'wsi'"):
+        plan_tiles(__import__("kagglekit.io", fromlist=["open_image"]).open_image(slide()), scale={"tma": 0.5},
+                   tma_max_side=10)
+    with pytest.raises(InvalidArgumentError, match="name the backbone"):
+        extract_bag(lambda x: x.mean(dim=(2, 3)), slide(), tile=64)
+
+
+class Counting(Recorder):
+    """A recorder that counts forward calls and can raise KeyboardInterrupt at a given call."""
+
+    def __init__(self, interrupt_at=None):
+        super().__init__()
+        self.calls, self.interrupt_at = 0, interrupt_at
+
+    def forward(self, x):
+        self.calls += 1
+        if self.calls == self.interrupt_at:
+            raise KeyboardInterrupt
+        return super().forward(x)
+
+
+def slide_folder(tmp_path):
+    folder = tmp_path / "slides"
+    folder.mkdir()
+    for k in range(3):
+        cv2.imwrite(str(folder / f"s{k}.png"), slide(300, 360, seed=k)[:, :, ::-1])
+    (folder / "blank.png").write_bytes(cv2.imencode(".png", np.full((200, 200, 3), 255, np.uint8))[1].tobytes())
+    (folder / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 40)
+    return folder
+
+
+def test_a_folder_run_records_each_slide_and_resumes_after_an_interruption(tmp_path):
+    folder, out = slide_folder(tmp_path), tmp_path / "bags"
+    options = dict(name="r", tile=64, min_tissue=0.2, batch_size=2, progress=False)
+    with pytest.raises(KeyboardInterrupt):  # stopped in the middle of slide s1 (a few batches per slide)
+        extract_bags(folder, out, Counting(interrupt_at=len(plain_selection(slide(300, 360, seed=0), 64, 0.2)) // 2 + 2), **options)
+    assert bag_path(out, "s0").is_file() and not bag_path(out, "s1").exists()
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no temporary file left behind
+    bag_path(out, "s0").write_bytes(bag_path(out, "s0").read_bytes())  # untouched, still whole
+    counting = Counting()
+    manifest = extract_bags(folder, out, counting, **options)
+    status = dict(zip(manifest["slide"], manifest["status"]))
+    assert status == {"blank": "no_tissue", "broken": "failed", "s0": "kept", "s1": "done", "s2": "done"}
+    expected_tiles = {f"s{k}": len(plain_selection(slide(300, 360, seed=k), 64, 0.2)) for k in range(3)}
+    assert dict(zip(manifest["slide"], manifest["tiles"])) == {"blank": 0, "broken": 0, **expected_tiles}
+    assert sum(len(x) for x in counting.seen) == expected_tiles["s1"] + expected_tiles["s2"]  # s0 not redone
+    assert "broken.png" in manifest.filter(manifest["slide"] == "broken")["error"][0]
+    on_disk = {row["slide"]: row["status"] for row in json.loads((out / "manifest.json").read_text())}
+    assert on_disk == status
+    # a cut-off bag file is extracted again; the blank slide is not read again
+    bag_path(out, "s2").write_bytes(bag_path(out, "s2").read_bytes()[:-20])
+    counting = Counting()
+    manifest = extract_bags(folder, out, counting, **options)
+    status = dict(zip(manifest["slide"], manifest["status"]))
+    assert status == {"blank": "no_tissue", "broken": "failed", "s0": "kept", "s1": "kept", "s2": "done"}
+    assert sum(len(x) for x in counting.seen) == expected_tiles["s2"]
+    assert len(load_bag(bag_path(out, "s2"), backbone="r")) == expected_tiles["s2"]
+
+
+def test_a_folder_run_redoes_a_bag_of_another_backbone_and_refuses_a_bad_option(tmp_path):
+    folder, out = slide_folder(tmp_path), tmp_path / "bags"
+    first = extract_bag(Recorder(), folder / "s0.png", name="other", tile=64)
+    save_bag(first, bag_path(out, "s0"))
+    manifest = extract_bags({"s0": folder / "s0.png"}, out, Recorder(), name="r", tile=64, progress=False)
+    assert manifest["status"].to_list() == ["done"] and load_bag(bag_path(out, "s0")).backbone == "r"
+    with pytest.raises(InvalidArgumentError, match="options go to extract_bag"):
+        extract_bags(folder, out, Recorder(), name="r", tile_size=64, progress=False)
