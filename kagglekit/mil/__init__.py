@@ -5,6 +5,8 @@
     extract_bag(backbone, slide, tile=, scale=, top_k=)   extract.py  tissue tiles of one slide -> a Bag
     plan_tiles, slide_kind, backbone_name                 extract.py  which tiles, TMA or WSI, the bag's backbone name
     extract_bags(slides, out_dir, backbone, ...)          folder.py   a folder of slides -> bag files + manifest, resumable
+    train_heads(bags, y, folds=, n_seeds=) -> TrainedHeads train.py    seed ensembles per fold, trained at once; OOF probabilities
+    predict_bags(heads, bags)                             train.py    the mean of every head's probabilities
 
 Importing this package is cheap: each name is loaded from its submodule on first use.
 """
@@ -16,6 +18,8 @@ from kagglekit._lazy import lazy_exports
 _EXPORTS = {"Bag": "bags", "BagError": "bags", "save_bag": "bags", "load_bag": "bags",
             "extract_bag": "extract", "plan_tiles": "extract", "slide_kind": "extract", "backbone_name": "extract",
             "NoTissueError": "extract", "TilePlan": "extract",
+            "train_heads": "train", "predict_bags": "train", "TrainedHeads": "train", "fit_heads": "train",
+            "pad_bags": "train", "epoch_batches": "train", "head_seeds": "train",
             "extract_bags": "folder", "slide_paths": "folder", "bag_path": "folder"}
 
 __all__ = sorted(_EXPORTS)

@@ -7,13 +7,14 @@
     average_checkpoints(paths) / create_ema(model)                         weight averaging, EMA (timm ModelEmaV3)
     VolumeSegmenter, ZPoolSegmenter, ZPool                                 2.5D models for (B, Z, H, W) volumes
     Chowder, GatedAttentionMIL                                             MIL heads for (B, N, D) bags
+    HeadEnsemble(head, seeds, **kwargs)                                    many MIL heads stacked, one forward (vmap)
 """
 
 from kagglekit.models.averaging import average_checkpoints, average_state_dicts, create_ema
 from kagglekit.models.checkpoint import checkpoint_info, load_checkpoint, save_checkpoint, verify_checkpoint
 from kagglekit.models.factory import create, input_channels
 from kagglekit.models.heads import BackboneWithHead, ConcatPoolHead
-from kagglekit.models.mil import Chowder, GatedAttentionMIL
+from kagglekit.models.mil import MIL_HEADS, Chowder, GatedAttentionMIL, HeadEnsemble
 from kagglekit.models.registry import list_models, register_model
 from kagglekit.models.volume import VolumeSegmenter, ZPool, ZPoolSegmenter
 from kagglekit.models.weights import (
@@ -31,11 +32,12 @@ register_model("volume_segmenter", VolumeSegmenter)
 register_model("zpool_segmenter", ZPoolSegmenter)
 register_model("chowder", Chowder)
 register_model("gated_attention_mil", GatedAttentionMIL)
+register_model("head_ensemble", HeadEnsemble)
 
 __all__ = [
     "create", "load_weights", "read_state_dict", "remap_state_dict", "unwrap_model", "LoadReport",
     "save_checkpoint", "load_checkpoint", "checkpoint_info", "verify_checkpoint", "input_channels", "average_checkpoints", "average_state_dicts",
     "create_ema", "register_model", "list_models", "ConcatPoolHead", "BackboneWithHead", "VolumeSegmenter",
-    "ZPoolSegmenter", "ZPool", "Chowder", "GatedAttentionMIL", "CheckpointError", "UnsafeCheckpointError",
+    "ZPoolSegmenter", "ZPool", "Chowder", "GatedAttentionMIL", "HeadEnsemble", "MIL_HEADS", "CheckpointError", "UnsafeCheckpointError",
     "WeightsMismatchError",
 ]

@@ -1,0 +1,246 @@
+"""MIL heads trained as seed ensembles, fold by fold, with out-of-fold probabilities.
+
+    trained = train_heads(bags, y, head="chowder", folds=5, n_seeds=50, epochs=30, out_dir="heads/")
+    trained.oof, trained.fold_scores        # (n, C) out-of-fold probabilities; balanced accuracy per fold
+    probs = predict_bags(trained, test_bags)  # or predict_bags(["heads/fold0.safetensors", ...], test_bags)
+
+The ``n_seeds`` heads of a fold are one :class:`~kagglekit.models.HeadEnsemble` (stacked weights, one
+forward for all): they see the same batches in the same order and differ by their initial weights only,
+so head ``i`` ends where that head trained alone ends (AdamW is element-wise; there is no gradient
+clipping across heads). Bags of different sizes go through padded batches with masks.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from kagglekit._checks import positive_int
+from kagglekit.errors import InvalidArgumentError, ShapeError
+
+__all__ = ["TrainedHeads", "epoch_batches", "fit_heads", "head_seeds", "pad_bags", "predict_bags", "train_heads"]
+
+MAX_SEEDS = 1000
+
+
+def _features(bags) -> list[np.ndarray]:
+    """(N_i, D) float16/float32 arrays from Bags, arrays or bag paths (one feature size for all)."""
+    from kagglekit.mil.bags import Bag, load_bag
+
+    out = []
+    for b in bags:
+        b = load_bag(b) if isinstance(b, (str, os.PathLike)) else b
+        f = b.features if isinstance(b, Bag) else np.asarray(b)
+        if f.ndim != 2 or f.dtype.kind != "f":
+            raise ShapeError(f"bag {len(out)}: features must be (N, D) floats, got {f.shape} {f.dtype}")
+        out.append(f)
+    if not out:
+        raise InvalidArgumentError("no bags given")
+    dims = {f.shape[1] for f in out}
+    if len(dims) > 1:
+        raise ShapeError(f"bags have feature sizes {sorted(dims)}; bags of one backbone share one size")
+    return out
+
+
+def pad_bags(features: Sequence[np.ndarray], index, device=None):
+    """Bags ``index`` of ``features`` as one padded batch: x (B, N_max, D) float32 (zeros after each bag's
+    tiles) and mask (B, N_max) bool, True for real tiles."""
+    import torch
+
+    chosen = [features[i] for i in index]
+    longest = max(len(f) for f in chosen)
+    x = np.zeros((len(chosen), longest, chosen[0].shape[1]), np.float32)
+    mask = np.zeros((len(chosen), longest), bool)
+    for k, f in enumerate(chosen):
+        x[k, : len(f)], mask[k, : len(f)] = f, True
+    return torch.from_numpy(x).to(device), torch.from_numpy(mask).to(device)
+
+
+def epoch_batches(n: int, batch_size: int, epochs: int, seed) -> list[np.ndarray]:
+    """The training batches, in order: for each epoch a permutation of ``range(n)`` drawn from
+    ``np.random.default_rng(seed)``, cut into batches of ``batch_size`` (the last may be smaller)."""
+    rng = np.random.default_rng(seed)
+    batches = []
+    for _ in range(epochs):
+        order = rng.permutation(n)
+        batches += [order[i : i + batch_size] for i in range(0, n, batch_size)]
+    return batches
+
+
+def head_seeds(seed: int, fold: int, n_seeds: int) -> list[int]:
+    """The initial-weight seeds of fold ``fold``'s heads: ``seed * 1_000_000 + fold * 1000 + i``."""
+    if not 1 <= n_seeds <= MAX_SEEDS:
+        raise InvalidArgumentError(f"n_seeds must be in 1..{MAX_SEEDS}, got {n_seeds}")
+    return [seed * 1_000_000 + fold * MAX_SEEDS + i for i in range(n_seeds)]
+
+
+def class_weights(y: np.ndarray, num_classes: int) -> np.ndarray:
+    """Cross-entropy weights ``n / (C * count)`` per class (balanced accuracy's view: every class counts alike)."""
+    counts = np.bincount(y, minlength=num_classes).astype(np.float64)
+    return np.where(counts > 0, len(y) / (num_classes * np.maximum(counts, 1)), 0.0).astype(np.float32)
+
+
+def fit_heads(features, y, train_index, *, head: str = "chowder", seeds=(0,), epochs: int = 30, lr: float = 1e-3,
+              weight_decay: float = 1e-4, batch_size: int = 16, data_seed=0, num_classes: int | None = None,
+              device=None, head_kwargs: dict | None = None, progress: bool = False):
+    """Train ``len(seeds)`` heads at once on bags ``train_index`` of ``features`` (a list of (N_i, D) arrays)
+    with labels ``y`` (class indices); return the :class:`~kagglekit.models.HeadEnsemble` in eval mode.
+
+    Batches come from :func:`epoch_batches` (``data_seed``); the loss is each head's class-weighted
+    (:func:`class_weights`) cross-entropy, summed over heads; AdamW with ``lr`` and ``weight_decay``.
+    Holds the heads, their optimiser state and one padded batch."""
+    import torch
+    from tqdm.auto import tqdm
+
+    from kagglekit.infer.batching import resolve_device
+    from kagglekit.models import create
+
+    device = resolve_device(device)
+    y = np.asarray(y)
+    train_index = np.asarray(train_index)
+    num_classes = int(num_classes or y.max() + 1)
+    kwargs = {"in_dim": int(features[0].shape[1]), "num_classes": num_classes, **(head_kwargs or {})}
+    ensemble = create("kagglekit/head_ensemble", head=head, seeds=list(seeds), **kwargs).to(device).train()
+    optimiser = torch.optim.AdamW(ensemble.parameters(), lr=lr, weight_decay=weight_decay)
+    weight = torch.from_numpy(class_weights(y[train_index], num_classes)).to(device)
+    batches = epoch_batches(len(train_index), positive_int("batch_size", batch_size), positive_int("epochs", epochs), data_seed)
+    for batch in tqdm(batches, unit="step", desc=f"{len(seeds)} x {head}", disable=not progress, leave=False):
+        x, mask = pad_bags(features, train_index[batch], device)
+        target = torch.from_numpy(y[train_index[batch]]).to(device)
+        logits = ensemble(x, mask)  # (S, B, C)
+        loss = torch.nn.functional.cross_entropy(logits.flatten(0, 1), target.repeat(len(logits)), weight=weight,
+                                                 reduction="none").view(len(logits), -1)
+        loss = (loss.sum(dim=1) / weight[target].sum()).sum()  # each head's weighted mean, summed over heads
+        optimiser.zero_grad(set_to_none=True)
+        loss.backward()
+        optimiser.step()
+    return ensemble.eval()
+
+
+def head_probabilities(ensemble, features, index=None, batch_size: int = 64, device=None) -> np.ndarray:
+    """(len(index), S, C) float32 softmax probabilities of every head of ``ensemble`` for bags ``index``."""
+    import torch
+
+    index = np.arange(len(features)) if index is None else np.asarray(index)
+    device = next(ensemble.parameters()).device if device is None else device
+    out = []
+    with torch.inference_mode():
+        for k in range(0, len(index), batch_size):
+            x, mask = pad_bags(features, index[k : k + batch_size], device)
+            out.append(torch.softmax(ensemble(x, mask).float(), dim=-1).permute(1, 0, 2).cpu().numpy())
+    return np.concatenate(out) if out else np.empty((0, ensemble.num_heads, 0), np.float32)
+
+
+@dataclass
+class TrainedHeads:
+    """What :func:`train_heads` returns: one ensemble per fold (``heads``; their checkpoint ``paths`` when
+    saved), ``oof`` (n, C) float32: each bag's probabilities averaged over its validation fold's heads
+    (NaN for a bag in no validation fold), ``fold_scores`` (balanced accuracy of each fold's averaged
+    heads on its validation bags), ``score`` (balanced accuracy of all out-of-fold rows) and ``classes``."""
+
+    heads: list
+    oof: np.ndarray
+    fold_scores: list[float]
+    score: float
+    classes: list[str] | None = None
+    paths: list[Path] = field(default_factory=list)
+
+
+def _fold_pairs(folds, y: np.ndarray, seed: int):
+    """(train, validation) index pairs from a fold count (stratified, shuffled with ``seed``), an (n,) array of
+    fold numbers, or the pairs themselves."""
+    if isinstance(folds, (int, np.integer)) and not isinstance(folds, bool):
+        from sklearn.model_selection import StratifiedKFold
+
+        return list(StratifiedKFold(positive_int("folds", folds, minimum=2), shuffle=True, random_state=seed).split(y, y))
+    array = np.asarray(folds) if not isinstance(folds, list) or not folds or np.ndim(folds[0]) == 0 else None
+    if array is not None and array.shape == y.shape:
+        return [(np.flatnonzero(array != f), np.flatnonzero(array == f)) for f in np.unique(array[array >= 0])]
+    try:
+        return [(np.asarray(t, np.int64), np.asarray(v, np.int64)) for t, v in folds]
+    except (TypeError, ValueError):
+        raise InvalidArgumentError("folds must be a number of folds, an (n,) array of fold numbers, or (train, validation) "
+                                   "index pairs") from None
+
+
+def _labels(y, classes):
+    """Class indices (n,) int64 and the class names (or None) from indices or names."""
+    y = np.asarray(y)
+    if y.dtype.kind in "iu":
+        return y.astype(np.int64), list(classes) if classes is not None else None
+    names = list(classes) if classes is not None else sorted(set(y.tolist()))
+    lookup = {c: i for i, c in enumerate(names)}
+    unknown = sorted(set(y.tolist()) - set(lookup))
+    if unknown:
+        raise InvalidArgumentError(f"labels {unknown[:5]} are not among classes {names}")
+    return np.array([lookup[v] for v in y.tolist()], np.int64), names
+
+
+def train_heads(bags, y, *, head: str = "chowder", folds=5, n_seeds: int = 10, epochs: int = 30, lr: float = 1e-3,
+                weight_decay: float = 1e-4, batch_size: int = 16, seed: int = 0, classes=None,
+                head_kwargs: dict | None = None, out_dir=None, device=None, progress: bool = True) -> TrainedHeads:
+    """Train ``n_seeds`` heads per fold, all of a fold at once, and collect out-of-fold probabilities.
+
+    bags: Bags, (N_i, D) arrays or bag paths; y: (n,) class indices or names (``classes`` fixes their
+        order; else sorted). head: ``"chowder"`` or ``"gated_attention"``, built with ``head_kwargs``
+        (e.g. ``{"r": 5, "hidden": [200, 100]}``).
+    folds: a number (stratified, shuffled with ``seed``), an (n,) array of fold numbers or (train, val) pairs.
+    n_seeds, seed: heads per fold; their initial weights come from :func:`head_seeds`, the batch order of
+        fold f from ``np.random.default_rng([seed, f])``.
+    epochs, lr, weight_decay, batch_size: see :func:`fit_heads`.
+    out_dir: if given, fold f's heads are saved as ``out_dir/heads_fold{f}.safetensors`` (a self-describing
+        checkpoint: ``load_checkpoint`` rebuilds it; metadata: fold, seeds, balanced accuracy, backbone).
+
+    Holds every bag's features (as given), one fold's heads and a padded batch.
+    """
+    from kagglekit.metrics import balanced_accuracy
+
+    features = _features(bags)
+    y, classes = _labels(y, classes)
+    if y.shape != (len(features),):
+        raise ShapeError(f"y must have one label per bag ({len(features)}), got shape {y.shape}")
+    r = (head_kwargs or {}).get("r", 5) if head == "chowder" else 1
+    small = [k for k, f in enumerate(features) if len(f) < r]
+    if small:
+        raise ShapeError(f"{len(small)} bag(s) (e.g. {small[:5]}) have fewer tiles than Chowder's r={r}; "
+                         "lower r (head_kwargs={'r': ...}) or extract those slides with smaller tiles")
+    num_classes = len(classes) if classes is not None else int(y.max()) + 1
+    backbones = {getattr(b, "backbone", None) for b in bags}
+    oof = np.full((len(features), num_classes), np.nan, np.float32)
+    heads, scores, paths = [], [], []
+    for fold, (train, val) in enumerate(_fold_pairs(folds, y, seed)):
+        ensemble = fit_heads(features, y, train, head=head, seeds=head_seeds(seed, fold, n_seeds), epochs=epochs, lr=lr,
+                             weight_decay=weight_decay, batch_size=batch_size, data_seed=[seed, fold],
+                             num_classes=num_classes, device=device, head_kwargs=head_kwargs, progress=progress)
+        oof[val] = head_probabilities(ensemble, features, val).mean(axis=1)
+        scores.append(balanced_accuracy(y[val], oof[val].argmax(axis=1)))
+        heads.append(ensemble)
+        if out_dir is not None:
+            from kagglekit.models import save_checkpoint
+
+            meta = {"fold": fold, "seeds": ensemble.seeds, "balanced_accuracy": scores[-1],
+                    "backbone": next(iter(backbones)) if len(backbones) == 1 else None}
+            paths.append(save_checkpoint(ensemble, Path(out_dir) / f"heads_fold{fold}.safetensors", meta, classes=classes))
+    seen = ~np.isnan(oof[:, 0])
+    return TrainedHeads(heads, oof, scores, balanced_accuracy(y[seen], oof[seen].argmax(axis=1)), classes, paths)
+
+
+def predict_bags(heads, bags, *, batch_size: int = 64, device=None) -> np.ndarray:
+    """(n, C) float32 probabilities: the mean over every head of every fold of its softmax.
+
+    ``heads``: a :class:`TrainedHeads`, HeadEnsembles, or their checkpoint paths; ``bags`` as :func:`train_heads`."""
+    from kagglekit.infer.batching import resolve_device
+    from kagglekit.models import HeadEnsemble, load_checkpoint
+
+    heads = heads.heads if isinstance(heads, TrainedHeads) else [heads] if isinstance(heads, (str, os.PathLike, HeadEnsemble)) else heads
+    device = resolve_device(device)
+    ensembles = [load_checkpoint(h) if isinstance(h, (str, os.PathLike)) else h for h in heads]
+    if not ensembles:
+        raise InvalidArgumentError("predict_bags needs at least one fold's heads")
+    features = _features(bags)
+    total = sum(head_probabilities(e.to(device).eval(), features, batch_size=batch_size).sum(axis=1) for e in ensembles)
+    return (total / sum(e.num_heads for e in ensembles)).astype(np.float32)
