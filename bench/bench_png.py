@@ -2,15 +2,16 @@
 
 What ``open_image`` must do for a big PNG slide: turn the file into an (H, W, 3) RGB uint8 array, once,
 for random tile access; and, for thumbnails, ideally read it at reduced resolution. Decoders: OpenCV
-(imread from path, imdecode of the file's bytes, IMREAD_REDUCED_COLOR_8), Pillow (open from path or
-bytes, reduce(16)), imagecodecs (png_decode: libpng; spng_decode: libspng), pyspng (libspng), pyvips
-(sequential full decode from path or bytes, thumbnail, sequential crop of one 4096 x 4096 region).
+(imread from path, imread into a preallocated dst, imdecode of the file's bytes, IMREAD_REDUCED_COLOR_8),
+Pillow (open from path or bytes, reduce(16)), imagecodecs (png_decode: libpng; spng_decode: libspng),
+pyspng (libspng), pyvips (sequential full decode from path or bytes, thumbnail, sequential crop of one
+4096 x 4096 region). A decoder that does not import gets a "not installed" row.
 
 Each (decoder, mode) runs in a fresh child process (this script with --child), twice, the rows taking
 turns; seconds are the best of the 2, memory the larger peak. Peak memory: the child's VmHWM, reset
 right before the call, less its RSS at that moment: what the call itself added. Rows "from bytes"
-read the file inside the timed call, so its bytes count. Every row returns RGB: OpenCV's BGR is turned
-in place (no second copy), inside the timed call. Equality: SHA-1 of the whole array (or the crop)
+read the file inside the timed call, so its bytes count. Every row returns RGB (OpenCV: IMREAD_COLOR_RGB
+where it has it, else a timed cvtColor). Equality: SHA-1 of the whole array (or the crop)
 against OpenCV imread's. The PNG is made once from skimage's immunohistochemistry image (tiles in
 random orientations on a white background with a black scanner margin), written by cv2.imwrite at its
 default compression, and cached under /tmp.
@@ -23,6 +24,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import struct
 import subprocess
 import sys
 import time
@@ -73,8 +75,19 @@ def _bytes(path: str) -> bytes:
     return Path(path).read_bytes()
 
 
-def _rgb(cv2, bgr: np.ndarray) -> np.ndarray:
-    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB, dst=bgr)
+def _cv2(cv2, decode, *args):
+    """``decode(*args, flags)`` to RGB: OpenCV >= 4.11 decodes to RGB itself (IMREAD_COLOR_RGB); older
+    releases return BGR, converted here (cvtColor copies, even given dst=src)."""
+    rgb = getattr(cv2, "IMREAD_COLOR_RGB", None)
+    out = decode(*args, rgb or cv2.IMREAD_COLOR)
+    return out if rgb else cv2.cvtColor(out, cv2.COLOR_BGR2RGB)
+
+
+def _empty(path: str) -> np.ndarray:
+    """An uninitialised (H, W, 3) uint8 array, H and W from the PNG's IHDR chunk (bytes 16-24)."""
+    with open(path, "rb") as f:
+        width, height = struct.unpack(">II", f.read(24)[16:24])
+    return np.empty((height, width, 3), np.uint8)
 
 
 def _pillow(image_module, source):
@@ -82,23 +95,30 @@ def _pillow(image_module, source):
     return image_module.open(source)
 
 
+def _distribution(module: str) -> str:
+    from importlib.metadata import packages_distributions
+
+    return "/".join(packages_distributions().get(module, [module]))
+
+
 # (decoder, module, version of the module, {mode: (kind, fn(module, path) -> RGB array)})
 DECODERS = [
     ("OpenCV", "cv2", lambda m: m.__version__, {
-        "imread from path": ("full", lambda cv2, p: _rgb(cv2, cv2.imread(p, cv2.IMREAD_COLOR))),
-        "imdecode from bytes": ("full", lambda cv2, p: _rgb(cv2, cv2.imdecode(np.frombuffer(_bytes(p), np.uint8),
-                                                                               cv2.IMREAD_COLOR))),
-        "imread IMREAD_REDUCED_COLOR_8": ("reduced", lambda cv2, p: _rgb(cv2, cv2.imread(p, cv2.IMREAD_REDUCED_COLOR_8))),
+        "imread from path": ("full", lambda cv2, p: _cv2(cv2, cv2.imread, p)),
+        "imread from path into a preallocated dst": ("full", lambda cv2, p: _cv2(cv2, cv2.imread, p, _empty(p))),
+        "imdecode from bytes": ("full", lambda cv2, p: _cv2(cv2, cv2.imdecode, np.frombuffer(_bytes(p), np.uint8))),
+        "imread IMREAD_REDUCED_COLOR_8": ("reduced", lambda cv2, p: cv2.cvtColor(
+            cv2.imread(p, cv2.IMREAD_REDUCED_COLOR_8), cv2.COLOR_BGR2RGB)),
     }),
     ("Pillow", "PIL.Image", lambda m: __import__("PIL").__version__, {
         "open from path, np.asarray": ("full", lambda m, p: np.asarray(_pillow(m, p))),
         "open from bytes, np.asarray": ("full", lambda m, p: np.asarray(_pillow(m, io.BytesIO(_bytes(p))))),
         "open, reduce(16)": ("reduced", lambda m, p: np.asarray(_pillow(m, p).reduce(16))),
     }),
-    ("imagecodecs png_decode (libpng)", "imagecodecs", lambda m: f"{m.__version__} (libpng {m.png_version()})", {
+    ("imagecodecs png_decode (libpng)", "imagecodecs", lambda m: f"{m.__version__} ({m.png_version()})", {
         "from bytes": ("full", lambda m, p: m.png_decode(_bytes(p))),
     }),
-    ("imagecodecs spng_decode (libspng)", "imagecodecs", lambda m: f"{m.__version__} (libspng {m.spng_version()})", {
+    ("imagecodecs spng_decode (libspng)", "imagecodecs", lambda m: f"{m.__version__} ({m.spng_version()})", {
         "from bytes": ("full", lambda m, p: m.spng_decode(_bytes(p))),
     }),
     ("pyspng", "pyspng", lambda m: f"{_distribution('pyspng')} {m.__version__}", {
@@ -113,12 +133,6 @@ DECODERS = [
             p, access="sequential").crop(*CROP).numpy()),
     }),
 ]
-
-
-def _distribution(module: str) -> str:
-    from importlib.metadata import packages_distributions
-
-    return "/".join(packages_distributions().get(module, [module]))
 
 
 def _sha1(a: np.ndarray) -> str:
@@ -165,42 +179,46 @@ def main(rounds: int = 2) -> None:
     size_mb = PNG.stat().st_size / 2**20
     print(f"{PNG}: {size_mb:.0f} MB on disk, {FULL_MB / size_mb:.1f}x compression", flush=True)
     jobs = [(d[0], mode, kind) for d in DECODERS for mode, (kind, _) in d[3].items()]
-    best: dict = {}
-    for _ in range(rounds):
-        for decoder, mode, _kind in jobs:
-            r = run_child(decoder, mode)
-            print(decoder, mode, r, flush=True)
-            old = best.get((decoder, mode))
-            if old and "error" not in old and "error" not in r:
-                r["seconds"], r["peak_mb"] = min(r["seconds"], old["seconds"]), max(r["peak_mb"], old["peak_mb"])
-            best[(decoder, mode)] = r if "error" not in r or not old else old
-    ref = best[("OpenCV", "imread from path")]
+    runs: dict = {job: [] for job in jobs}
+    for _ in range(rounds):  # the rows take turns, as in _common.interleaved
+        for job in jobs:
+            runs[job].append(run_child(*job[:2]))
+            print(*job[:2], runs[job][-1], flush=True)
+    best = {}
+    for job, results in runs.items():
+        ok = [r for r in results if "error" not in r]
+        best[job] = dict(ok[-1], seconds=min(r["seconds"] for r in ok), peak_mb=max(r["peak_mb"] for r in ok)) \
+            if ok else results[-1]
+    ref = best[("OpenCV", "imread from path", "full")]
     rows = []
     for decoder, mode, kind in jobs:
-        r = best[(decoder, mode)]
+        r = best[(decoder, mode, kind)]
         if "error" in r:
             rows.append([decoder, r.get("version", "-"), mode, r["error"], "-", "-", "-"])
             continue
         h, w = r["shape"][:2]
         equal = {"full": r["sha1"] == ref.get("sha1"), "crop": r["sha1"] == ref.get("crop_sha1")}.get(
-            kind, f"n/a (reduced, {w} x {h})")
+            kind, f"n/a (reduced, {w} x {h})") if "sha1" in ref else "no OpenCV reference"
         rows.append([decoder, r["version"], mode, r["seconds"], f"{r['peak_mb']:.0f}", r["peak_mb"] / FULL_MB,
                      {True: "yes", False: "NO"}.get(equal, equal)])
     headers = ["decoder", "version", "mode", "seconds", "peak RSS over baseline MB",
                f"x decoded size ({FULL_MB:.0f} MB)", "equal to OpenCV"]
-    full = [(best[(d, m)], d, m) for d, m, k in jobs if k == "full" and "error" not in best[(d, m)]]
+    full = [(best[(d, m, k)], d, m) for d, m, k in jobs if k == "full" and "error" not in best[(d, m, k)]]
     fastest, leanest = min(full, key=lambda t: t[0]["seconds"]), min(full, key=lambda t: t[0]["peak_mb"])
     setup = (f"Test file: {PNG.name}, {size_mb:.0f} MB on disk ({FULL_MB / size_mb:.1f}x compression), made by "
              "cv2.imwrite from tiled skimage immunohistochemistry() on a flat background. Each row: a fresh child "
              f"process, best seconds and largest peak of {rounds} interleaved runs; memory is the child's peak RSS "
-             "over its RSS right before the call. Every row returns RGB (OpenCV's BGR converted in place, timed).")
+             "over its RSS right before the call. Every row returns RGB; x decoded size is the peak over the full "
+             "decoded size, for every row.")
+    reduced = [(best[(d, m, k)], f"{d} {m}") for d, m, k in jobs if k != "full" and "error" not in best[(d, m, k)]]
     summary = (f"Full decode, fastest: {fastest[1]} {fastest[2]} ({fastest[0]['seconds']:.1f} s); least memory: "
-               f"{leanest[1]} {leanest[2]} ({leanest[0]['peak_mb']:.0f} MB, "
-               f"{leanest[0]['peak_mb'] / FULL_MB:.2f}x the decoded size). A non-interlaced PNG has no "
-               "reduced-resolution encoding: every decoder inflates every row. OpenCV's IMREAD_REDUCED_* and "
-               "Pillow's reduce() decode the full image first (full-size peak); pyvips thumbnail and sequential "
-               "crop stream rows through small buffers, so their peak memory is small, but their time is that of "
-               "inflating the rows they pass (all rows for a thumbnail, rows down to the crop's bottom for a crop).")
+               f"{leanest[1]} {leanest[2]} ({leanest[0]['peak_mb'] / FULL_MB:.2f}x the decoded size). A "
+               "non-interlaced PNG has no reduced-resolution encoding: a decoder must inflate every row above the "
+               "last one it needs. " + "; ".join(f"{m}: {r['seconds']:.1f} s, {r['peak_mb'] / FULL_MB:.2f}x"
+                                                  for r, m in reduced) +
+               ". OpenCV's IMREAD_REDUCED_* and Pillow's reduce() decode the whole image first, then shrink it; "
+               "pyvips' thumbnail and sequential crop stream the rows through small buffers: little memory, but "
+               "about the time of its full decode (the crop stops early, at its last row).")
     record(SECTION, f"{setup}\n\n{markdown_table(headers, rows)}\n\n{summary}")
 
 

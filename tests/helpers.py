@@ -61,3 +61,34 @@ def seeded_compose(transforms, seed: int):
                 np.random.set_state(outer[1])
 
         return call
+
+
+def plain_tile(image, y, x, side):
+    """The (side, side) window at (y, x), zero beyond the image, read plainly."""
+    out = np.zeros((side, side, image.shape[2]), image.dtype)
+    part = image[y : y + side, x : x + side]
+    out[: part.shape[0], : part.shape[1]] = part
+    return out
+
+
+def plain_selection(image, side, min_tissue, top_k=None):
+    """The expected tile origins: the mask (Otsu on the thumbnail) brought to full size by nearest rows
+    and columns (pixel r in mask row floor(r * h / H)), the tissue share of every tile's part inside
+    the image, kept when >= min_tissue and > 0; the top_k largest (ties: earlier) in row-major order."""
+    from kagglekit.io import open_image
+    from kagglekit.tiling import tissue_mask
+
+    thumb = open_image(image).thumbnail(1024)
+    mask = tissue_mask(thumb)
+    H, W = image.shape[:2]
+    full = mask[np.arange(H) * mask.shape[0] // H][:, np.arange(W) * mask.shape[1] // W]
+    origins, shares = [], []
+    for y in sorted({*range(0, H - side, side), H - side} if H > side else {0}):
+        for x in sorted({*range(0, W - side, side), W - side} if W > side else {0}):
+            origins.append((y, x))
+            shares.append(full[y : y + side, x : x + side].mean())
+    shares = np.array(shares)
+    keep = [i for i in range(len(origins)) if shares[i] >= min_tissue and shares[i] > 0]
+    if top_k is not None:
+        keep = sorted(sorted(keep, key=lambda i: -shares[i])[:top_k])
+    return np.array([origins[i] for i in keep], np.int64).reshape(-1, 2)

@@ -14,7 +14,7 @@ import torch
 from kagglekit.errors import InvalidArgumentError
 from kagglekit.mil import (NoTissueError, bag_path, extract_bag, extract_bags, load_bag, plan_tiles, save_bag,
                            slide_kind)
-from kagglekit.tiling import tissue_mask
+from helpers import plain_selection, plain_tile
 
 IMAGENET = (np.array([0.485, 0.456, 0.406], np.float32), np.array([0.229, 0.224, 0.225], np.float32))
 
@@ -48,36 +48,6 @@ class Recorder(torch.nn.Module):
 def seen_tiles(recorder):
     """The recorded tiles as (N, h, w, C) float32, in the order seen."""
     return torch.cat(recorder.seen).permute(0, 2, 3, 1).numpy()
-
-
-def plain_tile(image, y, x, side):
-    """The (side, side) window at (y, x), zero beyond the image, read plainly."""
-    out = np.zeros((side, side, image.shape[2]), image.dtype)
-    part = image[y : y + side, x : x + side]
-    out[: part.shape[0], : part.shape[1]] = part
-    return out
-
-
-def plain_selection(image, side, min_tissue, top_k=None):
-    """The expected tile origins: the mask (Otsu on the thumbnail) brought to full size by nearest rows
-    and columns (pixel r in mask row floor(r * h / H)), the tissue share of every tile's part inside
-    the image, kept when >= min_tissue and > 0; the top_k largest (ties: earlier) in row-major order."""
-    from kagglekit.io import open_image
-
-    thumb = open_image(image).thumbnail(1024)
-    mask = tissue_mask(thumb)
-    H, W = image.shape[:2]
-    full = mask[np.arange(H) * mask.shape[0] // H][:, np.arange(W) * mask.shape[1] // W]
-    origins, shares = [], []
-    for y in sorted({*range(0, H - side, side), H - side} if H > side else {0}):
-        for x in sorted({*range(0, W - side, side), W - side} if W > side else {0}):
-            origins.append((y, x))
-            shares.append(full[y : y + side, x : x + side].mean())
-    shares = np.array(shares)
-    keep = [i for i in range(len(origins)) if shares[i] >= min_tissue and shares[i] > 0]
-    if top_k is not None:
-        keep = sorted(sorted(keep, key=lambda i: -shares[i])[:top_k])
-    return np.array([origins[i] for i in keep], np.int64).reshape(-1, 2)
 
 
 @pytest.mark.parametrize("top_k", [None, 7])

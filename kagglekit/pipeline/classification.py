@@ -5,7 +5,8 @@ dropped views then models, a fallback row per failure, report, exit codes): the 
 chunks of a few batches; each chunk goes through :func:`kagglekit.infer.iter_predictions` (every image
 decoded once for all models and views), then the decision (:class:`kagglekit.thresholds.Decision`, from
 ``[decision]`` or a decision file), and its rows are committed. An image that cannot be read, or whose
-outputs are not finite, keeps its fallback row with the reason.
+outputs are not finite, keeps its fallback row with the reason. With ``[slides]`` each input is a whole
+slide, one per unit, classified from its bag of tile features by MIL heads (:mod:`.slides`).
 """
 
 from __future__ import annotations
@@ -237,13 +238,20 @@ def classify(config, input_dir=None, output_dir=None, *, base_dir=None, budget=N
         report.inputs = found
         note_missing(report, ids, found, where)
         pending = [(i, found[i]) for i in ids if i in found]
-        spatial = cfg.preprocess.size or (224, 224)
-        channels = first_channels(pending, lambda item: load_image(item, (8, 8), "resize").shape[2])
-        kept = probe_models(load_models(cfg.models, report), spatial, channels, report) if pending else []
+        if cfg.slides is not None and pending:
+            from kagglekit.pipeline.slides import slide_models
+
+            backbone, backbone_name, kept, stain = slide_models(cfg, load_models(cfg.models, report), report)
+        elif pending:
+            spatial = cfg.preprocess.size or (224, 224)
+            channels = first_channels(pending, lambda item: load_image(item, (8, 8), "resize").shape[2])
+            kept = probe_models(load_models(cfg.models, report), spatial, channels, report)
+        else:
+            kept = []
         for m in kept:
             if len(m.out_shape) != 2:
-                raise PipelineConfigError(f"models: {m.path} returns {m.out_shape} for an image of {spatial}; classify "
-                                          "needs one row of class scores per image (N, C): is it a segmentation model?")
+                raise PipelineConfigError(f"models: {m.path} returns {m.out_shape} for a zero input; classify needs one "
+                                          "row of class scores per input (N, C): is it a segmentation model?")
         if not kept:
             if pending:
                 report.note("no usable model: every image keeps the fallback row", logging.ERROR)
@@ -251,20 +259,29 @@ def classify(config, input_dir=None, output_dir=None, *, base_dir=None, budget=N
             return report
         report.classes = _classes(cfg, kept, decision, run.reference, run.sample)
         temperature = decision.temperature if decision is not None else 1.0
-        models = [m.model if temperature == 1.0 else _Tempered(m.model, temperature) for m in kept]
         weights = [m.weight for m in kept]
         label_column = cfg.output.columns(run.reference)[1]
         rows = _formatter(cfg, report.classes, decision, label_column)
         columns = list(report.classes) if cfg.output.format == "columns" else [label_column]
         store = row_store(run.guard, columns)
-        activation = cfg.decision.activation or ("softmax" if decision is not None and decision.kind == "argmax" else "sigmoid")
-        degrader = Degrader(len(cfg.tta.views), len(models))
-        predict = _chunk_predictor(cfg, models, weights, input_channels_of(kept), activation, degrader, report,
-                                   lambda ids_, p: store(ids_, rows(p)), run.device)
-        chunk = cfg.batch_size * CHUNK_BATCHES
+        store_rows = lambda ids_, p: store(ids_, rows(p))  # noqa: E731
+        if cfg.slides is not None:
+            from kagglekit.pipeline.slides import slide_predictor
+
+            degrader = Degrader(1, len(kept))
+            predict = slide_predictor(cfg, backbone, backbone_name, [m.model for m in kept], weights, stain, temperature,
+                                      degrader, store_rows, run.device)
+            chunk, unit = 1, "slide"
+        else:
+            models = [m.model if temperature == 1.0 else _Tempered(m.model, temperature) for m in kept]
+            activation = cfg.decision.activation or ("softmax" if decision is not None and decision.kind == "argmax" else "sigmoid")
+            degrader = Degrader(len(cfg.tta.views), len(models))
+            predict = _chunk_predictor(cfg, models, weights, input_channels_of(kept), activation, degrader, report,
+                                       store_rows, run.device)
+            chunk, unit = cfg.batch_size * CHUNK_BATCHES, "image"
         units = [([i for i, _ in pending[k : k + chunk]], [p for _, p in pending[k : k + chunk]])
                  for k in range(0, len(pending), chunk)]
-        run_items(units, [len(ids_) for ids_, _ in units], degrader, predict, budget, report)
+        run_items(units, [len(ids_) for ids_, _ in units], degrader, predict, budget, report, unit=unit)
         report.views, report.models = degrader.views, degrader.models
         return report
     finally:

@@ -10,7 +10,17 @@
                  other = { label = "Other", cut = 0.9 } | { label = "Other", file = "decision.json" }
     [output]     sample_submission  submission  id_column  label_column  classes = [...] | classes_file = "classes.txt"
                  format = "labels" | "probability" | "columns"  separator = " "  fallback = "..."
+    [slides]     backbone = "backbone.safetensors" | "timm/<name>"  weights = "<file>" (with a timm name)
+                 tile = 224  scale = 1.0 | { tma = 0.5, wsi = 1.0 }  top_k = 256  min_tissue = 0.25
+                 kind = "auto" | "tma" | "wsi"  tma_max_side = 8192  swap_background = false | true | "tma"
+                 stain = { method = "macenko" | "reinhard", reference = "reference_tile.png" }
+                 normalize = "imagenet"  batch_size = 64
     amp = false | true | "auto" | "fp16" | "bf16"   batch_size = 32   num_workers = 2
+
+With ``[slides]`` every input is a whole slide: it becomes a bag of tile features
+(:func:`kagglekit.mil.extract_bag`) and the ``[[models]]`` are MIL heads (``train_heads``' fold
+checkpoints); the probabilities are the mean of every head's softmax, weighted by model, and a decision
+file's temperature divides their logarithm. ``[preprocess]`` and ``[tta]`` do not apply to slides.
 
 Classes default to the names stored in the checkpoints (``save_checkpoint(..., classes=)``). Formats:
 ``labels`` writes the chosen class names joined by ``separator`` (one for ``argmax``); ``probability``
@@ -80,6 +90,26 @@ class OutputConfig(OutputBase):
 
 
 @dataclass(frozen=True)
+class SlidesConfig:
+    """How a slide becomes a bag (see :func:`kagglekit.mil.extract_bag`); ``backbone`` is a checkpoint path or
+    a ``timm/`` name (then ``weights`` is its local file)."""
+
+    backbone: str
+    weights: Path | None = None
+    tile: int = 224
+    scale: object = 1.0
+    top_k: int | None = None
+    min_tissue: float = 0.25
+    kind: str = "auto"
+    tma_max_side: int = 8192
+    swap_background: object = False
+    stain_method: str | None = None
+    stain_reference: Path | None = None
+    normalize: object = "imagenet"
+    batch_size: int = 64
+
+
+@dataclass(frozen=True)
 class ClassifyConfig:
     models: tuple[ModelConfig, ...]
     inputs: InputsConfig = field(default_factory=InputsConfig)
@@ -88,6 +118,7 @@ class ClassifyConfig:
     decision: DecisionConfig = field(default_factory=DecisionConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
     budget: BudgetConfig = field(default_factory=BudgetConfig)
+    slides: SlidesConfig | None = None
     device: str = "auto"
     amp: object = False
     batch_size: int = 32
@@ -122,6 +153,39 @@ def _preprocess(data) -> PreprocessConfig:
         size = (pair[0], pair[-1])
     resize = t.string("resize", "resize", RESIZE)
     return PreprocessConfig(size, None if resize == "none" else resize, sections.normalize(t.data.get("normalize", "scale")))
+
+
+def _slides(data, base: Path) -> SlidesConfig:
+    t = Table(data, "slides", ("backbone", "weights", "tile", "scale", "top_k", "min_tissue", "kind", "tma_max_side",
+                               "swap_background", "stain", "normalize", "batch_size"))
+    backbone = t.string("backbone", None)
+    if not backbone:
+        t.fail("backbone", "must name the feature extractor the bags were made with: a checkpoint "
+                           "(\"backbone.safetensors\") or \"timm/<name>\" with weights = \"<local file>\"")
+    weights = t.string("weights", None)
+    if backbone.startswith("timm/") != (weights is not None):
+        t.fail("weights", "goes with a timm name (backbone = \"timm/<name>\", weights = \"<local file>\"); "
+                          "a checkpoint carries its own weights")
+    scale = t.data.get("scale", 1.0)
+    scales = scale.values() if isinstance(scale, dict) else [scale]
+    if (isinstance(scale, dict) and (not scale or set(scale) - {"tma", "wsi"})) or not all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0 for v in scales):
+        t.fail("scale", "must be a positive number or { tma = 0.5, wsi = 1.0 }")
+    swap = t.data.get("swap_background", False)
+    if swap not in (False, True, "tma"):
+        t.fail("swap_background", "must be false, true or \"tma\" (only TMAs)")
+    method = reference = None
+    if "stain" in t.data:
+        st = Table(t.data["stain"], "slides.stain", ("method", "reference"))
+        method = st.string("method", None, ("macenko", "reinhard"))
+        reference = st.string("reference", None)
+        if not method or not reference:
+            st.fail("reference", "a stain normaliser needs method = \"macenko\" | \"reinhard\" and reference = \"<tile image>\"")
+    return SlidesConfig(backbone if weights is not None else str(base / backbone), base / weights if weights else None,
+                        t.integer("tile", 224), scale, t.integer("top_k", None), t.number("min_tissue", 0.25, 0.0, 1.0),
+                        t.string("kind", "auto", ("auto", "tma", "wsi")), t.integer("tma_max_side", 8192), swap,
+                        method, base / reference if reference else None,
+                        sections.normalize(t.data.get("normalize", "imagenet")), t.integer("batch_size", 64))
 
 
 def _decision(data, base: Path) -> DecisionConfig:
@@ -165,7 +229,7 @@ def output(data, base: Path | None = None) -> OutputConfig:
                         t.string("format", "labels", FORMATS), t.string("separator", " "), t.string("fallback", None))
 
 
-TOP_KEYS = ("kind", "inputs", "preprocess", "models", "tta", "decision", "output", "budget", "device", "amp",
+TOP_KEYS = ("kind", "inputs", "preprocess", "models", "tta", "decision", "output", "budget", "slides", "device", "amp",
             "batch_size", "num_workers")
 
 
@@ -185,11 +249,17 @@ def check(data: dict, base: Path) -> ClassifyConfig:
     if out.format == "probability" and decision.kind not in ("probability", None):
         raise PipelineConfigError(f"decision.kind: output.format = 'probability' writes one probability per id, not "
                                   f"the decision of kind {decision.kind!r}; use kind = 'probability'")
+    slides = _slides(data["slides"], base) if "slides" in data else None
+    if slides is not None:
+        for name in ("preprocess", "tta"):
+            if name in data:
+                raise PipelineConfigError(f"{name}: does not apply with [slides] (tiles are sized by slides.tile, and "
+                                          "a bag has no views); remove it")
     amp = data.get("amp", False)
     if amp not in (False, True, "auto", "fp16", "bf16"):
         top.fail("amp", "must be false, true, 'auto', 'fp16' or 'bf16'")
     return ClassifyConfig(
         models=sections.models(data["models"], base), inputs=_inputs(data.get("inputs", {})),
         preprocess=_preprocess(data.get("preprocess", {})), tta=tta, decision=decision, output=out,
-        budget=sections.budget(data.get("budget", {})), device=sections.device(top.string("device", "auto")),
+        budget=sections.budget(data.get("budget", {})), slides=slides, device=sections.device(top.string("device", "auto")),
         amp=amp, batch_size=top.integer("batch_size", 32), num_workers=top.integer("num_workers", 2, minimum=0))

@@ -46,19 +46,20 @@ def load_models(model_configs, report) -> list[Loaded]:
     return loaded
 
 
-def probe_models(loaded: list[Loaded], spatial: tuple[int, int], image_channels: int, report) -> list[Loaded]:
-    """Run each model once on a zero input (1, C, h, w): C its own input channels, or ``image_channels``
-    when it does not say. A model that fails is skipped (noted); models that take different input channel
-    counts, or return outputs of different channel counts, are refused with a PipelineConfigError.
-    Returns the models kept, each with its ``out_shape``."""
+def probe_models(loaded: list[Loaded], spatial: tuple[int, int] | None = None, image_channels: int | None = None,
+                 report=None, *, probe: torch.Tensor | None = None) -> list[Loaded]:
+    """Run each model once on a zero input: ``probe`` when given (e.g. a zero bag), else (1, C, h, w) with
+    C its own input channels, or ``image_channels`` when it does not say. A model that fails is skipped
+    (noted); models that take different input channel counts, or return outputs of different channel
+    counts, are refused with a PipelineConfigError. Returns the models kept, each with its ``out_shape``."""
     kept = []
     for m in loaded:
-        probe = torch.zeros(1, m.in_channels or image_channels, *spatial)
+        x = probe if probe is not None else torch.zeros(1, m.in_channels or image_channels, *spatial)
         try:
             with torch.inference_mode():
-                out = m.model(probe)
+                out = m.model(x)
         except Exception as exc:  # noqa: BLE001 - a model that cannot run an input is skipped like one that cannot load
-            report.note(f"model {m.path} skipped: it fails on a zero input of shape {tuple(probe.shape)}: "
+            report.note(f"model {m.path} skipped: it fails on a zero input of shape {tuple(x.shape)}: "
                         f"{type(exc).__name__}: {exc}", logging.ERROR)
             continue
         m.out_shape = tuple(out.shape) if isinstance(out, torch.Tensor) else (type(out).__name__,)
