@@ -1,7 +1,8 @@
 """classify with [slides]: each slide a bag, closed-form MIL heads, the expected submission computed plainly.
 
-The backbone returns each tile's mean colour (0..1); the Chowder heads score a tile by red - blue and
-map the highest and lowest score to the classes "red", "blue" and "plain" with fixed weights, so every
+The backbone returns each tile's mean colour (0..1); the Chowder heads score each tile for the classes
+"red", "blue" and "plain" by red - blue, blue - red and a constant, and a class's logit is a fixed gain
+times its highest tile score, so every
 slide's probabilities, the entropy "Other" and the temperature have a closed form over the tiles that the
 selection rule (recomputed here from the tissue mask) keeps.
 """
@@ -57,15 +58,14 @@ SLIDES = {"r": tissue_slide([(40, 50, (220, 40, 40))]), "b": tissue_slide([(100,
 
 
 def heads(path, backbone_name):
-    """A HeadEnsemble of two Chowder heads (r=1, no hidden layer): score = red - blue, logits
-    (g * top, -g * bottom, 0.3 * g), g from GAINS."""
+    """A HeadEnsemble of two Chowder heads (r=1, no hidden layer): tile scores red - blue, blue - red and
+    0.3 for the three classes; a class's logit is g times its highest score, g from GAINS."""
     ensemble = create("kagglekit/head_ensemble", head="chowder", seeds=[0, 1], in_dim=3, r=1, hidden=[], num_classes=3)
     with torch.no_grad():
-        ensemble.score__weight.copy_(torch.tensor([[[1.0, 0.0, -1.0]]] * 2))
-        ensemble.score__bias.zero_()
+        ensemble.score__weight.copy_(torch.tensor([[[1.0, 0.0, -1.0], [-1.0, 0.0, 1.0], [0.0, 0.0, 0.0]]] * 2))
+        ensemble.score__bias.copy_(torch.tensor([[0.0, 0.0, 0.3]] * 2))
         for k, g in enumerate(GAINS):
-            ensemble.mlp__0__weight[k] = torch.tensor([[g, 0.0], [0.0, -g], [0.0, 0.0]])
-            ensemble.mlp__0__bias[k] = torch.tensor([0.0, 0.0, 0.3 * g])
+            ensemble.mlp__0__weight[k] = torch.tensor([[g, 0.0]])
     return save_checkpoint(ensemble, path, {"backbone": backbone_name}, classes=CLASSES)
 
 
@@ -75,10 +75,10 @@ def expected_probabilities(image, temperature=1.0):
     coords = plain_selection(image, TILE, 0.25)
     means = np.array([plain_tile(image, y, x, TILE).reshape(-1, 3).mean(axis=0) / 255 for y, x in coords])
     means = means.astype(np.float16).astype(np.float64)  # a bag stores float16 features
-    score = means[:, 0] - means[:, 2]
-    top, bottom = score.max(), score.min()
-    p = np.mean([np.exp(z - z.max()) / np.exp(z - z.max()).sum()
-                 for z in (np.array([g * top, -g * bottom, 0.3 * g]) for g in GAINS)], axis=0)
+    redness = means[:, 0] - means[:, 2]
+    highest = np.array([redness.max(), (-redness).max(), 0.3])
+    p = np.mean([np.exp(g * highest - (g * highest).max()) / np.exp(g * highest - (g * highest).max()).sum()
+                 for g in GAINS], axis=0)
     z = np.log(p) / temperature
     return np.exp(z - z.max()) / np.exp(z - z.max()).sum()
 

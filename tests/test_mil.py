@@ -14,16 +14,21 @@ def weights(linear):
 
 
 def chowder_numpy(model, bag):
-    """CHOWDER written plainly for one bag (N, D)."""
-    w, b = weights(model.score)
-    scores = np.sort(bag @ w.T[:, 0] + b[0])
-    h = np.concatenate([scores[::-1][:model.r], scores[:model.r]])
+    """CHOWDER written plainly for one bag (N, D): per class, its tile scores sorted, the r highest and r
+    lowest through the shared MLP."""
+    w_score, b_score = weights(model.score)
     linears = [m for m in model.mlp if isinstance(m, torch.nn.Linear)]
-    for lin in linears[:-1]:
-        w, b = weights(lin)
-        h = special.expit(h @ w.T + b)
-    w, b = weights(linears[-1])
-    return h @ w.T + b
+    logits = []
+    for c in range(len(b_score)):
+        scores = np.sort(bag @ w_score[c] + b_score[c])
+        h = np.concatenate([scores[::-1][:model.r], scores[:model.r]])
+        for lin in linears[:-1]:
+            w, b = weights(lin)
+            h = special.expit(h @ w.T + b)
+        w = linears[-1].weight.detach().double().numpy()
+        b = 0.0 if linears[-1].bias is None else linears[-1].bias.detach().double().numpy()
+        logits.append((h @ w.T + b)[0])
+    return np.array(logits)
 
 
 def gated_attention_numpy(model, bag):

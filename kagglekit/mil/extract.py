@@ -73,7 +73,8 @@ def _per_kind(name: str, value, kind: str) -> float:
 
 
 def plan_tiles(source, *, tile: int = 224, scale=1.0, min_tissue: float = 0.25, top_k: int | None = None,
-               tissue=None, kind: str = "auto", tma_max_side: int = 8192, thumbnail_side: int = 1024) -> TilePlan:
+               tissue=None, threshold=None, kind: str = "auto", tma_max_side: int = 8192,
+               thumbnail_side: int = 1024) -> TilePlan:
     """Choose a slide's tiles from its thumbnail (see :func:`extract_bag` for the arguments).
 
     ``tissue``: None (:func:`~kagglekit.tiling.tissue_mask` on the thumbnail) or an (h, w) bool mask
@@ -84,8 +85,10 @@ def plan_tiles(source, *, tile: int = 224, scale=1.0, min_tissue: float = 0.25, 
     one_of("kind", kind, KINDS)
     tile = positive_int("tile", tile)
     thumb = source.thumbnail(positive_int("thumbnail_side", thumbnail_side))
-    background, threshold = background_threshold(thumb)
     kind = slide_kind(thumb, source.shape, tma_max_side) if kind == "auto" else kind
+    if threshold is not None:
+        threshold = int(_per_kind("threshold", threshold, kind))
+    background, threshold = background_threshold(thumb, threshold=threshold)
     scale = _per_kind("scale", scale, kind)
     side = max(1, round(tile / scale))
     if tissue is None:
@@ -95,7 +98,7 @@ def plan_tiles(source, *, tile: int = 224, scale=1.0, min_tissue: float = 0.25, 
     grid = TileGrid(source.shape[:2], side)
     fraction = grid.mask_fraction(np.asarray(tissue).astype(bool))
     selection = {"rule": "min_tissue", "min_tissue": float(min_tissue), "candidates": len(grid), "kind": kind,
-                 "background": background}
+                 "background": background, "threshold": threshold}
     if top_k is None:
         kept = grid.select(tissue, min_tissue)
     else:
@@ -147,7 +150,7 @@ def _tile_reader(source, plan: TilePlan, *, swap: bool, stain, batch_size: int):
 
 
 def extract_bag(backbone, source, *, slide: str | None = None, name: str | None = None, tile: int = 224, scale=1.0,
-                tissue=None, min_tissue: float = 0.25, top_k: int | None = None, kind: str = "auto",
+                tissue=None, threshold=None, min_tissue: float = 0.25, top_k: int | None = None, kind: str = "auto",
                 tma_max_side: int = 8192, swap_background=False, stain=None, normalize="imagenet",
                 batch_size: int = 64, num_workers: int = 1, device=None, amp=False, channels_last: bool = True,
                 thumbnail_side: int = 1024) -> Bag:
@@ -161,8 +164,11 @@ def extract_bag(backbone, source, *, slide: str | None = None, name: str | None 
     tile: the side the backbone sees; the level-0 tile is ``tile / scale`` pixels.
     scale: the resize factor, a number or per kind, e.g. ``{"tma": 0.5, "wsi": 1.0}`` (UBC's TMAs are at
         about twice the WSIs' magnification).
-    tissue, min_tissue, top_k: the mask (None: Otsu on the thumbnail), the least tissue fraction of a kept
+    tissue, min_tissue, top_k: the mask (None: from the thumbnail), the least tissue fraction of a kept
         tile, and at most ``top_k`` tiles, the most filled (ties: the earlier).
+    threshold: the brightness between background and tissue (0..255), a number or per kind, e.g.
+        ``{"tma": 240, "wsi": 20}``; None: Otsu's on the thumbnail, which cuts into pale tissue on white
+        glass (Otsu splits a broad tissue histogram): give TMAs a threshold near white.
     kind, tma_max_side: ``"auto"`` (:func:`slide_kind`), ``"tma"`` or ``"wsi"``.
     swap_background: False, True, or ``"tma"`` (only TMAs): background pixels (by the thumbnail's
         threshold) set to black, so that TMAs on white look like WSIs on black.
@@ -187,7 +193,8 @@ def extract_bag(backbone, source, *, slide: str | None = None, name: str | None 
     name = backbone_name(backbone, name)
     opened = open_image(source)
     slide = slide if slide is not None else (Path(source).stem if isinstance(source, (str, os.PathLike)) else opened.name)
-    plan = plan_tiles(opened, tile=tile, scale=scale, min_tissue=min_tissue, top_k=top_k, tissue=tissue, kind=kind,
+    plan = plan_tiles(opened, tile=tile, scale=scale, min_tissue=min_tissue, top_k=top_k, tissue=tissue,
+                      threshold=threshold, kind=kind,
                       tma_max_side=tma_max_side, thumbnail_side=thumbnail_side)
     if not len(plan.coords):
         raise NoTissueError(f"slide {slide!r}: no {plan.side} px tile is at least {min_tissue:.0%} tissue "

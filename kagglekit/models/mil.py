@@ -33,29 +33,34 @@ def _check_bag(x: torch.Tensor, mask, in_dim: int, min_tiles: int, who: str) -> 
 
 
 class Chowder(nn.Module):
-    """CHOWDER (Courtiol et al. 2018): a linear score per tile, the ``r`` highest and ``r`` lowest scores
-    of each bag (sorted), then an MLP with sigmoid hidden layers of sizes ``hidden``:
-    (B, N, in_dim) + mask (B, N) -> (B, num_classes) logits. Every bag needs at least ``r`` real tiles."""
+    """CHOWDER (Courtiol et al. 2018) with one tile score per class (as in Owkin's multi-class version): a
+    linear score of each tile for each class, the ``r`` highest and ``r`` lowest scores of each bag and
+    class (sorted), then one MLP with sigmoid hidden layers of sizes ``hidden`` shared by the classes,
+    mapping a class's 2r extremes to its logit: (B, N, in_dim) + mask (B, N) -> (B, num_classes) logits.
+    Every bag needs at least ``r`` real tiles."""
 
     def __init__(self, in_dim: int, r: int = 5, hidden=(200, 100), num_classes: int = 1, dropout: float = 0.0):
         super().__init__()
         self.in_dim = positive_int("in_dim", in_dim)
         self.r = positive_int("r", r)
         hidden = [hidden] if isinstance(hidden, int) else list(hidden)
-        self.score = nn.Linear(self.in_dim, 1)
+        self.score = nn.Linear(self.in_dim, positive_int("num_classes", num_classes))
         layers, width = [], 2 * self.r
         for h in hidden:
             layers += [nn.Linear(width, positive_int("hidden size", h)), nn.Sigmoid(), nn.Dropout(dropout)]
             width = h
-        layers.append(nn.Linear(width, positive_int("num_classes", num_classes)))
+        # a bias shared by every class's logit changes no softmax: its gradient is rounding noise, which
+        # Adam would scale up into steps of the learning rate, so it exists only for one (sigmoid) output
+        layers.append(nn.Linear(width, 1, bias=num_classes == 1))
         self.mlp = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         x, mask = _check_bag(x, mask, self.in_dim, self.r, "Chowder")
-        scores = self.score(x).squeeze(-1)
-        top = scores.masked_fill(~mask, float("-inf")).topk(self.r, dim=1).values
-        bottom = scores.masked_fill(~mask, float("inf")).topk(self.r, dim=1, largest=False).values
-        return self.mlp(torch.cat([top, bottom], dim=1))
+        scores = self.score(x).transpose(1, 2)  # (B, C, N)
+        padding = ~mask.unsqueeze(1)
+        top = scores.masked_fill(padding, float("-inf")).topk(self.r, dim=2).values
+        bottom = scores.masked_fill(padding, float("inf")).topk(self.r, dim=2, largest=False).values
+        return self.mlp(torch.cat([top, bottom], dim=2)).squeeze(-1)
 
 
 class GatedAttentionMIL(nn.Module):
