@@ -4,9 +4,10 @@ Tissue comes from ``skimage.data.immunohistochemistry()`` and its colour-deconvo
 (``rgb2hed``): three "common" tissues (the image, haematoxylin only, less DAB, both stains
 x 1.6, a 2x zoom) and one marker tissue per
 subtype (DAB x 2.5, haematoxylin x 2.5, pale "clear" cells, a 2.5x zoom), plus one for the unseen
-"Other" subtype (the colours turned: red -> green -> blue). A slide is a grid of 64 px cells; its
+"Other" subtype: the pixel mean of the first two markers (a tumour with features of two subtypes, which
+the heads should find ambiguous). A slide is a grid of 64 px cells; its
 tissue covers an ellipse of cells filled with the common tissues in a mixture of its own, and **a few
-cells (1 or 2 of about 50) hold its subtype's marker**: the label lives in a minority
+cells (2 or 3 of about 50) hold its subtype's marker**: the label lives in a minority
 of the tiles, as in a real MIL problem.
 
 Two kinds, as in the competition: WSI-like slides on black, and TMA-like ones on white, smaller, at
@@ -50,7 +51,7 @@ def _tissues() -> dict[str, np.ndarray]:
     return {"common:ihc": ihc, "common:hematoxylin": stains(d=0.0), "common:light_dab": stains(d=0.5),
             "common:dark": stains(h=1.6, d=1.6), "common:coarse": cv2.resize(ihc[200:456, 200:456], (512, 512)),
             "HGSC": stains(d=2.5), "EC": stains(h=2.5), "CC": stains(h=0.4, d=0.4), "LGSC": zoom,
-            OTHER: np.ascontiguousarray(ihc[:, :, [2, 0, 1]])}
+            OTHER: ((stains(d=2.5).astype(np.uint16) + stains(h=2.5)) // 2).astype(np.uint8)}
 
 
 def _patch(rng: np.random.Generator, tissue: np.ndarray) -> np.ndarray:
@@ -81,14 +82,14 @@ def make_slide(rng: np.random.Generator, tissues: dict, label: str, tma: bool) -
     common = [k for k in tissues if k.startswith("common:")]
     mixture = rng.dirichlet(np.full(len(common), 0.3))
     where = np.argwhere(cells)
-    markers = set(rng.choice(len(where), int(rng.integers(1, 3)), replace=False).tolist())
+    markers = set(rng.choice(len(where), int(rng.integers(2, 4)), replace=False).tolist())
     side = 2 * CELL if tma else CELL
     slide = np.full((rows * side, cols * side, 3), 255 if tma else 0, np.uint8)
     for k, (r, c) in enumerate(where):
         tissue = tissues[label] if k in markers else tissues[common[rng.choice(len(common), p=mixture)]]
         patch = _patch(rng, tissue)
         if tma:
-            patch = cv2.resize(patch, (side, side), interpolation=cv2.INTER_LINEAR)
+            patch = cv2.resize(patch, (side, side), interpolation=cv2.INTER_NEAREST)  # twice the magnification
         slide[r * side : (r + 1) * side, c * side : (c + 1) * side] = patch
     return slide
 

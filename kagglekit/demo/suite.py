@@ -23,9 +23,16 @@ def _multilabel(out: Path, **kw) -> dict:
     return run_multilabel(out / "multilabel", **kw)
 
 
+def _slides(out: Path, **kw) -> dict:
+    from kagglekit.demo.slides import run_slides
+
+    return run_slides(out / "slides", **kw)
+
+
 DEMOS = {
     "segmentation": (_segmentation, "DAB-positive tissue on IHC slides: a U-Net, tiles, RLE, F0.5 (kagglekit.demo.run)"),
     "multilabel": (_multilabel, "Planet-like chips of scikit-image textures: timm folds, decisions, F2 (kagglekit.demo.multilabel)"),
+    "slides": (_slides, "UBC-like slides of scikit-image's IHC tissue: bags, Chowder seed ensembles, entropy Other (kagglekit.demo.slides)"),
 }
 
 

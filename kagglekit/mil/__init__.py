@@ -7,6 +7,7 @@
     extract_bags(slides, out_dir, backbone, ...)          folder.py   a folder of slides -> bag files + manifest, resumable
     train_heads(bags, y, folds=, n_seeds=) -> TrainedHeads train.py    seed ensembles per fold, trained at once; OOF probabilities
     predict_bags(heads, bags)                             train.py    the mean of every head's probabilities
+    leave_class_out(bags, y, n_seeds=)                    train.py    each bag seen by heads never shown its class ("Other")
 
 Importing this package is cheap: each name is loaded from its submodule on first use.
 """
@@ -18,7 +19,7 @@ from kagglekit._lazy import lazy_exports
 _EXPORTS = {"Bag": "bags", "BagError": "bags", "save_bag": "bags", "load_bag": "bags",
             "extract_bag": "extract", "plan_tiles": "extract", "slide_kind": "extract", "backbone_name": "extract",
             "NoTissueError": "extract", "TilePlan": "extract",
-            "train_heads": "train", "predict_bags": "train", "TrainedHeads": "train", "fit_heads": "train",
+            "train_heads": "train", "predict_bags": "train", "leave_class_out": "train", "TrainedHeads": "train", "fit_heads": "train",
             "pad_bags": "train", "epoch_batches": "train", "head_seeds": "train",
             "extract_bags": "folder", "slide_paths": "folder", "bag_path": "folder"}
 

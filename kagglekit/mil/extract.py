@@ -50,7 +50,8 @@ def slide_kind(thumbnail: np.ndarray, shape, tma_max_side: int = 8192) -> str:
 class TilePlan:
     """Where a slide's tiles are and how to read them: ``coords`` (N, 2) int64 level-0 (y, x);
     ``side``: the level-0 tile side (``tile / scale``); ``kind``, ``background`` and ``threshold`` (the
-    tissue/background brightness cut of the thumbnail); ``selection``: the rule, as stored in the bag."""
+    tissue/background brightness cut of the thumbnail); ``selection``: the rule, as stored in the bag;
+    ``grid``: the kept tiles as a :class:`~kagglekit.tiling.TileGrid` (e.g. for ``draw_grid``)."""
 
     coords: np.ndarray
     side: int
@@ -60,6 +61,7 @@ class TilePlan:
     background: str
     threshold: int
     selection: dict
+    grid: object = None
 
 
 def _per_kind(name: str, value, kind: str) -> float:
@@ -104,7 +106,7 @@ def plan_tiles(source, *, tile: int = 224, scale=1.0, min_tissue: float = 0.25, 
     else:
         kept = grid.top_k(fraction, top_k, min_fraction=min_tissue)
         selection.update(rule="top_k", k=int(top_k))
-    return TilePlan(kept.positions, side, tile, scale, kind, background, threshold, selection)
+    return TilePlan(kept.positions, side, tile, scale, kind, background, threshold, selection, kept)
 
 
 def backbone_name(backbone, name: str | None = None) -> str:

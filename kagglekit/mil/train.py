@@ -3,6 +3,7 @@
     trained = train_heads(bags, y, head="chowder", folds=5, n_seeds=50, epochs=30, out_dir="heads/")
     trained.oof, trained.fold_scores        # (n, C) out-of-fold probabilities; balanced accuracy per fold
     probs = predict_bags(trained, test_bags)  # or predict_bags(["heads/fold0.safetensors", ...], test_bags)
+    unseen = leave_class_out(bags, y, n_seeds=50)  # rows to fit an entropy cut for "Other" on
 
 The ``n_seeds`` heads of a fold are one :class:`~kagglekit.models.HeadEnsemble` (stacked weights, one
 forward for all): they see the same batches in the same order and differ by their initial weights only,
@@ -22,7 +23,8 @@ import numpy as np
 from kagglekit._checks import positive_int
 from kagglekit.errors import InvalidArgumentError, ShapeError
 
-__all__ = ["TrainedHeads", "epoch_batches", "fit_heads", "head_seeds", "pad_bags", "predict_bags", "train_heads"]
+__all__ = ["TrainedHeads", "epoch_batches", "fit_heads", "head_seeds", "leave_class_out", "pad_bags", "predict_bags",
+           "train_heads"]
 
 MAX_SEEDS = 1000
 
@@ -244,3 +246,30 @@ def predict_bags(heads, bags, *, batch_size: int = 64, device=None) -> np.ndarra
     features = _features(bags)
     total = sum(head_probabilities(e.to(device).eval(), features, batch_size=batch_size).sum(axis=1) for e in ensembles)
     return (total / sum(e.num_heads for e in ensembles)).astype(np.float32)
+
+
+def leave_class_out(bags, y, *, head: str = "chowder", n_seeds: int = 10, seed: int = 0, classes=None, epochs: int = 30,
+                    lr: float = 1e-3, weight_decay: float = 1e-4, batch_size: int = 16, head_kwargs: dict | None = None,
+                    device=None, progress: bool = True) -> np.ndarray:
+    """(n, C) float32: each bag's probabilities from ``n_seeds`` heads trained on every bag **not of its class**.
+
+    How the heads see a subtype they were never shown: with the out-of-fold rows of :func:`train_heads`,
+    the rows to fit an entropy cut for an "Other" that the train set lacks, e.g.
+    ``fit_entropy_cut(np.r_[oof, held_out], np.r_[y, np.full(n, -1)])``. One ensemble per class (its
+    ``n_seeds`` heads at once); arguments as :func:`train_heads`."""
+    from tqdm.auto import tqdm
+
+    features = _features(bags)
+    y, classes = _labels(y, classes)
+    num_classes = len(classes) if classes is not None else int(y.max()) + 1
+    out = np.full((len(features), num_classes), np.nan, np.float32)
+    for k in tqdm(range(num_classes), unit="class", desc="leave class out", disable=not progress):
+        held_out = np.flatnonzero(y == k)
+        if not len(held_out):
+            continue
+        ensemble = fit_heads(features, y, np.flatnonzero(y != k), head=head,
+                             seeds=head_seeds(seed, MAX_SEEDS - 1 - k, n_seeds), epochs=epochs, lr=lr,
+                             weight_decay=weight_decay, batch_size=batch_size, data_seed=[seed, MAX_SEEDS - 1 - k],
+                             num_classes=num_classes, device=device, head_kwargs=head_kwargs)
+        out[held_out] = head_probabilities(ensemble, features, held_out).mean(axis=1)
+    return out

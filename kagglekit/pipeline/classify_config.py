@@ -12,6 +12,7 @@
                  format = "labels" | "probability" | "columns"  separator = " "  fallback = "..."
     [slides]     backbone = "backbone.safetensors" | "timm/<name>"  weights = "<file>" (with a timm name)
                  tile = 224  scale = 1.0 | { tma = 0.5, wsi = 1.0 }  top_k = 256  min_tissue = 0.25
+                 threshold = 230 | { tma = 240, wsi = 20 }  (the tissue/background brightness; default Otsu's)
                  kind = "auto" | "tma" | "wsi"  tma_max_side = 8192  swap_background = false | true | "tma"
                  stain = { method = "macenko" | "reinhard", reference = "reference_tile.png" }
                  normalize = "imagenet"  batch_size = 64
@@ -98,6 +99,7 @@ class SlidesConfig:
     weights: Path | None = None
     tile: int = 224
     scale: object = 1.0
+    threshold: object = None
     top_k: int | None = None
     min_tissue: float = 0.25
     kind: str = "auto"
@@ -156,7 +158,7 @@ def _preprocess(data) -> PreprocessConfig:
 
 
 def _slides(data, base: Path) -> SlidesConfig:
-    t = Table(data, "slides", ("backbone", "weights", "tile", "scale", "top_k", "min_tissue", "kind", "tma_max_side",
+    t = Table(data, "slides", ("backbone", "weights", "tile", "scale", "threshold", "top_k", "min_tissue", "kind", "tma_max_side",
                                "swap_background", "stain", "normalize", "batch_size"))
     backbone = t.string("backbone", None)
     if not backbone:
@@ -166,11 +168,13 @@ def _slides(data, base: Path) -> SlidesConfig:
     if backbone.startswith("timm/") != (weights is not None):
         t.fail("weights", "goes with a timm name (backbone = \"timm/<name>\", weights = \"<local file>\"); "
                           "a checkpoint carries its own weights")
-    scale = t.data.get("scale", 1.0)
-    scales = scale.values() if isinstance(scale, dict) else [scale]
-    if (isinstance(scale, dict) and (not scale or set(scale) - {"tma", "wsi"})) or not all(
-            isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0 for v in scales):
-        t.fail("scale", "must be a positive number or { tma = 0.5, wsi = 1.0 }")
+    scale, threshold = t.data.get("scale", 1.0), t.data.get("threshold")
+    for key, value, example, high in (("scale", scale, "{ tma = 0.5, wsi = 1.0 }", float("inf")),
+                                      ("threshold", threshold, "{ tma = 240, wsi = 20 }", 255)):
+        values = value.values() if isinstance(value, dict) else [value]
+        if value is not None and ((isinstance(value, dict) and (not value or set(value) - {"tma", "wsi"})) or not all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) and 0 < v <= high for v in values)):
+            t.fail(key, f"must be a positive number{' up to 255' if high == 255 else ''} or {example}")
     swap = t.data.get("swap_background", False)
     if swap not in (False, True, "tma"):
         t.fail("swap_background", "must be false, true or \"tma\" (only TMAs)")
@@ -182,7 +186,7 @@ def _slides(data, base: Path) -> SlidesConfig:
         if not method or not reference:
             st.fail("reference", "a stain normaliser needs method = \"macenko\" | \"reinhard\" and reference = \"<tile image>\"")
     return SlidesConfig(backbone if weights is not None else str(base / backbone), base / weights if weights else None,
-                        t.integer("tile", 224), scale, t.integer("top_k", None), t.number("min_tissue", 0.25, 0.0, 1.0),
+                        t.integer("tile", 224), scale, threshold, t.integer("top_k", None), t.number("min_tissue", 0.25, 0.0, 1.0),
                         t.string("kind", "auto", ("auto", "tma", "wsi")), t.integer("tma_max_side", 8192), swap,
                         method, base / reference if reference else None,
                         sections.normalize(t.data.get("normalize", "imagenet")), t.integer("batch_size", 64))

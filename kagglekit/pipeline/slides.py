@@ -89,7 +89,7 @@ def slide_predictor(cfg, backbone, name, heads, weights, stain, temperature: flo
     from kagglekit.mil.extract import NoTissueError
 
     s = cfg.slides
-    options = dict(tile=s.tile, scale=s.scale, min_tissue=s.min_tissue, top_k=s.top_k, kind=s.kind,
+    options = dict(tile=s.tile, scale=s.scale, threshold=s.threshold, min_tissue=s.min_tissue, top_k=s.top_k, kind=s.kind,
                    tma_max_side=s.tma_max_side, swap_background=s.swap_background, stain=stain,
                    normalize=s.normalize, batch_size=s.batch_size, num_workers=cfg.num_workers, device=device,
                    amp=cfg.amp)

@@ -1,0 +1,192 @@
+"""``kagglekit demo slides``: a UBC-OCEAN-like whole-slide competition, end to end on CPU.
+
+    1. the competition (slides_data.py): WSI-like slides on black, TMA-like ones on white at twice the
+       magnification (5 % of train, 40 % of test), a subtype told by 2 or 3 of about 50 tiles, and an
+       "Other" subtype only in the test
+    2. the backbone: timm's resnet10t with seeded random weights whose BatchNorm statistics are measured
+       on tissue tiles (made here, no download), saved as a checkpoint; bags of every train slide with
+       ``extract_bags`` (64 px tiles; TMAs read at scale 0.5, their white background swapped to black)
+    3. heads: ``train_heads`` with 1 Chowder per fold, and with the seed ensemble (all of a fold at once);
+       ``leave_class_out`` for rows of unseen subtypes; temperature on the out-of-fold rows; the entropy
+       cut for "Other" (``fit_entropy_cut``) -> decision.json; classify.toml with ``[slides]``
+    4. the notebook, headless and offline, classifies the test slides (each a bag, then the heads)
+    5. balanced accuracy on the hidden labels (Other is the fifth class): majority class, mean-
+       pooled features + logistic regression, one Chowder, the ensemble, the ensemble + entropy "Other"
+
+    <out>/input/kagglekit-slides/          the competition
+    <out>/input/kagglekit-slides-models/   backbone.safetensors, heads_fold*.safetensors, decision.json, classify.toml
+    <out>/working/slides/                  submission.csv, slides.png, the executed notebook; bags/ for training
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["run_slides"]
+
+BACKBONE = "timm/resnet10t"
+TILE = 64
+FOLDS = 4
+N_SEEDS = 20
+TRAINING = {"epochs": 80, "lr": 5e-3, "weight_decay": 1e-4, "batch_size": 16, "head_kwargs": {"r": 2, "hidden": [32]}}
+BAG_OPTIONS = {"tile": TILE, "scale": {"tma": 0.5, "wsi": 1.0}, "threshold": {"tma": 245, "wsi": 25},
+               "min_tissue": 0.5, "swap_background": "tma", "tma_max_side": 1000, "batch_size": 64}
+MODELS = "kagglekit-slides-models"
+
+
+def make_backbone(path: Path, seed: int = 0):
+    """resnet10t with weights drawn from ``seed`` and BatchNorm statistics measured on 640 tissue patches of
+    the demo's tissues (otherwise random weights give features near 0); saved at ``path`` and reloaded."""
+    import torch
+
+    from kagglekit.demo.slides_data import _patch, _tissues
+    from kagglekit.infer.batching import IMAGENET
+    from kagglekit.models import create, load_checkpoint, save_checkpoint
+
+    torch.manual_seed(seed)
+    model = create(BACKBONE, num_classes=0)
+    rng = np.random.default_rng(seed)
+    tissues = _tissues()
+    tiles = np.stack([_patch(rng, tissues[k]) for k in list(tissues) * 80]).astype(np.float32) / 255
+    x = torch.from_numpy((tiles - np.float32(IMAGENET[0])) / np.float32(IMAGENET[1])).permute(0, 3, 1, 2)
+    for m in model.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.reset_running_stats()
+            m.momentum = None  # a plain average over every batch
+    model.train()
+    with torch.no_grad():
+        for k in range(0, len(x), 128):
+            model(x[k : k + 128])
+    save_checkpoint(model.eval(), path, {"made_by": "kagglekit demo slides", "seed": seed})
+    return load_checkpoint(path)
+
+
+def _toml() -> str:
+    models = "".join(f'[[models]]\npath = "heads_fold{k}.safetensors"\n' for k in range(FOLDS))
+    o = BAG_OPTIONS
+    return (f'kind = "classify"\nnum_workers = 1\n\n[inputs]\nglob = "test_images/*.png"\n\n{models}\n'
+            f'[slides]\nbackbone = "backbone.safetensors"\ntile = {o["tile"]}\nscale = {{ tma = 0.5, wsi = 1.0 }}\n'
+            f'threshold = {{ tma = 245, wsi = 25 }}\nmin_tissue = {o["min_tissue"]}\nswap_background = "tma"\n'
+            f'tma_max_side = {o["tma_max_side"]}\nbatch_size = {o["batch_size"]}\n\n'
+            f'[decision]\nfile = "decision.json"\n\n[output]\nlabel_column = "label"\n\n[budget]\nseconds = 1800\nreserve = 60\n')
+
+
+def _fit_decision(trained, held_out: np.ndarray, y: np.ndarray, classes):
+    """The argmax decision with a temperature fitted on the out-of-fold rows (on the log of their mean
+    probabilities, as classify applies it) and the entropy cut for "Other" fitted on those rows plus the
+    leave-class-out rows as Other."""
+    from kagglekit.demo.slides_data import OTHER
+    from kagglekit.thresholds import Decision, TemperatureScaler, fit_entropy_cut
+
+    scaler = TemperatureScaler().fit(np.log(np.clip(trained.oof, 1e-12, None)), y)
+    rows = scaler.transform(np.log(np.clip(np.r_[trained.oof, held_out], 1e-12, None)))
+    cut = fit_entropy_cut(rows, np.r_[y, np.full(len(held_out), -1)], other=-1)
+    return Decision("argmax", other_cut=cut.cut, other=OTHER, temperature=scaler.temperature_, classes=tuple(classes),
+                    score=cut.balanced_accuracy)
+
+
+def _mean_pooled(train_bags, y, test_bags) -> np.ndarray:
+    """Test predictions of a logistic regression on each bag's mean feature (standardised)."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+
+    def pooled(bags):
+        return np.stack([b.features.astype(np.float32).mean(axis=0) for b in bags])
+
+    scaler = StandardScaler().fit(pooled(train_bags))
+    model = LogisticRegression(max_iter=5000).fit(scaler.transform(pooled(train_bags)), y)
+    return model.predict(scaler.transform(pooled(test_bags)))
+
+
+def _picture(path: Path, folder: Path, ids, truth, predicted, n: int = 6) -> None:
+    """slides.png: the first ``n`` test slides, their bag's tiles outlined (green: right, red: wrong), true
+    and predicted labels."""
+    import cv2
+
+    from kagglekit.io import open_image
+    from kagglekit.mil import plan_tiles
+    from kagglekit.tiling import draw_grid, save_png
+
+    panels = []
+    for i in ids[:n]:
+        source = open_image(folder / "test_images" / f"{i}.png")
+        plan = plan_tiles(source, **{k: v for k, v in BAG_OPTIONS.items() if k not in ("swap_background", "batch_size")})
+        picture = draw_grid(source.thumbnail(320), plan.grid, color=(0, 255, 0) if truth[i] == predicted[i] else (255, 0, 0))
+        panel = np.full((360, 340, 3), 255, np.uint8)
+        panel[: picture.shape[0], : picture.shape[1]] = picture
+        cv2.putText(panel, f"{truth[i]} -> {predicted[i]} ({plan.kind})", (4, 352), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1)
+        panels.append(panel)
+    save_png(path, np.concatenate(panels, axis=1))
+
+
+def run_slides(out="build/demo", *, n_train: int = 128, n_test: int = 96, seed: int = 0, notebook=None, log=print,
+               steps=None) -> dict:
+    """Run every step under ``out``; print and return the table of test balanced accuracies. ``steps`` is not
+    used (the heads train for ``TRAINING['epochs']`` epochs)."""
+    from kagglekit.demo.notebook import execute_notebook
+    from kagglekit.demo.run import default_notebook
+    from kagglekit.demo.slides_data import OTHER, SUBTYPES, build_slide_competition, read_labels
+    from kagglekit.kaggle import read_csv_strings
+    from kagglekit.metrics import balanced_accuracy
+    from kagglekit.mil import bag_path, extract_bags, leave_class_out, load_bag, predict_bags, train_heads
+    from kagglekit.thresholds import write_decision
+
+    out = Path(out)
+    start = time.monotonic()
+    working = out / "working" / "slides"
+    models_dir = out / "input" / MODELS
+    models_dir.mkdir(parents=True, exist_ok=True)
+    log(f"1/5 building the slide competition under {out / 'input'} ({n_train} train, {n_test} test slides)")
+    comp = build_slide_competition(out, n_train=n_train, n_test=n_test, seed=seed)
+    log(f"2/5 the backbone ({BACKBONE}, local weights) and the bags of the train slides")
+    backbone = make_backbone(models_dir / "backbone.safetensors", seed)
+    train_ids, train_labels, _ = read_labels(comp.folder / "train.csv")
+    manifest = extract_bags(comp.folder / "train_images", working / "bags" / "train", backbone, **BAG_OPTIONS)
+    log(f"   {manifest['tiles'].sum()} tiles in {len(manifest)} bags; kinds {dict(manifest['kind'].value_counts().iter_rows())}")
+    train_bags = [load_bag(bag_path(working / "bags" / "train", i)) for i in train_ids]
+    y = np.array([SUBTYPES.index(label) for label in train_labels])
+    log(f"3/5 heads: {FOLDS} folds x 1 Chowder, {FOLDS} folds x {N_SEEDS} seeds at once, leave-class-out rows")
+    one = train_heads(train_bags, y, folds=FOLDS, n_seeds=1, seed=seed, progress=False, **TRAINING)
+    ensemble = train_heads(train_bags, y, folds=FOLDS, n_seeds=N_SEEDS, seed=seed, classes=SUBTYPES, out_dir=models_dir,
+                           progress=False, **TRAINING)
+    held_out = leave_class_out(train_bags, y, n_seeds=N_SEEDS, seed=seed, progress=False, **TRAINING)
+    decision = _fit_decision(ensemble, held_out, y, SUBTYPES)
+    write_decision(decision, models_dir / "decision.json")
+    (models_dir / "classify.toml").write_text(_toml())
+    log(f"   out-of-fold balanced accuracy: one Chowder {one.score:.3f}, ensemble {ensemble.score:.3f}; "
+        f"temperature {decision.temperature:.2f}, Other above entropy {decision.other_cut:.3f}")
+    log(f"4/5 running {Path(notebook or default_notebook())} headless on the test slides")
+    working.mkdir(parents=True, exist_ok=True)
+    execute_notebook(Path(notebook) if notebook else default_notebook(),
+                     {"INPUT_ROOT": str((out / "input").resolve()), "COMPETITION": comp.folder.name, "MODELS": MODELS,
+                      "OUTPUT_DIR": str(working.resolve())}, out=working / "inference.executed.ipynb", cwd=out.resolve(),
+                     timeout=1800)
+    log("5/5 the other rows from the test bags, and the scores on the hidden labels")
+    test_ids, test_labels, test_tma = read_labels(comp.solution)
+    extract_bags(comp.folder / "test_images", working / "bags" / "test", backbone, progress=False, **BAG_OPTIONS)
+    test_bags = [load_bag(bag_path(working / "bags" / "test", i)) for i in test_ids]
+    names = np.array([*SUBTYPES, OTHER], dtype=object)
+    truth = np.array(test_labels, dtype=object)
+    submitted = dict(read_csv_strings(working / "submission.csv", "submission").select("image_id", "label").iter_rows())
+    predictions = {
+        "majority class": np.full(len(truth), SUBTYPES[int(np.bincount(y).argmax())], dtype=object),
+        "mean-pooled features + logistic regression": names[_mean_pooled(train_bags, y, test_bags)],
+        "one Chowder per fold": names[predict_bags(one, test_bags).argmax(axis=1)],
+        f"{N_SEEDS}-seed Chowder ensemble per fold": names[predict_bags(ensemble, test_bags).argmax(axis=1)],
+        "ensemble + entropy Other (the notebook's submission)": np.array([submitted[i] for i in test_ids], dtype=object),
+    }
+    rows = {name: (balanced_accuracy(truth, p), balanced_accuracy(truth[test_tma], p[test_tma]),
+                   float(np.mean(p[truth == OTHER] == OTHER))) for name, p in predictions.items()}
+    _picture(working / "slides.png", comp.folder, test_ids, dict(zip(test_ids, truth)),
+             dict(zip(test_ids, predictions["ensemble + entropy Other (the notebook's submission)"])))
+    log("")
+    log("| model | test balanced accuracy | on TMAs | Other recovered |\n| --- | ---: | ---: | ---: |")
+    for name, (all_, tma, other) in rows.items():
+        log(f"| {name} | {all_:.4f} | {tma:.4f} | {other:.2f} |")
+    seconds = time.monotonic() - start
+    log(f"submission: {working / 'submission.csv'}   picture: {working / 'slides.png'}   ({seconds:.0f} s)")
+    return {"rows": rows, "seconds": seconds,
+            "summary": [(f"test balanced accuracy, {name}", value[0]) for name, value in rows.items()]}
