@@ -1,0 +1,65 @@
+"""The whole-slide demo: its competition's files and shifts, and the full run, twice, with the table's order."""
+
+from __future__ import annotations
+
+import csv
+
+import cv2
+import numpy as np
+import pytest
+
+from kagglekit.demo.slides_data import CELL, OTHER, SUBTYPES, build_slide_competition, read_labels
+from kagglekit.mil import slide_kind
+
+
+def test_the_competition_has_the_shifts_of_ubc_ocean(tmp_path):
+    comp = build_slide_competition(tmp_path, n_train=40, n_test=24, seed=3)
+    train_ids, train_labels, train_tma = read_labels(comp.folder / "train.csv")
+    test_ids, test_labels, test_tma = read_labels(comp.solution)
+    assert sorted(set(train_labels)) == sorted(SUBTYPES)  # no Other to train on
+    assert test_labels.count(OTHER) == 4 and set(test_labels) == {*SUBTYPES, OTHER}
+    assert train_tma.sum() == 2 and test_tma.sum() == round(0.4 * 24)  # 5 % of train, 40 % of test
+    for folder, ids, tma in (("train_images", train_ids, train_tma), ("test_images", test_ids, test_tma)):
+        for i, is_tma in zip(ids, tma):
+            slide = cv2.imread(str(comp.folder / folder / f"{i}.png"))[:, :, ::-1]
+            assert slide.shape[:2] == ((6 * 2 * CELL, 6 * 2 * CELL) if is_tma else (9 * CELL, 11 * CELL))
+            assert slide_kind(slide, slide.shape, tma_max_side=1000) == ("tma" if is_tma else "wsi")
+    with open(comp.folder / "sample_submission.csv", newline="") as f:
+        assert [r["image_id"] for r in csv.DictReader(f)] == test_ids
+    assert not (comp.folder / "solution.csv").exists()  # the hidden labels stay outside the kernel's input
+    again = build_slide_competition(tmp_path / "again", n_train=40, n_test=24, seed=3)
+    assert (again.folder / "train_images" / "train007.png").read_bytes() == (comp.folder / "train_images" / "train007.png").read_bytes()
+    assert again.solution.read_bytes() == comp.solution.read_bytes()
+
+
+def test_a_slides_label_lives_in_two_or_three_of_its_tiles():
+    from kagglekit.demo.slides_data import _tissues, make_slide
+
+    tissues = _tissues()
+    marker = tissues["HGSC"].astype(np.float32)
+    for seed in range(2):
+        slide = make_slide(np.random.default_rng(seed), tissues, "HGSC", tma=False)
+        cells = slide.reshape(9, CELL, 11, CELL, 3).swapaxes(1, 2).reshape(-1, CELL, CELL, 3)
+        tissue = cells[cells.any(axis=(1, 2, 3))]
+        exact_crops = 0  # cells that are, under some element of D4, exactly a crop of the marker tissue
+        for cell in tissue:
+            views = [np.rot90(c, k) for c in (cell, cell[:, ::-1]) for k in range(4)]
+            best = min(cv2.matchTemplate(marker, np.ascontiguousarray(v).astype(np.float32), cv2.TM_SQDIFF).min() for v in views)
+            exact_crops += best < 1e-3 * CELL * CELL
+        assert len(tissue) >= 20 and exact_crops in (2, 3)
+
+
+@pytest.mark.slow
+def test_the_slides_demo_orders_its_table_recovers_other_and_repeats(tmp_path):
+    runs = [__import__("kagglekit.demo.slides", fromlist=["run_slides"]).run_slides(tmp_path / f"run{k}", log=lambda *_: None)
+            for k in range(2)]
+    rows = runs[0]["rows"]
+    names = list(rows)
+    accuracy = [rows[n][0] for n in names]
+    assert names[0] == "majority class" and accuracy[0] == pytest.approx(1 / 5)
+    # majority < mean pooling < one Chowder < the seed ensemble < the ensemble with its entropy Other
+    assert accuracy == sorted(accuracy) and len(set(accuracy)) == 5
+    assert rows[names[-1]][2] >= 0.5 and all(rows[n][2] == 0 for n in names[:-1])  # Other recovered on the test slides
+    assert runs[1]["rows"] == rows  # the same figures: fixed epochs, fixed seeds
+    working = tmp_path / "run0" / "working" / "slides"
+    assert (working / "slides.png").is_file() and (working / "inference.executed.ipynb").is_file()
