@@ -445,3 +445,19 @@ def test_missing_file_and_bad_arrays():
         ArraySource(np.zeros((2, 3, 4, 5), np.uint8))
     with pytest.raises(InvalidArgumentError):
         ArraySource(np.zeros((5, 5), np.uint8)).read(0, 0, 0, 3)
+
+
+def test_an_rgb_png_decoded_into_its_array_equals_opencvs_general_decode_and_a_cut_one_is_named(tmp_path):
+    import cv2
+
+    from kagglekit.errors import ImageReadError
+    from kagglekit.io.decoded import decode_image
+
+    image = np.random.default_rng(0).integers(0, 256, (61, 83, 3), dtype=np.uint8)
+    cv2.imwrite(str(tmp_path / "rgb.png"), image[:, :, ::-1])
+    general = cv2.imdecode(np.frombuffer((tmp_path / "rgb.png").read_bytes(), np.uint8), cv2.IMREAD_UNCHANGED)[:, :, ::-1]
+    decoded = decode_image(tmp_path / "rgb.png")
+    assert decoded.dtype == np.uint8 and np.array_equal(decoded, general) and np.array_equal(decoded, image)
+    (tmp_path / "cut.png").write_bytes((tmp_path / "rgb.png").read_bytes()[:-200])
+    with pytest.raises(ImageReadError, match="cut.png"):
+        decode_image(tmp_path / "cut.png")

@@ -1,11 +1,18 @@
 """PNG, JPEG, BMP, WebP ... through OpenCV: formats that cannot be read window by window.
 
 The file is decoded once, on the first read, and the decoded array (uint8 or uint16, never float) is
-kept; RGB(A) order, not OpenCV's BGR(A).
+kept; RGB(A) order, not OpenCV's BGR(A). What a PNG costs in memory: an 8-bit RGB PNG is decoded straight
+into its array, H x W x 3 bytes and nothing more (1.5 GB for 32768 x 16384); other PNGs and formats peak
+at about 2.3 times their decoded size while decoding (the file's bytes, OpenCV's BGR array, the RGB copy).
+OpenCV was chosen from bench_png.py's table: as fast as libpng/libspng through imagecodecs, with the
+smallest peak; pyvips is faster still but is one more wheel for the offline dataset. No PNG decoder
+reads a reduced resolution faster than the full one (every row must be inflated), so a slide's
+thumbnail is computed from the one decode its tiles are read from.
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +37,10 @@ def decode_image(path, reduce: int = 1) -> np.ndarray:
     path = Path(path)
     if not path.is_file():
         raise ImageReadError(f"{path}: no such file")
+    if reduce == 1:
+        direct = _read_rgb_png(cv2, path)
+        if direct is not None:
+            return direct
     data = path.read_bytes()
     flags = cv2.IMREAD_UNCHANGED
     if reduce != 1 and data.startswith(b"\xff\xd8"):
@@ -49,6 +60,37 @@ def decode_image(path, reduce: int = 1) -> np.ndarray:
     if image.shape[2] == 4:
         return cv2.cvtColor(image, cv2.COLOR_BGRA2RGBA)
     return image
+
+
+_PNG_END = b"\x00\x00\x00\x00IEND\xaeB`\x82"
+
+
+def _read_rgb_png(cv2, path: Path):
+    """An 8-bit RGB PNG decoded by OpenCV straight into an array allocated from its header, in RGB order:
+    the decoded size and nothing more (reading the file's bytes and converting BGR to RGB, as for other
+    files, peaks at 2.3 times it; bench_png.py measures both). None when the file is not such a PNG or
+    this OpenCV cannot decode into a given array in RGB order (``imread(path, dst, IMREAD_COLOR_RGB)``,
+    OpenCV >= 4.11), so that the caller decodes it the general way."""
+    flag = getattr(cv2, "IMREAD_COLOR_RGB", None)
+    if flag is None:
+        return None
+    with open(path, "rb") as fh:
+        header = _png_header(fh)
+        size = fh.seek(0, os.SEEK_END)
+        fh.seek(max(0, size - len(_PNG_END)))
+        complete = fh.read(len(_PNG_END)) == _PNG_END
+    if header is None or header[2:] != (3, np.dtype(np.uint8)):
+        return None
+    if not complete:  # OpenCV fills the given array without a word for a file cut short
+        raise ImageReadError(f"{path}: the PNG is truncated (no IEND chunk at its end); re-copy or re-export the file")
+    out = np.empty(header[:3], np.uint8)
+    try:
+        decoded = cv2.imread(str(path), out, flag)
+    except (cv2.error, TypeError):  # an OpenCV without the dst argument
+        return None
+    if decoded is None or decoded.shape != out.shape:
+        raise ImageReadError(f"{path}: OpenCV cannot decode it (corrupt PNG data); re-copy or re-export the file")
+    return decoded
 
 
 def _jpeg_is_complete(data: bytes) -> bool:
