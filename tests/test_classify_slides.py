@@ -160,3 +160,14 @@ def test_slides_mistakes_name_the_key(comp, slides, words):
     with pytest.raises(PipelineConfigError, match=words.replace("(", r"\(")):
         classify(cfg, comp, comp / "out", base_dir=comp)
     assert json.dumps(read_csv(comp / "out" / "submission.csv"))  # the fallback was written first
+
+
+def test_check_names_the_backbone_and_a_head_of_another(comp, capsys):
+    toml = (comp / "classify.toml")
+    toml.write_text('kind = "classify"\n[[models]]\npath = "heads.safetensors"\n'
+                    f'[slides]\nbackbone = "backbone.safetensors"\ntile = {TILE}\n')
+    assert main(["classify", "--config", str(toml), "--input", str(comp), "--check"]) == 0
+    assert "slides backbone: kagglekit/test_slides_mean_colour@backbone.safetensors" in capsys.readouterr().out
+    heads(comp / "heads.safetensors", "timm/vit_small_patch16_224")
+    assert main(["classify", "--config", str(toml), "--input", str(comp), "--check"]) == 1
+    assert "trained on bags of 'timm/vit_small_patch16_224'" in capsys.readouterr().out

@@ -26,6 +26,11 @@ def open_image(path_or_array, level: int = 0, cache_bytes: int = 128 << 20) -> S
     ``path_or_array``: a numpy (H, W) / (H, W, C) array, an existing :class:`Source` (returned
     as is), or a path to a TIFF (tiled or striped, ``level`` = pyramid level, at most
     ``cache_bytes`` of decoded tiles held) or to a PNG/JPEG/BMP/WebP (decoded once, RGB order).
+
+    Memory: a TIFF holds its tile cache; a PNG or JPEG holds its decoded array from the first read on,
+    H x W x C bytes (a 32768 x 16384 RGB PNG: 1.5 GB; its thumbnail and tiles all come from that one
+    decode). An 8-bit RGB PNG is decoded straight into that array (peak: its size); other files peak at
+    about 2.3 times it while decoding. bench/bench_png.py compares the PNG decoders this was chosen from.
     """
     if isinstance(path_or_array, Source):
         return path_or_array

@@ -293,6 +293,10 @@ def checked_files(cfg: ClassifyConfig) -> list[tuple[str, object]]:
     files = []
     if cfg.decision.file is not None or cfg.decision.other_file is not None:
         files.append(("decision file", lambda: f"{_decision(cfg) or 'probability'}"))
+    if cfg.slides is not None:
+        from kagglekit.pipeline.slides import check_backbone
+
+        files.append(("slides backbone", lambda: check_backbone(cfg)))
     if cfg.output.classes_file is not None:
         files.append(("classes file", lambda: f"{cfg.output.classes_file}: {list(_read_classes(cfg.output.classes_file))}"))
     return files

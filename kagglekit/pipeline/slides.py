@@ -16,7 +16,7 @@ from torch import nn
 
 from kagglekit.pipeline.sections import PipelineConfigError
 
-__all__ = ["MeanOfHeads", "load_backbone", "slide_models", "slide_predictor"]
+__all__ = ["MeanOfHeads", "check_backbone", "load_backbone", "slide_models", "slide_predictor"]
 
 PROBE_TILES = 64  # tiles in the zero bag the heads are probed on (Chowder needs at least r)
 
@@ -48,6 +48,38 @@ def load_backbone(slides):
     except Exception as exc:  # noqa: BLE001 - without its backbone no slide can be predicted: one clear error
         raise PipelineConfigError(f"slides.backbone: {slides.backbone} cannot be built: {type(exc).__name__}: {exc}") from exc
     return backbone, backbone_name(backbone)
+
+
+def _expected_name(slides) -> str:
+    """The name bags of the ``[slides]`` backbone carry (:func:`kagglekit.mil.backbone_name`), from the files alone."""
+    from pathlib import Path
+
+    from kagglekit.models import checkpoint_info
+
+    if slides.weights is not None:
+        return f"{slides.backbone}@{slides.weights.name}"
+    return f"{checkpoint_info(slides.backbone)['name']}@{Path(slides.backbone).name}"
+
+
+def check_backbone(cfg) -> str:
+    """For ``classify --check``: the backbone's file (checkpoint header and checksum, or the weights file),
+    the stain reference, and that every head was trained on bags of this backbone; builds no model."""
+    from kagglekit.models import checkpoint_info, verify_checkpoint
+
+    slides = cfg.slides
+    if slides.weights is not None:
+        if not slides.weights.is_file():
+            raise PipelineConfigError(f"slides.weights: {slides.weights} not found")
+    else:
+        verify_checkpoint(slides.backbone)
+    if slides.stain_reference is not None and not slides.stain_reference.is_file():
+        raise PipelineConfigError(f"slides.stain.reference: {slides.stain_reference} not found")
+    name = _expected_name(slides)
+    for m in cfg.models:
+        trained_on = (checkpoint_info(m.path).get("metadata") or {}).get("backbone") if m.path.is_file() else None
+        if trained_on and trained_on != name:
+            raise PipelineConfigError(f"models: {m.path} was trained on bags of {trained_on!r}, not {name!r}")
+    return f"{name}; every head's bags came from it"
 
 
 def _stain(slides):
