@@ -205,7 +205,7 @@ def extract_bag(backbone, source, *, slide: str | None = None, name: str | None 
     swap = swap_background is True or (swap_background == "tma" and plan.kind == "tma")
     read = _tile_reader(opened, plan, swap=swap, stain=stain, batch_size=batch_size)
     features = None
-    for indices, outputs, _ in iter_predictions(backbone, range(len(plan.coords)), normalize=normalize,
+    for indices, outputs, _ in iter_predictions([backbone], range(len(plan.coords)), normalize=normalize,
                                                 batch_size=batch_size, num_workers=num_workers, device=device,
                                                 amp=amp, channels_last=channels_last, loader=read):
         if features is None:

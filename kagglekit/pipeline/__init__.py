@@ -7,6 +7,7 @@
     load_config(path_or_dict)                config.py          the checked SegmentConfig or ClassifyConfig
     RunReport, run_items, start_run          loop.py            the run loop both pipelines share
     load_models, probe_models                ensemble.py        checkpoints loaded and probed once, before any image
+    slide_models, slide_predictor            slides.py          classify with [slides]: each slide a bag, then MIL heads
     overlay_prediction(source, rle)          preview.py         a thumbnail with the predicted mask drawn on it
     labelled_grid(items)                     preview.py         images with their predicted labels, in a grid
 
@@ -36,6 +37,9 @@ as every mask (segment) or the sample's own values, or ``output.fallback`` in th
 | input image | gray or RGBA for an RGB model (gray + alpha for a gray one) | adapted (replicated / alpha dropped), noted once per run |
 | input image | any other channel count than the model's | fallback row naming both counts |
 | input image | no tissue (``tissue_only``): no tile is run | predicted empty, noted; "every tissue mask was empty" noted when that holds for all |
+| slide (classify `[slides]`) | no tile with enough tissue | fallback row "no tissue: ..." naming the tile size, candidates and background |
+| slide backbone (`[slides]`) | cannot be built or loaded; heads trained on bags of another backbone (their checkpoint says which) | PipelineConfigError before any slide; fallback file (exit 1) |
+| MIL heads (`[slides]`) | a bag with fewer tiles than Chowder's r | that slide's fallback row with the reason |
 | model output | NaN or infinite logits | fallback row (segment: with the count of non-finite pixels) |
 | submission write | fails for one image (disk full) | that image keeps its fallback row; the file on disk stays the last valid one |
 | time budget | the projected finish passes it | TTA views, then models are dropped; when spent, the remaining rows fall back (noted) |
