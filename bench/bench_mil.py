@@ -49,8 +49,9 @@ def bags(n=300, d=512, classes=4, seed=0):
     return out, y
 
 
-def one_after_another(features, y, train, seeds):
-    """The plain way: each head built from its seed, its own AdamW, the same batches; returns the heads."""
+def one_after_another(features, y, train, seeds, epochs=EPOCHS, jitter=0.0):
+    """The plain way: each head built from its seed, its own AdamW, the same batches; returns the heads.
+    ``jitter``: every batch multiplied by (1 + jitter), a perturbation of the size of float32 rounding."""
     counts = np.bincount(y[train], minlength=4)
     weight = torch.tensor(len(train) / (4 * counts), dtype=torch.float32)
     heads = []
@@ -58,9 +59,10 @@ def one_after_another(features, y, train, seeds):
         torch.manual_seed(s)
         head = Chowder(features[0].shape[1], r=5, num_classes=4)
         optimiser = torch.optim.AdamW(head.parameters(), lr=LR, weight_decay=WD)
-        for batch in epoch_batches(len(train), BATCH, EPOCHS, 0):
+        for batch in epoch_batches(len(train), BATCH, epochs, 0):
             x, mask = pad_bags(features, train[batch])
-            loss = torch.nn.functional.cross_entropy(head(x, mask), torch.from_numpy(y[train[batch]]), weight=weight)
+            loss = torch.nn.functional.cross_entropy(head(x * (1 + jitter), mask), torch.from_numpy(y[train[batch]]),
+                                                     weight=weight)
             optimiser.zero_grad()
             loss.backward()
             optimiser.step()
@@ -68,26 +70,41 @@ def one_after_another(features, y, train, seeds):
     return heads
 
 
+def probabilities(heads, features, index) -> np.ndarray:
+    """(n, S, C) softmax of plain heads on bags ``index``."""
+    x, mask = pad_bags(features, index)
+    with torch.no_grad():
+        return np.stack([torch.softmax(h(x, mask), -1).numpy() for h in heads], axis=1)
+
+
 def bench_a() -> str:
     features, y = bags()
     train, held_out = np.arange(240), np.arange(240, 300)
     seeds = list(range(N_HEADS))
-    fit_heads(features, y, train[:32], seeds=seeds[:2], epochs=1, batch_size=BATCH)  # warm-up (vmap's first call)
-    t_vec, rss_vec, ensemble = measure(fit_heads, features, y, train, seeds=seeds, epochs=EPOCHS, lr=LR, weight_decay=WD,
-                                       batch_size=BATCH, data_seed=0)
+    options = dict(lr=LR, weight_decay=WD, batch_size=BATCH, data_seed=0)
+    fit_heads(features, y, train[:32], seeds=seeds[:2], epochs=1, batch_size=BATCH)  # warm-up
+    t_vec, rss_vec, ensemble = measure(fit_heads, features, y, train, seeds=seeds, epochs=EPOCHS, **options)
     t_seq, rss_seq, heads = measure(one_after_another, features, y, train, seeds)
-    together = head_probabilities(ensemble, features, held_out)  # (n, S, C)
-    x, mask = pad_bags(features, held_out)
-    with torch.no_grad():
-        alone = np.stack([torch.softmax(h(x, mask), -1).numpy() for h in heads], axis=1)
-    diff = float(np.abs(together - alone).max())
-    rows = [["50 heads, one vmapped HeadEnsemble (fit_heads)", t_vec, rss_vec, t_seq / t_vec, diff],
-            ["50 heads one after another (plain loop)", t_seq, rss_seq, 1.0, 0.0]]
-    target = "met" if t_seq / t_vec >= 10 and diff <= 1e-4 else "NOT met"
-    return (f"300 bags (30..300 tiles x 512 float16 features), 240 to train, {EPOCHS} epochs of batches of {BATCH}, "
-            f"Chowder r=5 hidden (200, 100), AdamW lr {LR}.\n\n"
-            + markdown_table(["method", "seconds", "peak RSS MB", "speed-up", "largest probability difference"], rows)
-            + f"\n\nTarget (at least 10x, same predictions): **{target}** ({t_seq / t_vec:.1f}x, {diff:.1e}).")
+    diff = float(np.abs(head_probabilities(ensemble, features, held_out) - probabilities(heads, features, held_out)).max())
+    one_epoch = float(np.abs(head_probabilities(fit_heads(features, y, train, seeds=seeds, epochs=1, **options), features, held_out)
+                             - probabilities(one_after_another(features, y, train, seeds, epochs=1), features, held_out)).max())
+    jittered = one_after_another(features, y, train, seeds[:10], jitter=1e-7)
+    control = float(np.abs(probabilities(jittered, features, held_out) - probabilities(heads[:10], features, held_out)).max())
+    rows = [["50 heads, one HeadEnsemble (fit_heads)", t_vec, rss_vec, t_seq / t_vec, diff, one_epoch],
+            ["50 heads one after another (plain loop)", t_seq, rss_seq, 1.0, 0.0, 0.0],
+            ["control: the plain loop again, inputs x (1 + 1e-7), 10 heads", "", "", "", control, ""]]
+    speed = "met" if t_seq / t_vec >= 10 else "NOT met"
+    same = "met" if diff <= 1e-4 else "NOT met"
+    return (f"300 bags (30..300 tiles x 512 float16 features), 240 to train, {EPOCHS} epochs of batches of {BATCH} "
+            f"({EPOCHS * 15} steps), Chowder r=5 hidden (200, 100), AdamW lr {LR}, the same seeds and batches; "
+            "probabilities of the 60 held-out bags compared.\n\n"
+            + markdown_table(["method", "seconds", "peak RSS MB", "speed-up", f"largest probability difference after {EPOCHS} epochs",
+                              "after 1 epoch"], rows)
+            + f"\n\nSpeed target (at least 10x): **{speed}** ({t_seq / t_vec:.1f}x). Same predictions: **{same}** after "
+            f"{EPOCHS} epochs ({diff:.1e}); {one_epoch:.1e} after one epoch. The control shows why: the plain loop run twice "
+            f"with inputs that differ by float32 rounding ends {control:.1e} apart too. Chowder's top-r choice of tiles is "
+            "discontinuous, so rounding-size differences (here: one matrix product for all heads instead of one per head) "
+            "grow over hundreds of steps into different, equally trained heads.")
 
 
 def tissue_slide(side: int) -> np.ndarray:

@@ -7,8 +7,10 @@
 
 The ``n_seeds`` heads of a fold are one :class:`~kagglekit.models.HeadEnsemble` (stacked weights, one
 forward for all): they see the same batches in the same order and differ by their initial weights only,
-so head ``i`` ends where that head trained alone ends (AdamW is element-wise; there is no gradient
-clipping across heads). Bags of different sizes go through padded batches with masks.
+and each step of head ``i`` is the step that head takes alone, to float rounding (AdamW is element-wise;
+there is no gradient clipping across heads). Over hundreds of steps Chowder's top-r choice of tiles can
+grow rounding into different, equally good heads, as it does between two runs of one head on inputs
+that differ by rounding (bench_mil.py (a)). Bags of different sizes go through padded batches with masks.
 """
 
 from __future__ import annotations

@@ -89,11 +89,42 @@ class GatedAttentionMIL(nn.Module):
 MIL_HEADS = {"chowder": Chowder, "gated_attention": GatedAttentionMIL}
 
 
+def _stacked_linear(h: torch.Tensor, weight: torch.Tensor, bias) -> torch.Tensor:
+    """``S`` linear layers at once: h (S, ..., in) with weight (S, out, in), bias (S, out) or None -> (S, ..., out)."""
+    out = torch.matmul(h.flatten(1, -2), weight.transpose(1, 2)).view(*h.shape[:-1], weight.shape[1])
+    return out if bias is None else out + bias.view(bias.shape[0], *([1] * (h.ndim - 2)), -1)
+
+
+def _stacked_layers(h: torch.Tensor, skeleton: nn.Sequential, params: dict, prefix: str, training: bool) -> torch.Tensor:
+    """``skeleton``'s layers (Linear, Sigmoid, Tanh, Dropout) applied with the stacked ``params`` of every head."""
+    for k, layer in enumerate(skeleton):
+        if isinstance(layer, nn.Linear):
+            h = _stacked_linear(h, params[f"{prefix}.{k}.weight"], params.get(f"{prefix}.{k}.bias"))
+        elif isinstance(layer, nn.Sigmoid):
+            h = torch.sigmoid(h)
+        elif isinstance(layer, nn.Tanh):
+            h = torch.tanh(h)
+        elif isinstance(layer, nn.Dropout):
+            h = nn.functional.dropout(h, layer.p, training)
+        else:  # the heads here are built from these layers only
+            raise ShapeError(f"HeadEnsemble cannot stack a {type(layer).__name__} layer")
+    return h
+
+
+def _shared_input_scores(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    """Every head's first linear layer on the same tiles in one matrix product: x (B, N, D), weight (S, K, D),
+    bias (S, K) -> (S, B, N, K), without a copy of x per head (vmap made one: S x B x N x D floats)."""
+    S, K, D = weight.shape
+    out = (x.reshape(-1, D) @ weight.reshape(S * K, D).T).view(*x.shape[:2], S, K)
+    return out.permute(2, 0, 1, 3) + bias.view(S, 1, 1, K)
+
+
 class HeadEnsemble(nn.Module):
     """``len(seeds)`` MIL heads of one architecture as one module: each parameter is stacked along a first
-    axis (one slice per head) and one forward runs all of them (``torch.func.vmap``), so that 50 heads
-    train as fast as a few. Head ``i`` starts from the weights ``torch.manual_seed(seeds[i])`` gives
-    ``MIL_HEADS[head](**kwargs)``, so it equals that head trained alone on the same batches.
+    axis (one slice per head) and one forward runs all of them as grouped matrix products (the tiles,
+    shared by every head, are multiplied once by all heads' first layers together), so that 50 heads
+    train in about the time of a few. Head ``i`` starts from the weights ``torch.manual_seed(seeds[i])``
+    gives ``MIL_HEADS[head](**kwargs)``, and computes what that head computes alone (to float rounding).
 
     ``forward(x (B, N, D), mask (B, N)) -> (S, B, num_classes)`` logits, one slice per head. Parameter
     names are the single head's with ``.`` spelt ``__`` (a checkpoint stores the stacked tensors).
@@ -112,26 +143,32 @@ class HeadEnsemble(nn.Module):
         for s in self.seeds:
             torch.manual_seed(s)
             members.append(MIL_HEADS[head](**kwargs))
-        params, buffers = stack_module_state(members)
-        if buffers:
-            raise ShapeError(f"{head} has buffers, which a HeadEnsemble does not stack")
+        params, _ = stack_module_state(members)
         self.names = list(params)
         for name, value in params.items():
             self.register_parameter(name.replace(".", "__"), nn.Parameter(value.detach().clone()))
-        skeleton = MIL_HEADS[head](**kwargs).to("meta")
-        object.__setattr__(self, "_skeleton", skeleton)  # not a submodule: its meta tensors stay out of the state dict
+        object.__setattr__(self, "_skeleton", members[0])  # not a submodule: its sizes, not its weights, are used
 
     @property
     def num_heads(self) -> int:
         return len(self.seeds)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-        from torch.func import functional_call, vmap
-
-        self._skeleton.train(self.training)
-        params = {name: getattr(self, name.replace(".", "__")) for name in self.names}
-
-        def one(p, x, mask):
-            return functional_call(self._skeleton, p, (x, mask))
-
-        return vmap(one, in_dims=(0, None, None), randomness="different")(params, x, mask)
+        p = {name: getattr(self, name.replace(".", "__")) for name in self.names}
+        one = self._skeleton
+        if self.head == "chowder":
+            x, mask = _check_bag(x, mask, one.in_dim, one.r, "Chowder")
+            scores = _shared_input_scores(x, p["score.weight"], p["score.bias"]).transpose(2, 3)  # (S, B, C, N)
+            padding = ~mask[None, :, None, :]
+            top = scores.masked_fill(padding, float("-inf")).topk(one.r, dim=3).values
+            bottom = scores.masked_fill(padding, float("inf")).topk(one.r, dim=3, largest=False).values
+            return _stacked_layers(torch.cat([top, bottom], dim=3), one.mlp, p, "mlp", self.training).squeeze(-1)
+        x, mask = _check_bag(x, mask, one.in_dim, 1, "GatedAttentionMIL")
+        S = self.num_heads
+        both = torch.cat([p["attn_v.0.weight"], p["attn_u.0.weight"]], dim=1)  # one product for V and U
+        hidden = _shared_input_scores(x, both, torch.cat([p["attn_v.0.bias"], p["attn_u.0.bias"]], dim=1))
+        v, u = hidden.split(p["attn_v.0.weight"].shape[1], dim=3)
+        logits = _stacked_linear(torch.tanh(v) * torch.sigmoid(u), p["attn_w.weight"], p["attn_w.bias"]).squeeze(-1)
+        attention = torch.softmax(logits.masked_fill(~mask[None], float("-inf")), dim=2)  # (S, B, N)
+        pooled = nn.functional.dropout(torch.einsum("sbn,bnd->sbd", attention, x), one.drop.p, self.training)
+        return _stacked_linear(pooled, p["classifier.weight"], p["classifier.bias"]).view(S, len(x), -1)
