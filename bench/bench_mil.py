@@ -5,8 +5,9 @@
         same order, the same initial seeds); 300 bags of 30 to 300 tiles x 512 features, 4 classes,
         20 epochs. Time, and the largest difference of their held-out probabilities.
     (b) extract_bag with timm's resnet10t (random weights; 224 px tiles, at most 512 tissue tiles) on a
-        20000 x 20000 tiled JPEG-in-TIFF and on a 16384 x 16384 PNG, against the plain loop (each tile
-        read, torch.from_numpy, the model; batches of 64, and one tile at a time): tiles/s and peak RSS.
+        20000 x 20000 tiled JPEG-in-TIFF and on a 16384 x 16384 PNG (its defaults; with amp="auto"; with
+        batches of 64), against the plain loop (each tile read, torch.from_numpy, the model; batches of
+        64, of 16, and one tile at a time; ratios to the fastest): tiles/s and peak RSS.
         tiatoolbox's DeepFeatureExtractor is not in the table: tiatoolbox needs the openslide C library
         and pins its own dependencies; see RESULTS.md.
 
@@ -25,7 +26,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import markdown_table, measure, record
+from _common import markdown_table, measure, record, reset_peak_rss, rss_mb
 
 from kagglekit.infer.batching import IMAGENET
 from kagglekit.mil import epoch_batches, extract_bag, fit_heads, pad_bags, plan_tiles
@@ -44,7 +45,7 @@ def bags(n=300, d=512, classes=4, seed=0):
     out = []
     for label in y:
         f = rng.normal(size=(int(rng.integers(30, 301)), d)).astype(np.float32)
-        f[:5, label] += 2.0
+        f[:5, label] += 4.0
         out.append(f[rng.permutation(len(f))].astype(np.float16))
     return out, y
 
@@ -88,11 +89,13 @@ def bench_a() -> str:
     diff = float(np.abs(head_probabilities(ensemble, features, held_out) - probabilities(heads, features, held_out)).max())
     one_epoch = float(np.abs(head_probabilities(fit_heads(features, y, train, seeds=seeds, epochs=1, **options), features, held_out)
                              - probabilities(one_after_another(features, y, train, seeds, epochs=1), features, held_out)).max())
-    jittered = one_after_another(features, y, train, seeds[:10], jitter=1e-7)
-    control = float(np.abs(probabilities(jittered, features, held_out) - probabilities(heads[:10], features, held_out)).max())
-    rows = [["50 heads, one HeadEnsemble (fit_heads)", t_vec, rss_vec, t_seq / t_vec, diff, one_epoch],
+    plain10 = probabilities(heads[:10], features, held_out)
+    jittered = probabilities(one_after_another(features, y, train, seeds[:10], jitter=1e-7), features, held_out)
+    control = float(np.abs(jittered - plain10).max())
+    ours10 = float(np.abs(head_probabilities(ensemble, features, held_out)[:, :10] - plain10).max())
+    rows = [["50 heads, one HeadEnsemble (fit_heads)", t_vec, rss_vec, t_seq / t_vec, f"{diff:.3g} (first 10 heads: {ours10:.3g})", one_epoch],
             ["50 heads one after another (plain loop)", t_seq, rss_seq, 1.0, 0.0, 0.0],
-            ["control: the plain loop again, inputs x (1 + 1e-7), 10 heads", "", "", "", control, ""]]
+            ["control: the first 10 plain heads again, inputs x (1 + 1e-7)", "", "", "", control, ""]]
     speed = "met" if t_seq / t_vec >= 10 else "NOT met"
     same = "met" if diff <= 1e-4 else "NOT met"
     return (f"300 bags (30..300 tiles x 512 float16 features), 240 to train, {EPOCHS} epochs of batches of {BATCH} "
@@ -101,10 +104,13 @@ def bench_a() -> str:
             + markdown_table(["method", "seconds", "peak RSS MB", "speed-up", f"largest probability difference after {EPOCHS} epochs",
                               "after 1 epoch"], rows)
             + f"\n\nSpeed target (at least 10x): **{speed}** ({t_seq / t_vec:.1f}x). Same predictions: **{same}** after "
-            f"{EPOCHS} epochs ({diff:.1e}); {one_epoch:.1e} after one epoch. The control shows why: the plain loop run twice "
-            f"with inputs that differ by float32 rounding ends {control:.1e} apart too. Chowder's top-r choice of tiles is "
-            "discontinuous, so rounding-size differences (here: one matrix product for all heads instead of one per head) "
-            "grow over hundreds of steps into different, equally trained heads.")
+            f"{EPOCHS} epochs ({diff:.1e}; {one_epoch:.1e} after one epoch). Each step's gradients agree to float rounding "
+            "(about 1e-9 absolute: one matrix product for all heads sums in another order than one per head), but "
+            "AdamW divides every gradient by its running magnitude plus 1e-8, so for the few hundred weights whose "
+            "gradients are below about 1e-7 the rounding becomes a step that differs by percents, and Chowder's top-r "
+            "choice of tiles lets such differences grow. The control perturbs the inputs instead (by 1e-7 relative) and "
+            "moves the heads less. tests/test_mil_train.py checks the equality to 1e-4 after 36 steps on a problem the "
+            "heads learn.")
 
 
 def tissue_slide(side: int) -> np.ndarray:
@@ -154,30 +160,54 @@ def plain_loop(model, path: Path, batch: int) -> int:
     return len(torch.cat(features))
 
 
+def measured_over_baseline(fn):
+    """(seconds, peak RSS MB above the RSS before the call, result): what the call itself held at most."""
+    reset_peak_rss()
+    baseline = rss_mb()
+    seconds, peak, result = measure(fn)
+    return seconds, peak - baseline, result
+
+
 def bench_b() -> str:
     torch.manual_seed(0)
     model = create("timm/resnet10t", num_classes=0).eval()
     rows, verdicts = [], []
+    ours = "extract_bag (defaults: batches of 16 on a CPU, reader thread, batched decode, channels-last)"
+    bf16 = "extract_bag, amp='auto' (bfloat16 here)"
     for name, path in slide_files().items():
-        runs = {"extract_bag (reader thread, batched decode, channels-last)":
-                lambda p=path: len(extract_bag(model, p, name="resnet10t", tile=TILE, top_k=TOP_K, batch_size=BATCH_TILES)),
+        def extract(p=path, **kw):
+            return extract_bag(model, p, name="resnet10t", tile=TILE, top_k=TOP_K, **kw)
+
+        runs = {ours: extract, bf16: lambda: extract(amp="auto"), f"extract_bag, batches of {BATCH_TILES}":
+                lambda: extract(batch_size=BATCH_TILES),
                 f"plain loop, batches of {BATCH_TILES}": lambda p=path: plain_loop(model, p, BATCH_TILES),
+                "plain loop, batches of 16": lambda p=path: plain_loop(model, p, 16),
                 "plain loop, one tile at a time": lambda p=path: plain_loop(model, p, 1)}
         plain_loop(model, path, BATCH_TILES)  # warm-up: the page cache and the model
-        results = {label: measure(fn) for label, fn in runs.items()}
-        base = results[f"plain loop, batches of {BATCH_TILES}"]
+        results = {label: measured_over_baseline(fn) for label, fn in runs.items()}
+        plain = {label: r for label, r in results.items() if label.startswith("plain")}
+        base = max(plain.values(), key=lambda r: r[2] / r[0])  # the fastest plain loop
         decoded_mb = 16384 * 16384 * 3 / 2**20
-        for label, (seconds, peak, tiles) in results.items():
-            rows.append([name, label, tiles, tiles / seconds, (tiles / seconds) / (base[2] / base[0]), peak])
-        ours = results["extract_bag (reader thread, batched decode, channels-last)"]
-        ratio = (ours[2] / ours[0]) / (base[2] / base[0])
-        memory_ok = ours[1] < 1024 if path.suffix == ".tif" else ours[1] < decoded_mb * 1.25
-        verdicts.append(f"{name}: {ratio:.2f}x the batched plain loop (target 1.5x: {'met' if ratio >= 1.5 else 'NOT met'}), "
-                        f"peak RSS {ours[1]:.0f} MB ({'within' if memory_ok else 'NOT within'} "
-                        f"{'1 GB' if path.suffix == '.tif' else f'the decoded slide, {decoded_mb:.0f} MB, +25 %'})")
-    return (f"resnet10t (random weights), {TILE} px tiles, the {TOP_K} most tissue-filled, float32; peak RSS of the "
-            "whole process (model and Python included).\n\n"
-            + markdown_table(["slide", "method", "tiles", "tiles/s", "x batched plain loop", "peak RSS MB"], rows)
+
+        def count(result):
+            return result if isinstance(result, int) else len(result)
+
+        for label, (seconds, peak, result) in results.items():
+            rows.append([name, label, count(result), count(result) / seconds, (count(result) / seconds) / (base[2] / base[0]), peak])
+        f32, low = results[ours][2].features.astype(np.float32), results[bf16][2].features.astype(np.float32)
+        rel = float(np.abs(low - f32).max() / np.abs(f32).max())
+        for label in (ours, bf16):
+            seconds, peak, bag = results[label]
+            ratio = (len(bag) / seconds) / (base[2] / base[0])
+            memory_ok = peak < 1024 if path.suffix == ".tif" else peak < decoded_mb * 1.25
+            verdicts.append(f"{name}, {label}: {ratio:.2f}x the fastest plain loop (target 1.5x: {'met' if ratio >= 1.5 else 'NOT met'}), "
+                            f"peak RSS {peak:.0f} MB over baseline ({'within' if memory_ok else 'NOT within'} "
+                            f"{'1 GB' if path.suffix == '.tif' else f'the decoded slide, {decoded_mb:.0f} MB, +25 %'})"
+                            + (f"; its features differ from float32 by at most {rel:.1e} of their largest value" if label == bf16 else ""))
+    return (f"resnet10t (random weights), {TILE} px tiles, the {TOP_K} most tissue-filled; float32 unless said; peak RSS "
+            "above the process's RSS before the call (the model and Python are not counted; a PNG's decode, the "
+            "thumbnail's strips and the model's activations are).\n\n"
+            + markdown_table(["slide", "method", "tiles", "tiles/s", "x the fastest plain loop", "peak RSS over baseline MB"], rows)
             + "\n\n" + "\n".join(f"- {v}" for v in verdicts))
 
 

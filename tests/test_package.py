@@ -16,8 +16,8 @@ def test_import_kagglekit_loads_no_heavy_library():
 
 
 def test_light_submodules_stay_light():
-    loaded = modules_loaded_by("import kagglekit.tiling, kagglekit.io", ("torch", "timm", "albumentations"))
-    assert loaded == [], f"kagglekit.tiling / kagglekit.io loaded {loaded}"
+    loaded = modules_loaded_by("import kagglekit.tiling, kagglekit.io, kagglekit.mil", ("torch", "timm", "albumentations"))
+    assert loaded == [], f"kagglekit.tiling / kagglekit.io / kagglekit.mil loaded {loaded}"
 
 
 def test_errors_are_kagglekit_errors_and_builtins():

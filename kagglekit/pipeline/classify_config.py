@@ -15,7 +15,7 @@
                  threshold = 230 | { tma = 240, wsi = 20 }  (the tissue/background brightness; default Otsu's)
                  kind = "auto" | "tma" | "wsi"  tma_max_side = 8192  swap_background = false | true | "tma"
                  stain = { method = "macenko" | "reinhard", reference = "reference_tile.png" }
-                 normalize = "imagenet"  batch_size = 64
+                 normalize = "imagenet"  batch_size = 16 (default: 64 on CUDA, 16 on a CPU)
     amp = false | true | "auto" | "fp16" | "bf16"   batch_size = 32   num_workers = 2
 
 With ``[slides]`` every input is a whole slide: it becomes a bag of tile features
@@ -108,7 +108,7 @@ class SlidesConfig:
     stain_method: str | None = None
     stain_reference: Path | None = None
     normalize: object = "imagenet"
-    batch_size: int = 64
+    batch_size: int | None = None
 
 
 @dataclass(frozen=True)
@@ -189,7 +189,7 @@ def _slides(data, base: Path) -> SlidesConfig:
                         t.integer("tile", 224), scale, threshold, t.integer("top_k", None), t.number("min_tissue", 0.25, 0.0, 1.0),
                         t.string("kind", "auto", ("auto", "tma", "wsi")), t.integer("tma_max_side", 8192), swap,
                         method, base / reference if reference else None,
-                        sections.normalize(t.data.get("normalize", "imagenet")), t.integer("batch_size", 64))
+                        sections.normalize(t.data.get("normalize", "imagenet")), t.integer("batch_size", None))
 
 
 def _decision(data, base: Path) -> DecisionConfig:
