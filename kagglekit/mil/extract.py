@@ -200,22 +200,26 @@ def extract_bag(backbone, source, *, slide: str | None = None, name: str | None 
         backbone = load_checkpoint(backbone)
     name = backbone_name(backbone, name)
     opened = open_image(source)
-    slide = slide if slide is not None else (Path(source).stem if isinstance(source, (str, os.PathLike)) else opened.name)
-    plan = plan_tiles(opened, tile=tile, scale=scale, min_tissue=min_tissue, top_k=top_k, tissue=tissue,
-                      threshold=threshold, kind=kind,
-                      tma_max_side=tma_max_side, thumbnail_side=thumbnail_side)
-    if not len(plan.coords):
-        raise NoTissueError(f"slide {slide!r}: no {plan.side} px tile is at least {min_tissue:.0%} tissue "
-                            f"({plan.selection['candidates']} candidates, {plan.background} background); "
-                            "lower min_tissue or check the slide")
-    swap = swap_background is True or (swap_background == "tma" and plan.kind == "tma")
-    read = _tile_reader(opened, plan, swap=swap, stain=stain, batch_size=batch_size)
-    features = None
-    for indices, outputs, _ in iter_predictions([backbone], range(len(plan.coords)), normalize=normalize,
-                                                batch_size=batch_size, num_workers=num_workers, device=device,
-                                                amp=amp, channels_last=channels_last, loader=read):
-        if features is None:
-            features = np.empty((len(plan.coords), outputs.shape[1]), np.float16)
-        features[indices] = outputs
-    selection = {**plan.selection, "swap_background": swap, "stain": type(stain).__name__ if stain is not None else None}
-    return Bag(features, plan.coords, plan.side, plan.scale, name, str(slide), selection)
+    try:
+        slide = slide if slide is not None else (Path(source).stem if isinstance(source, (str, os.PathLike)) else opened.name)
+        plan = plan_tiles(opened, tile=tile, scale=scale, min_tissue=min_tissue, top_k=top_k, tissue=tissue,
+                          threshold=threshold, kind=kind,
+                          tma_max_side=tma_max_side, thumbnail_side=thumbnail_side)
+        if not len(plan.coords):
+            raise NoTissueError(f"slide {slide!r}: no {plan.side} px tile is at least {min_tissue:.0%} tissue "
+                                f"({plan.selection['candidates']} candidates, {plan.background} background); "
+                                "lower min_tissue or check the slide")
+        swap = swap_background is True or (swap_background == "tma" and plan.kind == "tma")
+        read = _tile_reader(opened, plan, swap=swap, stain=stain, batch_size=batch_size)
+        features = None
+        for indices, outputs, _ in iter_predictions([backbone], range(len(plan.coords)), normalize=normalize,
+                                                    batch_size=batch_size, num_workers=num_workers, device=device,
+                                                    amp=amp, channels_last=channels_last, loader=read):
+            if features is None:
+                features = np.empty((len(plan.coords), outputs.shape[1]), np.float16)
+            features[indices] = outputs
+        selection = {**plan.selection, "swap_background": swap, "stain": type(stain).__name__ if stain is not None else None}
+        return Bag(features, plan.coords, plan.side, plan.scale, name, str(slide), selection)
+    finally:
+        if opened is not source and hasattr(opened, "close"):  # a TIFF we opened: its file handle
+            opened.close()
