@@ -178,3 +178,13 @@ def test_a_folder_run_redoes_a_bag_of_another_backbone_and_refuses_a_bad_option(
     assert manifest["status"].to_list() == ["done"] and load_bag(bag_path(out, "s0")).backbone == "r"
     with pytest.raises(InvalidArgumentError, match="options go to extract_bag"):
         extract_bags(folder, out, Recorder(), name="r", tile_size=64, progress=False)
+
+
+def test_a_folder_run_with_other_settings_redoes_every_slide(tmp_path):
+    folder, out = slide_folder(tmp_path), tmp_path / "bags"
+    extract_bags(folder, out, Recorder(), name="r", tile=64, min_tissue=0.2, progress=False)
+    same = extract_bags(folder, out, Recorder(), name="r", tile=64, min_tissue=0.2, batch_size=3, progress=False)
+    assert same["status"].to_list() == ["no_tissue", "failed", "kept", "kept", "kept"]  # batch_size changes no bag
+    other = extract_bags(folder, out, Recorder(), name="r", tile=48, min_tissue=0.2, progress=False)
+    assert other["status"].to_list() == ["no_tissue", "failed", "done", "done", "done"]
+    assert load_bag(bag_path(out, "s0")).tile == 48 and load_bag(bag_path(out, "s0")).selection["settings"]["tile"] == 48

@@ -7,7 +7,9 @@
 (``"done"``; ``"kept"``: a readable bag of the same backbone was already there; ``"no_tissue"``;
 ``"failed"``, with the ``error``), its tile count, kind and seconds. Run it again after an interruption
 or a failure: finished slides are kept, a slide that was cut off (no bag, or an unreadable one) is
-extracted again, a failed one is retried; a slide recorded as ``"no_tissue"`` is not read again.
+extracted again, a failed one is retried; a slide recorded as ``"no_tissue"`` is not read again. A bag
+made by another backbone or with other settings (tile, scale, top_k, ...; each bag stores them) is made
+again.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from pathlib import Path
 from kagglekit._atomic import atomic_open
 from kagglekit.errors import InvalidArgumentError, KagglekitError
 
-__all__ = ["SLIDE_SUFFIXES", "bag_path", "extract_bags", "slide_paths"]
+__all__ = ["SLIDE_SUFFIXES", "bag_path", "extract_bags", "settings_of", "slide_paths"]
 
 log = logging.getLogger("kagglekit.mil")
 
@@ -68,12 +70,28 @@ def _write_manifest(out_dir: Path, rows: dict[str, dict]) -> None:
         json.dump(list(rows.values()), f, indent=1)
 
 
-def _finished(out_dir: Path, slide: str, name: str, before: dict | None) -> dict | None:
-    """The manifest row of a slide that needs no work: a readable bag of backbone ``name``, or a slide
-    recorded as having no tissue (from the same file). None otherwise."""
+def settings_of(options: dict) -> dict:
+    """The extraction settings a bag was made with, as JSON values (objects by their type's name), so that a
+    rerun with other settings redoes the slide instead of keeping its bag."""
+    def plain(value):
+        if isinstance(value, (str, int, float, bool)) or value is None:
+            return value
+        if isinstance(value, dict):
+            return {str(k): plain(v) for k, v in sorted(value.items())}
+        if isinstance(value, (list, tuple)):
+            return [plain(v) for v in value]
+        return type(value).__name__
+
+    ignored = ("batch_size", "num_workers", "device", "progress")  # how fast, not what
+    return {k: plain(v) for k, v in sorted(options.items()) if k not in ignored}
+
+
+def _finished(out_dir: Path, slide: str, name: str, settings: dict, before: dict | None) -> dict | None:
+    """The manifest row of a slide that needs no work: a readable bag of backbone ``name`` made with
+    ``settings``, or a slide recorded as having no tissue with the same settings. None otherwise."""
     from kagglekit.mil.bags import load_bag
 
-    if before and before.get("status") == "no_tissue":
+    if before and before.get("status") == "no_tissue" and before.get("settings") == settings:
         return before
     path = bag_path(out_dir, slide)
     if not path.is_file():
@@ -81,6 +99,8 @@ def _finished(out_dir: Path, slide: str, name: str, before: dict | None) -> dict
     try:
         bag = load_bag(path, backbone=name)
     except KagglekitError:
+        return None
+    if bag.selection.get("settings") != settings:
         return None
     return {"tiles": len(bag), "kind": bag.selection.get("kind")}
 
@@ -115,15 +135,18 @@ def extract_bags(slides, out_dir, backbone, *, name: str | None = None, progress
     out_dir.mkdir(parents=True, exist_ok=True)
     previous = _read_manifest(out_dir)
     rows: dict[str, dict] = {}
+    settings = settings_of(options)
     for slide, path in tqdm(paths.items(), unit="slide", desc="bags", disable=not progress):
-        row = {"slide": slide, "path": str(path), "status": "done", "tiles": 0, "kind": None, "seconds": 0.0, "error": None}
+        row = {"slide": slide, "path": str(path), "status": "done", "tiles": 0, "kind": None, "seconds": 0.0, "error": None,
+               "settings": settings}
         start = time.perf_counter()
-        done = _finished(out_dir, slide, name, previous.get(slide))
+        done = _finished(out_dir, slide, name, settings, previous.get(slide))
         if done is not None:
             row.update(done, status="kept" if done.get("status") != "no_tissue" else "no_tissue")
         else:
             try:
                 bag = extract_bag(backbone, path, slide=slide, name=name, **options)
+                bag.selection["settings"] = settings
                 save_bag(bag, bag_path(out_dir, slide))
                 row.update(tiles=len(bag), kind=bag.selection.get("kind"))
             except NoTissueError as exc:
@@ -136,5 +159,5 @@ def extract_bags(slides, out_dir, backbone, *, name: str | None = None, progress
         row["seconds"] = round(time.perf_counter() - start, 3)
         rows[slide] = row
         _write_manifest(out_dir, {**previous, **rows})
-    return pl.DataFrame(list(rows.values()), schema={"slide": pl.Utf8, "path": pl.Utf8, "status": pl.Utf8, "tiles": pl.Int64,
+    return pl.DataFrame([{k: v for k, v in row.items() if k != "settings"} for row in rows.values()], schema={"slide": pl.Utf8, "path": pl.Utf8, "status": pl.Utf8, "tiles": pl.Int64,
                                                      "kind": pl.Utf8, "seconds": pl.Float64, "error": pl.Utf8})
