@@ -118,7 +118,7 @@ def run_multilabel(out="build/demo", *, steps: int = STEPS, n_train: int = 1200,
     import tomllib
 
     from kagglekit.demo.multilabel_data import build_multilabel_competition
-    from kagglekit.demo.notebook import execute_notebook
+    from kagglekit.demo.notebook import run_kernel
     from kagglekit.demo.run import default_notebook
     from kagglekit.pipeline import classify
 
@@ -130,11 +130,7 @@ def run_multilabel(out="build/demo", *, steps: int = STEPS, n_train: int = 1200,
     folds = train_folds(comp.folder, out / "input" / MODELS, steps=steps, seed=seed, log=log)
     log(f"3/4 running {Path(notebook or default_notebook())} headless on the test chips")
     working = out / "working" / "multilabel"
-    working.mkdir(parents=True, exist_ok=True)
-    execute_notebook(Path(notebook) if notebook else default_notebook(),
-                     {"INPUT_ROOT": str((out / "input").resolve()), "COMPETITION": comp.folder.name, "MODELS": MODELS,
-                      "OUTPUT_DIR": str(working.resolve())}, out=working / "inference.executed.ipynb", cwd=out.resolve(),
-                     timeout=1800)
+    run_kernel(Path(notebook) if notebook else default_notebook(), out, comp.folder.name, MODELS, working)
     log("4/4 the other decisions through the same pipeline, and the scores on the hidden tags")
     config = tomllib.loads((folds.models_dir / "classify.toml").read_text())
     test = {"per-class thresholds": score(working / "submission.csv", comp.solution)}

@@ -64,6 +64,18 @@ def execute_notebook(path, parameters: dict | None = None, out=None, cwd=None, t
     return nb
 
 
+def run_kernel(notebook, out: Path, competition: str, models: str, working: Path, timeout: int = 1800):
+    """Run the inference ``notebook`` headless as a demo's kernel: its input root is ``out/input`` with the
+    ``competition`` and ``models`` datasets, its output folder ``working`` (created), where the executed
+    notebook is written too. Returns the executed notebook."""
+    out, working = Path(out), Path(working)
+    working.mkdir(parents=True, exist_ok=True)
+    parameters = {"INPUT_ROOT": str((out / "input").resolve()), "COMPETITION": competition, "MODELS": models,
+                  "OUTPUT_DIR": str(working.resolve())}
+    return execute_notebook(notebook, parameters, out=working / "inference.executed.ipynb", cwd=out.resolve(),
+                            timeout=timeout)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m kagglekit.demo.notebook", description=__doc__.split("\n")[0])
     parser.add_argument("notebook")

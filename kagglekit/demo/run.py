@@ -44,7 +44,7 @@ def run_demo(out="build/demo", *, steps: int | None = None, n_train: int = 4, n_
              seed: int = 0, notebook=None, log=print) -> dict:
     """Run every step under ``out``; print and return the scores and the time of each step."""
     from kagglekit.demo.data import build_competition
-    from kagglekit.demo.notebook import execute_notebook
+    from kagglekit.demo.notebook import run_kernel
     from kagglekit.demo.train import STEPS, train
 
     notebook = Path(notebook) if notebook else default_notebook()
@@ -67,10 +67,7 @@ def run_demo(out="build/demo", *, steps: int | None = None, n_train: int = 4, n_
     log(f"3/4 running {notebook} headless")
     t = time.monotonic()
     working = out / "working"
-    working.mkdir(parents=True, exist_ok=True)
-    execute_notebook(notebook, {"INPUT_ROOT": str((out / "input").resolve()), "COMPETITION": competition.folder.name,
-                                "MODELS": MODELS, "OUTPUT_DIR": str(working.resolve())},
-                     out=working / "inference.executed.ipynb", cwd=out.resolve(), timeout=1800)
+    run_kernel(notebook, out, competition.folder.name, MODELS, working)
     times["inference notebook"] = time.monotonic() - t
 
     log("4/4 scoring against the hidden masks")

@@ -126,7 +126,7 @@ def run_slides(out="build/demo", *, n_train: int = 128, n_test: int = 96, seed: 
                steps=None) -> dict:
     """Run every step under ``out``; print and return the table of test balanced accuracies. ``steps`` is not
     used (the heads train for ``TRAINING['epochs']`` epochs)."""
-    from kagglekit.demo.notebook import execute_notebook
+    from kagglekit.demo.notebook import run_kernel
     from kagglekit.demo.run import default_notebook
     from kagglekit.demo.slides_data import OTHER, SUBTYPES, build_slide_competition, read_labels
     from kagglekit.kaggle import read_csv_strings
@@ -159,11 +159,7 @@ def run_slides(out="build/demo", *, n_train: int = 128, n_test: int = 96, seed: 
     log(f"   out-of-fold balanced accuracy: one Chowder {one.score:.3f}, ensemble {ensemble.score:.3f}; "
         f"temperature {decision.temperature:.2f}, Other above entropy {decision.other_cut:.3f}")
     log(f"4/5 running {Path(notebook or default_notebook())} headless on the test slides")
-    working.mkdir(parents=True, exist_ok=True)
-    execute_notebook(Path(notebook) if notebook else default_notebook(),
-                     {"INPUT_ROOT": str((out / "input").resolve()), "COMPETITION": comp.folder.name, "MODELS": MODELS,
-                      "OUTPUT_DIR": str(working.resolve())}, out=working / "inference.executed.ipynb", cwd=out.resolve(),
-                     timeout=1800)
+    run_kernel(Path(notebook) if notebook else default_notebook(), out, comp.folder.name, MODELS, working)
     log("5/5 the other rows from the test bags, and the scores on the hidden labels")
     test_ids, test_labels, test_tma = read_labels(comp.solution)
     extract_bags(comp.folder / "test_images", working / "bags" / "test", backbone, progress=False, **BAG_OPTIONS)
