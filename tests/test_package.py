@@ -16,7 +16,7 @@ def test_import_kagglekit_loads_no_heavy_library():
 
 
 def test_light_submodules_stay_light():
-    loaded = modules_loaded_by("import kagglekit.tiling, kagglekit.io, kagglekit.mil", ("torch", "timm", "albumentations"))
+    loaded = modules_loaded_by("import kagglekit.tiling, kagglekit.io, kagglekit.mil, kagglekit.data", ("torch", "timm", "albumentations"))
     assert loaded == [], f"kagglekit.tiling / kagglekit.io / kagglekit.mil loaded {loaded}"
 
 

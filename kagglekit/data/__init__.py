@@ -1,0 +1,16 @@
+"""Training data: tiles of large images and volumes with their masks.
+
+    TileDataset(sources, masks, tile=, stride= | samples_per_epoch=, label_scale=, positive_fraction=)   tiles.py
+
+Importing this package is cheap: each name is loaded from its submodule on first use.
+"""
+
+from __future__ import annotations
+
+from kagglekit._lazy import lazy_exports
+
+_EXPORTS = {"TileDataset": "tiles"}
+
+__all__ = sorted(_EXPORTS)
+
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -1,0 +1,134 @@
+"""Training tiles of large images or volumes with their masks, as a torch Dataset.
+
+    dataset = TileDataset(["train/1.tif", "train/2.tif"], ["train/1_mask.png", "train/2_mask.png"], tile=256,
+                          samples_per_epoch=4000, positive_fraction=0.5, label_scale=32, seed=0)
+    loader = DataLoader(dataset, batch_size=16, num_workers=2)  # each worker opens its own sources
+
+Two modes: ``stride`` gives every tile of a regular grid (validation); ``samples_per_epoch`` draws random
+tiles, a ``positive_fraction`` of them centred on a positive mask pixel. Item ``i`` is drawn from
+``np.random.default_rng([seed, epoch, i])``, so a seed gives the same tiles whatever the worker count;
+``set_epoch(e)`` draws anew. Only the tiles are read: a TIFF decodes just the tiles they touch.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from kagglekit._checks import positive_int
+from kagglekit.errors import InvalidArgumentError, ShapeError
+
+__all__ = ["TileDataset"]
+
+
+def _pooled(mask: np.ndarray, scale: int) -> np.ndarray:
+    """(h, w) mask -> (h / scale, w / scale) float32 area mean (``scale`` divides h and w)."""
+    h, w = mask.shape
+    return mask.reshape(h // scale, scale, w // scale, scale).mean(axis=(1, 3), dtype=np.float32)
+
+
+def _read_mask(mask) -> np.ndarray:
+    """(H, W) bool: an array, or an image file read whole (its first channel), nonzero = positive."""
+    from kagglekit.io import open_image
+
+    if not isinstance(mask, np.ndarray):
+        source = open_image(mask)
+        mask = source.read(0, 0, *source.shape[:2])
+    mask = np.asarray(mask)
+    return (mask[..., 0] if mask.ndim == 3 else mask) != 0
+
+
+class TileDataset:
+    """Tiles of ``sources`` (image paths, opened once per process, or :class:`~kagglekit.io.Source` objects such
+    as ``open_volume(...)``: their TIFF reads are fork-safe) with the same windows of ``masks`` ((H, W) arrays
+    or image paths, nonzero = positive). Item: ``(x, y)``, x (C, tile, tile) float32 (integers scaled to [0, 1]), y (1, tile /
+    label_scale, tile / label_scale) float32, the mask's area mean. ``transform(image=, mask=)`` (an
+    albumentations transform) is applied to the uint8 tile and its mask first. Holds each worker's open
+    sources, the masks, and for random tiles the coordinates of positive mask pixels (on a grid of
+    ``tile // 4``)."""
+
+    def __init__(self, sources, masks, *, tile: int, stride: int | None = None, samples_per_epoch: int | None = None,
+                 label_scale: int = 1, positive_fraction: float | None = None, transform=None, seed: int = 0):
+        if len(sources) != len(masks) or not sources:
+            raise InvalidArgumentError(f"give one mask per source (got {len(sources)} sources, {len(masks)} masks)")
+        if (stride is None) == (samples_per_epoch is None):
+            raise InvalidArgumentError("give stride (every tile of a grid) or samples_per_epoch (random tiles), one of them")
+        self.tile, self.label_scale = positive_int("tile", tile), positive_int("label_scale", label_scale)
+        if self.tile % self.label_scale:
+            raise InvalidArgumentError(f"label_scale {label_scale} must divide the tile {tile}")
+        if positive_fraction is not None and stride is not None:
+            raise InvalidArgumentError("positive_fraction goes with random tiles (samples_per_epoch); a grid (stride) has every tile")
+        if positive_fraction is not None and not 0 <= positive_fraction <= 1:
+            raise InvalidArgumentError(f"positive_fraction must be in [0, 1], got {positive_fraction}")
+        self.sources, self.transform, self.seed, self.epoch = list(sources), transform, seed, 0
+        self.positive_fraction, self.samples = positive_fraction, samples_per_epoch
+        self.masks = [_read_mask(m) for m in masks]
+        self._opened: dict = {}
+        shapes = [self._source(k).shape[:2] for k in range(len(self.sources))]
+        for k, (shape, mask) in enumerate(zip(shapes, self.masks)):
+            if mask.shape != tuple(shape):
+                raise ShapeError(f"mask {k} is {mask.shape} but its source is {tuple(shape)}; masks are at full resolution")
+        if stride is not None:
+            from kagglekit.tiling import TileGrid
+
+            self.windows = [(k, int(y), int(x)) for k, shape in enumerate(shapes)
+                            for y, x in TileGrid(shape, self.tile, positive_int("stride", stride)).positions]
+        else:
+            step = max(1, self.tile // 4)
+            self.positives = [np.argwhere(m[::step, ::step]) * step for m in self.masks]
+            self.areas = np.array([h * w for h, w in shapes], np.float64)
+            if positive_fraction and not any(len(p) for p in self.positives):
+                raise InvalidArgumentError("positive_fraction is set but no mask has a positive pixel")
+
+    def _source(self, k: int):
+        """Source ``k``, opened once per process (a forked DataLoader worker opens its own)."""
+        from kagglekit.io import open_image
+
+        key = (os.getpid(), k)
+        if key not in self._opened:
+            self._opened = {kk: v for kk, v in self._opened.items() if kk[0] == os.getpid()}
+            self._opened[key] = open_image(self.sources[k])
+        return self._opened[key]
+
+    def set_epoch(self, epoch: int) -> None:
+        """Random tiles: draw those of ``epoch`` (the same seed and epoch give the same tiles)."""
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return len(self.windows) if self.samples is None else self.samples
+
+    def window(self, i: int) -> tuple[int, int, int]:
+        """(source, y, x) of item ``i``'s tile."""
+        if self.samples is None:
+            return self.windows[i]
+        rng = np.random.default_rng([self.seed, self.epoch, i])
+        if self.positive_fraction and rng.random() < self.positive_fraction:
+            k = int(rng.choice([j for j, p in enumerate(self.positives) if len(p)]))
+            cy, cx = self.positives[k][rng.integers(len(self.positives[k]))]
+            y, x = int(cy) - self.tile // 2, int(cx) - self.tile // 2
+        else:
+            k = int(rng.choice(len(self.areas), p=self.areas / self.areas.sum()))
+            h, w = self.masks[k].shape
+            y, x = int(rng.integers(0, max(1, h - self.tile + 1))), int(rng.integers(0, max(1, w - self.tile + 1)))
+        h, w = self.masks[k].shape
+        return k, min(max(y, 0), max(0, h - self.tile)), min(max(x, 0), max(0, w - self.tile))
+
+    def __getitem__(self, i: int):
+        import torch
+
+        if not 0 <= i < len(self):
+            raise IndexError(i)
+        k, y, x = self.window(i)
+        source = self._source(k)
+        image = np.ascontiguousarray(source.read(y, x, self.tile, self.tile))
+        mask = np.zeros((self.tile, self.tile), np.uint8)
+        part = self.masks[k][y : y + self.tile, x : x + self.tile]
+        mask[: part.shape[0], : part.shape[1]] = part
+        if self.transform is not None:
+            out = self.transform(image=image, mask=mask)
+            image, mask = out["image"], out["mask"]
+        x_ = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))).float()
+        if np.issubdtype(image.dtype, np.integer):
+            x_ /= float(np.iinfo(image.dtype).max)
+        return x_, torch.from_numpy(_pooled(mask.astype(np.float32), self.label_scale))[None]
