@@ -461,3 +461,38 @@ def test_an_rgb_png_decoded_into_its_array_equals_opencvs_general_decode_and_a_c
     (tmp_path / "cut.png").write_bytes((tmp_path / "rgb.png").read_bytes()[:-200])
     with pytest.raises(ImageReadError, match="cut.png"):
         decode_image(tmp_path / "cut.png")
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.float32])
+def test_masked_statistics_of_a_volume_equal_numpys_over_the_masked_voxels(tmp_path, dtype, monkeypatch):
+    import tifffile
+
+    import kagglekit.io.stats as stats
+    from kagglekit.io import masked_mean_std, open_volume
+
+    rng = np.random.default_rng(1)
+    high = 255 if dtype == np.uint8 else 60000
+    volume = (rng.random((6, 90, 70)) * high).astype(dtype)
+    tifffile.imwrite(tmp_path / "v.tif", volume, tile=(32, 32), compression="zlib")
+    mask = np.zeros((90, 70), np.uint8)
+    mask[10:80, 5:40] = 1
+    monkeypatch.setattr(stats, "_STRIP_BYTES", 7 * 70 * 6 * np.dtype(dtype).itemsize)  # 7-row strips: many of them
+    source = open_volume(tmp_path / "v.tif")
+    inside = volume[:, mask != 0].astype(np.float64)  # (Z, n)
+    mean, std = masked_mean_std(source, mask)
+    np.testing.assert_allclose([mean, std], [inside.mean(), inside.std()], rtol=1e-12)
+    means, stds = masked_mean_std(source, mask, per_channel=True)
+    np.testing.assert_allclose(means, inside.mean(axis=1), rtol=1e-12)
+    np.testing.assert_allclose(stds, inside.std(axis=1), rtol=1e-10)
+    everything = masked_mean_std(volume.transpose(1, 2, 0))
+    np.testing.assert_allclose(everything, [volume.astype(np.float64).mean(), volume.astype(np.float64).std()], rtol=1e-12)
+
+
+def test_masked_statistics_refuse_a_mask_of_another_size_or_an_empty_one():
+    from kagglekit.errors import InvalidArgumentError, ShapeError
+    from kagglekit.io import masked_mean_std
+
+    with pytest.raises(ShapeError, match="full-resolution"):
+        masked_mean_std(np.zeros((10, 12, 3), np.uint8), np.ones((5, 6)))
+    with pytest.raises(InvalidArgumentError, match="mask is empty"):
+        masked_mean_std(np.zeros((10, 12, 3), np.uint8), np.zeros((10, 12)))

@@ -3,7 +3,8 @@
 ``open_image`` and ``open_volume`` return a :class:`Source`: ``.shape`` (H, W, C), ``.dtype``,
 ``.read(y, x, h, w)`` (an (h, w, C) array, zero outside the image) and ``.thumbnail(max_side)``.
 TIFFs are read window by window; PNG/JPEG are decoded once on first use. ``match_channels(source, n)``
-adapts a gray or RGBA image to a model's input channels.
+adapts a gray or RGBA image to a model's input channels; ``masked_mean_std(source, mask)`` a fragment's
+own statistics in one streamed pass.
 """
 
 from __future__ import annotations
@@ -15,9 +16,10 @@ import numpy as np
 from kagglekit.errors import ImageReadError
 from kagglekit.io.channels import match_channels
 from kagglekit.io.source import ArraySource, Source
+from kagglekit.io.stats import masked_mean_std
 from kagglekit.io.volume import VolumeSource, open_volume
 
-__all__ = ["ArraySource", "Source", "VolumeSource", "match_channels", "open_image", "open_volume"]
+__all__ = ["ArraySource", "Source", "VolumeSource", "masked_mean_std", "match_channels", "open_image", "open_volume"]
 
 
 def open_image(path_or_array, level: int = 0, cache_bytes: int = 128 << 20) -> Source:
