@@ -94,3 +94,13 @@ def test_bags_smaller_than_r_and_mixed_feature_sizes_are_refused():
         train_heads(bags, y, folds=2, head_kwargs={"r": 10}, progress=False)
     with pytest.raises(ShapeError, match="feature sizes"):
         train_heads(bags[:5] + [np.zeros((8, 3), np.float32)], y, folds=2, progress=False)
+
+
+def test_bags_of_two_backbones_are_not_trained_together():
+    from kagglekit.mil import BagError
+
+    bags, y = toy_bags(n=6)
+    objects = [Bag(f, np.zeros((len(f), 2), np.int64), tile=224, scale=1.0, backbone="a" if k else "b", slide=str(k))
+               for k, f in enumerate(bags)]
+    with pytest.raises(BagError, match=r"several backbones \['a', 'b'\]"):
+        train_heads(objects, y, folds=2, head_kwargs={"r": 2}, progress=False)

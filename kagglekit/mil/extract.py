@@ -109,6 +109,15 @@ def plan_tiles(source, *, tile: int = 224, scale=1.0, min_tissue: float = 0.25, 
     return TilePlan(kept.positions, side, tile, scale, kind, background, threshold, selection, kept)
 
 
+def as_backbone(backbone):
+    """``backbone`` itself, or the model a checkpoint path holds (loaded once, eval mode)."""
+    if isinstance(backbone, (str, os.PathLike)):
+        from kagglekit.models import load_checkpoint
+
+        return load_checkpoint(backbone)
+    return backbone
+
+
 def backbone_name(backbone, name: str | None = None) -> str:
     """The name a bag stores for ``backbone``: ``name`` if given, else the ``create`` name of a kagglekit model
     with the name of the weights file it was created or loaded from (``"timm/resnet18@tcga.safetensors"``).
@@ -119,8 +128,12 @@ def backbone_name(backbone, name: str | None = None) -> str:
     if config is None:
         raise InvalidArgumentError(f"name the backbone (name='...'): a {type(backbone).__name__} not built by "
                                    "kagglekit.models.create carries no name, and bags of two backbones must never mix")
-    weights = getattr(backbone, "kagglekit_weights", None)
-    return f"{config['name']}@{os.path.basename(str(weights))}" if weights else str(config["name"])
+    return model_name(config["name"], getattr(backbone, "kagglekit_weights", None))
+
+
+def model_name(created_as: str, weights=None) -> str:
+    """The bag name of a model created as ``created_as`` from the file ``weights`` (None: random weights)."""
+    return f"{created_as}@{os.path.basename(str(weights))}" if weights else str(created_as)
 
 
 def _tile_reader(source, plan: TilePlan, *, swap: bool, stain, batch_size: int):
@@ -129,7 +142,7 @@ def _tile_reader(source, plan: TilePlan, *, swap: bool, stain, batch_size: int):
     ``batch_size`` asks the source to decode the whole batch's windows at once (TIFF)."""
     import cv2
 
-    from kagglekit.tiling.masks import is_foreground
+    from kagglekit.tiling.masks import is_foreground, swap_background
 
     side, coords = plan.side, plan.coords
     transform = getattr(stain, "transform", stain)
@@ -142,7 +155,7 @@ def _tile_reader(source, plan: TilePlan, *, swap: bool, stain, batch_size: int):
         if transform is not None:
             pixels = transform(pixels)
         if swap:
-            pixels = np.where(is_foreground(pixels, plan.background, plan.threshold)[:, :, None], pixels, 0).astype(pixels.dtype)
+            pixels = swap_background(pixels, is_foreground(pixels, plan.background, plan.threshold))
         if side != plan.tile:
             pixels = cv2.resize(pixels, (plan.tile, plan.tile), interpolation=cv2.INTER_AREA if side > plan.tile
                                 else cv2.INTER_LINEAR).reshape(plan.tile, plan.tile, -1)
@@ -194,10 +207,7 @@ def extract_bag(backbone, source, *, slide: str | None = None, name: str | None 
     device = resolve_device(device)
     # bench_mil.py (b): on a CPU, batches of 16 run 1.2x faster than 64 (the activations stay in cache) and hold less
     batch_size = positive_int("batch_size", batch_size or (64 if device.type == "cuda" else 16))
-    if isinstance(backbone, (str, os.PathLike)):
-        from kagglekit.models import load_checkpoint
-
-        backbone = load_checkpoint(backbone)
+    backbone = as_backbone(backbone)
     name = backbone_name(backbone, name)
     opened = open_image(source)
     try:

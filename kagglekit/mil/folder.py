@@ -113,23 +113,20 @@ def extract_bags(slides, out_dir, backbone, *, name: str | None = None, progress
     :func:`~kagglekit.mil.extract_bag` (the backbone is moved to the device once). A slide that fails is
     logged once and recorded; the others go on (a bad option raises at once). Holds one slide's source and bag at a time.
     """
+    import inspect
+
     import polars as pl
     from tqdm.auto import tqdm
 
     from kagglekit.mil.bags import save_bag
-    from kagglekit.mil.extract import NoTissueError, backbone_name, extract_bag
-
-    import inspect
+    from kagglekit.mil.extract import NoTissueError, as_backbone, backbone_name, extract_bag
 
     paths = slide_paths(slides)
     try:
         inspect.signature(extract_bag).bind(backbone, None, **options)
     except TypeError as exc:
         raise InvalidArgumentError(f"extract_bags: {exc} (options go to extract_bag)") from None
-    if isinstance(backbone, (str, os.PathLike)):
-        from kagglekit.models import load_checkpoint
-
-        backbone = load_checkpoint(backbone)
+    backbone = as_backbone(backbone)
     name = backbone_name(backbone, name)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

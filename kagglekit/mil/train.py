@@ -31,23 +31,29 @@ __all__ = ["TrainedHeads", "epoch_batches", "fit_heads", "head_seeds", "leave_cl
 MAX_SEEDS = 1000
 
 
-def _features(bags) -> list[np.ndarray]:
-    """(N_i, D) float16/float32 arrays from Bags, arrays or bag paths (one feature size for all)."""
-    from kagglekit.mil.bags import Bag, load_bag
+def _features(bags) -> tuple[list[np.ndarray], str | None]:
+    """(N_i, D) float16/float32 arrays from Bags, arrays or bag paths (one feature size for all), and the name
+    of the backbone the Bags came from (None for plain arrays); Bags of two backbones are refused."""
+    from kagglekit.mil.bags import Bag, BagError, load_bag
 
-    out = []
+    out, backbones = [], set()
     for b in bags:
         b = load_bag(b) if isinstance(b, (str, os.PathLike)) else b
+        if isinstance(b, Bag):
+            backbones.add(b.backbone)
         f = b.features if isinstance(b, Bag) else np.asarray(b)
         if f.ndim != 2 or f.dtype.kind != "f":
             raise ShapeError(f"bag {len(out)}: features must be (N, D) floats, got {f.shape} {f.dtype}")
         out.append(f)
     if not out:
         raise InvalidArgumentError("no bags given")
+    if len(backbones) > 1:
+        raise BagError(f"the bags come from several backbones {sorted(backbones)}; features of different backbones "
+                       "cannot be mixed: extract every slide with one backbone")
     dims = {f.shape[1] for f in out}
     if len(dims) > 1:
         raise ShapeError(f"bags have feature sizes {sorted(dims)}; bags of one backbone share one size")
-    return out
+    return out, next(iter(backbones), None)
 
 
 def pad_bags(features: Sequence[np.ndarray], index, device=None):
@@ -203,7 +209,7 @@ def train_heads(bags, y, *, head: str = "chowder", folds=5, n_seeds: int = 10, e
     """
     from kagglekit.metrics import balanced_accuracy
 
-    features = _features(bags)
+    features, backbone = _features(bags)
     y, classes = _labels(y, classes)
     if y.shape != (len(features),):
         raise ShapeError(f"y must have one label per bag ({len(features)}), got shape {y.shape}")
@@ -213,7 +219,6 @@ def train_heads(bags, y, *, head: str = "chowder", folds=5, n_seeds: int = 10, e
         raise ShapeError(f"{len(small)} bag(s) (e.g. {small[:5]}) have fewer tiles than Chowder's r={r}; "
                          "lower r (head_kwargs={'r': ...}) or extract those slides with smaller tiles")
     num_classes = len(classes) if classes is not None else int(y.max()) + 1
-    backbones = {getattr(b, "backbone", None) for b in bags}
     oof = np.full((len(features), num_classes), np.nan, np.float32)
     heads, scores, paths = [], [], []
     for fold, (train, val) in enumerate(_fold_pairs(folds, y, seed)):
@@ -227,7 +232,7 @@ def train_heads(bags, y, *, head: str = "chowder", folds=5, n_seeds: int = 10, e
             from kagglekit.models import save_checkpoint
 
             meta = {"fold": fold, "seeds": ensemble.seeds, "balanced_accuracy": scores[-1],
-                    "backbone": next(iter(backbones)) if len(backbones) == 1 else None}
+                    "backbone": backbone}
             paths.append(save_checkpoint(ensemble, Path(out_dir) / f"heads_fold{fold}.safetensors", meta, classes=classes))
     seen = ~np.isnan(oof[:, 0])
     return TrainedHeads(heads, oof, scores, balanced_accuracy(y[seen], oof[seen].argmax(axis=1)), classes, paths)
@@ -245,7 +250,7 @@ def predict_bags(heads, bags, *, batch_size: int = 64, device=None) -> np.ndarra
     ensembles = [load_checkpoint(h) if isinstance(h, (str, os.PathLike)) else h for h in heads]
     if not ensembles:
         raise InvalidArgumentError("predict_bags needs at least one fold's heads")
-    features = _features(bags)
+    features, _ = _features(bags)
     total = sum(head_probabilities(e.to(device).eval(), features, batch_size=batch_size).sum(axis=1) for e in ensembles)
     return (total / sum(e.num_heads for e in ensembles)).astype(np.float32)
 
@@ -261,7 +266,7 @@ def leave_class_out(bags, y, *, head: str = "chowder", n_seeds: int = 10, seed: 
     ``n_seeds`` heads at once); arguments as :func:`train_heads`."""
     from tqdm.auto import tqdm
 
-    features = _features(bags)
+    features, _ = _features(bags)
     y, classes = _labels(y, classes)
     num_classes = len(classes) if classes is not None else int(y.max()) + 1
     out = np.full((len(features), num_classes), np.nan, np.float32)

@@ -52,13 +52,12 @@ def load_backbone(slides):
 
 def _expected_name(slides) -> str:
     """The name bags of the ``[slides]`` backbone carry (:func:`kagglekit.mil.backbone_name`), from the files alone."""
-    from pathlib import Path
-
+    from kagglekit.mil.extract import model_name
     from kagglekit.models import checkpoint_info
 
     if slides.weights is not None:
-        return f"{slides.backbone}@{slides.weights.name}"
-    return f"{checkpoint_info(slides.backbone)['name']}@{Path(slides.backbone).name}"
+        return model_name(slides.backbone, slides.weights)
+    return model_name(checkpoint_info(slides.backbone)["name"], slides.backbone)
 
 
 def check_backbone(cfg) -> str:
