@@ -12,8 +12,8 @@ import pytest
 import torch
 
 from kagglekit.errors import InvalidArgumentError
-from kagglekit.mil import (NoTissueError, bag_path, extract_bag, extract_bags, load_bag, plan_tiles, save_bag,
-                           slide_kind)
+from kagglekit.jobs import extract_bags
+from kagglekit.mil import NoTissueError, extract_bag, load_bag, plan_tiles, save_bag, slide_kind
 from helpers import plain_selection, plain_tile
 
 IMAGENET = (np.array([0.485, 0.456, 0.406], np.float32), np.array([0.229, 0.224, 0.225], np.float32))
@@ -132,6 +132,10 @@ class Counting(Recorder):
         return super().forward(x)
 
 
+def bag_path(out, slide):
+    return out / f"{slide}.safetensors"
+
+
 def slide_folder(tmp_path):
     folder = tmp_path / "slides"
     folder.mkdir()
@@ -153,19 +157,22 @@ def test_a_folder_run_records_each_slide_and_resumes_after_an_interruption(tmp_p
     counting = Counting()
     manifest = extract_bags(folder, out, counting, **options)
     status = dict(zip(manifest["slide"], manifest["status"]))
-    assert status == {"blank": "no_tissue", "broken": "failed", "s0": "kept", "s1": "done", "s2": "done"}
+    assert status == {"blank": "skipped", "broken": "failed", "s0": "skipped", "s1": "done", "s2": "done"}  # blank: empty before s0
     expected_tiles = {f"s{k}": len(plain_selection(slide(300, 360, seed=k), 64, 0.2)) for k in range(3)}
-    assert dict(zip(manifest["slide"], manifest["tiles"])) == {"blank": 0, "broken": 0, **expected_tiles}
+    assert dict(zip(manifest["slide"], manifest["tiles"])) == {"blank": None, "broken": None, **expected_tiles}
+    assert dict(zip(manifest["slide"], manifest["attempts"]))["broken"] == 1  # bad input: not tried again
     assert sum(len(x) for x in counting.seen) == expected_tiles["s1"] + expected_tiles["s2"]  # s0 not redone
     assert "broken.png" in manifest.filter(manifest["slide"] == "broken")["error"][0]
-    on_disk = {row["slide"]: row["status"] for row in json.loads((out / "manifest.json").read_text())}
-    assert on_disk == status
+    on_disk = {}
+    for line in (out / "manifest.jsonl").read_text().splitlines():
+        on_disk[json.loads(line)["slide"]] = json.loads(line)["status"]
+    assert on_disk == {**status, "s0": "done", "blank": "empty"}
     # a cut-off bag file is extracted again; the blank slide is not read again
     bag_path(out, "s2").write_bytes(bag_path(out, "s2").read_bytes()[:-20])
     counting = Counting()
     manifest = extract_bags(folder, out, counting, **options)
     status = dict(zip(manifest["slide"], manifest["status"]))
-    assert status == {"blank": "no_tissue", "broken": "failed", "s0": "kept", "s1": "kept", "s2": "done"}
+    assert status == {"blank": "skipped", "broken": "failed", "s0": "skipped", "s1": "skipped", "s2": "done"}
     assert sum(len(x) for x in counting.seen) == expected_tiles["s2"]
     assert len(load_bag(bag_path(out, "s2"), backbone="r")) == expected_tiles["s2"]
 
@@ -176,7 +183,7 @@ def test_a_folder_run_redoes_a_bag_of_another_backbone_and_refuses_a_bad_option(
     save_bag(first, bag_path(out, "s0"))
     manifest = extract_bags({"s0": folder / "s0.png"}, out, Recorder(), name="r", tile=64, progress=False)
     assert manifest["status"].to_list() == ["done"] and load_bag(bag_path(out, "s0")).backbone == "r"
-    with pytest.raises(InvalidArgumentError, match="options go to extract_bag"):
+    with pytest.raises(InvalidArgumentError, match="options go to kagglekit.mil.extract_bag"):
         extract_bags(folder, out, Recorder(), name="r", tile_size=64, progress=False)
 
 
@@ -184,7 +191,7 @@ def test_a_folder_run_with_other_settings_redoes_every_slide(tmp_path):
     folder, out = slide_folder(tmp_path), tmp_path / "bags"
     extract_bags(folder, out, Recorder(), name="r", tile=64, min_tissue=0.2, progress=False)
     same = extract_bags(folder, out, Recorder(), name="r", tile=64, min_tissue=0.2, batch_size=3, progress=False)
-    assert same["status"].to_list() == ["no_tissue", "failed", "kept", "kept", "kept"]  # batch_size changes no bag
+    assert same["status"].to_list() == ["skipped", "failed", "skipped", "skipped", "skipped"]  # batch_size changes no bag
     other = extract_bags(folder, out, Recorder(), name="r", tile=48, min_tissue=0.2, progress=False)
-    assert other["status"].to_list() == ["no_tissue", "failed", "done", "done", "done"]
+    assert other["status"].to_list() == ["empty", "failed", "done", "done", "done"]
     assert load_bag(bag_path(out, "s0")).tile == 48 and load_bag(bag_path(out, "s0")).selection["settings"]["tile"] == 48

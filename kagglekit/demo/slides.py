@@ -131,7 +131,8 @@ def run_slides(out="build/demo", *, n_train: int = 128, n_test: int = 96, seed: 
     from kagglekit.demo.slides_data import OTHER, SUBTYPES, build_slide_competition, read_labels
     from kagglekit.kaggle import read_csv_strings
     from kagglekit.metrics import balanced_accuracy
-    from kagglekit.mil import bag_path, extract_bags, leave_class_out, load_bag, predict_bags, train_heads
+    from kagglekit.jobs import extract_bags
+    from kagglekit.mil import leave_class_out, load_bag, predict_bags, train_heads
     from kagglekit.thresholds import write_decision
 
     out = Path(out)
@@ -146,7 +147,7 @@ def run_slides(out="build/demo", *, n_train: int = 128, n_test: int = 96, seed: 
     train_ids, train_labels, _ = read_labels(comp.folder / "train.csv")
     manifest = extract_bags(comp.folder / "train_images", working / "bags" / "train", backbone, **BAG_OPTIONS)
     log(f"   {manifest['tiles'].sum()} tiles in {len(manifest)} bags; kinds {dict(manifest['kind'].value_counts().iter_rows())}")
-    train_bags = [load_bag(bag_path(working / "bags" / "train", i)) for i in train_ids]
+    train_bags = [load_bag(working / "bags" / "train" / f"{i}.safetensors") for i in train_ids]
     y = np.array([SUBTYPES.index(label) for label in train_labels])
     log(f"3/5 heads: {FOLDS} folds x 1 Chowder, {FOLDS} folds x {N_SEEDS} seeds at once, leave-class-out rows")
     one = train_heads(train_bags, y, folds=FOLDS, n_seeds=1, seed=seed, progress=False, **TRAINING)
@@ -163,7 +164,7 @@ def run_slides(out="build/demo", *, n_train: int = 128, n_test: int = 96, seed: 
     log("5/5 the other rows from the test bags, and the scores on the hidden labels")
     test_ids, test_labels, test_tma = read_labels(comp.solution)
     extract_bags(comp.folder / "test_images", working / "bags" / "test", backbone, progress=False, **BAG_OPTIONS)
-    test_bags = [load_bag(bag_path(working / "bags" / "test", i)) for i in test_ids]
+    test_bags = [load_bag(working / "bags" / "test" / f"{i}.safetensors") for i in test_ids]
     names = np.array([*SUBTYPES, OTHER], dtype=object)
     truth = np.array(test_labels, dtype=object)
     submitted = dict(read_csv_strings(working / "submission.csv", "submission").select("image_id", "label").iter_rows())

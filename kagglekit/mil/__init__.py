@@ -4,10 +4,11 @@
                                                                      coordinates and the backbone that made them
     extract_bag(backbone, slide, tile=, scale=, top_k=)   extract.py  tissue tiles of one slide -> a Bag
     plan_tiles, slide_kind, backbone_name                 extract.py  which tiles, TMA or WSI, the bag's backbone name
-    extract_bags(slides, out_dir, backbone, ...)          folder.py   a folder of slides -> bag files + manifest, resumable
     train_heads(bags, y, folds=, n_seeds=) -> TrainedHeads train.py    seed ensembles per fold, trained at once; OOF probabilities
     predict_bags(heads, bags)                             train.py    the mean of every head's probabilities
     leave_class_out(bags, y, n_seeds=)                    train.py    each bag seen by heads never shown its class ("Other")
+
+A folder of slides (one bag file each, resumable, in this process or on Ray): :func:`kagglekit.jobs.extract_bags`.
 
 Importing this package is cheap: each name is loaded from its submodule on first use.
 """
@@ -20,8 +21,7 @@ _EXPORTS = {"Bag": "bags", "BagError": "bags", "save_bag": "bags", "load_bag": "
             "extract_bag": "extract", "plan_tiles": "extract", "slide_kind": "extract", "backbone_name": "extract",
             "NoTissueError": "extract", "TilePlan": "extract",
             "train_heads": "train", "predict_bags": "train", "leave_class_out": "train", "TrainedHeads": "train", "fit_heads": "train",
-            "pad_bags": "train", "epoch_batches": "train", "head_seeds": "train",
-            "extract_bags": "folder", "slide_paths": "folder", "bag_path": "folder"}
+            "pad_bags": "train", "epoch_batches": "train", "head_seeds": "train"}
 
 __all__ = sorted(_EXPORTS)
 
