@@ -2,6 +2,7 @@
 
     kagglekit segment        run the segmentation pipeline of a config on an input folder (--check: validate only)
     kagglekit classify       run the classification pipeline of a config on an input folder (--check: validate only)
+    kagglekit run <job>      run a per-slide job (bags, predictions, tiles) over slides, here or on Ray, resumable
     kagglekit demo [name]    build mini-competitions, train on CPU, run the notebook, one table of results
     kagglekit wheels build   build kagglekit's wheel and download the wheels the Kaggle image lacks
     kagglekit wheels check   prove offline that the wheel folder installs for the target
@@ -190,6 +191,52 @@ def _add_demo(sub) -> None:
     parser.set_defaults(handler=_demo)
 
 
+def _run_job(args) -> int:
+    from kagglekit.jobs import run_slides
+    from kagglekit.jobs.registry import JOBS, OPTIONS
+
+    spec = JOBS[args.job]
+    options = {OPTIONS[flag][0]: getattr(args, OPTIONS[flag][0]) for flag in spec.flags
+               if getattr(args, OPTIONS[flag][0]) is not None}
+    job = spec.job_class()(**options)
+    report = run_slides(job, args.slides, args.out, engine=args.engine, address=args.address, workers=args.workers,
+                        cpus_per_worker=args.cpus_per_worker, gpus_per_worker=args.gpus_per_worker,
+                        retries=args.retries, skip_existing=not args.redo, progress=not args.quiet)
+    print(report.summary(), flush=True)
+    return 3 if report.failed else 0
+
+
+def _add_run(sub) -> None:
+    from kagglekit.jobs.registry import JOBS, OPTIONS
+
+    parser = _parser(sub, "run", "run a per-slide job over slides, in this process or on Ray; rerun to resume",
+                     JOBS["bags"].example,
+                     description="Run a job on every slide: one output per slide in --out, whole or absent, and "
+                                 "manifest.jsonl. A rerun of the same command skips finished slides (same settings) "
+                                 "and redoes the rest, so after a crash run it again. Exit code 0: no slide failed; "
+                                 "3: some failed (the report names them); 1: an error.\n\n"
+                                 + "\n".join(f"  {n:12s} {spec.help}" for n, spec in JOBS.items()))
+    jobs = parser.add_subparsers(dest="job", required=True, metavar="job", title="jobs")
+    for name, spec in JOBS.items():
+        job = _parser(jobs, name, spec.help, spec.example)
+        job.add_argument("--slides", required=True, help="a folder, or a quoted glob pattern such as 'train/*.png'")
+        job.add_argument("--out", required=True, help="output folder (shared by every node on a cluster)")
+        engine = job.add_argument_group("where it runs")
+        engine.add_argument("--engine", choices=("auto", "local", "ray"), default="auto",
+                            help="auto (default): Ray when it is installed and --workers > 1 or --address is given")
+        engine.add_argument("--address", help="a running Ray cluster, e.g. ray://head:10001 (default: a private local one)")
+        engine.add_argument("--workers", type=int, help="Ray workers (default: as many as fit)")
+        engine.add_argument("--cpus-per-worker", type=float, default=1)
+        engine.add_argument("--gpus-per-worker", type=float, default=0, help="1: each worker on its own GPU")
+        engine.add_argument("--retries", type=int, default=3, help="further attempts for a failing slide (default 3)")
+        engine.add_argument("--redo", action="store_true", help="redo every slide, finished or not")
+        options = job.add_argument_group(f"{name} options")
+        for flag in spec.flags:
+            keyword, kind, help = OPTIONS[flag]
+            options.add_argument(f"--{flag}", dest=keyword, type=kind, required=flag in spec.required, help=help)
+    parser.set_defaults(handler=_run_job)
+
+
 def _run_pipeline(kind: str):
     """The handler of ``kagglekit segment`` / ``kagglekit classify``."""
 
@@ -245,13 +292,14 @@ def _add_pipeline(kind: str):
     return add
 
 
-_COMMANDS = (_add_pipeline("segment"), _add_pipeline("classify"), _add_demo, _add_wheels, _add_kernel, _add_bundle, _add_push)
+_COMMANDS = (_add_pipeline("segment"), _add_pipeline("classify"), _add_run, _add_demo, _add_wheels, _add_kernel, _add_bundle, _add_push)
 
 _DESCRIPTION = "kagglekit: tiling, TTA, thresholds, pipelines and offline delivery for Kaggle image competitions."
 _EPILOG = """examples:
   kagglekit segment --config models/segment.toml --input /kaggle/input/comp --output /kaggle/working
   kagglekit segment --config models/segment.toml --input /kaggle/input/comp --check
   kagglekit classify --config models/classify.toml --input /kaggle/input/comp --output /kaggle/working
+  kagglekit run bags --slides 'train/*.png' --out bags/ --backbone timm/resnet18 --weights r18.safetensors --workers 2
   kagglekit demo --out build/demo
   kagglekit demo multilabel
   kagglekit wheels build --dest wheels --dataset-id you/kagglekit-wheels

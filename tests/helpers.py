@@ -92,3 +92,21 @@ def plain_selection(image, side, min_tissue, top_k=None):
     if top_k is not None:
         keep = sorted(sorted(keep, key=lambda i: -shares[i])[:top_k])
     return np.array([origins[i] for i in keep], np.int64).reshape(-1, 2)
+
+
+def tissue_slide(h=700, w=900, background=255, seed=0):
+    """An RGB slide: ``background`` with textured tissue blobs (random ellipses) of mid brightness."""
+    import cv2
+
+    rng = np.random.default_rng(seed)
+    image = np.full((h, w, 3), background, np.uint8)
+    mask = np.zeros((h, w), np.uint8)
+    for _ in range(5):
+        centre = (int(rng.integers(100, w - 100)), int(rng.integers(100, h - 100)))
+        axes = (int(rng.integers(40, 140)), int(rng.integers(40, 140)))
+        cv2.ellipse(mask, centre, axes, float(rng.uniform(0, 180)), 0, 360, 1, -1)
+    texture = rng.integers(60, 190, (h, w, 3), dtype=np.uint8)
+    image[mask > 0] = texture[mask > 0]
+    return image
+
+

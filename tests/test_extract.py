@@ -14,23 +14,9 @@ import torch
 from kagglekit.errors import InvalidArgumentError
 from kagglekit.jobs import extract_bags
 from kagglekit.mil import NoTissueError, extract_bag, load_bag, plan_tiles, save_bag, slide_kind
-from helpers import plain_selection, plain_tile
+from helpers import plain_selection, plain_tile, tissue_slide as slide
 
 IMAGENET = (np.array([0.485, 0.456, 0.406], np.float32), np.array([0.229, 0.224, 0.225], np.float32))
-
-
-def slide(h=700, w=900, background=255, seed=0):
-    """An RGB slide: ``background`` with textured tissue blobs (random ellipses) of mid brightness."""
-    rng = np.random.default_rng(seed)
-    image = np.full((h, w, 3), background, np.uint8)
-    mask = np.zeros((h, w), np.uint8)
-    for _ in range(5):
-        centre = (int(rng.integers(100, w - 100)), int(rng.integers(100, h - 100)))
-        axes = (int(rng.integers(40, 140)), int(rng.integers(40, 140)))
-        cv2.ellipse(mask, centre, axes, float(rng.uniform(0, 180)), 0, 360, 1, -1)
-    texture = rng.integers(60, 190, (h, w, 3), dtype=np.uint8)
-    image[mask > 0] = texture[mask > 0]
-    return image
 
 
 class Recorder(torch.nn.Module):

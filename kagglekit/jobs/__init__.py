@@ -19,7 +19,7 @@ _EXPORTS = {"Job": "contract", "NothingToDo": "contract", "JobSetupError": "cont
             "run_slides": "runner", "JobReport": "runner", "output_path": "runner",
             "slide_paths": "slides", "SLIDE_SUFFIXES": "slides",
             "BagJob": "bags", "extract_bags": "bags", "PredictionJob": "predictions", "TileExportJob": "tiles",
-            "JOBS": "registry"}
+            "JOBS": "registry", "ModelRef": "models"}
 
 __all__ = sorted(_EXPORTS)
 

@@ -12,11 +12,11 @@ the device) and redoes the others. A slide without tissue is recorded as ``"empt
 from __future__ import annotations
 
 import inspect
-import os
 from pathlib import Path
 
 from kagglekit.errors import InvalidArgumentError, KagglekitError
 from kagglekit.jobs.contract import Job, NothingToDo, Slide, plain_settings
+from kagglekit.jobs.models import ModelRef
 
 __all__ = ["BagJob", "extract_bags"]
 
@@ -35,7 +35,7 @@ class BagJob(Job):
     name, suffix = "bags", ".safetensors"
 
     def __init__(self, backbone, *, weights=None, name: str | None = None, **options):
-        from kagglekit.mil.extract import backbone_name, extract_bag, model_name
+        from kagglekit.mil.extract import extract_bag
 
         try:
             inspect.signature(extract_bag).bind(None, None, **options)
@@ -44,45 +44,21 @@ class BagJob(Job):
         for reserved in ("slide", "tissue"):
             if reserved in options:
                 raise InvalidArgumentError(f"BagJob: {reserved}= is per slide; it cannot be one option for all slides")
-        self.backbone, self.weights, self.options = backbone, weights, options
-        if isinstance(backbone, (str, os.PathLike)):
-            if weights is None:
-                from kagglekit.models import checkpoint_info
-
-                created = checkpoint_info(backbone)["name"]  # a missing or broken checkpoint is named here, once
-                self.backbone_name = name or model_name(created, backbone)
-            else:
-                if not Path(weights).is_file():
-                    from kagglekit.errors import WeightsNotFoundError
-
-                    raise WeightsNotFoundError(f"backbone weights {weights} not found; pass a local file (kagglekit never downloads)")
-                self.backbone_name = name or model_name(str(backbone), weights)
-        else:
-            self.backbone_name = backbone_name(backbone, name)
+        self.backbone = ModelRef(backbone, weights=weights, name=name, num_classes=0)
+        self.options = options
         self._model = None
 
     def settings(self) -> dict:
-        return {"backbone": self.backbone_name, **bag_settings(self.options)}
+        return {"backbone": self.backbone.name, **bag_settings(self.options)}
 
     def setup(self) -> None:
-        if isinstance(self.backbone, (str, os.PathLike)):
-            from kagglekit.models import create, load_checkpoint
-
-            self._model = (load_checkpoint(self.backbone) if self.weights is None
-                           else create(str(self.backbone), num_classes=0, weights=self.weights).eval())
-        else:
-            self._model = self.backbone
-        device = self.options.get("device")
-        if hasattr(self._model, "to"):
-            from kagglekit.infer.batching import resolve_device
-
-            self._model = self._model.to(resolve_device(device))
+        self._model = self.backbone.build(self.options.get("device"))
 
     def run(self, slide: Slide, out_path: Path) -> dict:
         from kagglekit.mil import NoTissueError, extract_bag, save_bag
 
         try:
-            bag = extract_bag(self._model, slide.path, slide=slide.id, name=self.backbone_name, **self.options)
+            bag = extract_bag(self._model, slide.path, slide=slide.id, name=self.backbone.name, **self.options)
         except NoTissueError as exc:
             raise NothingToDo(str(exc)) from None
         bag.selection["settings"] = bag_settings(self.options)
@@ -94,13 +70,10 @@ class BagJob(Job):
         from kagglekit.mil import load_bag
 
         try:
-            bag = load_bag(out_path, backbone=self.backbone_name)
+            bag = load_bag(out_path, backbone=self.backbone.name)
         except (KagglekitError, OSError):
             return False
         return bag.selection.get("settings") == bag_settings(self.options)
-
-    def __getstate__(self):  # a built model does not travel to the workers: each builds its own
-        return {**self.__dict__, "_model": None}
 
 
 def bag_settings(options: dict) -> dict:

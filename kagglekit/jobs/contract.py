@@ -52,7 +52,8 @@ class JobSetupError(KagglekitError, RuntimeError):
 
 class Job:
     """Base class of per-slide jobs (see the module docstring). Instances are pickled to the workers, so
-    keep them small: paths and options, not models; build the model in :meth:`setup`."""
+    keep them small: paths and options, not models. Build the model in :meth:`setup` into an attribute
+    whose name starts with ``_``: those stay on the worker that built them (they are not pickled)."""
 
     name: str = "job"
     suffix: str = ""
@@ -75,6 +76,9 @@ class Job:
 
     def finish(self, out_dir: Path, outputs: dict[str, Path]) -> None:
         """Called once in the driver after the run with every slide's finished output (e.g. to write one index)."""
+
+    def __getstate__(self):
+        return {k: v for k, v in self.__dict__.items() if not k.startswith("_")}
 
 
 def plain_settings(value):

@@ -136,7 +136,7 @@ def model_name(created_as: str, weights=None) -> str:
     return f"{created_as}@{os.path.basename(str(weights))}" if weights else str(created_as)
 
 
-def _tile_reader(source, plan: TilePlan, *, swap: bool, stain, batch_size: int):
+def tile_reader(source, plan: TilePlan, *, swap: bool, stain, batch_size: int):
     """``read(i) -> (tile, tile, C) uint8`` for tile ``i`` of ``plan``: the level-0 window, stain-normalised,
     background set to 0 (``swap``), resized to ``plan.tile``. The first tile of each batch of
     ``batch_size`` asks the source to decode the whole batch's windows at once (TIFF)."""
@@ -220,7 +220,7 @@ def extract_bag(backbone, source, *, slide: str | None = None, name: str | None 
                                 f"({plan.selection['candidates']} candidates, {plan.background} background); "
                                 "lower min_tissue or check the slide")
         swap = swap_background is True or (swap_background == "tma" and plan.kind == "tma")
-        read = _tile_reader(opened, plan, swap=swap, stain=stain, batch_size=batch_size)
+        read = tile_reader(opened, plan, swap=swap, stain=stain, batch_size=batch_size)
         features = None
         for indices, outputs, _ in iter_predictions([backbone], range(len(plan.coords)), normalize=normalize,
                                                     batch_size=batch_size, num_workers=num_workers, device=device,
