@@ -68,7 +68,8 @@ def _wheels_build(args) -> int:
     image, target = _target(args)
     wheels = build_wheels(args.dest, project=args.project, requirements=args.requirement, image=image,
                           target=target, find_links=args.find_links or (), index_url=args.index_url,
-                          no_index=args.no_index, isolated=args.isolated, dataset_id=args.dataset_id)
+                          no_index=args.no_index, isolated=args.isolated, dataset_id=args.dataset_id,
+                          extras=args.extra or ())
     for w in wheels:
         print(w)
     print(f"{len(wheels)} wheels in {args.dest} for {target.describe()}")
@@ -80,7 +81,7 @@ def _wheels_check(args) -> int:
 
     image, target = _target(args)
     found = check_wheels(args.folder, requirements=args.requirement, image=image, target=target,
-                         isolated=args.isolated)
+                         isolated=args.isolated, extras=args.extra or ())
     print("\n".join(found))
     print(f"ok: {args.folder} installs offline for {target.describe()} ({len(found)} wheels)")
     return 0
@@ -100,6 +101,7 @@ def _add_wheels(sub) -> None:
     build.add_argument("--index-url", help="package index to download from")
     build.add_argument("--no-index", action="store_true", help="use only --find-links")
     build.add_argument("--dataset-id", help="id for dataset-metadata.json, e.g. you/kagglekit-wheels")
+    build.add_argument("--extra", action="append", help="add an optional group of wheels (repeatable), e.g. ray")
     _add_target_options(build)
     build.set_defaults(handler=_wheels_build)
     check = _parser(wheels, "check", "prove the wheel folder installs offline for the target",
@@ -107,6 +109,7 @@ def _add_wheels(sub) -> None:
     check.add_argument("folder", nargs="?", default="wheels", help="wheel folder (default: wheels)")
     check.add_argument("--requirement", action="append",
                        help="requirement that must resolve (repeatable; default: kagglekit + `missing`)")
+    check.add_argument("--extra", action="append", help="the optional groups the folder must also hold, e.g. ray")
     _add_target_options(check)
     check.set_defaults(handler=_wheels_check)
 

@@ -20,6 +20,7 @@ from packaging import _manylinux
 from packaging.requirements import Requirement
 
 import kagglekit
+from kagglekit.errors import InvalidArgumentError
 from kagglekit.kaggle.kernel import check_dataset_metadata
 from kagglekit.kaggle.wheels import (
     KaggleImage,
@@ -44,13 +45,13 @@ def project(tmp_path_factory) -> Path:
     return make_project(tmp_path_factory.mktemp("project"))
 
 
-def image(missing=(), preinstalled=()) -> KaggleImage:
-    return KaggleImage(TARGET, tuple(missing), frozenset(normalize_name(n) for n in preinstalled))
+def image(missing=(), preinstalled=(), extras=None) -> KaggleImage:
+    return KaggleImage(TARGET, tuple(missing), frozenset(normalize_name(n) for n in preinstalled), extras or {})
 
 
-def build(dest, links, requirements, **kwargs):
+def build(dest, links, requirements, extras=None, **kwargs):
     kwargs.setdefault("project", None)
-    return build_wheels(dest, requirements=requirements, image=image(), find_links=[links], no_index=True,
+    return build_wheels(dest, requirements=requirements, image=image(extras=extras), find_links=[links], no_index=True,
                         isolated=True, **kwargs)
 
 
@@ -79,6 +80,16 @@ def test_build_gets_kagglekit_and_every_wheel_that_fits_the_target(tmp_path, lin
     assert meta["id"] == "your-kaggle-username/kagglekit-wheels"
     assert all(name in meta["description"] for name in names)
     assert not list(tmp_path.glob(".wheels-staging-*"))
+
+
+def test_build_adds_an_extra_group_only_when_asked_and_names_an_unknown_one(tmp_path, links):
+    groups = {"ray": ("tinydep",)}
+    assert [w.name for w in build(tmp_path / "plain", links, ["tinywheel"], extras=groups)] == ["tinywheel-1.0-py3-none-any.whl"]
+    with_extra = build_wheels(tmp_path / "extra", requirements=["tinywheel"], image=image(extras=groups), find_links=[links],
+                              no_index=True, isolated=True, project=None, extras=["ray"])
+    assert sorted(w.name for w in with_extra) == ["tinydep-0.3-py3-none-any.whl", "tinywheel-1.0-py3-none-any.whl"]
+    with pytest.raises(InvalidArgumentError, match="unknown wheel extra 'spark'.*'ray'"):
+        build_wheels(tmp_path / "bad", requirements=[], image=image(extras=groups), project=None, extras=["spark"])
 
 
 def test_build_refuses_an_sdist_only_requirement_naming_it(tmp_path, links):
@@ -189,6 +200,9 @@ def test_kaggle_image_data_covers_what_kagglekit_and_smp_require():
     covered = img.preinstalled | set(missing)
     assert _needs("segmentation-models-pytorch") <= covered
     assert _needs("kagglekit") <= covered
+    # the ray extra: the version installed here (the one the job tests ran on) is in range; its needs are in the image
+    (ray,) = map(Requirement, img.extras["ray"])
+    assert ray.specifier.contains(importlib.metadata.version("ray")) and _needs("ray") <= covered
 
 
 def test_real_kagglekit_wheel_ships_the_cli_and_the_image_data(tmp_path):

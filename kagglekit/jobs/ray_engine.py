@@ -2,9 +2,9 @@
 
 An actor is restarted when its process dies, and the slide it had is tried again (up to ``retries``
 more times, as a slide that raised). Each actor has one slide in flight, so at most ``workers`` slides
-are being read at once. ``address=None`` starts a private local cluster for the run and stops it after
-(a cluster this process already joined with ``ray.init`` is used as it is); an address joins a running
-cluster and leaves it running. Ray is imported only here.
+are being read at once. A cluster this process already joined (``ray.init`` in a notebook) is used as
+it is; otherwise ``address=None`` starts a private local cluster for the run and stops it after, and an
+address joins a running cluster and leaves it running. Ray is imported only here.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 
-from kagglekit.errors import InvalidArgumentError
+from kagglekit.errors import InvalidArgumentError, KagglekitError
 from kagglekit.jobs.contract import Job, JobSetupError
 from kagglekit.jobs.worker import Task, attempt, set_up
 
@@ -32,6 +32,9 @@ class _Worker:
         self.job = job
         self.setup_error: str | None = None
         self.ready = False
+
+    def ping(self) -> bool:
+        return True
 
     def run(self, task: Task) -> dict:
         if not self.ready:
@@ -51,7 +54,7 @@ def _import_ray():
 
 def _connect(ray, address: str | None, cpus: float) -> bool:
     """Join or start a cluster; True when this call connected (and so must disconnect)."""
-    if address is None and ray.is_initialized():
+    if ray.is_initialized():  # this process already joined a cluster (ray.init in a notebook, a test session)
         return False
     common = {"include_dashboard": False, "configure_logging": False, "log_to_driver": True, "namespace": "kagglekit"}
     if address is None:  # a private cluster on this machine: never attach to one RAY_ADDRESS names
@@ -93,19 +96,33 @@ def run_on_ray(job: Job, tasks: list[Task], record: Callable[[dict], None], *, r
                                              max_restarts=-1, max_task_retries=0)
         actors = [remote.remote(job) for _ in range(min(workers, max(len(tasks), 1)))]
         startup = time.perf_counter() - start
-        queue, idle, in_flight = deque(tasks), list(actors), {}
-        while queue or in_flight:
+        queue, idle, in_flight, alive = deque(tasks), list(actors), {}, len(actors)
+        while queue or any(task is not None for _, task in in_flight.values()):
             while queue and idle:
                 actor, task = idle.pop(), queue.popleft()
                 in_flight[actor.run.remote(task)] = (actor, task)
             (ref,), _ = ray.wait(list(in_flight), num_returns=1)
             actor, task = in_flight.pop(ref)
-            idle.append(actor)
             try:
                 result = ray.get(ref)
             except ray.exceptions.RayError as exc:  # the worker process died (killed, out of memory, segfault)
+                # Ray restarts it: ping it until it answers, so that no slide is sent to it while it is down
+                if isinstance(exc, ray.exceptions.ActorDiedError) and task is None:  # gone for good (its node died)
+                    alive -= 1
+                    if not alive:
+                        raise KagglekitError(f"every Ray worker died for good ({exc}); {len(queue)} slide(s) not run: "
+                                             "check the cluster, then rerun to resume") from None
+                    continue
+                in_flight[actor.ping.remote()] = (actor, None)
+                if task is None:
+                    time.sleep(0.2)
+                    continue
                 result = {"slide": task.slide, "status": "failed", "attempts": task.attempt,
                           "error": f"worker died: {type(exc).__name__}: {str(exc).splitlines()[0][:300]}"}
+            else:
+                idle.append(actor)
+            if task is None:
+                continue
             if result["status"] == "fatal":
                 raise JobSetupError(f"{job.name}: setup failed on a worker, so no slide can run: {result['error']}")
             if result["status"] == "failed" and task.attempt <= retries and result.get("retry", True):

@@ -136,6 +136,17 @@ class KaggleImage:
     target: Target
     missing: tuple[str, ...] = ()
     preinstalled: frozenset[str] = field(default_factory=frozenset)  # normalised names
+    extras: dict = field(default_factory=dict)  # name -> requirements added on request (e.g. "ray")
+
+    def with_extras(self, requirements, extras) -> list[str]:
+        """``requirements`` plus those of each named extra; an unknown extra is refused, naming the known ones."""
+        out = list(requirements)
+        for name in extras:
+            if name not in self.extras:
+                raise InvalidArgumentError(f"unknown wheel extra {name!r}; known: {sorted(self.extras)} "
+                                           "(see kagglekit/kaggle/kaggle_image.toml)")
+            out += [r for r in self.extras[name] if r not in out]
+        return out
 
 
 def kaggle_image(path=IMAGE_FILE) -> KaggleImage:
@@ -145,7 +156,8 @@ def kaggle_image(path=IMAGE_FILE) -> KaggleImage:
         t, w = data["target"], data["wheels"]
         target = Target(t["python_version"], manylinux_platforms(t["glibc"], t["arch"]),
                         machine=t["arch"], **{k: t[k] for k in ("implementation", "abi") if k in t})
-        return KaggleImage(target, tuple(w["missing"]), frozenset(normalize_name(n) for n in w["preinstalled"]))
+        return KaggleImage(target, tuple(w["missing"]), frozenset(normalize_name(n) for n in w["preinstalled"]),
+                           {k: tuple(v) for k, v in w.get("extras", {}).items()})
     except (OSError, tomllib.TOMLDecodeError, KeyError, TypeError) as exc:
         raise ConfigError(f"cannot read the Kaggle image description {path}: {exc!r}; restore the file") from exc
 
@@ -227,11 +239,13 @@ def _failure(proc: subprocess.CompletedProcess, target: Target, what: str) -> Wh
 
 def build_wheels(dest="wheels", *, project=".", requirements=None, image: KaggleImage | None = None,
                  target: Target | None = None, find_links=(), index_url: str | None = None,
-                 no_index: bool = False, isolated: bool = False, dataset_id: str | None = None) -> list[Path]:
+                 no_index: bool = False, isolated: bool = False, dataset_id: str | None = None,
+                 extras=()) -> list[Path]:
     """Fill ``dest`` with kagglekit's wheel and the wheels the Kaggle image lacks; return the wheel paths.
 
     ``project`` is the source folder of the package to build (None skips it); ``requirements``
-    defaults to the image's ``missing`` list; ``target`` to the image's target. Wheels are staged
+    defaults to the image's ``missing`` list, to which ``extras`` (names of the image file's
+    ``[wheels.extras]``, e.g. ``("ray",)``) add theirs; ``target`` defaults to the image's. Wheels are staged
     in a temporary folder beside ``dest`` and replace the ``*.whl`` of ``dest`` only when every one
     was obtained, so a failed build leaves the previous folder intact. ``dataset-metadata.json``
     keeps the id, title and licence it already had (default id ``your-kaggle-username/kagglekit-wheels``
@@ -240,7 +254,7 @@ def build_wheels(dest="wheels", *, project=".", requirements=None, image: Kaggle
     """
     image = image or kaggle_image()
     target = target or image.target
-    requirements = list(image.missing if requirements is None else requirements)
+    requirements = image.with_extras(image.missing if requirements is None else requirements, extras)
     dest = Path(dest)
     dest.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".wheels-staging-", dir=dest.parent))
@@ -280,10 +294,10 @@ def _write_wheels_metadata(dest: Path, wheels: list[Path], target: Target, datas
 
 
 def check_wheels(folder="wheels", *, requirements=None, image: KaggleImage | None = None,
-                 target: Target | None = None, isolated: bool = False) -> list[str]:
+                 target: Target | None = None, isolated: bool = False, extras=()) -> list[str]:
     """Prove offline that ``folder`` installs for the target; return the resolved ``name==version`` list.
 
-    ``requirements`` (default: ``kagglekit`` and the image's ``missing`` list) must resolve from the
+    ``requirements`` (default: ``kagglekit`` and the image's ``missing`` list; ``extras`` add theirs) must resolve from the
     folder; so must every wheel in it. Raises :class:`NoWheelError` when one does not fit the
     target's tags, :class:`WheelError` when a declared dependency is neither in the folder (at a
     version in range) nor preinstalled in the image.
@@ -294,7 +308,7 @@ def check_wheels(folder="wheels", *, requirements=None, image: KaggleImage | Non
     names = sorted({_wheel_name(w.name) for w in folder.glob("*.whl")})
     if not names:
         raise WheelError(f"no wheel in {folder}; run `kagglekit wheels build` first")
-    requirements = ["kagglekit", *image.missing] if requirements is None else list(requirements)
+    requirements = image.with_extras(["kagglekit", *image.missing] if requirements is None else requirements, extras)
     with tempfile.TemporaryDirectory(prefix="kagglekit-wheels-check-") as tmp:
         report_path = Path(tmp) / "report.json"
         proc = _pip(["install", "--dry-run", "-vv", "--no-deps", "--ignore-installed", "--report",
