@@ -25,6 +25,7 @@ from kagglekit.pipeline.classify_config import ClassifyConfig
 from kagglekit.pipeline.degrade import Degrader
 from kagglekit.pipeline.ensemble import first_channels, input_channels_of, load_models, probe_models
 from kagglekit.pipeline.loop import RunReport, match_inputs, note_missing, row_store, run_items, start_run
+from kagglekit.pipeline.workers import run_on_workers, shard_budget, splits
 from kagglekit.pipeline.sections import PipelineConfigError
 
 __all__ = ["ClassifyReport", "classify"]
@@ -213,11 +214,12 @@ def _chunk_predictor(cfg: ClassifyConfig, models, weights, in_channels, activati
     return predict
 
 
-def classify(config, input_dir=None, output_dir=None, *, base_dir=None, budget=None) -> ClassifyReport:
+def classify(config, input_dir=None, output_dir=None, *, base_dir=None, budget=None, shard=None) -> ClassifyReport:
     """Predict every image of the sample submission and write ``submission.csv``; return the report.
 
     ``config``: TOML path, dict or checked config of kind "classify" (see
-    :mod:`kagglekit.pipeline.classify_config`); the folders and ``budget`` as :func:`~kagglekit.pipeline.segment`.
+    :mod:`kagglekit.pipeline.classify_config`); the folders, ``budget``, ``workers`` and ``shard`` as
+    :func:`~kagglekit.pipeline.segment`.
     The fallback (the sample's rows, or ``output.fallback`` in the label column) is written before
     anything else can fail; a mistake in the config, an unreadable decision or classes file, models
     whose classes or output counts disagree, or classes that do not fit the sample raise with that file
@@ -227,12 +229,14 @@ def classify(config, input_dir=None, output_dir=None, *, base_dir=None, budget=N
     from kagglekit.infer import load_image
 
     start = time.monotonic()
-    run = start_run(config, input_dir, output_dir, base_dir, "classify")
+    run = start_run(config, input_dir, output_dir, base_dir, "classify", shard)
     cfg = run.config
     report = ClassifyReport(run.guard.path, run.id_column, device=str(run.device))
     try:
         decision = _decision(cfg)
-        budget = budget or Budget(cfg.budget.seconds, cfg.budget.reserve)
+        budget = shard_budget(shard) if shard is not None else budget or Budget(cfg.budget.seconds, cfg.budget.reserve)
+        if splits(run, shard):  # workers = "gpus" or N: the ids go to worker processes, the rows come back here
+            return run_on_workers("classify", run, config, base_dir, budget, report, cfg.workers)
         ids = run.ids
         found, where = find_inputs(cfg, run.input_dir, ids, report)
         report.inputs = found

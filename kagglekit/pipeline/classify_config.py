@@ -122,6 +122,7 @@ class ClassifyConfig:
     budget: BudgetConfig = field(default_factory=BudgetConfig)
     slides: SlidesConfig | None = None
     device: str = "auto"
+    workers: int | str = 1
     amp: object = False
     batch_size: int = 32
     num_workers: int = 2
@@ -233,7 +234,7 @@ def output(data, base: Path | None = None) -> OutputConfig:
                         t.string("format", "labels", FORMATS), t.string("separator", " "), t.string("fallback", None))
 
 
-TOP_KEYS = ("kind", "inputs", "preprocess", "models", "tta", "decision", "output", "budget", "slides", "device", "amp",
+TOP_KEYS = ("kind", "inputs", "preprocess", "models", "tta", "decision", "output", "budget", "slides", "device", "workers", "amp",
             "batch_size", "num_workers")
 
 
@@ -266,4 +267,4 @@ def check(data: dict, base: Path) -> ClassifyConfig:
         models=sections.models(data["models"], base), inputs=_inputs(data.get("inputs", {})),
         preprocess=_preprocess(data.get("preprocess", {})), tta=tta, decision=decision, output=out,
         budget=sections.budget(data.get("budget", {})), slides=slides, device=sections.device(top.string("device", "auto")),
-        amp=amp, batch_size=top.integer("batch_size", 32), num_workers=top.integer("num_workers", 2, minimum=0))
+        workers=sections.workers(top), amp=amp, batch_size=top.integer("batch_size", 32), num_workers=top.integer("num_workers", 2, minimum=0))

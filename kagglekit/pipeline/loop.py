@@ -129,19 +129,21 @@ class Started:
     output_dir: Path
     id_column: str
     device: object
+    only: frozenset | None = None  # a worker's share of the ids (see kagglekit.pipeline.workers)
 
     @property
     def ids(self) -> list[str]:
         import polars as pl
 
-        return self.guard.fallback.get_column(self.id_column).cast(pl.Utf8).to_list()
+        ids = self.guard.fallback.get_column(self.id_column).cast(pl.Utf8).to_list()
+        return ids if self.only is None else [i for i in ids if i in self.only]
 
 
-def start_run(config, input_dir, output_dir, base_dir, kind: str) -> Started:
+def start_run(config, input_dir, output_dir, base_dir, kind: str, shard=None) -> Started:
     """Write the fallback submission from the sample and the ``[output]`` section alone, then check the
     whole config (of pipeline ``kind``), the sample's columns and the device: their mistakes raise with
     the valid fallback already on disk. Only an unreadable sample (a broken config is named first) or
-    an unwritable output folder leave no file."""
+    an unwritable output folder leave no file. A worker's ``shard`` (its ids and device) narrows the run."""
     from kagglekit.pipeline.config import early_output, load_config
 
     input_dir, output_dir = resolve_dirs(input_dir, output_dir)
@@ -157,6 +159,9 @@ def start_run(config, input_dir, output_dir, base_dir, kind: str) -> Started:
     # From here on the submission file is valid, whatever fails.
     cfg = load_config(config, base_dir, kind)
     cfg.output.check_columns(reference, sample)
+    if shard is not None:
+        return Started(cfg, guard, reference, sample, input_dir, output_dir, id_column, resolve_device(shard.device),
+                       frozenset(shard.ids))
     return Started(cfg, guard, reference, sample, input_dir, output_dir, id_column, resolve_device(cfg.device))
 
 

@@ -8,6 +8,8 @@ both ``segment`` and ``classify`` take.
                  (classify also: size, resize; the old top-level ``normalize`` of segment keeps working)
     device     = "auto" | "cpu" | "cuda" | "cuda:N"   (default "auto": cuda when available, else cpu;
                                                      "cuda" on a machine without CUDA is refused)
+    workers    = 1 | N | "gpus"                       (default 1: this process; "gpus": a worker process per
+                                                     GPU, the images split between them; N: N processes)
     [budget]     seconds = 30600  reserve = 600
     [output]     sample_submission = "sample_submission.csv"  submission = "submission.csv"  id_column
 
@@ -210,6 +212,14 @@ def device(value: str) -> str:
     if device.type == "mps" and not torch.backends.mps.is_available():
         raise PipelineConfigError(f"device: {value!r}, but MPS is not available here; use device = 'auto'")
     return value
+
+
+def workers(top: Table) -> int | str:
+    """``workers``: 1 (this process), an integer N >= 1, or ``"gpus"`` (one worker process per GPU)."""
+    value = top.data.get("workers", 1)
+    if value == "gpus" or (isinstance(value, int) and not isinstance(value, bool) and value >= 1):
+        return value
+    top.fail("workers", f"must be an integer >= 1 or 'gpus' (one worker process per GPU), got {value!r}")
 
 
 def budget(data) -> BudgetConfig:

@@ -78,6 +78,7 @@ class SegmentConfig:
     tta: TTAConfig = field(default_factory=TTAConfig)
     normalize: object = "scale"
     device: str = "auto"
+    workers: int | str = 1
     threshold: ThresholdConfig = field(default_factory=ThresholdConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
     budget: BudgetConfig = field(default_factory=BudgetConfig)
@@ -146,7 +147,7 @@ def output(data) -> OutputConfig:
                         t.string("fallback", ""))
 
 
-TOP_KEYS = ("kind", "inputs", "tiling", "models", "tta", "preprocess", "normalize", "device", "threshold", "output", "budget")
+TOP_KEYS = ("kind", "inputs", "tiling", "models", "tta", "preprocess", "normalize", "device", "workers", "threshold", "output", "budget")
 
 
 def preprocess_normalize(data) -> object:
@@ -169,6 +170,7 @@ def check(data: dict, base: Path) -> SegmentConfig:
         tta=sections.tta(data.get("tta", {})),
         normalize=preprocess_normalize(data),
         device=sections.device(top.string("device", "auto")),
+        workers=sections.workers(top),
         threshold=_threshold(data.get("threshold", {}), base),
         output=output(data.get("output", {})),
         budget=sections.budget(data.get("budget", {})),

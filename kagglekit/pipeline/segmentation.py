@@ -29,6 +29,7 @@ from kagglekit.pipeline.config import PipelineConfigError, SegmentConfig, read_t
 from kagglekit.pipeline.degrade import Degrader
 from kagglekit.pipeline.ensemble import first_channels, input_channels_of, load_models, probe_models
 from kagglekit.pipeline.loop import RunReport, match_inputs, note_missing, row_store, run_items, start_run
+from kagglekit.pipeline.workers import run_on_workers, shard_budget, splits
 
 __all__ = ["NonFiniteOutputError", "SegmentReport", "segment"]
 
@@ -161,13 +162,15 @@ def _areas(pending, cfg: SegmentConfig) -> dict[str, int]:
     return areas
 
 
-def segment(config, input_dir=None, output_dir=None, *, base_dir=None, budget=None) -> SegmentReport:
+def segment(config, input_dir=None, output_dir=None, *, base_dir=None, budget=None, shard=None) -> SegmentReport:
     """Predict a mask for every image of the sample submission and write ``submission.csv``; return the report.
 
     ``config``: TOML path, dict or :class:`SegmentConfig` (see :mod:`kagglekit.pipeline.config`).
     ``input_dir``: the competition folder (default :func:`kagglekit.kaggle.env.input_dir`);
     ``output_dir``: where the submission goes (default :func:`kagglekit.kaggle.env.working_dir`).
     ``budget``: a :class:`kagglekit.kaggle.Budget` (default: from ``[budget]``, starting now).
+    ``workers`` in the config splits the images over worker processes (one per GPU with ``"gpus"``; see
+    :mod:`kagglekit.pipeline.workers`); ``shard`` is what such a worker is given (not for callers).
 
     The sample submission is read first and its rows, with the mask column set to ``output.fallback``,
     are written before anything else can fail: from then on the file is valid whatever happens. A
@@ -179,13 +182,15 @@ def segment(config, input_dir=None, output_dir=None, *, base_dir=None, budget=No
     models, one image's source, its mask and the RLE strings.
     """
     start = time.monotonic()
-    run = start_run(config, input_dir, output_dir, base_dir, "segment")
+    run = start_run(config, input_dir, output_dir, base_dir, "segment", shard)
     cfg = run.config
     report = SegmentReport(run.guard.path, run.id_column, device=str(run.device),
                            mask_column=cfg.output.columns(run.reference)[1], order=cfg.output.order)
     try:
         threshold = _threshold(cfg)  # an unreadable threshold file fails here, before any model loads
-        budget = budget or Budget(cfg.budget.seconds, cfg.budget.reserve)
+        budget = shard_budget(shard) if shard is not None else budget or Budget(cfg.budget.seconds, cfg.budget.reserve)
+        if splits(run, shard):  # workers = "gpus" or N: the ids go to worker processes, the rows come back here
+            return run_on_workers("segment", run, config, base_dir, budget, report, cfg.workers)
         ids = run.ids
         store = row_store(run.guard, [report.mask_column])
         found, where = find_inputs(cfg, run.input_dir, ids, report)
