@@ -69,7 +69,8 @@ def kaggle_folders(tmp_path):
 
 
 @pytest.mark.slow
-def test_the_notebook_runs_headless_to_a_valid_submission_and_an_overlay(tmp_path):
+@pytest.mark.parametrize("workers", [1, 2])  # 2: the images split over two worker processes (two GPUs in a kernel)
+def test_the_notebook_runs_headless_to_a_valid_submission_and_an_overlay(tmp_path, workers):
     root, comp, models, out = kaggle_folders(tmp_path)
     shapes = {"a": (300, 200), "b": (64, 90), "broken": (50, 50)}
     for name, shape in shapes.items():
@@ -78,7 +79,7 @@ def test_the_notebook_runs_headless_to_a_valid_submission_and_an_overlay(tmp_pat
     (comp / "sample_submission.csv").write_text("id,rle\n" + "".join(f"{n},\n" for n in shapes))
     constant_checkpoint(models / "model.safetensors", logit=5.0)
     (models / "segment.toml").write_text(
-        '[inputs]\nglob = "test/*.png"\n[tiling]\ntile = 64\nstride = 48\n[[models]]\npath = "model.safetensors"\n'
+        f'workers = {workers}\n[inputs]\nglob = "test/*.png"\n[tiling]\ntile = 64\nstride = 48\n[[models]]\npath = "model.safetensors"\n'
         '[threshold]\nkind = "fixed"\nvalue = 0.5\n[output]\nfallback = "1 1"\n'
     )
     nb = execute_notebook(NOTEBOOK, {"INPUT_ROOT": str(root), "COMPETITION": "demo-comp", "MODELS": "demo-models",

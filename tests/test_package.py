@@ -16,8 +16,15 @@ def test_import_kagglekit_loads_no_heavy_library():
 
 
 def test_light_submodules_stay_light():
-    loaded = modules_loaded_by("import kagglekit.tiling, kagglekit.io, kagglekit.mil, kagglekit.data", ("torch", "timm", "albumentations"))
-    assert loaded == [], f"kagglekit.tiling / kagglekit.io / kagglekit.mil loaded {loaded}"
+    loaded = modules_loaded_by("import kagglekit.tiling, kagglekit.io, kagglekit.mil, kagglekit.data, kagglekit.jobs",
+                               ("torch", "timm", "albumentations", "ray"))
+    assert loaded == [], f"kagglekit.tiling / io / mil / data / jobs loaded {loaded}"
+
+
+def test_the_job_runner_loads_ray_only_for_the_ray_engine():
+    loaded = modules_loaded_by("from kagglekit.jobs import BagJob, PredictionJob, TileExportJob, run_slides, JOBS; "
+                               "import kagglekit.jobs.runner, kagglekit.cli", ("ray",))
+    assert loaded == [], f"the job runner loaded {loaded} without the Ray engine"
 
 
 def test_errors_are_kagglekit_errors_and_builtins():

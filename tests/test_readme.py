@@ -14,3 +14,4 @@ def test_readme_python_examples_run(capsys):
         exec(compile(block, "README.md", "exec"), {})
     out = capsys.readouterr().out
     assert "(1, 1000, 1300) float32" in out and "(6, 4) float32" in out and "(8, 2) (3, 2)" in out
+    assert "['slide0', 'slide1', 'slide2'] 3\n['slide0', 'slide1', 'slide2']" in out

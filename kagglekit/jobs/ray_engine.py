@@ -95,6 +95,7 @@ def run_on_ray(job: Job, tasks: list[Task], record: Callable[[dict], None], *, r
         remote = ray.remote(_Worker).options(num_cpus=cpus_per_worker, num_gpus=gpus_per_worker,
                                              max_restarts=-1, max_task_retries=0)
         actors = [remote.remote(job) for _ in range(min(workers, max(len(tasks), 1)))]
+        ray.get([actor.ping.remote() for actor in actors])  # every worker process is up
         startup = time.perf_counter() - start
         queue, idle, in_flight, alive = deque(tasks), list(actors), {}, len(actors)
         while queue or any(task is not None for _, task in in_flight.values()):

@@ -37,6 +37,7 @@ as every mask (segment) or the sample's own values, or ``output.fallback`` in th
 | input image | gray or RGBA for an RGB model (gray + alpha for a gray one) | adapted (replicated / alpha dropped), noted once per run |
 | input image | any other channel count than the model's | fallback row naming both counts |
 | input image | no tissue (``tissue_only``): no tile is run | predicted empty, noted; "every tissue mask was empty" noted when that holds for all |
+| worker process (`workers = "gpus"` or N) | dies (killed, out of memory, a CUDA error) | its ids keep the fallback row with the reason; the other workers' rows are merged (exit 0 if any) |
 | slide (classify `[slides]`) | no tile with enough tissue | fallback row "no tissue: ..." naming the tile size, candidates and background |
 | slide backbone (`[slides]`) | cannot be built or loaded; heads trained on bags of another backbone (their checkpoint says which) | PipelineConfigError before any slide; fallback file (exit 1) |
 | MIL heads (`[slides]`) | a bag with fewer tiles than Chowder's r | that slide's fallback row with the reason |
