@@ -496,3 +496,18 @@ def test_masked_statistics_refuse_a_mask_of_another_size_or_an_empty_one():
         masked_mean_std(np.zeros((10, 12, 3), np.uint8), np.ones((5, 6)))
     with pytest.raises(InvalidArgumentError, match="mask is empty"):
         masked_mean_std(np.zeros((10, 12, 3), np.uint8), np.zeros((10, 12)))
+
+
+def test_open_volume_middle_slices_are_the_centred_range(tmp_path):
+    import tifffile
+
+    from kagglekit.io import open_volume
+
+    stack = np.arange(7 * 4 * 5, dtype=np.uint8).reshape(7, 4, 5)
+    tifffile.imwrite(tmp_path / "v.tif", stack)
+    got = open_volume(tmp_path / "v.tif", z="middle:3").read(0, 0, 4, 5)
+    np.testing.assert_array_equal(got, np.moveaxis(stack[2:5], 0, -1))  # (7 - 3) // 2 = 2: slices 2, 3, 4
+    with pytest.raises(InvalidArgumentError, match="middle:N"):
+        open_volume(tmp_path / "v.tif", z="centre:3")
+    with pytest.raises(InvalidArgumentError, match="1..7"):
+        open_volume(tmp_path / "v.tif", z="middle:9")

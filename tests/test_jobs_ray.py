@@ -31,7 +31,7 @@ def marked_processes(value: str) -> list[psutil.Process]:
     found = []
     for p in psutil.process_iter():
         try:
-            if p.pid != os.getpid() and p.environ().get(MARK) == value:
+            if p.pid != os.getpid() and p.environ().get(MARK) == value and "ray" in " ".join(p.cmdline()):
                 found.append(p)
         except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
             continue
@@ -52,9 +52,9 @@ def ray_cluster():
     os.environ[MARK] = value
     ray.init(address="local", num_cpus=2, include_dashboard=False, configure_logging=False, _node_ip_address="127.0.0.1",
              runtime_env={"env_vars": {"PYTHONPATH": os.pathsep.join([TESTS, *sys.path])}})
+    del os.environ[MARK]  # the cluster's processes have it; later tests' own subprocesses must not
     yield ray
     ray.shutdown()
-    del os.environ[MARK]
     assert left_running(value) == [], "Ray processes were left running after the session"
 
 

@@ -17,10 +17,23 @@ def _natural_key(path: Path):
     return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", path.name)]
 
 
+def middle(count: int, n: int) -> slice:
+    """The ``n`` middle slices of ``count`` (``"middle:16"`` of 65 slices: 24..39; an odd leftover goes below)."""
+    if not 0 < n <= count:
+        raise InvalidArgumentError(f"the middle {n} slices of a volume of {count} slices: n must be 1..{count}")
+    start = (count - n) // 2
+    return slice(start, start + n)
+
+
 def _select(count: int, z, name: str) -> list[int]:
-    """Indices picked by ``z`` (None, an int, a slice or a sequence) out of ``count`` slices."""
+    """Indices picked by ``z`` (None, an int, a slice, a sequence, or ``"middle:N"``) out of ``count`` slices."""
     if z is None:
         z = slice(None)
+    if isinstance(z, str):
+        head, _, n = z.partition(":")
+        if head != "middle" or not n.isdigit():
+            raise InvalidArgumentError(f"z={z!r}: a string must be 'middle:N' (the N middle slices), e.g. 'middle:16'")
+        z = middle(count, int(n))
     picked = list(range(count))[z] if isinstance(z, slice) else [int(z)] if np.isscalar(z) else [int(i) for i in z]
     bad = [i for i in picked if not -count <= i < count]
     if not picked or bad:
@@ -58,7 +71,7 @@ class VolumeSource(Source):
 def open_volume(path, z=None, cache_bytes: int = 64 << 20) -> VolumeSource:
     """Open a multi-page TIFF or a folder of slice images as a (H, W, Z) source.
 
-    ``z`` selects slices: ``slice(20, 44)``, an index, a list, or None for all. Folder slices are
+    ``z`` selects slices: ``slice(20, 44)``, an index, a list, ``"middle:16"`` (the 16 middle ones), or None for all. Folder slices are
     sorted in natural order (``2.tif`` before ``10.tif``). Nothing is decoded until ``read``.
     ``cache_bytes`` bounds the decoded tiles held per TIFF slice (a volume of Z slices holds up to
     Z x ``cache_bytes``); a PNG or JPEG slice holds its whole decoded image once read.
