@@ -138,5 +138,7 @@ def run_on_workers(kind: str, run, config, base_dir, budget, report, workers):
         for pool in pools:
             pool.shutdown(cancel_futures=True)
         shutil.rmtree(scratch, ignore_errors=True)
+    order = {i: k for k, i in enumerate(ids)}
+    report.predicted.sort(key=order.__getitem__)  # the sample's order, whichever worker finished first
     report.device = ", ".join(devices)
     return report
