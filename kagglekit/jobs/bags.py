@@ -11,11 +11,10 @@ the device) and redoes the others. A slide without tissue is recorded as ``"empt
 
 from __future__ import annotations
 
-import inspect
 from pathlib import Path
 
-from kagglekit.errors import InvalidArgumentError, KagglekitError
-from kagglekit.jobs.contract import Job, NothingToDo, Slide, plain_settings
+from kagglekit.errors import KagglekitError
+from kagglekit.jobs.contract import Job, NothingToDo, Slide, check_options, plain_settings
 from kagglekit.jobs.models import ModelRef
 
 __all__ = ["BagJob", "extract_bags"]
@@ -37,13 +36,7 @@ class BagJob(Job):
     def __init__(self, backbone, *, weights=None, name: str | None = None, **options):
         from kagglekit.mil.extract import extract_bag
 
-        try:
-            inspect.signature(extract_bag).bind(None, None, **options)
-        except TypeError as exc:
-            raise InvalidArgumentError(f"BagJob: {exc} (options go to kagglekit.mil.extract_bag)") from None
-        for reserved in ("slide", "tissue"):
-            if reserved in options:
-                raise InvalidArgumentError(f"BagJob: {reserved}= is per slide; it cannot be one option for all slides")
+        check_options("BagJob", extract_bag, options, 2, per_slide=("slide", "tissue"))
         self.backbone = ModelRef(backbone, weights=weights, name=name, num_classes=0)
         self.options = options
         self._model = None

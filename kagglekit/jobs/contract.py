@@ -21,9 +21,9 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from kagglekit.errors import KagglekitError
+from kagglekit.errors import InvalidArgumentError, KagglekitError
 
-__all__ = ["Job", "JobSetupError", "NothingToDo", "Slide", "plain_settings", "settings_hash"]
+__all__ = ["Job", "JobSetupError", "NothingToDo", "Slide", "check_options", "plain_settings", "settings_hash"]
 
 
 @dataclass(frozen=True)
@@ -79,6 +79,21 @@ class Job:
 
     def __getstate__(self):
         return {k: v for k, v in self.__dict__.items() if not k.startswith("_")}
+
+
+def check_options(job: str, function, options: dict, positional: int, per_slide=()) -> None:
+    """Refuse, before any slide runs, ``options`` that ``function`` (called with ``positional`` arguments
+    first) does not take, and the ``per_slide`` ones that cannot be one value for every slide."""
+    import inspect
+
+    try:
+        inspect.signature(function).bind(*[None] * positional, **options)
+    except TypeError as exc:
+        raise InvalidArgumentError(f"{job}: {exc} (options go to {function.__module__.rsplit('.', 1)[0]}."
+                                   f"{function.__name__})") from None
+    for name in per_slide:
+        if name in options:
+            raise InvalidArgumentError(f"{job}: {name}= is per slide; it cannot be one option for all slides")
 
 
 def plain_settings(value):

@@ -11,14 +11,13 @@ threshold and 0 elsewhere. The slide is read tile by tile (:func:`kagglekit.infe
 
 from __future__ import annotations
 
-import inspect
 from pathlib import Path
 
 import numpy as np
 
 from kagglekit._checks import positive_int
 from kagglekit.errors import InvalidArgumentError
-from kagglekit.jobs.contract import Job, Slide
+from kagglekit.jobs.contract import Job, Slide, check_options
 from kagglekit.jobs.models import ModelRef
 
 __all__ = ["PredictionJob", "block_mean"]
@@ -54,10 +53,7 @@ class PredictionJob(Job):
                  threshold: float | None = None, **options):
         from kagglekit.infer import iter_strips
 
-        try:
-            inspect.signature(iter_strips).bind(None, None, **options)
-        except TypeError as exc:
-            raise InvalidArgumentError(f"PredictionJob: {exc} (options go to kagglekit.infer.iter_strips)") from None
+        check_options("PredictionJob", iter_strips, options, 2)
         if threshold is not None and not 0 < threshold < 1:
             raise InvalidArgumentError(f"threshold must be in (0, 1) or None (a probability map), got {threshold!r}")
         if isinstance(channel, bool) or not isinstance(channel, int) or channel < 0:

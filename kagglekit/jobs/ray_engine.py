@@ -9,7 +9,6 @@ address joins a running cluster and leaves it running. Ray is imported only here
 
 from __future__ import annotations
 
-import logging
 import os
 import sys
 import time
@@ -21,9 +20,6 @@ from kagglekit.jobs.contract import Job, JobSetupError
 from kagglekit.jobs.worker import Task, attempt, set_up
 
 __all__ = ["run_on_ray"]
-
-log = logging.getLogger("kagglekit.jobs")
-
 
 class _Worker:
     """The actor: the job, set up on the first slide (again after a restart)."""
@@ -126,11 +122,11 @@ def run_on_ray(job: Job, tasks: list[Task], record: Callable[[dict], None], *, r
                 continue
             if result["status"] == "fatal":
                 raise JobSetupError(f"{job.name}: setup failed on a worker, so no slide can run: {result['error']}")
-            if result["status"] == "failed" and task.attempt <= retries and result.get("retry", True):
-                log.info("slide %s: attempt %d failed (%s); trying again", task.slide, task.attempt, result["error"])
-                queue.append(task.again())
-                continue
-            record(result)
+            again = task.retry(result, retries)
+            if again is not None:
+                queue.append(again)
+            else:
+                record(result)
         return startup, workers
     finally:
         for actor in actors:

@@ -18,12 +18,12 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from kagglekit._checks import one_of
+from kagglekit._checks import one_of, positive_int
 from kagglekit.errors import InvalidArgumentError
 from kagglekit.jobs.contract import Job, JobSetupError, settings_hash
 from kagglekit.jobs.manifest import Manifest
 from kagglekit.jobs.slides import slide_paths
-from kagglekit.jobs.worker import PARTIAL, Task, _remove, attempt, set_up
+from kagglekit.jobs.worker import Task, attempt, remove_partials, set_up
 
 __all__ = ["ENGINES", "JobReport", "output_path", "run_slides"]
 
@@ -109,12 +109,9 @@ def _run_local(job: Job, tasks: list[Task], record, retries: int) -> float:
         raise JobSetupError(f"{job.name}: setup failed, so no slide can run: {error}")
     startup = time.perf_counter() - start
     for task in tasks:
-        while True:
+        while task is not None:
             result = attempt(job, task)
-            if result["status"] != "failed" or task.attempt > retries or not result.get("retry", True):
-                break
-            log.info("slide %s: attempt %d failed (%s); trying again", task.slide, task.attempt, result["error"])
-            task = task.again()
+            task = task.retry(result, retries)
         record(result)
     return startup
 
@@ -147,17 +144,16 @@ def run_slides(job: Job, slides, out_dir, *, engine: str = "auto", address: str 
 
     if not isinstance(job, Job):
         raise InvalidArgumentError(f"job must be a kagglekit.jobs.Job (setup(), run(slide, out_path)), got {type(job).__name__}")
-    retries = int(_positive("retries", retries, allow_zero=True))
+    retries = positive_int("retries", retries, minimum=0)
     cpus_per_worker = _positive("cpus_per_worker", cpus_per_worker)
     gpus_per_worker = _positive("gpus_per_worker", gpus_per_worker, allow_zero=True)
     if workers is not None:
-        workers = int(_positive("workers", workers))
+        workers = positive_int("workers", workers)
     paths = slide_paths(slides)
     engine = _engine(engine, address, workers)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    for stale in out_dir.glob(f".*{PARTIAL}*"):  # what a killed run was writing
-        _remove(stale)
+    remove_partials(out_dir)
     manifest, key = Manifest(out_dir), settings_hash(job)
     report = JobReport(job.name, out_dir, engine, 1 if engine == "local" else 0)
     tasks = []

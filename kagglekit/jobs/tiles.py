@@ -10,11 +10,9 @@ resized to ``tile``), so a model trained on these tiles sees what the bag backbo
 
 from __future__ import annotations
 
-import inspect
 from pathlib import Path
 
-from kagglekit.errors import InvalidArgumentError
-from kagglekit.jobs.contract import Job, NothingToDo, Slide, plain_settings
+from kagglekit.jobs.contract import Job, NothingToDo, Slide, check_options, plain_settings
 
 __all__ = ["INDEX", "TileExportJob"]
 
@@ -35,12 +33,7 @@ class TileExportJob(Job):
         from kagglekit._checks import one_of
         from kagglekit.mil.extract import SWAPS, plan_tiles
 
-        try:
-            inspect.signature(plan_tiles).bind(None, **options)
-        except TypeError as exc:
-            raise InvalidArgumentError(f"TileExportJob: {exc} (options go to kagglekit.mil.plan_tiles)") from None
-        if "tissue" in options:
-            raise InvalidArgumentError("TileExportJob: tissue= is per slide; it cannot be one option for all slides")
+        check_options("TileExportJob", plan_tiles, options, 1, per_slide=("tissue",))
         one_of("swap_background", swap_background, SWAPS)
         self.swap_background, self.stain, self.options = swap_background, stain, options
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import shutil
 import socket
@@ -15,7 +16,9 @@ from pathlib import Path
 from kagglekit.errors import KagglekitError
 from kagglekit.jobs.contract import Job, NothingToDo, Slide
 
-__all__ = ["PARTIAL", "Task", "attempt", "set_up"]
+__all__ = ["Task", "attempt", "remove_partials", "set_up"]
+
+log = logging.getLogger("kagglekit.jobs")
 
 PARTIAL = ".partial-"  # in the temporary names of outputs being written (a killed run's are removed on the next)
 
@@ -29,7 +32,12 @@ class Task:
     out: str
     attempt: int = 1
 
-    def again(self) -> Task:
+    def retry(self, result: dict, retries: int) -> Task | None:
+        """The next attempt after ``result``, or None: it did not fail, failed on bad input (``retry`` False),
+        or this was attempt ``1 + retries``."""
+        if result["status"] != "failed" or not result.get("retry", True) or self.attempt > retries:
+            return None
+        log.info("slide %s: attempt %d failed (%s); trying again", self.slide, self.attempt, result["error"])
         return Task(self.slide, self.path, self.out, self.attempt + 1)
 
 
@@ -51,6 +59,12 @@ def _publish(tmp: Path, final: Path) -> None:
     os.replace(tmp, final)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
+
+
+def remove_partials(out_dir: Path) -> None:
+    """Remove the temporary outputs a killed run left in ``out_dir``."""
+    for stale in out_dir.glob(f".*{PARTIAL}*"):
+        _remove(stale)
 
 
 def _remove(path: Path) -> None:

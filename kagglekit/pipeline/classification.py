@@ -236,7 +236,7 @@ def classify(config, input_dir=None, output_dir=None, *, base_dir=None, budget=N
         decision = _decision(cfg)
         budget = shard_budget(shard) if shard is not None else budget or Budget(cfg.budget.seconds, cfg.budget.reserve)
         if splits(run, shard):  # workers = "gpus" or N: the ids go to worker processes, the rows come back here
-            return run_on_workers("classify", run, config, base_dir, budget, report, cfg.workers)
+            return run_on_workers("classify", run, config, base_dir, budget, report)
         ids = run.ids
         found, where = find_inputs(cfg, run.input_dir, ids, report)
         report.inputs = found

@@ -190,7 +190,7 @@ def segment(config, input_dir=None, output_dir=None, *, base_dir=None, budget=No
         threshold = _threshold(cfg)  # an unreadable threshold file fails here, before any model loads
         budget = shard_budget(shard) if shard is not None else budget or Budget(cfg.budget.seconds, cfg.budget.reserve)
         if splits(run, shard):  # workers = "gpus" or N: the ids go to worker processes, the rows come back here
-            return run_on_workers("segment", run, config, base_dir, budget, report, cfg.workers)
+            return run_on_workers("segment", run, config, base_dir, budget, report)
         ids = run.ids
         store = row_store(run.guard, [report.mask_column])
         found, where = find_inputs(cfg, run.input_dir, ids, report)

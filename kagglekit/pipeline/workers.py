@@ -90,8 +90,9 @@ def _merge(report, part, prefix: str) -> None:
             report.classes = theirs
 
 
-def run_on_workers(kind: str, run, config, base_dir, budget, report, workers):
-    """Split ``run``'s ids over the workers of ``workers`` (see the module docstring); fill and return ``report``.
+def run_on_workers(kind: str, run, config, base_dir, budget, report):
+    """Split ``run``'s ids over the workers its config's ``workers`` asks for (see the module docstring); fill
+    and return ``report``.
 
     ``run``: the :class:`~kagglekit.pipeline.loop.Started` of the parent (its fallback on disk).
     Holds, in the parent, the submission's rows; each worker holds what the pipeline holds."""
@@ -103,20 +104,20 @@ def run_on_workers(kind: str, run, config, base_dir, budget, report, workers):
     from kagglekit.kaggle import read_csv_strings
     from kagglekit.pipeline.loop import row_store
 
-    devices = worker_devices(workers, run.config.device)
+    devices = worker_devices(run.config.workers, run.config.device)
     ids = run.ids
     shards = [Shard(k, tuple(ids[k :: len(devices)]), d, (budget.total, budget.reserve, budget.started_at))
-              for k, d in enumerate(devices)]
+              for k, d in enumerate(devices) if ids[k :: len(devices)]]
     columns = [c for c in run.guard.fallback.columns if c != run.id_column]
     store = row_store(run.guard, columns)
     report.note(f"{len(ids)} ids split over {len(devices)} workers ({', '.join(devices)})", logging.INFO)
     scratch = Path(tempfile.mkdtemp(prefix=".kagglekit-workers-", dir=run.output_dir))
     # One single-process pool per worker: a worker that dies breaks its own pool only, not the others'.
     context = multiprocessing.get_context("spawn")  # never fork: the parent may have started CUDA
-    pools = [ProcessPoolExecutor(1, mp_context=context) for s in shards if s.ids]
+    pools = [ProcessPoolExecutor(1, mp_context=context) for _ in shards]
     try:
         futures = {pool.submit(_work, kind, config, run.input_dir, scratch / f"worker{s.index}", base_dir, s): s
-                   for pool, s in zip(pools, [s for s in shards if s.ids])}
+                   for pool, s in zip(pools, shards)}
         for future in as_completed(futures):
             shard = futures[future]
             prefix = f"worker {shard.index} ({shard.device})"
