@@ -39,6 +39,7 @@ def test_segment_on_two_workers_writes_what_one_process_writes(tmp_path, unet):
     assert sorted(two.predicted) == sorted(one.predicted) == [f"img{k}" for k in range(5)] and not two.fallback
     assert two.thresholds == pytest.approx(one.thresholds) and two.device == "cpu, cpu"
     assert any("split over 2 workers" in e for e in two.events)
+    assert not any("not in the sample submission" in e for e in two.events)  # the other worker's files are not strays
     assert [p.name for p in (tmp_path / "two").iterdir()] == ["submission.csv"]  # no scratch folder left
 
 

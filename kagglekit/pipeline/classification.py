@@ -127,10 +127,11 @@ def _classes(cfg: ClassifyConfig, kept, decision, reference, sample: Path) -> tu
     return tuple(names)
 
 
-def find_inputs(cfg: ClassifyConfig, input_dir: Path, ids: list[str], report) -> tuple[dict, str]:
-    """(input per id: a path, or a tuple of channel paths; where they were looked for)."""
+def find_inputs(cfg: ClassifyConfig, input_dir: Path, ids: list[str], report, sample=None) -> tuple[dict, str]:
+    """(input per id: a path, or a tuple of channel paths; where they were looked for); ``sample`` as
+    :func:`~kagglekit.pipeline.loop.match_inputs`."""
     if cfg.inputs.channels is None:
-        found = match_inputs(input_dir, ids, cfg.inputs.glob, cfg.inputs.id_from, report)
+        found = match_inputs(input_dir, ids, cfg.inputs.glob, cfg.inputs.id_from, report, sample)
         return found, f"matching {cfg.inputs.glob!r} under {input_dir}"
     found = {}
     for i in ids:
@@ -238,7 +239,7 @@ def classify(config, input_dir=None, output_dir=None, *, base_dir=None, budget=N
         if splits(run, shard):  # workers = "gpus" or N: the ids go to worker processes, the rows come back here
             return run_on_workers("classify", run, config, base_dir, budget, report)
         ids = run.ids
-        found, where = find_inputs(cfg, run.input_dir, ids, report)
+        found, where = find_inputs(cfg, run.input_dir, ids, report, run.sample_ids)
         report.inputs = found
         note_missing(report, ids, found, where)
         pending = [(i, found[i]) for i in ids if i in found]

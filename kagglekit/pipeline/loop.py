@@ -133,10 +133,16 @@ class Started:
 
     @property
     def ids(self) -> list[str]:
+        """The ids this process predicts: every id of the sample, or a worker's share."""
+        ids = self.sample_ids
+        return ids if self.only is None else [i for i in ids if i in self.only]
+
+    @property
+    def sample_ids(self) -> list[str]:
+        """Every id of the sample submission (a worker's ``ids`` are its share of them)."""
         import polars as pl
 
-        ids = self.guard.fallback.get_column(self.id_column).cast(pl.Utf8).to_list()
-        return ids if self.only is None else [i for i in ids if i in self.only]
+        return self.guard.fallback.get_column(self.id_column).cast(pl.Utf8).to_list()
 
 
 def start_run(config, input_dir, output_dir, base_dir, kind: str, shard=None) -> Started:
@@ -165,16 +171,20 @@ def start_run(config, input_dir, output_dir, base_dir, kind: str, shard=None) ->
     return Started(cfg, guard, reference, sample, input_dir, output_dir, id_column, resolve_device(cfg.device))
 
 
-def match_inputs(input_dir: Path, ids: list[str], pattern: str, id_from: str, report: RunReport) -> dict[str, Path]:
-    """Input path per id of the sample submission, from the files ``pattern`` matches under ``input_dir``
-    (the id is the file's stem, or its folder's name); ids without a file get a fallback reason."""
+def match_inputs(input_dir: Path, ids: list[str], pattern: str, id_from: str, report: RunReport,
+                 sample=None) -> dict[str, Path]:
+    """Input path per id of ``ids``, from the files ``pattern`` matches under ``input_dir`` (the id is the
+    file's stem, or its folder's name); ids without a file get a fallback reason. ``sample``: every id of
+    the sample submission (default ``ids``); a worker's files of the other workers' ids are passed over
+    quietly, only files of no sample id are noted as ignored."""
     found: dict[str, Path] = {}
-    wanted = set(ids)
+    wanted, in_sample = set(ids), set(ids if sample is None else sample)
     ignored = []
     for path in sorted(input_dir.glob(pattern)):
         key = path.stem if id_from == "stem" else path.parent.name
         if key not in wanted:
-            ignored.append(path.name)
+            if key not in in_sample:
+                ignored.append(path.name)
         elif key in found:
             report.note(f"{path} and {found[key]} both give id {key!r}; using the first")
         else:

@@ -219,7 +219,7 @@ def workers(top: Table) -> int | str:
     value = top.data.get("workers", 1)
     if value == "gpus" or (isinstance(value, int) and not isinstance(value, bool) and value >= 1):
         return value
-    top.fail("workers", f"must be an integer >= 1 or 'gpus' (one worker process per GPU), got {value!r}")
+    top.fail("workers", "must be an integer >= 1 or 'gpus' (one worker process per GPU)")
 
 
 def budget(data) -> BudgetConfig:

@@ -193,7 +193,7 @@ def segment(config, input_dir=None, output_dir=None, *, base_dir=None, budget=No
             return run_on_workers("segment", run, config, base_dir, budget, report)
         ids = run.ids
         store = row_store(run.guard, [report.mask_column])
-        found, where = find_inputs(cfg, run.input_dir, ids, report)
+        found, where = find_inputs(cfg, run.input_dir, ids, report, run.sample_ids)
         report.inputs = found
         note_missing(report, ids, found, where)
         pending = [(i, found[i]) for i in ids if i in found]
@@ -258,6 +258,6 @@ def checked_files(cfg: SegmentConfig) -> list[tuple[str, object]]:
     return [("threshold file", lambda: f"{cfg.threshold.file}: {_threshold(cfg)}")] if cfg.threshold.kind == "file" else []
 
 
-def find_inputs(cfg: SegmentConfig, input_dir: Path, ids: list[str], report) -> tuple[dict, str]:
-    """(input per id, where they were looked for)."""
-    return match_inputs(input_dir, ids, cfg.inputs.glob, cfg.inputs.id_from, report), f"matching {cfg.inputs.glob!r} under {input_dir}"
+def find_inputs(cfg: SegmentConfig, input_dir: Path, ids: list[str], report, sample=None) -> tuple[dict, str]:
+    """(input per id, where they were looked for); ``sample`` as :func:`~kagglekit.pipeline.loop.match_inputs`."""
+    return match_inputs(input_dir, ids, cfg.inputs.glob, cfg.inputs.id_from, report, sample), f"matching {cfg.inputs.glob!r} under {input_dir}"
