@@ -15,6 +15,7 @@ import re
 import time
 from pathlib import Path
 
+from kagglekit import _memory
 from kagglekit._atomic import atomic_open
 
 RESULTS = Path(__file__).with_name("RESULTS.md")
@@ -34,27 +35,21 @@ def reset_peak_rss() -> None:
     """Reset this process's peak-RSS counter to its current RSS (Linux only; no-op elsewhere)."""
     gc.collect()
     _malloc_trim()
-    try:
-        Path("/proc/self/clear_refs").write_text("5")
-    except OSError:
-        pass
+    _memory.reset_peak_rss()
 
 
-def _status_mb(field: str) -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
+def _mb(value: int | None) -> float:
+    return float("nan") if value is None else value / (1 << 20)
 
 
 def peak_rss_mb() -> float:
     """Peak resident set size in MB since the last :func:`reset_peak_rss`."""
-    return _status_mb("VmHWM")
+    return _mb(_memory.peak_rss())
 
 
 def rss_mb() -> float:
     """Current resident set size in MB."""
-    return _status_mb("VmRSS")
+    return _mb(_memory.rss())
 
 
 def measure(fn, *args, repeat: int = 1, **kwargs):

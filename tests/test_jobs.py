@@ -18,7 +18,6 @@ from kagglekit import cli
 from kagglekit.errors import InvalidArgumentError
 from kagglekit.jobs import (Job, JobSetupError, PredictionJob, TileExportJob, run_slides, settings_hash,
                             slide_paths)
-from kagglekit.jobs.predictions import block_mean
 from helpers import plain_selection, plain_tile, tissue_slide
 from jobs_for_tests import Copy, attempts
 
@@ -111,13 +110,6 @@ def test_slide_paths_from_folder_glob_list_and_mapping(tmp_path):
         slide_paths(str(slides / "*.tif"))
     with pytest.raises(InvalidArgumentError, match="neither a folder"):
         slide_paths(tmp_path / "missing")
-
-
-def test_block_mean_equals_numpy_over_each_block():
-    values = np.random.default_rng(0).random((10, 7)).astype(np.float32)
-    got = block_mean(values, 4)
-    want = [[values[y : y + 4, x : x + 4].mean() for x in range(0, 7, 4)] for y in range(0, 10, 4)]
-    np.testing.assert_allclose(got, want, rtol=1e-6)
 
 
 def test_prediction_job_equals_the_model_on_the_whole_image_averaged_and_rounded(tmp_path):

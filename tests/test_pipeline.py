@@ -92,6 +92,13 @@ def test_a_toml_file_reads_like_the_dict(tmp_path):
     ({"normalize": {"mean": [0.5], "std": [0.0]}}, "normalize.std: must be positive"),
     ({"inputs": {"z": [0, 4]}}, "inputs.z: is a slice range"),
     ({"inputs": {"kind": "volume", "z": [4, 2]}}, "inputs.z: must be [start, stop]"),
+    ({"inputs": {"kind": "volume", "z": "centre:16"}}, "inputs.z: as a string must be 'middle:N'"),
+    ({"inputs": {"mask": "test/mask.png"}}, "inputs.mask: must hold {id}"),
+    ({"inputs": {"mask": "test/{name}/mask.png"}}, "inputs.mask: may hold only the placeholder {id}"),
+    ({"inputs": {"mask": "/kaggle/input/m/{id}.png"}}, "inputs.mask: must be a non-empty pattern relative"),
+    ({"memory": {"max_resident": 0}}, "memory.max_resident: must be an integer >= 1"),
+    ({"memory": {"offload": "gpu"}}, "memory.offload: must be one of ['cpu', 'disk']"),
+    ({"memory": {"fp16": "yes"}}, "memory.fp16: must be true or false"),
     ({"tta": {"views": ["sideways"]}}, "tta.views: unknown TTA view 'sideways'"),
     ({"budget": {"seconds": 60, "reserve": 60}}, "budget.reserve"),
     ({"output": {"order": "K"}}, "output.order"),
@@ -286,14 +293,17 @@ def test_importing_the_pipeline_package_is_cheap():
 def test_a_percentile_counts_real_logits_that_equal_any_value():
     """Skipped pixels are told apart by NaN, not by a logit value a model can also produce: a model whose
     logits are clamped at -30 keeps those pixels in the quantile (oracle: numpy's 'lower' quantile)."""
+    from kagglekit.infer import iter_strips
     from kagglekit.io import open_image
-    from kagglekit.pipeline.segmentation import _predict
+    from kagglekit.pipeline.segmentation import _Image, _predict
 
     image = np.zeros((64, 64, 3), np.uint8)
     image[:10, :10, 0] = RNG.integers(200, 256, (10, 10))  # 100 pixels above the clamp, 4000 at it
     clamped = lambda x: (100 * (x[:, :1] - 0.5)).clamp(min=-30)  # noqa: E731  (black pixels: exactly -30)
     cfg = load_config({"models": [{"path": "unused"}], "tiling": {"tile": 32}, "threshold": {"kind": "percentile", "q": 0.9}})
-    mask, _ = _predict(clamped, None, open_image(image), cfg, None, None, "cpu")
+    source = open_image(image)
+    strips = ((row, strip[0]) for row, strip in iter_strips(clamped, source, tile=32, progress=False))
+    mask, _ = _predict(strips, _Image(source, None, None, 0.0, "scale"), cfg, None, 1)
     logits = (100 * (image[:, :, 0].astype(np.float32) / 255 - 0.5)).clip(-30)
     cut = np.quantile(logits.astype(np.float16), 0.9, method="lower")
     assert np.array_equal(mask, logits.astype(np.float16) >= cut)

@@ -7,7 +7,7 @@ import pytest
 
 from kagglekit.errors import InvalidArgumentError, KagglekitError, ShapeError
 from kagglekit.tiling import (
-    Stitcher, TileGrid, TileWeights, blend_window, detect_background, draw_grid, overlay_mask, swap_background,
+    Stitcher, TileGrid, TileWeights, blend_window, block_mean, detect_background, draw_grid, overlay_mask, swap_background,
     tissue_mask, window_1d,
 )
 
@@ -285,3 +285,13 @@ def test_tissue_mask_of_12_bit_data_in_uint16_equals_the_16_bit_one():
     image, _ = _disk_slide("white")
     twelve = image.astype(np.uint16) * 16 + 8  # 0..4095, as 12-bit cameras store it
     np.testing.assert_array_equal(tissue_mask(twelve), tissue_mask(image.astype(np.uint16) * 257))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, bool, np.uint8])
+def test_block_mean_equals_numpy_over_each_block(dtype):
+    values = (np.random.default_rng(0).random((10, 7)) * 3).astype(dtype)
+    got = block_mean(values, 4)
+    want = [[values[y : y + 4, x : x + 4].astype(np.float64).mean() for x in range(0, 7, 4)] for y in range(0, 10, 4)]
+    np.testing.assert_allclose(got, want, rtol=1e-6)
+    with pytest.raises(ShapeError, match="non-empty"):
+        block_mean(np.zeros((0, 3)), 2)

@@ -18,25 +18,9 @@ import numpy as np
 
 from kagglekit._checks import positive_int
 from kagglekit.errors import InvalidArgumentError, ShapeError
+from kagglekit.io import read_mask
 
 __all__ = ["TileDataset"]
-
-
-def _pooled(mask: np.ndarray, scale: int) -> np.ndarray:
-    """(h, w) mask -> (h / scale, w / scale) float32 area mean (``scale`` divides h and w)."""
-    h, w = mask.shape
-    return mask.reshape(h // scale, scale, w // scale, scale).mean(axis=(1, 3), dtype=np.float32)
-
-
-def _read_mask(mask) -> np.ndarray:
-    """(H, W) bool: an array, or an image file read whole (its first channel), nonzero = positive."""
-    from kagglekit.io import open_image
-
-    if not isinstance(mask, np.ndarray):
-        source = open_image(mask)
-        mask = source.read(0, 0, *source.shape[:2])
-    mask = np.asarray(mask)
-    return (mask[..., 0] if mask.ndim == 3 else mask) != 0
 
 
 class TileDataset:
@@ -63,7 +47,7 @@ class TileDataset:
             raise InvalidArgumentError(f"positive_fraction must be in [0, 1], got {positive_fraction}")
         self.sources, self.transform, self.seed, self.epoch = list(sources), transform, seed, 0
         self.positive_fraction, self.samples = positive_fraction, samples_per_epoch
-        self.masks = [_read_mask(m) for m in masks]
+        self.masks = [read_mask(m) for m in masks]
         self._opened: dict = {}
         shapes = [self._source(k).shape[:2] for k in range(len(self.sources))]
         for k, (shape, mask) in enumerate(zip(shapes, self.masks)):
@@ -117,6 +101,8 @@ class TileDataset:
     def __getitem__(self, i: int):
         import torch
 
+        from kagglekit.tiling import block_mean
+
         if not 0 <= i < len(self):
             raise IndexError(i)
         k, y, x = self.window(i)
@@ -131,4 +117,4 @@ class TileDataset:
         x_ = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))).float()
         if np.issubdtype(image.dtype, np.integer):
             x_ /= float(np.iinfo(image.dtype).max)
-        return x_, torch.from_numpy(_pooled(mask.astype(np.float32), self.label_scale))[None]
+        return x_, torch.from_numpy(block_mean(mask, self.label_scale))[None]

@@ -4,7 +4,7 @@
 ``.read(y, x, h, w)`` (an (h, w, C) array, zero outside the image) and ``.thumbnail(max_side)``.
 TIFFs are read window by window; PNG/JPEG are decoded once on first use. ``match_channels(source, n)``
 adapts a gray or RGBA image to a model's input channels; ``masked_mean_std(source, mask)`` a fragment's
-own statistics in one streamed pass.
+own statistics in one streamed pass; ``read_mask(path, shape)`` a whole (H, W) bool mask.
 """
 
 from __future__ import annotations
@@ -15,11 +15,13 @@ import numpy as np
 
 from kagglekit.errors import ImageReadError
 from kagglekit.io.channels import match_channels
+from kagglekit.io.masks import read_mask
 from kagglekit.io.source import ArraySource, Source
 from kagglekit.io.stats import masked_mean_std
 from kagglekit.io.volume import VolumeSource, open_volume
 
-__all__ = ["ArraySource", "Source", "VolumeSource", "masked_mean_std", "match_channels", "open_image", "open_volume"]
+__all__ = ["ArraySource", "Source", "VolumeSource", "masked_mean_std", "match_channels", "open_image", "open_volume",
+           "read_mask"]
 
 
 def open_image(path_or_array, level: int = 0, cache_bytes: int = 128 << 20) -> Source:

@@ -20,20 +20,9 @@ from kagglekit.errors import InvalidArgumentError
 from kagglekit.jobs.contract import Job, Slide, check_options
 from kagglekit.jobs.models import ModelRef
 
-__all__ = ["PredictionJob", "block_mean"]
+__all__ = ["PredictionJob"]
 
 SPEED_ONLY = ("batch_size", "device", "progress")
-
-
-def block_mean(values: np.ndarray, block: int) -> np.ndarray:
-    """(H, W) float -> (ceil(H / block), ceil(W / block)) float32: the mean of each block's pixels."""
-    h, w = values.shape
-    H, W = -(-h // block), -(-w // block)
-    padded = np.zeros((H * block, W * block), np.float32)
-    padded[:h, :w] = values
-    counts = np.zeros_like(padded)
-    counts[:h, :w] = 1
-    return (padded.reshape(H, block, W, block).sum(axis=(1, 3)) / counts.reshape(H, block, W, block).sum(axis=(1, 3)))
 
 
 class PredictionJob(Job):
@@ -76,6 +65,7 @@ class PredictionJob(Job):
 
         from kagglekit.infer import iter_strips
         from kagglekit.io import open_image
+        from kagglekit.tiling import block_mean
 
         source = open_image(slide)
         try:

@@ -12,7 +12,7 @@ from torch import nn
 
 from kagglekit.pipeline.sections import PipelineConfigError
 
-__all__ = ["Loaded", "first_channels", "input_channels_of", "load_models", "probe_models"]
+__all__ = ["Loaded", "Resident", "first_channels", "input_channels_of", "load_models", "probe_models"]
 
 
 @dataclass
@@ -22,7 +22,7 @@ class Loaded:
     of its output for the probe."""
 
     path: Path
-    model: nn.Module
+    model: nn.Module | None  # None while offloaded to its checkpoint (see Resident)
     weight: float
     in_channels: int | None
     classes: list[str] | None
@@ -89,3 +89,60 @@ def first_channels(pending, channels_of) -> int:
 def input_channels_of(kept: list[Loaded]) -> int | None:
     """The input channels the kept models take (they agree), or None when none of them says."""
     return next((m.in_channels for m in kept if m.in_channels is not None), None)
+
+
+class Resident:
+    """The run's models on ``device`` in turn, at most ``memory.max_resident`` of them at a time.
+
+    ``groups(n)`` yields each group of the first ``n`` models (heaviest weight first) as (modules,
+    weights), placed on the device, and takes the group off again before placing the next one: with
+    ``offload = "cpu"`` it goes back to host memory, with ``"disk"`` it is dropped and read again from
+    its checkpoint the next time (host memory then holds one group too). Without ``max_resident``
+    every model stays on the device for the whole run (one group). ``memory.fp16`` on CUDA: weights in
+    float16 (half the memory; the caller runs float16 autocast).
+    """
+
+    def __init__(self, kept: list[Loaded], memory, device):
+        self.kept, self.limit, self.offload, self.device = kept, memory.max_resident, memory.offload, device
+        self.half = memory.fp16 and device.type == "cuda"
+        if self.grouped(len(kept)) and self.offload == "disk":
+            for m in kept:
+                m.model = None  # probed already; read again when its group's turn comes
+
+    def grouped(self, n: int) -> bool:
+        """Whether the first ``n`` models run in more than one group."""
+        return self.limit is not None and n > self.limit
+
+    def _place(self, m: Loaded) -> nn.Module:
+        from kagglekit.models import load_checkpoint
+
+        model = m.model if m.model is not None else load_checkpoint(m.path).eval()
+        model = model.to(self.device)
+        return model.half() if self.half else model
+
+    def groups(self, n: int):
+        chosen, grouped = self.kept[:n], self.grouped(n)
+        size = self.limit if grouped else n
+        for start in range(0, len(chosen), size):
+            group = chosen[start : start + size]
+            modules = [self._place(m) for m in group]
+            if not grouped:  # they all fit: they stay
+                for m, module in zip(group, modules):
+                    m.model = module
+            try:
+                yield modules, [m.weight for m in group]
+            finally:
+                if grouped:
+                    self._release(modules)
+
+    def _release(self, modules: list[nn.Module]) -> None:
+        if self.offload == "cpu":
+            for module in modules:
+                module.to("cpu")
+        modules.clear()
+        if self.offload == "disk":
+            import gc
+
+            gc.collect()  # a module's reference cycles (hooks, parametrizations) would keep its weights
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()

@@ -1,14 +1,20 @@
 """The segmentation pipeline's own configuration sections (the shared ones are in :mod:`.sections`).
 
-    [inputs]     glob = "test/*.png"  kind = "image" | "volume"  z = [20, 44]  id_from = "stem" | "parent"
+    [inputs]     glob = "test/*.png"  kind = "image" | "volume"  z = [20, 44] | "middle:16"  id_from = "stem" | "parent"
+                 mask = "test/{id}/mask.png"   (a per-image mask: tiles only where it is set, 0 outside)
+    [preprocess] normalize = "scale" | "none" | "imagenet" | "volume" | { mean = [...], std = [...] }
+                 ("volume": each volume's own mean and std inside its mask)
     [tiling]     tile = 512  stride = 384  window = "gaussian"  margin = 32  batch_size = 8
                  tissue_only = true  thumbnail = 1024  min_tissue = 0.05
     [threshold]  kind = "fixed" (value) | "percentile" (q, a fraction) | "file" (file)
+    [memory]     max_resident = 2  offload = "cpu" | "disk"  fp16 = false
+                 (at most N models on the device at once, the others on CPU or re-read from their
+                 checkpoints; fp16 weights and autocast on CUDA)
     [output]     sample_submission = "sample_submission.csv"  submission = "submission.csv"
                  id_column  mask_column  order = "C" | "F"  fallback = ""
 
 Model and threshold files are relative to the config file's folder (a dict: to ``base_dir``),
-``inputs.glob`` and ``output.sample_submission`` to the input folder, ``output.submission`` to the
+``inputs.glob``, ``inputs.mask`` and ``output.sample_submission`` to the input folder, ``output.submission`` to the
 output folder.
 """
 
@@ -31,8 +37,29 @@ THRESHOLD_KINDS = ("fixed", "percentile", "file")
 class InputsConfig:
     glob: str = "test/*"
     kind: str = "image"
-    z: tuple[int, int] | None = None
+    z: tuple[int, int] | str | None = None
     id_from: str = "stem"
+    mask: str | None = None
+
+    def z_selection(self):
+        """``z`` as :func:`kagglekit.io.open_volume` takes it: a slice, ``"middle:N"`` or None (all slices)."""
+        return slice(*self.z) if isinstance(self.z, tuple) else self.z
+
+    def mask_path(self, input_dir: Path, image_id: str) -> Path | None:
+        """The mask file of ``image_id`` (None: no mask configured)."""
+        return input_dir / self.mask.format(id=image_id) if self.mask else None
+
+
+OFFLOADS = ("cpu", "disk")
+
+
+@dataclass(frozen=True)
+class MemoryConfig:
+    """``max_resident`` None: every model stays on the device (the default)."""
+
+    max_resident: int | None = None
+    offload: str = "cpu"
+    fp16: bool = False
 
 
 @dataclass(frozen=True)
@@ -82,25 +109,54 @@ class SegmentConfig:
     threshold: ThresholdConfig = field(default_factory=ThresholdConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
     budget: BudgetConfig = field(default_factory=BudgetConfig)
+    memory: MemoryConfig = field(default_factory=MemoryConfig)
     kind: str = "segment"
 
 
-def _inputs(data) -> InputsConfig:
-    t = Table(data, "inputs", ("glob", "kind", "z", "id_from"))
-    kind = t.string("kind", "image", ("image", "volume"))
+def _z(t: Table, kind: str):
     z = t.data.get("z")
-    if z is not None:
-        if kind != "volume":
-            t.fail("z", "is a slice range [start, stop) for kind = 'volume' only")
-        if (not isinstance(z, (list, tuple)) or len(z) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) for v in z)
-                or not 0 <= z[0] < z[1]):
-            t.fail("z", "must be [start, stop] with 0 <= start < stop (slices start..stop-1)")
-        z = (z[0], z[1])
-    pattern = t.string("glob", "test/*")
-    if not pattern or Path(pattern).is_absolute() or any("**" in part and part != "**" for part in pattern.split("/")):
-        t.fail("glob", "must be a non-empty pattern relative to the competition folder, e.g. 'test/*.png' "
-                       "('**' only as a whole path part, as in 'test/**/*.tif')")
-    return InputsConfig(pattern, kind, z, t.string("id_from", "stem", ("stem", "parent")))
+    if z is None:
+        return None
+    if kind != "volume":
+        t.fail("z", "is a slice range [start, stop) or 'middle:N' for kind = 'volume' only")
+    if isinstance(z, str):
+        head, _, n = z.partition(":")
+        if head != "middle" or not n.isdigit() or int(n) < 1:
+            t.fail("z", "as a string must be 'middle:N' (the N middle slices), e.g. 'middle:16'")
+        return z
+    if (not isinstance(z, (list, tuple)) or len(z) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) for v in z)
+            or not 0 <= z[0] < z[1]):
+        t.fail("z", "must be [start, stop] with 0 <= start < stop (slices start..stop-1), or 'middle:N'")
+    return (z[0], z[1])
+
+
+def _relative_pattern(t: Table, key: str, default, example: str):
+    pattern = t.string(key, default)
+    if pattern is not None and (not pattern or Path(pattern).is_absolute()):
+        t.fail(key, f"must be a non-empty pattern relative to the competition folder, e.g. {example!r}")
+    return pattern
+
+
+def _inputs(data) -> InputsConfig:
+    t = Table(data, "inputs", ("glob", "kind", "z", "id_from", "mask"))
+    kind = t.string("kind", "image", ("image", "volume"))
+    pattern = _relative_pattern(t, "glob", "test/*", "test/*.png")
+    if any("**" in part and part != "**" for part in pattern.split("/")):
+        t.fail("glob", "may hold '**' only as a whole path part, as in 'test/**/*.tif'")
+    mask = _relative_pattern(t, "mask", None, "test/{id}/mask.png")
+    if mask is not None:
+        try:
+            mask.format(id="x")
+        except (KeyError, IndexError, ValueError):
+            t.fail("mask", "may hold only the placeholder {id} (the image's id), e.g. 'test/{id}/mask.png'")
+        if "{id}" not in mask:
+            t.fail("mask", "must hold {id}, the image's id, e.g. 'test/{id}/mask.png' or 'masks/{id}.png'")
+    return InputsConfig(pattern, kind, _z(t, kind), t.string("id_from", "stem", ("stem", "parent")), mask)
+
+
+def _memory(data) -> MemoryConfig:
+    t = Table(data, "memory", ("max_resident", "offload", "fp16"))
+    return MemoryConfig(t.integer("max_resident", None), t.string("offload", "cpu", OFFLOADS), t.boolean("fp16", False))
 
 
 def _tiling(data) -> TilingConfig:
@@ -147,15 +203,20 @@ def output(data) -> OutputConfig:
                         t.string("fallback", ""))
 
 
-TOP_KEYS = ("kind", "inputs", "tiling", "models", "tta", "preprocess", "normalize", "device", "workers", "threshold", "output", "budget")
+TOP_KEYS = ("kind", "inputs", "tiling", "models", "tta", "preprocess", "normalize", "device", "workers", "threshold",
+            "output", "budget", "memory")
+
+VOLUME_NORMALIZE = "volume"
+"""``[preprocess] normalize = "volume"``: each image standardised by its own mean and std inside its mask."""
 
 
 def preprocess_normalize(data) -> object:
-    """``[preprocess] normalize``, or the older top-level ``normalize`` (not both)."""
+    """``[preprocess] normalize``, or the older top-level ``normalize`` (not both); ``"volume"`` as it is."""
     pre = Table(data.get("preprocess", {}), "preprocess", ("normalize",))
     if "normalize" in pre.data and "normalize" in data:
         raise PipelineConfigError("normalize: given both at the top level and in [preprocess]; keep the [preprocess] one")
-    return sections.normalize(pre.data.get("normalize", data.get("normalize", "scale")))
+    value = pre.data.get("normalize", data.get("normalize", "scale"))
+    return value if value == VOLUME_NORMALIZE else sections.normalize(value)
 
 
 def check(data: dict, base: Path) -> SegmentConfig:
@@ -174,6 +235,7 @@ def check(data: dict, base: Path) -> SegmentConfig:
         threshold=_threshold(data.get("threshold", {}), base),
         output=output(data.get("output", {})),
         budget=sections.budget(data.get("budget", {})),
+        memory=_memory(data.get("memory", {})),
     )
 
 

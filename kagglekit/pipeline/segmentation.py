@@ -2,10 +2,14 @@
 
 It composes the library on the shared run loop (:mod:`kagglekit.pipeline.loop`: fallback first, budget,
 one fallback row per failure, report): models come from ``load_checkpoint`` and are probed once on a
-zero tile, merged by ``Ensemble`` and ``TTA`` (or ``ViewCycle``); each image's channels are matched to
-the models' (``match_channels``); ``iter_strips`` runs them over the image (tissue tiles only, if
-configured); the mask is thresholded strip by strip and encoded by ``rle_encode``; non-finite logits
-make the image a fallback row.
+zero tile, merged by ``Ensemble`` and ``TTA`` (or ``ViewCycle``), at most ``[memory] max_resident`` of
+them on the device at a time (:class:`~kagglekit.pipeline.ensemble.Resident`); each image's channels are
+matched to the models' (``match_channels``), or a volume's slices read (``inputs.z``); its mask
+(``inputs.mask``) limits the tiles and the mask, and ``normalize = "volume"`` standardises it by its
+own statistics inside the mask; ``iter_strips`` runs the models over the image (tissue tiles only, if
+configured) at their output scale (the probe's tile / output side: 32 for a 2.5D model), the logits are
+upsampled to the image (nearest), thresholded strip by strip and encoded by ``rle_encode``;
+non-finite logits make the image a fallback row.
 
 Models must return logits (N, 1, h, w) for NCHW float input; a probability threshold ``t`` is applied
 as ``logit >= log(t / (1 - t))``.
@@ -23,11 +27,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from kagglekit.errors import KagglekitError
+from kagglekit.errors import InvalidArgumentError, KagglekitError
 from kagglekit.kaggle.budget import Budget
 from kagglekit.pipeline.config import PipelineConfigError, SegmentConfig, read_threshold_file
 from kagglekit.pipeline.degrade import Degrader
-from kagglekit.pipeline.ensemble import first_channels, input_channels_of, load_models, probe_models
+from kagglekit.pipeline.ensemble import Resident, first_channels, input_channels_of, load_models, probe_models
+from kagglekit.pipeline.segment_config import VOLUME_NORMALIZE
 from kagglekit.pipeline.loop import RunReport, match_inputs, note_missing, row_store, run_items, start_run
 from kagglekit.pipeline.workers import run_on_workers, shard_budget, splits
 
@@ -41,12 +46,17 @@ SKIPPED = float("nan")
 @dataclass
 class SegmentReport(RunReport):
     """A :class:`~kagglekit.pipeline.loop.RunReport` with the mask column, its RLE order, the probability
-    threshold used per image, and the ids in which no tile had tissue (predicted empty)."""
+    threshold used per image, the ids in which no tile had tissue (predicted empty), per image the
+    (mean, std) of ``normalize = "volume"`` (in the image's own units) and the peak memory in bytes
+    (of the process, or of torch's CUDA allocations on a GPU), and the models' output scale."""
 
     mask_column: str = "rle"
     order: str = "C"
     thresholds: dict[str, float] = field(default_factory=dict)
     no_tissue: list[str] = field(default_factory=list)
+    normalization: dict[str, tuple[float, float]] = field(default_factory=dict)
+    peak_memory: dict[str, int | None] = field(default_factory=dict)
+    out_scale: int = 1
 
 
 class NonFiniteOutputError(KagglekitError, ValueError):
@@ -54,9 +64,10 @@ class NonFiniteOutputError(KagglekitError, ValueError):
 
 
 class _CountNonFinite(nn.Module):
-    """``model`` counting its calls, the output pixels it returned and how many of them were NaN or infinite."""
+    """``model`` counting its calls, the output pixels it returned and how many of them were NaN or
+    infinite (``model`` may be swapped for the next group of models; the counts go on)."""
 
-    def __init__(self, model):
+    def __init__(self, model=None):
         super().__init__()
         self.model, self.calls, self.pixels, self.bad = model, 0, 0, 0
 
@@ -77,18 +88,35 @@ def _logit(p: float) -> float:
 
 
 def _segment_models(cfg: SegmentConfig, image_channels: int, report: SegmentReport):
-    """(models, weights, input channels or None) of the checkpoints that load and run a zero tile; models
-    that do not return one logit map (N, 1, h, w) are refused (see :mod:`kagglekit.pipeline.ensemble`)."""
-    kept = probe_models(load_models(cfg.models, report), (cfg.tiling.tile, cfg.tiling.tile), image_channels, report)
+    """(kept models, input channels or None, output scale) of the checkpoints that load and run a zero
+    tile. Models that do not return one logit map (N, 1, h, w) are refused (see
+    :mod:`kagglekit.pipeline.ensemble`); the output scale is tile / h (32 for a 2.5D model at 1/32),
+    and the models of one run must share it."""
+    tile = cfg.tiling.tile
+    kept = probe_models(load_models(cfg.models, report), (tile, tile), image_channels, report)
+    scales = {}
     for m in kept:
         if len(m.out_shape) != 4:
             raise PipelineConfigError(f"models: {m.path} returns {m.out_shape} for a tile of shape "
-                                      f"(1, {m.in_channels or image_channels}, {cfg.tiling.tile}, {cfg.tiling.tile}); "
+                                      f"(1, {m.in_channels or image_channels}, {tile}, {tile}); "
                                       "segment needs logit maps (N, 1, h, w): is it a classifier?")
         if m.out_shape[1] != 1:
             raise PipelineConfigError(f"models: {m.path.name} returns {m.out_shape[1]} channels; segment thresholds one "
                                       "logit map per image (N, 1, h, w)")
-    return [m.model for m in kept], [m.weight for m in kept], input_channels_of(kept)
+        h, w = m.out_shape[2:]
+        if h != w or tile % h:
+            raise PipelineConfigError(f"models: {m.path.name} returns {h}x{w} logits for a {tile}x{tile} tile; segment takes "
+                                      f"outputs at 1/s of the tile for a whole s (tile {tile} must be a multiple of s)")
+        scales[m.path.name] = tile // h
+    if len(set(scales.values())) > 1:
+        raise PipelineConfigError(f"models: the ensemble's models have different output scales ({scales}); their "
+                                  "logits are averaged pixel by pixel: use models of one output stride")
+    scale = next(iter(scales.values()), 1)
+    stride, margin = cfg.tiling.stride or tile, cfg.tiling.margin
+    if stride % scale or margin % scale:
+        raise PipelineConfigError(f"tiling: the models' output is at 1/{scale} of the input, so tiling.stride ({stride}) "
+                                  f"and tiling.margin ({margin}) must be multiples of {scale}")
+    return kept, input_channels_of(kept), scale
 
 
 def _compose(models, weights, cfg: SegmentConfig, n_views: int, n_models: int):
@@ -108,40 +136,95 @@ def _open(path: Path, cfg: SegmentConfig):
     from kagglekit.io import open_image, open_volume
 
     if cfg.inputs.kind == "volume":
-        return open_volume(path, z=slice(*cfg.inputs.z) if cfg.inputs.z else None)
+        return open_volume(path, z=cfg.inputs.z_selection())
     return open_image(path)
 
 
-def _predict(model, tta, source, cfg: SegmentConfig, threshold: float | None, skip, device) -> tuple[np.ndarray, float]:
-    """(H, W) bool mask of ``source`` and the probability threshold used (``threshold`` None: percentile).
+@dataclass
+class _Image:
+    """One image's inputs to :func:`_predict`: its source, its (H, W) bool mask or None, the low-resolution
+    map of where tiles run (None: everywhere) with its ``min_fraction``, and ``normalize``."""
 
-    Tiles run only where the low-resolution ``skip`` mask (or None: everywhere) has tissue. Holds the
-    mask (1 byte per pixel), for a percentile threshold float16 logits, which pixels ran and a copy of
-    their logits (5 bytes per pixel in all), and one tile row of float32 logits.
+    source: object
+    inside: np.ndarray | None
+    skip: np.ndarray | None
+    min_fraction: float
+    normalize: object
+
+
+def _logit_strips(models: Resident, n_models: int, n_views: int, image: _Image, cfg: SegmentConfig, scale: int,
+                  counted: _CountNonFinite, device):
+    """Yield (first row, (rows, W / scale) float32 logits) of the first ``n_models`` models over the image.
+
+    One group of models (all resident) streams strips as they are finished. Several groups
+    (``[memory] max_resident``) run in turn, each over the whole image, their weighted logits summed
+    in one (H / scale, W / scale) float32 array, which is then handed out in strips.
     """
     from kagglekit.infer import iter_strips
-    from kagglekit.thresholds import percentile_threshold
 
     t = cfg.tiling
     run = {"tile": t.tile, "stride": t.stride, "batch_size": t.batch_size, "window": t.window, "margin": t.margin,
-           "device": device, "normalize": cfg.normalize, "skip_mask": skip, "min_fraction": t.min_tissue,
-           "fill_value": SKIPPED, "out_channels": 1, "tta": tta, "progress": False}
-    strips = iter_strips(model, source, **run)
-    H, W = source.shape[:2]
+           "out_scale": scale, "device": device, "normalize": image.normalize, "skip_mask": image.skip,
+           "min_fraction": image.min_fraction, "fill_value": SKIPPED, "out_channels": 1, "progress": False,
+           "strip_rows": max(1, 128 // scale), "amp": "fp16" if models.half else False}
+    grouped, total, summed = models.grouped(n_models), 0.0, None
+    for modules, weights in models.groups(n_models):
+        counted.model, run["tta"] = _compose(modules, weights, cfg, n_views, len(modules))
+        strips = iter_strips(counted, image.source, **run)
+        if not grouped:
+            yield from ((row, strip[0]) for row, strip in strips)
+            return
+        for row, strip in strips:
+            if summed is None:
+                summed = np.zeros((-(-image.source.shape[0] // scale), strip.shape[2]), np.float32)
+            summed[row : row + strip.shape[1]] += sum(weights) * strip[0]
+        total += sum(weights)
+        counted.model = None  # the group can leave the device
+    summed /= total
+    for row in range(0, len(summed), run["strip_rows"]):
+        yield row, summed[row : row + run["strip_rows"]]
+
+
+def _full_resolution(strips, scale: int, H: int, W: int):
+    """The (first row, (rows, W) strip) pairs of logits at 1/``scale``, each pixel repeated ``scale`` times
+    per side (nearest upsampling), cropped to the image's (H, W)."""
+    for row, strip in strips:
+        if scale > 1:
+            strip = np.repeat(np.repeat(strip, scale, axis=0), scale, axis=1)[: H - row * scale, :W]
+        yield row * scale, strip
+
+
+def _predict(strips, image: _Image, cfg: SegmentConfig, threshold: float | None, scale: int) -> tuple[np.ndarray, float]:
+    """(H, W) bool mask of the image and the probability threshold used (``threshold`` None: percentile).
+
+    Pixels outside the image's mask are False and are left out of a percentile threshold, like the
+    skipped (NaN) pixels of tiles that did not run. Holds the mask (1 byte per pixel), for a percentile
+    threshold float16 logits and which pixels count (3 more bytes per pixel), and one strip.
+    """
+    from kagglekit.thresholds import percentile_threshold
+
+    H, W = image.source.shape[:2]
+    strips = _full_resolution(strips, scale, H, W)
     if threshold is not None:
         cut = _logit(threshold)
         mask = np.empty((H, W), bool)
         for row, strip in strips:
-            np.greater_equal(strip[0], cut, out=mask[row : row + strip.shape[1]])
-        return mask, threshold
-    logits = np.empty((H, W), np.float16)
-    for row, strip in strips:
-        logits[row : row + strip.shape[1]] = strip[0]
-    ran = ~np.isnan(logits)  # the quantile is of the predicted pixels, not of skipped background
-    if not ran.any():
-        return np.zeros((H, W), bool), 1.0
-    cut = percentile_threshold(logits, cfg.threshold.q, mask=ran)
-    return logits >= cut, 0.5 * (1.0 + math.tanh(cut / 2))  # the sigmoid without exp's overflow
+            np.greater_equal(strip, cut, out=mask[row : row + len(strip)])
+        used = threshold
+    else:
+        logits = np.empty((H, W), np.float16)
+        for row, strip in strips:
+            logits[row : row + len(strip)] = strip
+        counts = ~np.isnan(logits)  # the quantile is of the predicted pixels, not of skipped background
+        if image.inside is not None:
+            counts &= image.inside
+        if not counts.any():
+            return np.zeros((H, W), bool), 1.0
+        cut = percentile_threshold(logits, cfg.threshold.q, mask=counts)
+        mask, used = logits >= cut, 0.5 * (1.0 + math.tanh(cut / 2))  # the sigmoid without exp's overflow
+    if image.inside is not None:
+        mask &= image.inside
+    return mask, used
 
 
 def _threshold(cfg: SegmentConfig) -> float | None:
@@ -197,16 +280,19 @@ def segment(config, input_dir=None, output_dir=None, *, base_dir=None, budget=No
         report.inputs = found
         note_missing(report, ids, found, where)
         pending = [(i, found[i]) for i in ids if i in found]
-        models, weights, in_channels = [], [], None
+        kept, in_channels, scale = [], None, 1
         if pending:
-            models, weights, in_channels = _segment_models(cfg, first_channels(pending, lambda p: _open(p, cfg).shape[2]), report)
-        if not models:
+            kept, in_channels, scale = _segment_models(cfg, first_channels(pending, lambda p: _open(p, cfg).shape[2]), report)
+        if not kept:
             if pending:
                 report.note("no usable model: every image keeps the fallback row", logging.ERROR)
             report.fallback.update({i: "no usable model" for i, _ in pending})
             return report
-        degrader = Degrader(len(cfg.tta.views), len(models), views_cost=cfg.tta.mode == "merge")
-        predict = _image_predictor(cfg, models, weights, in_channels, threshold, degrader, report, store)
+        report.out_scale = scale
+        models = Resident(kept, cfg.memory, torch.device(report.device))
+        _note_memory(cfg, models, report)
+        degrader = Degrader(len(cfg.tta.views), len(kept), views_cost=cfg.tta.mode == "merge")
+        predict = _image_predictor(cfg, models, in_channels, scale, run.input_dir, threshold, degrader, report, store)
         areas = _areas(pending, cfg)
         run_items([([i], path) for i, path in pending], [areas[i] for i, _ in pending], degrader, predict, budget, report)
         if report.no_tissue and len(report.no_tissue) == len(report.predicted):
@@ -218,39 +304,88 @@ def segment(config, input_dir=None, output_dir=None, *, base_dir=None, budget=No
         report.seconds = time.monotonic() - start
 
 
-def _image_predictor(cfg: SegmentConfig, models, weights, in_channels, threshold, degrader: Degrader,
-                     report: SegmentReport, store):
+def _image_predictor(cfg: SegmentConfig, models: Resident, in_channels, scale: int, input_dir: Path, threshold,
+                     degrader: Degrader, report: SegmentReport, store):
     """``predict([id], path)`` for :func:`~kagglekit.pipeline.loop.run_items`: one image through the current
     setting of ``degrader``, its RLE handed to ``store`` (:func:`~kagglekit.pipeline.loop.row_store`);
     non-finite logits raise NonFiniteOutputError."""
-    from kagglekit.io import match_channels
+    from kagglekit._memory import PeakMemory
     from kagglekit.kaggle.rle import rle_encode
-    from kagglekit.tiling import tissue_mask
 
     def predict(ids: list[str], path: Path) -> tuple[dict, str]:
         (i,) = ids
-        source = _open(path, cfg)
-        if cfg.inputs.kind == "image":
-            matched = match_channels(source, in_channels)
-            if matched is not source:
-                report.note_once(f"inputs adapted to the models' {in_channels} channels: {matched.adaptation}")
-            source = matched
-        model, tta = _compose(models, weights, cfg, degrader.views, degrader.models)
-        counted = _CountNonFinite(model)
-        skip = tissue_mask(source.thumbnail(cfg.tiling.thumbnail)) if cfg.tiling.tissue_only else None
-        mask, used = _predict(counted, tta, source, cfg, threshold, skip, report.device)
-        if counted.bad:
-            raise NonFiniteOutputError(f"the model returned {counted.bad} NaN or infinite logits out of {counted.pixels} "
-                                       "tile output pixels; check the checkpoint (diverged training, float16 overflow)")
-        store(ids, {report.mask_column: [rle_encode(mask, cfg.output.order)]})
-        report.thresholds[i] = used
-        if skip is not None and counted.calls == 0:
+        with PeakMemory(models.device) as peak:
+            image = _prepare(i, path, cfg, input_dir, in_channels, report)
+            counted = _CountNonFinite()
+            strips = _logit_strips(models, degrader.models, degrader.views, image, cfg, scale, counted, models.device)
+            mask, used = _predict(strips, image, cfg, threshold, scale)
+            if counted.bad:
+                raise NonFiniteOutputError(f"the model returned {counted.bad} NaN or infinite logits out of {counted.pixels} "
+                                           "tile output pixels; check the checkpoint (diverged training, float16 overflow)")
+            store(ids, {report.mask_column: [rle_encode(mask, cfg.output.order)]})
+        report.thresholds[i], report.peak_memory[i] = used, peak.bytes
+        if image.skip is not None and counted.calls == 0:
             report.no_tissue.append(i)
-            report.note(f"{i}: no tile has tissue (tissue mask {'empty' if not skip.any() else 'below tiling.min_tissue'}); "
-                        "its mask is empty", logging.INFO)
-        return {}, f"threshold {used:.4g}, {degrader.views} view(s) x {degrader.models} model(s)"
+            if image.inside is not None and not image.inside.any():
+                report.note(f"{i}: its mask ({cfg.inputs.mask_path(input_dir, i).name}) is empty: no tile was run and "
+                            "its mask is empty", logging.INFO)
+            else:
+                report.note(f"{i}: no tile has tissue (tissue mask {'empty' if not image.skip.any() else 'below tiling.min_tissue'})"
+                            "; its mask is empty", logging.INFO)
+        memory = f", peak {peak.bytes / 2**30:.2f} GiB" if peak.bytes else ""
+        return {}, f"threshold {used:.4g}, {degrader.views} view(s) x {degrader.models} model(s){memory}"
 
     return predict
+
+
+def _prepare(i: str, path: Path, cfg: SegmentConfig, input_dir: Path, in_channels, report: SegmentReport) -> _Image:
+    """The image's source (channels matched to the models'), its mask, where tiles run and its normalisation."""
+    from kagglekit.io import match_channels, masked_mean_std, read_mask
+    from kagglekit.tiling import block_mean, tissue_mask
+
+    source = _open(path, cfg)
+    if cfg.inputs.kind == "image":
+        matched = match_channels(source, in_channels)
+        if matched is not source:
+            report.note_once(f"inputs adapted to the models' {in_channels} channels: {matched.adaptation}")
+        source = matched
+    H, W = source.shape[:2]
+    mask_path = cfg.inputs.mask_path(input_dir, i)
+    inside = read_mask(mask_path, (H, W)) if mask_path is not None else None
+    t = cfg.tiling
+    skip = tissue_mask(source.thumbnail(t.thumbnail)) if t.tissue_only else None
+    min_fraction = t.min_tissue
+    if inside is not None:  # tiles that touch the mask run (tissue_only too: where both are set)
+        fraction = block_mean(inside, max(1, -(-max(H, W) // t.thumbnail)))
+        if skip is not None:
+            import cv2
+
+            fraction *= cv2.resize(skip.astype(np.uint8), fraction.shape[::-1], interpolation=cv2.INTER_NEAREST)
+        skip, min_fraction = fraction, t.min_tissue if t.tissue_only else 0.0
+    normalize = cfg.normalize
+    if normalize == VOLUME_NORMALIZE:
+        mean, std = masked_mean_std(source, inside)
+        if not std > 0:
+            raise InvalidArgumentError(f"{path}: every voxel {'inside its mask ' if inside is not None else ''}is {mean:g}; "
+                                       "normalize = 'volume' divides by the standard deviation, which is 0")
+        report.normalization[i] = (float(mean), float(std))
+        top = float(np.iinfo(source.dtype).max) if np.issubdtype(source.dtype, np.integer) else 1.0
+        normalize = ((mean / top,), (std / top,))  # applied after the integers are scaled to [0, 1]
+    return _Image(source, inside, skip, min_fraction, normalize)
+
+
+def _note_memory(cfg: SegmentConfig, models: Resident, report: SegmentReport) -> None:
+    """Say once what ``[memory]`` does on this device."""
+    memory, on_cuda = cfg.memory, models.device.type == "cuda"
+    if memory.fp16 and not on_cuda:
+        report.note("memory.fp16 applies on CUDA only: the models run in float32 here", logging.INFO)
+    if models.grouped(len(models.kept)):
+        report.note(f"{len(models.kept)} models, at most {memory.max_resident} on {models.device} at once "
+                    f"(the others {'in host memory' if memory.offload == 'cpu' else 'read again from their checkpoints'})",
+                    logging.INFO)
+        if not on_cuda and memory.offload == "cpu":
+            report.note("memory.max_resident bounds host memory only with offload = 'disk': on the CPU, 'cpu' "
+                        "offload keeps every model in memory anyway", logging.INFO)
 
 
 def checked_files(cfg: SegmentConfig) -> list[tuple[str, object]]:

@@ -107,3 +107,29 @@ def swap_background(image: np.ndarray, mask: np.ndarray | None = None, backgroun
     out = image.copy()
     out[~mask] = 0
     return out
+
+
+def block_mean(values: np.ndarray, block: int) -> np.ndarray:
+    """(H, W) array (bool, integer or float) -> (ceil(H / block), ceil(W / block)) float32: the mean of each
+    block's pixels (the last row and column of blocks average only the pixels they hold). Used for
+    labels at 1/s (area mean) and for low-resolution fraction maps of a full-resolution mask.
+
+    Works one row of blocks at a time, so a full-resolution (10k x 10k) mask costs one block row of
+    float64, not a float copy of the mask.
+    """
+    from kagglekit._checks import positive_int
+
+    values = np.asarray(values)
+    if values.ndim != 2 or 0 in values.shape:
+        raise ShapeError(f"block_mean expects a non-empty (H, W) array, got shape {values.shape}")
+    block = positive_int("block", block)
+    h, w = values.shape
+    W = -(-w // block)
+    out = np.empty((-(-h // block), W), np.float32)
+    edges = np.arange(0, w, block)
+    widths = np.minimum(edges + block, w) - edges
+    for r, y in enumerate(range(0, h, block)):
+        rows = values[y : y + block]
+        column_sums = rows.sum(axis=0, dtype=np.float64)
+        out[r] = np.add.reduceat(column_sums, edges) / (widths * len(rows))
+    return out
