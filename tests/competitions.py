@@ -8,6 +8,7 @@ compute plainly from the pixels.
 from __future__ import annotations
 
 import csv
+import weakref
 
 import cv2
 import numpy as np
@@ -43,8 +44,42 @@ class Channel0Logit(nn.Module):
 register_model("test_pipeline_channel0", Channel0Logit)
 
 
-def checkpoint(path, **kwargs):
-    return save_checkpoint(create("kagglekit/test_pipeline_channel0", **kwargs), path)
+class BlockMeanLogit(nn.Module):
+    """A 2.5D stand-in at 1/``scale``: ``gain * (mean over slices and each scale x scale block - offset)``, so
+    that a tile's output equals the whole (zero-padded) volume's output in the tile's blocks."""
+
+    def __init__(self, scale: int = 32, gain: float = 10.0, offset: float = 0.5):
+        super().__init__()
+        self.gain = nn.Parameter(torch.tensor(float(gain)))
+        self.scale, self.offset = scale, offset
+
+    def forward(self, x):
+        return self.gain * (nn.functional.avg_pool2d(x.mean(dim=1, keepdim=True), self.scale) - self.offset)
+
+
+register_model("test_pipeline_block_mean", BlockMeanLogit)
+
+
+class TrackedChannel0Logit(Channel0Logit):
+    """Channel0Logit that counts its live instances: ``most`` is the largest count seen while one of them ran."""
+
+    alive: weakref.WeakSet = weakref.WeakSet()
+    most = 0
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        TrackedChannel0Logit.alive.add(self)
+
+    def forward(self, x):
+        TrackedChannel0Logit.most = max(TrackedChannel0Logit.most, len(TrackedChannel0Logit.alive))
+        return super().forward(x)
+
+
+register_model("test_pipeline_tracked", TrackedChannel0Logit)
+
+
+def checkpoint(path, name: str = "test_pipeline_channel0", **kwargs):
+    return save_checkpoint(create(f"kagglekit/{name}", **kwargs), path)
 
 
 def read_csv(path) -> list[dict]:

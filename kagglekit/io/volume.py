@@ -51,6 +51,9 @@ class VolumeSource(Source):
     def __init__(self, slices: list[Source], name: str):
         first = slices[0]
         for s in slices:
+            if s.shape[2] != 1 and len(slices) == 1:
+                raise ShapeError(f"{name}: one page of {s.shape[2]} samples ({s.shape}), not a stack of slices; write each "
+                                 "slice as its own page, e.g. tifffile.imwrite(path, volume, photometric='minisblack')")
             if s.shape[:2] != first.shape[:2] or s.dtype != first.dtype or s.shape[2] != 1:
                 raise ShapeError(f"{name}: slices must be single-channel and share one size and dtype; {s.name} is {s.shape} {s.dtype}, the first is {first.shape} {first.dtype}")
         self.slices, self.name = slices, name

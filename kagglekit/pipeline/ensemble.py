@@ -12,7 +12,7 @@ from torch import nn
 
 from kagglekit.pipeline.sections import PipelineConfigError
 
-__all__ = ["Loaded", "Resident", "first_channels", "input_channels_of", "load_models", "probe_models"]
+__all__ = ["Loaded", "Resident", "agree", "first_channels", "input_channels_of", "load_models", "probe_models"]
 
 
 @dataclass
@@ -64,13 +64,18 @@ def probe_models(loaded: list[Loaded], spatial: tuple[int, int] | None = None, i
             continue
         m.out_shape = tuple(out.shape) if isinstance(out, torch.Tensor) else (type(out).__name__,)
         kept.append(m)
+    agree(kept)
+    return kept
+
+
+def agree(kept: list[Loaded]) -> None:
+    """Refuse models that take different input channel counts, or return different output channel counts."""
     for what, counts in (("input", {m.path: m.in_channels for m in kept if m.in_channels is not None}),
                          ("output", {m.path: m.out_shape[1] for m in kept if len(m.out_shape) > 1})):
         if len(set(counts.values())) > 1:
             listed = ", ".join(f"{p.name}: {c}" for p, c in counts.items())
             raise PipelineConfigError(f"models: the ensemble's models have different {what} channel counts ({listed}); "
                                       "every model runs on the same inputs and their outputs are averaged: use models of one kind")
-    return kept
 
 
 def first_channels(pending, channels_of) -> int:

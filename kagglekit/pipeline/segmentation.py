@@ -31,7 +31,7 @@ from kagglekit.errors import InvalidArgumentError, KagglekitError
 from kagglekit.kaggle.budget import Budget
 from kagglekit.pipeline.config import PipelineConfigError, SegmentConfig, read_threshold_file
 from kagglekit.pipeline.degrade import Degrader
-from kagglekit.pipeline.ensemble import Resident, first_channels, input_channels_of, load_models, probe_models
+from kagglekit.pipeline.ensemble import Resident, agree, first_channels, input_channels_of, load_models, probe_models
 from kagglekit.pipeline.segment_config import VOLUME_NORMALIZE
 from kagglekit.pipeline.loop import RunReport, match_inputs, note_missing, row_store, run_items, start_run
 from kagglekit.pipeline.workers import run_on_workers, shard_budget, splits
@@ -93,7 +93,15 @@ def _segment_models(cfg: SegmentConfig, image_channels: int, report: SegmentRepo
     :mod:`kagglekit.pipeline.ensemble`); the output scale is tile / h (32 for a 2.5D model at 1/32),
     and the models of one run must share it."""
     tile = cfg.tiling.tile
-    kept = probe_models(load_models(cfg.models, report), (tile, tile), image_channels, report)
+    if cfg.memory.max_resident is not None and cfg.memory.offload == "disk":
+        kept = []  # one model in memory at a time from the start: each is loaded, probed and dropped
+        for model_config in sorted(cfg.models, key=lambda m: -m.weight):
+            kept += probe_models(load_models([model_config], report), (tile, tile), image_channels, report)
+            if kept:
+                kept[-1].model = None
+        agree(kept)
+    else:
+        kept = probe_models(load_models(cfg.models, report), (tile, tile), image_channels, report)
     scales = {}
     for m in kept:
         if len(m.out_shape) != 4:
