@@ -87,3 +87,61 @@ def test_a_transform_moves_image_and_mask_together_and_mistakes_are_named():
         TileDataset(images, [masks[0], masks[0]], tile=64, stride=64)
     with pytest.raises(InvalidArgumentError, match="no mask has a positive"):
         TileDataset(images, [np.zeros_like(m) for m in masks], tile=64, samples_per_epoch=4, positive_fraction=0.5)
+
+
+def test_the_tile_cache_gives_the_volumes_tiles_and_is_written_once(tmp_path):
+    import tifffile
+
+    from kagglekit.io import open_volume
+
+    rng = np.random.default_rng(5)
+    volume = rng.integers(0, 256, (7, 150, 170), dtype=np.uint8)
+    tifffile.imwrite(tmp_path / "v.tif", volume, photometric="minisblack", tile=(64, 64), compression="zlib")
+    mask = np.zeros((150, 170), np.uint8)
+    mask[60:90, 40:120] = 1
+    kwargs = dict(tile=64, samples_per_epoch=30, positive_fraction=0.5, label_scale=16, seed=2)
+    cached = TileDataset([open_volume(tmp_path / "v.tif", z="middle:3")], [mask], cache_dir=tmp_path / "cache", **kwargs)
+    (file,) = (tmp_path / "cache").iterdir()
+    written = file.stat().st_mtime_ns
+    for i in range(len(cached)):
+        _, y, x = cached.window(i)
+        expected = volume[2:5, y : y + 64, x : x + 64].astype(np.float32) / 255  # the 3 middle of 7 slices
+        assert torch.equal(cached[i][0], torch.from_numpy(expected))
+    again = TileDataset([open_volume(tmp_path / "v.tif", z="middle:3")], [mask], cache_dir=tmp_path / "cache", **kwargs)
+    assert again[0][0].equal(cached[0][0]) and file.stat().st_mtime_ns == written  # read, not written again
+    TileDataset([open_volume(tmp_path / "v.tif", z=[0, 3])], [mask], cache_dir=tmp_path / "cache", **kwargs)
+    assert len(list((tmp_path / "cache").iterdir())) == 2  # other slices: another file
+    context = torch.multiprocessing.get_context("fork")
+    loader = torch.utils.data.DataLoader(cached, batch_size=10, num_workers=2, multiprocessing_context=context)
+    assert torch.equal(torch.cat([x for x, _ in loader]), torch.stack([cached[i][0] for i in range(len(cached))]))
+
+
+def test_random_tiles_are_centred_in_their_region():
+    images, masks = images_and_masks()
+    regions = [np.zeros(m.shape, bool) for m in masks]
+    regions[0][:, :100] = True  # the left of the first image only; nothing of the second
+    dataset = TileDataset(images, masks, tile=32, samples_per_epoch=300, regions=regions, seed=0)
+    for i in range(len(dataset)):
+        k, y, x = dataset.window(i)
+        assert k == 0 and x + 16 < 100 + dataset.step
+    with pytest.raises(InvalidArgumentError, match="every region is empty"):
+        TileDataset(images, masks, tile=32, samples_per_epoch=3, regions=[np.zeros(m.shape) for m in masks])
+    with pytest.raises(InvalidArgumentError, match="regions go with random tiles"):
+        TileDataset(images, masks, tile=32, stride=32, regions=regions)
+
+
+def test_a_random_transform_repeats_per_item_whatever_the_workers():
+    import albumentations as A
+
+    images, masks = images_and_masks()
+    make = lambda: TileDataset(images, masks, tile=32, samples_per_epoch=24, seed=1,  # noqa: E731
+                               transform=A.Compose([A.HorizontalFlip(p=0.5), A.RandomBrightnessContrast(p=0.5)]))
+    dataset = make()
+    first = [dataset[i][0] for i in range(len(dataset))]
+    assert all(torch.equal(dataset[i][0], first[i]) for i in reversed(range(len(dataset))))
+    assert all(torch.equal(a, b) for a, b in zip(first, (make()[i][0] for i in range(len(dataset)))))
+    plain = TileDataset(images, masks, tile=32, samples_per_epoch=24, seed=1)
+    assert sum(not torch.equal(a, plain[i][0]) for i, a in enumerate(first)) >= 6  # the transform did act
+    context = torch.multiprocessing.get_context("fork")
+    loader = torch.utils.data.DataLoader(dataset, batch_size=5, num_workers=2, multiprocessing_context=context)
+    assert torch.equal(torch.cat([x for x, _ in loader]), torch.stack(first))

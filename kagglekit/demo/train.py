@@ -2,8 +2,8 @@
 
 Tiles of the training slides form a polars table (slide, position, tissue and DAB fractions);
 ``kagglekit.cv.make_folds`` splits it by slide, stratified on "has DAB". Fold 0's slides are held
-out; the model trains on random crops around the other folds' tissue tiles through
-``kagglekit.augment.preset("histology")`` for a fixed number of steps (learning rate on a cosine over
+out; the model trains on random crops centred on the other folds' tissue, drawn by
+``kagglekit.data.TileDataset`` through ``kagglekit.augment.preset("histology")``, for a fixed number of steps (learning rate on a cosine over
 them), so that two runs give the same figures however busy the machine is; then the held-out slides go through ``kagglekit.infer.sliding_window`` exactly as the
 pipeline will run them, and ``kagglekit.thresholds.best_fbeta_threshold`` (beta 0.5) picks the
 threshold on those predictions. The model dataset gets the checkpoint, ``threshold.json`` and the
@@ -69,25 +69,27 @@ def tile_table(images: dict, masks: dict, tile: int):
     return frame.with_columns((pl.col("dab") > 0.05).cast(pl.Int8).alias("has_dab"))
 
 
-def _batches(images, masks, tiles, size: int, batch_size: int, rng: np.random.Generator):
-    """Endless (x, y) float32 NCHW batches of augmented crops around random rows of ``tiles``."""
+def tissue_regions(images: dict) -> dict:
+    """Full-resolution (H, W) bool tissue masks of the slides (found on 1/8 thumbnails)."""
+    from kagglekit.tiling import tissue_mask
+
+    return {i: np.repeat(np.repeat(tissue_mask(image[::8, ::8]), 8, axis=0), 8, axis=1)[: image.shape[0], : image.shape[1]]
+            for i, image in images.items()}
+
+
+def _batches(images, masks, slides, size: int, batch_size: int, steps: int, seed: int):
+    """``steps`` (x, y) float32 NCHW batches of augmented crops centred on the tissue of ``slides``, from a
+    :class:`kagglekit.data.TileDataset` (crops of 1.5 x ``size``, randomly cropped to ``size`` by the preset)."""
     import torch
 
     from kagglekit.augment import preset
+    from kagglekit.data import TileDataset
 
-    augment = preset("histology", size=size)
-    slides, ys, xs = (tiles.get_column(c).to_list() for c in ("slide", "y", "x"))
-    while True:
-        xb, yb = [], []
-        for k in rng.integers(0, len(slides), batch_size):
-            image, mask = images[slides[k]], masks[slides[k]]
-            y0, x0 = max(0, ys[k] - size // 4), max(0, xs[k] - size // 4)
-            out = augment(image=image[y0 : y0 + size * 3 // 2, x0 : x0 + size * 3 // 2],
-                          mask=mask[y0 : y0 + size * 3 // 2, x0 : x0 + size * 3 // 2])
-            xb.append(out["image"])
-            yb.append(out["mask"])
-        x = torch.from_numpy(np.stack(xb)).permute(0, 3, 1, 2).float().div_(255)
-        yield x, torch.from_numpy(np.stack(yb)[:, None].astype(np.float32))
+    regions = tissue_regions({i: images[i] for i in slides})
+    dataset = TileDataset([images[i] for i in slides], [masks[i] for i in slides], tile=size * 3 // 2,
+                          samples_per_epoch=steps * batch_size, regions=[regions[i] for i in slides],
+                          transform=preset("histology", size=size), seed=seed)
+    return iter(torch.utils.data.DataLoader(dataset, batch_size=batch_size))
 
 
 def fit(model, batches, steps: int, lr: float, log, loss_fn=None) -> float:
@@ -155,7 +157,8 @@ def train(competition_dir, models_dir, steps: int = STEPS, *, size: int = 192, b
 
     torch.manual_seed(seed)
     model = create(MODEL, in_channels=3, num_classes=1, **MODEL_KWARGS)
-    batches = _batches(images, masks, train_tiles, size, batch_size, np.random.default_rng(seed))
+    train_slides = sorted(train_tiles.get_column("slide").unique().to_list())
+    batches = _batches(images, masks, train_slides, size, batch_size, steps, seed)
     fit(model, batches, steps, lr=3e-3, log=log)
 
     model.eval()
