@@ -145,3 +145,15 @@ def test_a_random_transform_repeats_per_item_whatever_the_workers():
     context = torch.multiprocessing.get_context("fork")
     loader = torch.utils.data.DataLoader(dataset, batch_size=5, num_workers=2, multiprocessing_context=context)
     assert torch.equal(torch.cat([x for x, _ in loader]), torch.stack(first))
+
+
+def test_volume_normalisation_uses_the_sources_own_statistics_inside_its_region():
+    images, masks = images_and_masks()
+    regions = [np.zeros(m.shape, bool) for m in masks]
+    regions[0][50:200, 100:300] = regions[1][:, :130] = True
+    dataset = TileDataset(images, masks, tile=32, samples_per_epoch=20, regions=regions, normalize="volume", seed=0)
+    for i in range(len(dataset)):
+        k, y, x = dataset.window(i)
+        inside = images[k][regions[k]].astype(np.float64)
+        tile = images[k][y : y + 32, x : x + 32].transpose(2, 0, 1).astype(np.float64)
+        np.testing.assert_allclose(dataset[i][0].numpy(), (tile - inside.mean()) / inside.std(), rtol=1e-4, atol=1e-4)

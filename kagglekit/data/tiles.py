@@ -46,13 +46,15 @@ class TileDataset:
     label_scale, tile / label_scale) float32, the mask's area mean. ``transform(image=, mask=)`` (an
     albumentations transform) is applied to the uint8 tile and its mask first, seeded per item. ``regions``: one (H, W)
     array or image path per source, where random tiles may be centred (None: anywhere). ``cache_dir``: a
-    folder for the tile cache, written here, in the main process, before any worker starts. Holds each
+    folder for the tile cache, written here, in the main process, before any worker starts.
+    ``normalize="volume"``: each source standardised by its own mean and std inside its region (or
+    everywhere), as ``segment``'s ``[preprocess] normalize = "volume"`` does at inference. Holds each
     worker's open sources, the masks (1 byte per pixel), and for random tiles the coordinates of positive
     and region pixels on a grid of ``tile // 4``."""
 
     def __init__(self, sources, masks, *, tile: int, stride: int | None = None, samples_per_epoch: int | None = None,
                  label_scale: int = 1, positive_fraction: float | None = None, transform=None, seed: int = 0,
-                 regions=None, cache_dir=None):
+                 regions=None, cache_dir=None, normalize: str | None = None):
         if len(sources) != len(masks) or not sources:
             raise InvalidArgumentError(f"give one mask per source (got {len(sources)} sources, {len(masks)} masks)")
         if (stride is None) == (samples_per_epoch is None):
@@ -76,6 +78,10 @@ class TileDataset:
         if regions is not None and (stride is not None or len(regions) != len(self.sources)):
             raise InvalidArgumentError("regions go with random tiles (samples_per_epoch), one per source "
                                        f"(got {len(regions)} for {len(self.sources)} sources)")
+        region_masks = [None] * len(shapes) if regions is None else [read_mask(r, shape) for r, shape in zip(regions, shapes)]
+        if normalize not in (None, "volume"):
+            raise InvalidArgumentError(f"normalize must be None or 'volume' (each source by its own mean and std), got {normalize!r}")
+        self.stats = None if normalize is None else [self._stats(k, region_masks[k]) for k in range(len(shapes))]
         if stride is not None:
             from kagglekit.tiling import TileGrid
 
@@ -86,8 +92,7 @@ class TileDataset:
             self.positives = [np.argwhere(m[::step, ::step]) * step for m in self.masks]
             if positive_fraction and not any(len(p) for p in self.positives):
                 raise InvalidArgumentError("positive_fraction is set but no mask has a positive pixel")
-            self.regions = None if regions is None else [
-                np.argwhere(read_mask(r, shape)[::step, ::step]) * step for r, shape in zip(regions, shapes)]
+            self.regions = None if regions is None else [np.argwhere(r[::step, ::step]) * step for r in region_masks]
             if self.regions is not None and not any(len(r) for r in self.regions):
                 raise InvalidArgumentError("every region is empty: there is nowhere to draw a tile")
             counts = [h * w for h, w in shapes] if regions is None else [len(r) for r in self.regions]
@@ -117,6 +122,18 @@ class TileDataset:
             self._opened[key] = (ArraySource(np.load(cached, mmap_mode="r"), str(cached)) if cached is not None
                                  else open_image(self.sources[k]))
         return self._opened[key]
+
+    def _stats(self, k: int, region) -> tuple[float, float]:
+        """(mean, std) of source ``k`` inside ``region``, in the [0, 1] scale of the tiles."""
+        from kagglekit.io import masked_mean_std
+
+        source = self._source(k)
+        mean, std = masked_mean_std(source, region)
+        top = float(np.iinfo(source.dtype).max) if np.issubdtype(source.dtype, np.integer) else 1.0
+        if not std > 0:
+            raise InvalidArgumentError(f"source {k} is constant ({mean:g}){' inside its region' if region is not None else ''}: "
+                                       "normalize='volume' divides by its standard deviation")
+        return float(mean) / top, float(std) / top
 
     def set_epoch(self, epoch: int) -> None:
         """Random tiles: draw those of ``epoch`` (the same seed and epoch give the same tiles)."""
@@ -168,4 +185,7 @@ class TileDataset:
         x_ = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))).float()
         if np.issubdtype(image.dtype, np.integer):
             x_ /= float(np.iinfo(image.dtype).max)
+        if self.stats is not None:
+            mean, std = self.stats[k]
+            x_.sub_(mean).div_(std)
         return x_, torch.from_numpy(block_mean(mask, self.label_scale))[None]
