@@ -29,10 +29,17 @@ def _slides(out: Path, **kw) -> dict:
     return run_slides(out / "slides", **kw)
 
 
+def _volume(out: Path, **kw) -> dict:
+    from kagglekit.demo.volume import run_volume
+
+    return run_volume(out / "volume", **kw)
+
+
 DEMOS = {
     "segmentation": (_segmentation, "DAB-positive tissue on IHC slides: a U-Net, tiles, RLE, F0.5 (kagglekit.demo.run)"),
     "multilabel": (_multilabel, "Planet-like chips of scikit-image textures: timm folds, decisions, F2 (kagglekit.demo.multilabel)"),
     "slides": (_slides, "UBC-like slides of scikit-image's IHC tissue: bags, Chowder seed ensembles, entropy Other (kagglekit.demo.slides)"),
+    "volume": (_volume, "Vesuvius-like ink in the middle slices of papyrus volumes: a 2.5D model, masks, F0.5 per fragment (kagglekit.demo.volume)"),
 }
 
 

@@ -1,0 +1,189 @@
+"""The volume demo, ``kagglekit demo volume``: ink detection on a mini Vesuvius-like competition, end to end.
+
+    build/demo/volume/input/kagglekit-ink/         the competition (volume_data.py)
+    build/demo/volume/input/kagglekit-ink-models/  ink.safetensors and segment.toml (the 2.5D model)
+    build/demo/volume/working/                     submission.csv (the notebook's), 2d/submission.csv,
+                                                   volume_overlay.png, inference.executed.ipynb
+
+Two models of the same kind (``kagglekit/volume_segmenter``, a timm resnet10t per slice group, a 3D
+block, mean + max over depth, logits at 1/8) are trained for the same fixed number of steps on tiles
+drawn by :class:`kagglekit.data.TileDataset`: inside the fragment masks, half of them on ink, labels at
+1/8 (area mean), each fragment normalised by its own mean and std inside its mask, tiles cached on
+disk. The 2.5D model reads the 8 middle slices, the 2D model only slice 9 (one of the inked
+slices). The 2.5D model's ``segment.toml`` (``kind = "volume"``, ``z = "middle:8"``, the fragment
+mask, ``normalize = "volume"``, D4 cycled per window, a percentile threshold inside the mask) goes
+through the inference notebook headless; the 2D model through ``segment`` with the same settings.
+Scores are the competition's: F0.5 per fragment, averaged (``fbeta_score(average="samples")``).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+
+from kagglekit.demo.volume_data import INK_SLICES, SLICES
+from kagglekit.io import read_mask
+
+MODELS = "kagglekit-ink-models"
+BETA = 0.5
+STEPS = 100  # about 2 minutes for both models on the 2-core CI machine
+TILE, STRIDE, OUT_SCALE = 128, 32, 8
+MIDDLE = 8  # slices the 2.5D model reads: the middle 8 of 20 (the 4 inked ones and 2 on each side)
+SLICE_2D = 9  # the one slice the 2D model reads: an inked one
+MODEL_KWARGS = {"backbone": "resnet10t", "feature_index": 2, "neck_channels": 32, "num_blocks": 1}
+
+
+def _model_toml(q: float, z: str, checkpoint: str) -> str:
+    return (f'kind = "segment"\n\n[inputs]\nglob = "test/*/volume.tif"\nkind = "volume"\nz = {z}\nid_from = "parent"\n'
+            f'mask = "test/{{id}}/mask.png"\n\n[preprocess]\nnormalize = "volume"\n\n'
+            f'[tiling]\ntile = {TILE}\nstride = {STRIDE}\nbatch_size = 8\n\n'
+            f'[[models]]\npath = "{checkpoint}"\n\n[tta]\nviews = "d4"\nmode = "cycle"\n\n'
+            f'[threshold]\nkind = "percentile"\nq = {q:.6f}\n\n'
+            f'[output]\nid_column = "Id"\nmask_column = "Predicted"\n\n[budget]\nseconds = 1800\nreserve = 60\n')
+
+
+def train_model(competition, z, group_size: int, steps: int, *, batch_size: int = 8, seed: int = 0, cache_dir=None,
+                log=print):
+    """A VolumeSegmenter trained on the train fragments' slices ``z`` (as ``open_volume`` takes it) for ``steps``
+    batches of TileDataset tiles; returns the model in eval mode."""
+    import albumentations as A
+    import torch
+
+    from kagglekit.data import TileDataset
+    from kagglekit.demo.train import fit
+    from kagglekit.io import open_volume
+    from kagglekit.models import create
+
+    folder = competition.folder / "train"
+    ids = competition.train_ids
+    dataset = TileDataset([open_volume(folder / i / "volume.tif", z=z) for i in ids],
+                          [folder / i / "inklabels.png" for i in ids], tile=TILE, samples_per_epoch=steps * batch_size,
+                          label_scale=OUT_SCALE, positive_fraction=0.5, regions=[folder / i / "mask.png" for i in ids],
+                          normalize="volume", transform=A.Compose([A.HorizontalFlip(), A.VerticalFlip(), A.RandomRotate90()]),
+                          cache_dir=cache_dir, seed=seed)
+    torch.manual_seed(seed)
+    model = create("kagglekit/volume_segmenter", group_size=group_size, **MODEL_KWARGS)
+    fit(model, iter(torch.utils.data.DataLoader(dataset, batch_size=batch_size)), steps, lr=2e-3, log=log)
+    return model.eval()
+
+
+def ink_quantile(competition) -> float:
+    """The percentile threshold's q: 1 - the ink fraction of the train fragments inside their masks."""
+    folder = competition.folder / "train"
+    inside = ink = 0
+    for i in competition.train_ids:
+        mask, label = read_mask(folder / i / "mask.png"), read_mask(folder / i / "inklabels.png")
+        inside, ink = inside + int(mask.sum()), ink + int((label & mask).sum())
+    return 1.0 - ink / inside
+
+
+def per_fragment_fbeta(submission, solution_dir, ids, beta: float = BETA) -> float:
+    """The competition's score: F-beta of each fragment's mask, averaged over the fragments."""
+    from kagglekit.kaggle import read_csv_strings
+    from kagglekit.kaggle.rle import rle_decode
+    from kagglekit.metrics import fbeta_score
+
+    rows = dict(read_csv_strings(submission, "submission").select("Id", "Predicted").iter_rows())
+    truth = np.stack([read_mask(Path(solution_dir) / f"{i}.png") for i in ids])
+    pred = np.stack([rle_decode(rows[i], t.shape) for i, t in zip(ids, truth)])
+    return fbeta_score(truth, pred, beta, average="samples")
+
+
+def all_ink_fbeta(competition, beta: float = BETA) -> float:
+    """The baseline: every pixel inside each fragment's mask predicted as ink."""
+    from kagglekit.metrics import fbeta_score
+
+    ids = competition.test_ids
+    truth = np.stack([read_mask(competition.solution / f"{i}.png") for i in ids])
+    inside = np.stack([read_mask(competition.folder / "test" / i / "mask.png") for i in ids])
+    return fbeta_score(truth, inside, beta, average="samples")
+
+
+def overlay(competition, fragment: str, predictions: dict[str, Path], path: Path) -> None:
+    """A PNG of ``fragment``: one slice as the 2D model sees it, then each submission's mask and the truth over it."""
+    import cv2
+
+    from kagglekit.io import open_volume
+    from kagglekit.kaggle import read_csv_strings
+    from kagglekit.kaggle.rle import rle_decode
+    from kagglekit.tiling import overlay_mask, save_png
+
+    volume = open_volume(competition.folder / "test" / fragment / "volume.tif", z=SLICE_2D)
+    gray = volume.read(0, 0, *volume.shape[:2])[:, :, 0]
+    rgb = np.repeat(gray[:, :, None], 3, axis=2)
+    truth = read_mask(competition.solution / f"{fragment}.png")
+    panels = [(f"slice {SLICE_2D}", rgb)]
+    for name, submission in predictions.items():
+        rows = dict(read_csv_strings(submission, "submission").select("Id", "Predicted").iter_rows())
+        panels.append((name, overlay_mask(rgb, rle_decode(rows[fragment], truth.shape).astype(np.float32))))
+    panels.append(("truth", overlay_mask(rgb, truth.astype(np.float32))))
+    for title, image in panels:
+        cv2.putText(image, title, (10, 30), cv2.FONT_HERSHEY_SIMPLEX, 0.9, (255, 255, 0), 2, cv2.LINE_AA)
+    save_png(path, np.concatenate([np.concatenate([p for _, p in panels[:2]], axis=1),
+                                   np.concatenate([p for _, p in panels[2:]], axis=1)], axis=0))
+
+
+def run_volume(out="build/demo/volume", *, steps: int | None = None, shape: tuple[int, int] = (448, 576), seed: int = 0,
+               notebook=None, log=print) -> dict:
+    """Build, train both models, run the notebook on the 2.5D one and ``segment`` on the 2D one, score; print
+    and return the per-fragment F0.5 of each, the all-ink baseline's and the time of each step."""
+    from kagglekit.demo.notebook import run_kernel
+    from kagglekit.demo.run import default_notebook
+    from kagglekit.demo.volume_data import build_ink_competition
+    from kagglekit.errors import ConfigError
+    from kagglekit.models import save_checkpoint
+    from kagglekit.pipeline import segment
+
+    notebook = Path(notebook) if notebook else default_notebook()
+    if not notebook.is_file():
+        raise ConfigError(f"{notebook} not found; run the demo from the kagglekit source tree or pass --notebook")
+    out, steps = Path(out), steps or STEPS
+    times: dict[str, float] = {}
+    start = time.monotonic()
+    log(f"1/5 building the competition under {out / 'input'} (fragments of {SLICES} x {shape[0]} x {shape[1]}, "
+        f"ink in slices {INK_SLICES[0]}..{INK_SLICES[1] - 1})")
+    competition = build_ink_competition(out, shape=shape, seed=seed)
+    q = ink_quantile(competition)
+    times["build data"] = time.monotonic() - start
+
+    models_dir, working = out / "input" / MODELS, out / "working"
+    models_dir.mkdir(parents=True, exist_ok=True)
+    trained = {}
+    for step, (name, z, group, toml_z) in enumerate((("2.5D", f"middle:{MIDDLE}", 2, f'"middle:{MIDDLE}"'),
+                                                      ("2D", [SLICE_2D], 1, f"[{SLICE_2D}, {SLICE_2D + 1}]")), start=2):
+        log(f"{step}/5 training the {name} model on CPU for {steps} steps (slices {z})")
+        t = time.monotonic()
+        model = train_model(competition, z, group, steps, seed=seed, cache_dir=out / "tile_cache", log=log)
+        checkpoint = f"ink_{name.lower().replace('.', '')}.safetensors"
+        save_checkpoint(model, models_dir / checkpoint, metadata={"steps": steps, "slices": str(z)})
+        trained[name] = (checkpoint, _model_toml(q, toml_z, checkpoint))
+        times[f"train {name}"] = time.monotonic() - t
+    (models_dir / "segment.toml").write_text(trained["2.5D"][1])
+
+    log(f"4/5 running {notebook} headless on the 2.5D model, and segment on the 2D model")
+    t = time.monotonic()
+    run_kernel(notebook, out, competition.folder.name, MODELS, working)
+    toml_2d = models_dir / "segment_2d.toml"
+    toml_2d.write_text(trained["2D"][1])
+    segment(toml_2d, competition.folder, working / "2d")
+    times["inference"] = time.monotonic() - t
+
+    log("5/5 scoring against the hidden ink labels (F0.5 per fragment, averaged)")
+    submissions = {"2.5D model": working / "submission.csv", "2D model": working / "2d" / "submission.csv"}
+    scores = {name: per_fragment_fbeta(path, competition.solution, competition.test_ids) for name, path in submissions.items()}
+    baseline = all_ink_fbeta(competition)
+    overlay(competition, competition.test_ids[0], submissions, working / "volume_overlay.png")
+    times["total"] = time.monotonic() - start
+    log("")
+    log("| model | per-fragment F0.5 |\n| --- | ---: |")
+    log(f"| 2.5D: the {MIDDLE} middle slices | {scores['2.5D model']:.4f} |")
+    log(f"| 2D: slice {SLICE_2D} alone | {scores['2D model']:.4f} |")
+    log(f"| all ink inside the mask | {baseline:.4f} |")
+    log(f"overlay: {working / 'volume_overlay.png'}   threshold: the {q:.4f} quantile inside each fragment's mask")
+    return {"fbeta_25d": scores["2.5D model"], "fbeta_2d": scores["2D model"], "baseline": baseline, "q": q,
+            "times": times, "seconds": times["total"],
+            "summary": [("per-fragment F0.5, 2.5D model (8 slices)", scores["2.5D model"]),
+                        (f"per-fragment F0.5, 2D model (slice {SLICE_2D})", scores["2D model"]),
+                        ("per-fragment F0.5, all ink", baseline)]}
