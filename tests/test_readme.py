@@ -15,3 +15,16 @@ def test_readme_python_examples_run(capsys):
     out = capsys.readouterr().out
     assert "(1, 1000, 1300) float32" in out and "(6, 4) float32" in out and "(8, 2) (3, 2)" in out
     assert "['slide0', 'slide1', 'slide2'] 3\n['slide0', 'slide1', 'slide2']" in out
+
+
+def test_readme_toml_examples_are_valid_pipeline_configs():
+    from kagglekit._toml import tomllib
+    from kagglekit.pipeline import load_config
+
+    text = (Path(__file__).parents[1] / "README.md").read_text()
+    blocks = re.findall(r"```toml\n(.*?)```", text, re.S)
+    assert blocks, "the README has no TOML example"
+    for block in blocks:
+        data = tomllib.loads(block)
+        data.setdefault("models", [{"path": "model.safetensors"}])
+        load_config(data)  # raises PipelineConfigError naming the key on a mistake

@@ -6,7 +6,8 @@
     check(config, input_dir)                 checking.py        the config and its files, checked without running a model
     load_config(path_or_dict)                config.py          the checked SegmentConfig or ClassifyConfig
     RunReport, run_items, start_run          loop.py            the run loop both pipelines share
-    load_models, probe_models                ensemble.py        checkpoints loaded and probed once, before any image
+    load_models, probe_models, Resident      ensemble.py        checkpoints loaded and probed once, before any image;
+                                                                at most [memory] max_resident of them on the device at a time
     slide_models, slide_predictor            slides.py          classify with [slides]: each slide a bag, then MIL heads
     overlay_prediction(source, rle)          preview.py         a thumbnail with the predicted mask drawn on it
     labelled_grid(items)                     preview.py         images with their predicted labels, in a grid
@@ -37,6 +38,11 @@ as every mask (segment) or the sample's own values, or ``output.fallback`` in th
 | input image | gray or RGBA for an RGB model (gray + alpha for a gray one) | adapted (replicated / alpha dropped), noted once per run |
 | input image | any other channel count than the model's | fallback row naming both counts |
 | input image | no tissue (``tissue_only``): no tile is run | predicted empty, noted; "every tissue mask was empty" noted when that holds for all |
+| image mask (`inputs.mask`) | missing, unreadable, or of another size than its image | fallback row naming the mask file (and both sizes) |
+| image mask (`inputs.mask`) | empty | predicted empty (no tile runs), noted |
+| volume (`kind = "volume"`) | fewer slices than `z` asks; one TIFF page of several samples (written as RGB) | fallback row naming the count, or how to write the slices as pages |
+| volume (`normalize = "volume"`) | constant inside its mask | fallback row: the standard deviation is 0 |
+| checkpoints (segment) | outputs at different scales, or a scale that tiling.stride / tiling.margin are not multiples of | PipelineConfigError before any image; fallback file (exit 1) |
 | worker process (`workers = "gpus"` or N) | dies (killed, out of memory, a CUDA error) | its ids keep the fallback row with the reason; the other workers' rows are merged (exit 0 if any) |
 | slide (classify `[slides]`) | no tile with enough tissue | fallback row "no tissue: ..." naming the tile size, candidates and background |
 | slide backbone (`[slides]`) | cannot be built or loaded; heads trained on bags of another backbone (their checkpoint says which) | PipelineConfigError before any slide; fallback file (exit 1) |
