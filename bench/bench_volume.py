@@ -5,8 +5,10 @@ and TileDataset's tiles per second against plain random-crop datasets.
         16 middle slices, normalize = "volume", a percentile threshold inside the mask, RLE) with a 2.5D
         model (kagglekit/volume_segmenter: resnet10t on groups of 4 slices, logits at 1/32; tiles of 256,
         stride 128), against the floor: the same 16 slices read once with tifffile, the same tiles
-        gathered by slicing and the same model run on them, nothing else. Seconds and peak RSS, each in
-        a fresh process.
+        gathered by slicing and the same model run on them, nothing else, with the tiles as contiguous
+        NCHW or as the NCHW view of NHWC memory (as segment feeds them). Seconds and peak RSS, each in a
+        fresh process, best of 2 (segment's peak: the largest of its per-image peaks, which begin with
+        the models loaded).
     (b) The same pipeline with 6 models (each about 76 MB of weights: resnet10t plus four wide 3D
         blocks) on two 65 x 2048 x 2048 volumes: all 6 resident, against [memory] max_resident = 2 with
         offload = "disk", and 1 model alone (the image's own memory). Target: the limited run's peak at
@@ -103,11 +105,14 @@ def child_segment(side: str, models: str, memory: str, stride: str) -> dict:
     report = segment(config(paths, json.loads(memory), int(stride)), folder, out)
     seconds = time.perf_counter() - start
     assert report.predicted, report.fallback
-    return {"seconds": seconds, "peak_mb": peak_rss_mb(), "images": len(report.predicted)}
+    # the pipeline resets the high-water mark at each image (its per-image report): the run's peak is the larger
+    per_image = max(report.peak_memory.values()) / 2**20
+    return {"seconds": seconds, "peak_mb": max(peak_rss_mb(), per_image), "images": len(report.predicted)}
 
 
-def child_floor(side: str, model: str) -> dict:
-    """The same tiles gathered from the 16 slices read once, the same model; nothing else."""
+def child_floor(side: str, model: str, layout: str) -> dict:
+    """The same tiles gathered from the 16 slices read once, the same model; nothing else. ``layout``: "nchw"
+    (slices first, contiguous) or "nhwc" (slices last, the NCHW view of it: what segment feeds the model)."""
     import tifffile
     import torch
 
@@ -121,12 +126,18 @@ def child_floor(side: str, model: str) -> dict:
     reset_peak_rss()
     start = time.perf_counter()
     slices = tifffile.imread(folder / "test" / "frag" / "volume.tif", key=list(MIDDLE_RANGE))  # (16, H, W)
+    if layout == "nhwc":
+        slices = np.ascontiguousarray(slices.transpose(1, 2, 0))  # (H, W, 16)
     mean, std = masked_mean_std(open_volume(folder / "test" / "frag" / "volume.tif", z=f"middle:{MIDDLE}"), mask)
     grid = TileGrid(mask.shape, TILE, stride=STRIDE, multiple=32).select(block_mean(mask, math.ceil(int(side) / 1024)), 0.0)
     with torch.inference_mode():
         for k in range(0, len(grid), 8):
-            batch = np.stack([slices[:, y : y + TILE, x : x + TILE] for y, x in grid.positions[k : k + 8]])
-            net((torch.from_numpy(batch).float() - float(mean)) / float(std))
+            if layout == "nhwc":
+                batch = np.stack([slices[y : y + TILE, x : x + TILE] for y, x in grid.positions[k : k + 8]])
+                x = torch.from_numpy(batch).permute(0, 3, 1, 2)
+            else:
+                x = torch.from_numpy(np.stack([slices[:, y : y + TILE, x : x + TILE] for y, x in grid.positions[k : k + 8]]))
+            net((x.float() - float(mean)) / float(std))
     return {"seconds": time.perf_counter() - start, "peak_mb": peak_rss_mb(), "tiles": len(grid)}
 
 
@@ -140,17 +151,20 @@ def run_child(*args) -> dict:
 def bench_a() -> str:
     model = model_checkpoint("small", **SMALL)
     volume(4096)
-    rows, floors, segments = [], [], []
-    for _ in range(2):  # the two take turns; best of 2
-        floors.append(run_child("floor", 4096, model))
-        segments.append(run_child("segment", 4096, model, "{}", STRIDE))
-    floor, seg = min(floors, key=lambda r: r["seconds"]), min(segments, key=lambda r: r["seconds"])
-    rows.append(["floor: 16 slices read once, the same tiles, the same model", floor["seconds"], floor["peak_mb"], 1.0])
-    rows.append(["kagglekit segment (mask, volume normalisation, stitching, percentile, RLE)", seg["seconds"], seg["peak_mb"],
-                 seg["seconds"] / floor["seconds"]])
+    runs = {"floor, NCHW tiles": ("floor", 4096, model, "nchw"), "floor, NHWC tiles (NCHW view)": ("floor", 4096, model, "nhwc"),
+            "kagglekit segment (mask, volume normalisation, stitching, percentile, RLE)": ("segment", 4096, model, "{}", STRIDE)}
+    results = {name: [] for name in runs}
+    for _ in range(2):  # the rows take turns; best of 2
+        for name, args in runs.items():
+            results[name].append(run_child(*args))
+    best = {name: min(r, key=lambda x: x["seconds"]) for name, r in results.items()}
+    floor = min((r for name, r in best.items() if name.startswith("floor")), key=lambda r: r["seconds"])
+    seg = best[next(n for n in runs if n.startswith("kagglekit"))]
+    rows = [[f"{name}: the 16 slices read once, the same tiles, the same model" if name.startswith("floor") else name,
+             r["seconds"], r["peak_mb"], r["seconds"] / floor["seconds"]] for name, r in best.items()]
     verdict = "within" if seg["seconds"] <= 1.2 * floor["seconds"] else "NOT within"
     return (markdown_table(["65 x 4096 x 4096 uint8 TIFF, " + f"{floor['tiles']} tiles of {TILE}", "s", "peak RSS MB", "x floor"], rows)
-            + f"\n\nTarget: within 1.2x of the floor: {verdict} ({seg['seconds'] / floor['seconds']:.2f}x).")
+            + f"\n\nTarget: within 1.2x of the faster floor: {verdict} ({seg['seconds'] / floor['seconds']:.2f}x).")
 
 
 def bench_b() -> str:

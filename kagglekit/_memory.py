@@ -38,7 +38,8 @@ def rss() -> int | None:
 class PeakMemory:
     """``with PeakMemory(device) as peak: ...``; then ``peak.bytes``: the peak during the block, of CUDA
     memory allocated by torch on a CUDA ``device``, else of this process's resident memory (None
-    where neither can be read)."""
+    where neither can be read). On the CPU, entering resets the process's own high-water mark
+    (``VmHWM``, Linux), so a caller reading it afterwards sees the peak since then."""
 
     def __init__(self, device=None):
         self.cuda = getattr(device, "type", None) == "cuda"

@@ -129,6 +129,10 @@ def test_a_mask_of_the_wrong_size_or_missing_costs_that_volume_its_row_only(tmp_
     assert report.predicted == ["good"]
     assert "is 40x48 but its image is 40x50" in report.fallback["small"]
     assert "nomask/mask.png: no such file" in report.fallback["nomask"]
+    from kagglekit.pipeline import check
+
+    assert (False, "masks: 2 of 3 inputs have their mask 'test/{id}/mask.png'; without one: ['nomask']") in check(
+        config([(a, 1.0)], inputs=VOLUME_INPUTS), tmp_path)
 
 
 @pytest.mark.parametrize("threshold", [{"kind": "fixed", "value": 0.5}, {"kind": "percentile", "q": 0.6}])

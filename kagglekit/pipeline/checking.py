@@ -26,7 +26,7 @@ def check(config, input_dir=None, *, base_dir=None) -> list[tuple[bool, str]]:
     A mistake in the configuration itself raises :class:`~kagglekit.pipeline.config.PipelineConfigError`.
     Then: the device, the sample submission and its columns, the pipeline's own files (threshold,
     decision or classes file), each checkpoint (header, checksum, input channels and class names, the
-    same for every model) and which ids have an input. A line with ``ok`` False names what a run would
+    same for every model), which ids have an input and (segment with ``inputs.mask``) a mask. A line with ``ok`` False names what a run would
     refuse, skip or leave as a fallback row. Reads each checkpoint once; builds no model.
     """
     from kagglekit.kaggle.env import input_dir as default_input
@@ -77,4 +77,8 @@ def check(config, input_dir=None, *, base_dir=None) -> list[tuple[bool, str]]:
         missing = [i for i in ids if i not in found]
         lines.append((not missing, f"inputs: {len(found)} of {len(ids)} ids have an input {where}"
                                    + (f"; without an input: {missing[:5]}" if missing else "")))
+        if cfg.kind == "segment" and cfg.inputs.mask and found:
+            no_mask = [i for i in found if not cfg.inputs.mask_path(input_dir, i).is_file()]
+            lines.append((not no_mask, f"masks: {len(found) - len(no_mask)} of {len(found)} inputs have their mask "
+                                       f"{cfg.inputs.mask!r}" + (f"; without one: {no_mask[:5]}" if no_mask else "")))
     return lines

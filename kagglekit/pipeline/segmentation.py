@@ -48,7 +48,8 @@ class SegmentReport(RunReport):
     """A :class:`~kagglekit.pipeline.loop.RunReport` with the mask column, its RLE order, the probability
     threshold used per image, the ids in which no tile had tissue (predicted empty), per image the
     (mean, std) of ``normalize = "volume"`` (in the image's own units) and the peak memory in bytes
-    (of the process, or of torch's CUDA allocations on a GPU), and the models' output scale."""
+    (of the process, or of torch's CUDA allocations on a GPU; :class:`kagglekit._memory.PeakMemory`),
+    and the models' output scale."""
 
     mask_column: str = "rle"
     order: str = "C"
