@@ -168,3 +168,12 @@ def test_peak_memory_sees_a_block_allocation():
         block = np.ones(256 << 20, np.uint8)  # 256 MiB, touched
         del block
     assert peak.bytes >= rss() + (200 << 20)
+
+
+def test_slices_that_no_volume_has_give_each_row_the_reason_and_load_no_model(tmp_path):
+    fragment(tmp_path, RNG.integers(0, 256, (6, 40, 50), dtype=np.uint8), None)
+    a = checkpoint(tmp_path / "a.safetensors")
+    no_mask = {k: v for k, v in VOLUME_INPUTS.items() if k != "mask"}
+    report = segment(config([(a, 1.0)], inputs={**no_mask, "z": "middle:8"}), tmp_path, tmp_path / "out")
+    assert report.fallback == {"frag": "InvalidArgumentError: the middle 8 slices of a volume of 6 slices: n must be 1..6"}
+    assert report.events == ["no input could be read: every image keeps the fallback row"]

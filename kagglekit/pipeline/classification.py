@@ -249,7 +249,7 @@ def classify(config, input_dir=None, output_dir=None, *, base_dir=None, budget=N
             backbone, backbone_name, kept, stain = slide_models(cfg, load_models(cfg.models, report), report)
         elif pending:
             spatial = cfg.preprocess.size or (224, 224)
-            channels = first_channels(pending, lambda item: load_image(item, (8, 8), "resize").shape[2])
+            channels = first_channels(pending, lambda item: load_image(item, (8, 8), "resize").shape[2]) or 3  # none reads: each fails in turn
             kept = probe_models(load_models(cfg.models, report), spatial, channels, report)
         else:
             kept = []

@@ -78,9 +78,9 @@ def agree(kept: list[Loaded]) -> None:
                                       "every model runs on the same inputs and their outputs are averaged: use models of one kind")
 
 
-def first_channels(pending, channels_of) -> int:
+def first_channels(pending, channels_of) -> int | None:
     """``channels_of(item)`` of the first of the ``(id, item)`` pairs that reads, for probing models that do
-    not say what they take; 3 when none reads (each keeps its fallback row when its turn comes)."""
+    not say what they take; None when none reads."""
     from kagglekit.errors import KagglekitError
 
     for _, item in pending:
@@ -88,7 +88,7 @@ def first_channels(pending, channels_of) -> int:
             return channels_of(item)
         except KagglekitError:
             continue
-    return 3
+    return None
 
 
 def input_channels_of(kept: list[Loaded]) -> int | None:

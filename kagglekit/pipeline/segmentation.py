@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from kagglekit.errors import InvalidArgumentError, KagglekitError
+from kagglekit.errors import ImageReadError, InvalidArgumentError, KagglekitError
 from kagglekit.kaggle.budget import Budget
 from kagglekit.pipeline.config import PipelineConfigError, SegmentConfig, read_threshold_file
 from kagglekit.pipeline.degrade import Degrader
@@ -243,6 +243,17 @@ def _threshold(cfg: SegmentConfig) -> float | None:
     return cfg.threshold.value if cfg.threshold.kind == "fixed" else None
 
 
+def _read_errors(pending, cfg: SegmentConfig) -> dict[str, str]:
+    """Why each input of ``pending`` cannot be opened (all of them fail)."""
+    errors = {}
+    for i, path in pending:
+        try:
+            _open(path, cfg)
+        except KagglekitError as exc:
+            errors[i] = f"{type(exc).__name__}: {exc}"
+    return errors
+
+
 def _areas(pending, cfg: SegmentConfig) -> dict[str, int]:
     """Pixels per image: the unit of work the budget measures (0 for an unreadable file)."""
     areas = {}
@@ -290,8 +301,13 @@ def segment(config, input_dir=None, output_dir=None, *, base_dir=None, budget=No
         note_missing(report, ids, found, where)
         pending = [(i, found[i]) for i in ids if i in found]
         kept, in_channels, scale = [], None, 1
+        channels = first_channels(pending, lambda p: _open(p, cfg).shape[2])
+        if pending and channels is None:  # no input reads: each row says why, and no model is loaded for nothing
+            report.fallback.update(_read_errors(pending, cfg))
+            report.note("no input could be read: every image keeps the fallback row", logging.ERROR)
+            return report
         if pending:
-            kept, in_channels, scale = _segment_models(cfg, first_channels(pending, lambda p: _open(p, cfg).shape[2]), report)
+            kept, in_channels, scale = _segment_models(cfg, channels, report)
         if not kept:
             if pending:
                 report.note("no usable model: every image keeps the fallback row", logging.ERROR)
@@ -360,6 +376,9 @@ def _prepare(i: str, path: Path, cfg: SegmentConfig, input_dir: Path, in_channel
         source = matched
     H, W = source.shape[:2]
     mask_path = cfg.inputs.mask_path(input_dir, i)
+    if mask_path is not None and not mask_path.is_file():
+        raise ImageReadError(f"{mask_path}: no such file; inputs.mask = {cfg.inputs.mask!r} names each image's mask, "
+                             f"relative to the input folder {input_dir}")
     inside = read_mask(mask_path, (H, W)) if mask_path is not None else None
     t = cfg.tiling
     skip = tissue_mask(source.thumbnail(t.thumbnail)) if t.tissue_only else None
