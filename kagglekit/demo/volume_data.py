@@ -16,7 +16,6 @@ around them, as a 2.5D model can, cancels the texture and shows them.
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -27,17 +26,6 @@ INK_SLICES = (8, 12)  # slices 8..11 carry the ink: the 4 middle ones of 20
 INK_CONTRAST = 14.0  # grey levels added to inked voxels; the texture's standard deviation is about 30
 NOISE = 16.0  # standard deviation of each slice's own noise
 WORDS = ("PAPYRUS", "KAGGLE", "VESUVIUS", "SCROLL", "LETTERS", "INK", "DEPTH", "VOLUME", "FRAGMENT", "GREEK")
-
-
-@dataclass(frozen=True)
-class InkCompetition:
-    """Paths of a built competition."""
-
-    root: Path
-    folder: Path
-    solution: Path
-    train_ids: tuple[str, ...]
-    test_ids: tuple[str, ...]
 
 
 @functools.cache
@@ -113,9 +101,11 @@ def _png(path: Path, mask: np.ndarray) -> None:
 
 
 def build_ink_competition(root, n_train: int = 3, n_test: int = 2, shape: tuple[int, int] = (448, 576),
-                          seed: int = 0) -> InkCompetition:
+                          seed: int = 0) -> Competition:
     """Write the competition under ``root`` (see the module docstring); the same seed gives the same files."""
     import tifffile
+
+    from kagglekit.demo.data import Competition
 
     root = Path(root)
     folder, solution = root / "input" / COMPETITION, root / "ink_solution"
@@ -130,4 +120,4 @@ def build_ink_competition(root, n_train: int = 3, n_test: int = 2, shape: tuple[
             _png(folder / split / i / "mask.png", inside)
             _png(folder / split / i / "inklabels.png" if split == "train" else solution / f"{i}.png", ink)
     (folder / "sample_submission.csv").write_text("Id,Predicted\n" + "".join(f"{i},\n" for i in test_ids))
-    return InkCompetition(root, folder, solution, train_ids, test_ids)
+    return Competition(root, folder, solution, train_ids, test_ids)  # solution: a folder of <id>.png
