@@ -511,3 +511,16 @@ def test_open_volume_middle_slices_are_the_centred_range(tmp_path):
         open_volume(tmp_path / "v.tif", z="centre:3")
     with pytest.raises(InvalidArgumentError, match="1..7"):
         open_volume(tmp_path / "v.tif", z="middle:9")
+
+
+def test_standardization_is_numpys_mean_and_std_inside_the_mask_with_the_dtypes_top():
+    from kagglekit.io import standardization
+
+    image = np.random.default_rng(4).integers(0, 4096, (30, 40, 3), dtype=np.uint16)
+    mask = np.zeros((30, 40), bool)
+    mask[5:20, 10:35] = True
+    mean, std, top = standardization(image, mask)
+    assert (mean, std) == pytest.approx((image[mask].astype(np.float64).mean(), image[mask].astype(np.float64).std()), rel=1e-12)
+    assert top == 65535.0 and standardization(image.astype(np.float32))[2] == 1.0
+    with pytest.raises(InvalidArgumentError, match="every value inside its mask is 5"):
+        standardization(np.full((30, 40), 5, np.uint8), mask)

@@ -125,15 +125,10 @@ class TileDataset:
 
     def _stats(self, k: int, region) -> tuple[float, float]:
         """(mean, std) of source ``k`` inside ``region``, in the [0, 1] scale of the tiles."""
-        from kagglekit.io import masked_mean_std
+        from kagglekit.io import standardization
 
-        source = self._source(k)
-        mean, std = masked_mean_std(source, region)
-        top = float(np.iinfo(source.dtype).max) if np.issubdtype(source.dtype, np.integer) else 1.0
-        if not std > 0:
-            raise InvalidArgumentError(f"source {k} is constant ({mean:g}){' inside its region' if region is not None else ''}: "
-                                       "normalize='volume' divides by its standard deviation")
-        return float(mean) / top, float(std) / top
+        mean, std, top = standardization(self._source(k), region)
+        return mean / top, std / top
 
     def set_epoch(self, epoch: int) -> None:
         """Random tiles: draw those of ``epoch`` (the same seed and epoch give the same tiles)."""

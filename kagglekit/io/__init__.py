@@ -17,11 +17,11 @@ from kagglekit.errors import ImageReadError
 from kagglekit.io.channels import match_channels
 from kagglekit.io.masks import read_mask
 from kagglekit.io.source import ArraySource, Source
-from kagglekit.io.stats import masked_mean_std
+from kagglekit.io.stats import masked_mean_std, standardization
 from kagglekit.io.volume import VolumeSource, open_volume
 
 __all__ = ["ArraySource", "Source", "VolumeSource", "masked_mean_std", "match_channels", "open_image", "open_volume",
-           "read_mask"]
+           "read_mask", "standardization"]
 
 
 def open_image(path_or_array, level: int = 0, cache_bytes: int = 128 << 20) -> Source:

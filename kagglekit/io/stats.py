@@ -6,7 +6,7 @@ import numpy as np
 
 from kagglekit.errors import InvalidArgumentError, ShapeError
 
-__all__ = ["masked_mean_std"]
+__all__ = ["masked_mean_std", "standardization"]
 
 _STRIP_BYTES = 64 << 20
 
@@ -48,3 +48,20 @@ def masked_mean_std(source, mask=None, per_channel: bool = False) -> tuple[np.nd
     mean = np.array([t / count for t in total], np.float64)
     var = np.array([s / count for s in squares], np.float64) - mean * mean
     return mean, np.sqrt(np.maximum(var, 0.0))
+
+
+def standardization(source, mask=None) -> tuple[float, float, float]:
+    """(mean, std, top) for standardising ``source`` by its own statistics (a fragment's, as
+    ``normalize = "volume"``): :func:`masked_mean_std` over every channel inside ``mask``, and ``top``, the
+    value that scaling to [0, 1] maps to 1 (the dtype's maximum for integers, else 1), so that a tile
+    scaled to [0, 1] is standardised by (mean / top, std / top). A constant source raises."""
+    from kagglekit.io import open_image
+
+    source = open_image(source)
+    mean, std = masked_mean_std(source, mask)
+    if not std > 0:
+        where = " inside its mask" if mask is not None else ""
+        raise InvalidArgumentError(f"{source.name}: every value{where} is {mean:g}; standardising it divides by its "
+                                   "standard deviation, which is 0")
+    top = float(np.iinfo(source.dtype).max) if np.issubdtype(source.dtype, np.integer) else 1.0
+    return float(mean), float(std), top

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from kagglekit.errors import ImageReadError, InvalidArgumentError, KagglekitError
+from kagglekit.errors import ImageReadError, KagglekitError
 from kagglekit.kaggle.budget import Budget
 from kagglekit.pipeline.config import PipelineConfigError, SegmentConfig, read_threshold_file
 from kagglekit.pipeline.degrade import Degrader
@@ -365,7 +365,7 @@ def _image_predictor(cfg: SegmentConfig, models: Resident, in_channels, scale: i
 
 def _prepare(i: str, path: Path, cfg: SegmentConfig, input_dir: Path, in_channels, report: SegmentReport) -> _Image:
     """The image's source (channels matched to the models'), its mask, where tiles run and its normalisation."""
-    from kagglekit.io import match_channels, masked_mean_std, read_mask
+    from kagglekit.io import match_channels, read_mask, standardization
     from kagglekit.tiling import block_mean, tissue_mask
 
     source = _open(path, cfg)
@@ -392,12 +392,8 @@ def _prepare(i: str, path: Path, cfg: SegmentConfig, input_dir: Path, in_channel
         skip, min_fraction = fraction, t.min_tissue if t.tissue_only else 0.0
     normalize = cfg.normalize
     if normalize == VOLUME_NORMALIZE:
-        mean, std = masked_mean_std(source, inside)
-        if not std > 0:
-            raise InvalidArgumentError(f"{path}: every voxel {'inside its mask ' if inside is not None else ''}is {mean:g}; "
-                                       "normalize = 'volume' divides by the standard deviation, which is 0")
-        report.normalization[i] = (float(mean), float(std))
-        top = float(np.iinfo(source.dtype).max) if np.issubdtype(source.dtype, np.integer) else 1.0
+        mean, std, top = standardization(source, inside)
+        report.normalization[i] = (mean, std)
         normalize = ((mean / top,), (std / top,))  # applied after the integers are scaled to [0, 1]
     return _Image(source, inside, skip, min_fraction, normalize)
 
