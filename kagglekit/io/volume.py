@@ -25,15 +25,20 @@ def middle(count: int, n: int) -> slice:
     return slice(start, start + n)
 
 
+def middle_count(z: str) -> int:
+    """N of ``"middle:N"``; anything else raises InvalidArgumentError."""
+    head, _, n = z.partition(":")
+    if head != "middle" or not n.isdigit() or int(n) < 1:
+        raise InvalidArgumentError(f"z={z!r}: a string must be 'middle:N' (the N middle slices), e.g. 'middle:16'")
+    return int(n)
+
+
 def _select(count: int, z, name: str) -> list[int]:
     """Indices picked by ``z`` (None, an int, a slice, a sequence, or ``"middle:N"``) out of ``count`` slices."""
     if z is None:
         z = slice(None)
     if isinstance(z, str):
-        head, _, n = z.partition(":")
-        if head != "middle" or not n.isdigit():
-            raise InvalidArgumentError(f"z={z!r}: a string must be 'middle:N' (the N middle slices), e.g. 'middle:16'")
-        z = middle(count, int(n))
+        z = middle(count, middle_count(z))
     picked = list(range(count))[z] if isinstance(z, slice) else [int(z)] if np.isscalar(z) else [int(i) for i in z]
     bad = [i for i in picked if not -count <= i < count]
     if not picked or bad:

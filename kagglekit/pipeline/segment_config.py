@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
 
+from kagglekit.errors import InvalidArgumentError
 from kagglekit.pipeline import sections
 from kagglekit.pipeline.sections import BudgetConfig, ModelConfig, OutputBase, PipelineConfigError, Table, TTAConfig
 
@@ -120,8 +121,11 @@ def _z(t: Table, kind: str):
     if kind != "volume":
         t.fail("z", "is a slice range [start, stop) or 'middle:N' for kind = 'volume' only")
     if isinstance(z, str):
-        head, _, n = z.partition(":")
-        if head != "middle" or not n.isdigit() or int(n) < 1:
+        from kagglekit.io.volume import middle_count
+
+        try:
+            middle_count(z)
+        except InvalidArgumentError:
             t.fail("z", "as a string must be 'middle:N' (the N middle slices), e.g. 'middle:16'")
         return z
     if (not isinstance(z, (list, tuple)) or len(z) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) for v in z)
