@@ -241,23 +241,23 @@ def _add_run(sub) -> None:
 
 
 def _run_pipeline(kind: str):
-    """The handler of ``kagglekit segment`` / ``kagglekit classify``."""
+    """The handler of ``kagglekit <kind>`` (segment, classify, or a registered pipeline kind)."""
 
     def handler(args) -> int:
         from kagglekit.pipeline import check
-        from kagglekit.pipeline.config import load_config
+        from kagglekit.pipeline.config import load_config, read_source
+        from kagglekit.pipeline.execute import execute
 
+        source = read_source(args.config)
         if args.check:
-            load_config(args.config, kind=kind)  # a config of the other kind is named as such
-            lines = check(args.config, args.input)
+            load_config(source, kind=kind)  # a config of another kind is named as such
+            lines = check(source, args.input)
             for ok, line in lines:
                 print(f"{'ok' if ok else 'problem'}: {line}")
             problems = sum(not ok for ok, _ in lines)
             print(f"{args.config}: {problems} problem(s)" if problems else f"{args.config}: ready to run")
             return 1 if problems else 0
-        import kagglekit.pipeline as pipeline
-
-        report = getattr(pipeline, kind)(args.config, args.input, args.output)
+        report = execute(source, args.input, args.output, command=kind)
         try:
             print(report.summary(), flush=True)
         except BrokenPipeError:  # the reader went away (`kagglekit segment ... | head`): the file is written
@@ -267,35 +267,36 @@ def _run_pipeline(kind: str):
     return handler
 
 
-_PIPELINES = {
-    "segment": ("run the segmentation pipeline of a TOML config to submission.csv (RLE masks)",
-                "kagglekit segment --config models/segment.toml --input /kaggle/input/comp --output /kaggle/working"),
-    "classify": ("run the classification pipeline of a TOML config to submission.csv (labels or probabilities)",
-                 "kagglekit classify --config models/classify.toml --input /kaggle/input/comp --output /kaggle/working"),
-}
+def _add_pipeline(kind):
+    """The command of a pipeline kind (:mod:`kagglekit.pipeline.kind`): its help and example are the kind's."""
 
-
-def _add_pipeline(kind: str):
     def add(sub) -> None:
-        purpose, example = _PIPELINES[kind]
-        parser = _parser(sub, kind, purpose, example,
+        purpose, name = kind.help or f"run the {kind.name} pipeline of a TOML config to submission.csv", kind.name
+        parser = _parser(sub, name, purpose, kind.example or f"kagglekit {name} --config {name}.toml --input comp/",
                          description=f"{purpose[0].upper()}{purpose[1:]} (see kagglekit.pipeline.config). The fallback "
                                      "submission is written first, so every run that can read the sample submission "
                                      "leaves a valid file. Exit code 0: something was predicted; 3: every row fell back "
                                      "(--strict: any row); 1: an error.")
-        parser.add_argument("--config", required=True, help=f"pipeline TOML of kind {kind!r} (see kagglekit.pipeline.config)")
+        parser.add_argument("--config", required=True, help=f"pipeline TOML of kind {name!r} (see kagglekit.pipeline.config)")
         parser.add_argument("--input", help="competition folder (default: $KAGGLEKIT_INPUT_DIR, /kaggle/input or ./input)")
         parser.add_argument("--output", help="folder for submission.csv (default: /kaggle/working on Kaggle, else .)")
         parser.add_argument("--strict", action="store_true", help="exit 3 when any row fell back, not only when all did")
         parser.add_argument("--check", action="store_true",
                             help="validate the config and the files it names (sample, checkpoints, threshold or decision "
                                  "files, inputs) without running a model or writing anything")
-        parser.set_defaults(handler=_run_pipeline(kind))
+        parser.set_defaults(handler=_run_pipeline(name))
 
     return add
 
 
-_COMMANDS = (_add_pipeline("segment"), _add_pipeline("classify"), _add_run, _add_demo, _add_wheels, _add_kernel, _add_bundle, _add_push)
+def _commands():
+    """Every command's adder: one per pipeline kind in the registry (variants run under their base's), then the rest."""
+    from kagglekit.pipeline.kind import get_kind, kinds
+
+    pipelines = [get_kind(name) for name in kinds()]
+    return [*(_add_pipeline(k) for k in pipelines if k.variant_of is None),
+            _add_run, _add_demo, _add_wheels, _add_kernel, _add_bundle, _add_push]
+
 
 _DESCRIPTION = "kagglekit: tiling, TTA, thresholds, pipelines and offline delivery for Kaggle image competitions."
 _EPILOG = """examples:
@@ -324,7 +325,7 @@ def build_parser() -> argparse.ArgumentParser:
     loud.add_argument("-v", "--verbose", action="store_true", help="debug logging, with the traceback of every failure")
     loud.add_argument("-q", "--quiet", action="store_true", help="log warnings and errors only")
     sub = parser.add_subparsers(dest="command", required=True, metavar="command", title="commands")
-    for add in _COMMANDS:
+    for add in _commands():
         add(sub)
     return parser
 

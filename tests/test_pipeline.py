@@ -295,7 +295,7 @@ def test_a_percentile_counts_real_logits_that_equal_any_value():
     logits are clamped at -30 keeps those pixels in the quantile (oracle: numpy's 'lower' quantile)."""
     from kagglekit.infer import iter_strips
     from kagglekit.io import open_image
-    from kagglekit.pipeline.segmentation import _Image, _predict
+    from kagglekit.pipeline.segment_images import _Image, _predict
 
     image = np.zeros((64, 64, 3), np.uint8)
     image[:10, :10, 0] = RNG.integers(200, 256, (10, 10))  # 100 pixels above the clamp, 4000 at it

@@ -1,14 +1,20 @@
 """Config-driven pipelines that the inference notebook and the demo call.
 
+    PipelineKind, Plan, register, get_kind   kind.py            a pipeline kind is one object (config, inputs, plan, report);
+                                                                the registry every entry point reads
+    execute(config, ...)                     execute.py         the one template every kind runs on
     segment(config, input_dir, output_dir)   segmentation.py    sample submission in, RLE submission.csv out
+                                             segment_images.py  (its models over an image, strip by strip)
     classify(config, input_dir, output_dir)  classification.py  sample submission in, labels or probabilities out
-    run(config, input_dir, output_dir)       dispatch.py        the one of the two the config's ``kind`` names
+                                             classify_images.py (its models over chunks of images)
+    slides (classify with [slides])          slides.py          each slide a bag, then MIL heads (slide_heads.py)
+    run(config, input_dir, output_dir)       dispatch.py        the kind the config's ``kind`` names
     check(config, input_dir)                 checking.py        the config and its files, checked without running a model
-    load_config(path_or_dict)                config.py          the checked SegmentConfig or ClassifyConfig
-    RunReport, run_items, start_run          loop.py            the run loop both pipelines share
+    load_config(path_or_dict)                config.py          the checked config of its kind, the TOML read once
+    RunReport, run_items, start_run          loop.py            the run loop's parts: guard, units, report (with merge)
+    run_on_workers                           workers.py         the ids over worker processes, rows merged back
     load_models, probe_models, Resident      ensemble.py        checkpoints loaded and probed once, before any image;
                                                                 at most [memory] max_resident of them on the device at a time
-    slide_models, slide_predictor            slides.py          classify with [slides]: each slide a bag, then MIL heads
     overlay_prediction(source, rle)          preview.py         a thumbnail with the predicted mask drawn on it
     labelled_grid(items)                     preview.py         images with their predicted labels, in a grid
 
@@ -67,6 +73,12 @@ _EXPORTS = {
     "classify": "classification",
     "ClassifyReport": "classification",
     "check": "checking",
+    "execute": "execute",
+    "PipelineKind": "kind",
+    "Plan": "kind",
+    "register": "kind",
+    "get_kind": "kind",
+    "kinds": "kind",
     "RunReport": "loop",
     "load_config": "config",
     "SegmentConfig": "config",

@@ -1,36 +1,30 @@
 """The classification pipeline: sample submission in, ``submission.csv`` of labels or probabilities out.
 
-It runs on the same loop as ``segment`` (:mod:`kagglekit.pipeline.loop`: fallback first, budget with
-dropped views then models, a fallback row per failure, report, exit codes): the images are cut into
-chunks of a few batches; each chunk goes through :func:`kagglekit.infer.iter_predictions` (every image
-decoded once for all models and views), then the decision (:class:`kagglekit.thresholds.Decision`, from
-``[decision]`` or a decision file), and its rows are committed. An image that cannot be read, or whose
-outputs are not finite, keeps its fallback row with the reason. With ``[slides]`` each input is a whole
-slide, one per unit, classified from its bag of tile features by MIL heads (:mod:`.slides`).
+``classify`` is a kind (:class:`Classify`) on the execute template (:mod:`kagglekit.pipeline.execute`:
+fallback first, budget with dropped views then models, a fallback row per failure, workers, report,
+exit codes): the images are cut into chunks of a few batches; each chunk goes through
+:func:`kagglekit.infer.iter_predictions` (:mod:`kagglekit.pipeline.classify_images`), then the decision
+(:class:`kagglekit.thresholds.Decision`, from ``[decision]`` or a decision file), and its rows are
+committed. An image that cannot be read, or whose outputs are not finite, keeps its fallback row with
+the reason. ``slides`` (:mod:`kagglekit.pipeline.slides`) is its variant for whole slides: the same
+config, decision, classes and rows, another way of loading models and predicting.
 """
 
 from __future__ import annotations
 
 import json
-import logging
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from torch import nn
 
-from kagglekit.kaggle.budget import Budget
+from kagglekit.pipeline import classify_config
 from kagglekit.pipeline.classify_config import ClassifyConfig
-from kagglekit.pipeline.degrade import Degrader
-from kagglekit.pipeline.ensemble import first_channels, input_channels_of, load_models, probe_models
-from kagglekit.pipeline.loop import RunReport, match_inputs, note_missing, row_store, run_items, start_run
-from kagglekit.pipeline.workers import run_on_workers, shard_budget, splits
+from kagglekit.pipeline.kind import PipelineKind, Plan
+from kagglekit.pipeline.loop import RunReport, match_inputs, row_store
 from kagglekit.pipeline.sections import PipelineConfigError
 
-__all__ = ["ClassifyReport", "classify"]
-
-CHUNK_BATCHES = 4  # batches per unit of the run loop: the rows are committed once per chunk
+__all__ = ["Classify", "ClassifyReport", "classify"]
 
 
 @dataclass
@@ -38,17 +32,6 @@ class ClassifyReport(RunReport):
     """A :class:`~kagglekit.pipeline.loop.RunReport` with the class names written."""
 
     classes: tuple[str, ...] = ()
-
-
-class _Tempered(nn.Module):
-    """``model``'s logits divided by a fitted temperature."""
-
-    def __init__(self, model, temperature: float):
-        super().__init__()
-        self.model, self.temperature = model, temperature
-
-    def forward(self, x):
-        return self.model(x) / self.temperature
 
 
 def _decision(cfg: ClassifyConfig):
@@ -127,7 +110,7 @@ def _classes(cfg: ClassifyConfig, kept, decision, reference, sample: Path) -> tu
     return tuple(names)
 
 
-def find_inputs(cfg: ClassifyConfig, input_dir: Path, ids: list[str], report, sample=None) -> tuple[dict, str]:
+def _find_inputs(cfg, input_dir: Path, ids: list[str], report, sample=None) -> tuple[dict, str]:
     """(input per id: a path, or a tuple of channel paths; where they were looked for); ``sample`` as
     :func:`~kagglekit.pipeline.loop.match_inputs`."""
     if cfg.inputs.channels is None:
@@ -173,136 +156,78 @@ def _formatter(cfg: ClassifyConfig, classes, decision, label_column: str):
     return rows
 
 
-def _chunk_predictor(cfg: ClassifyConfig, models, weights, in_channels, activation, degrader: Degrader, report,
-                     store, device):
-    """``predict(ids, items)`` for :func:`~kagglekit.pipeline.loop.run_items`: a chunk of images through the
-    current setting of ``degrader`` (:func:`kagglekit.infer.iter_predictions`, unreadable images and
-    non-finite outputs failed by id), the finite rows handed to ``store(ids, probabilities)``."""
-    import threading
+class Classify(PipelineKind):
+    """Labels, one probability, or one column per class per image, from image-level models."""
 
-    from kagglekit.infer import iter_predictions, load_image
-    from kagglekit.io import ArraySource, match_channels
+    name = "classify"
+    help = "run the classification pipeline of a TOML config to submission.csv (labels or probabilities)"
+    example = "kagglekit classify --config models/classify.toml --input /kaggle/input/comp --output /kaggle/working"
+    report_type = ClassifyReport
 
-    noting = threading.Lock()  # images are loaded on the decoding threads
+    def read_config(self, data, base):
+        return classify_config.check(data, base)
 
-    def matched(item):
-        """The image at the input size with the models' channels (gray replicated, alpha dropped), noted once."""
-        image = load_image(item, cfg.preprocess.size, cfg.preprocess.resize)
-        source = match_channels(ArraySource(image), in_channels)
-        if source.shape[2] == image.shape[2]:
-            return image
-        with noting:
-            report.note_once(f"inputs adapted to the models' {in_channels} channels: {source.adaptation}")
-        return source.read(0, 0, *image.shape[:2])
+    def read_output(self, data):
+        return classify_config.output(data)
 
-    def predict(chunk_ids: list[str], items: list) -> tuple[dict, str]:
-        failed, done, outputs = {}, [], []
-        for indices, out, errors in iter_predictions(
-                models[: degrader.models], items, normalize=cfg.preprocess.normalize, activation=activation,
-                tta=list(cfg.tta.views[: degrader.views]), merge=cfg.tta.merge, weights=weights[: degrader.models],
-                batch_size=cfg.batch_size, num_workers=cfg.num_workers, device=device, amp=cfg.amp, on_error="skip",
-                loader=matched):
-            failed.update({chunk_ids[k]: f"{type(e).__name__}: {e}" for k, e in errors.items()})
-            good = np.isfinite(out).all(axis=1)
-            failed.update({chunk_ids[k]: "NonFiniteOutputError: the models returned NaN or infinite scores"
-                           for k in indices[~good]})
-            done += [chunk_ids[k] for k in indices[good]]
-            outputs.append(out[good])
-        if done:
-            store(done, np.concatenate(outputs))
-        return failed, f"{degrader.views} view(s) x {degrader.models} model(s)"
+    def prepare(self, run, report):
+        return _decision(run.config)
 
-    return predict
+    def find_inputs(self, cfg, input_dir, ids, report, sample=None):
+        return _find_inputs(cfg, input_dir, ids, report, sample)
+
+    def load(self, run, pending, report):
+        """(the models kept after their probe, what :meth:`predictor` needs besides them)."""
+        from kagglekit.pipeline.classify_images import load_models_for
+
+        return load_models_for(run, pending, report), None
+
+    def predictor(self, run, kept, loaded, decision, store_rows, report):
+        """(degrader, predict(ids, payloads), ids per unit, unit name) for the kept models."""
+        from kagglekit.pipeline.classify_images import chunk_predictor
+
+        return chunk_predictor(run, kept, decision, store_rows, report)
+
+    def plan(self, run, pending, report, state):
+        kept, loaded = self.load(run, pending, report)
+        for m in kept:
+            if len(m.out_shape) != 2:
+                raise PipelineConfigError(f"models: {m.path} returns {m.out_shape} for a zero input; classify needs one "
+                                          "row of class scores per input (N, C): is it a segmentation model?")
+        if not kept:
+            return None
+        cfg, decision = run.config, state
+        report.classes = _classes(cfg, kept, decision, run.reference, run.sample)
+        label_column = cfg.output.columns(run.reference)[1]
+        rows = _formatter(cfg, report.classes, decision, label_column)
+        store = row_store(run.guard, list(report.classes) if cfg.output.format == "columns" else [label_column])
+        degrader, predict, chunk, unit = self.predictor(run, kept, loaded, decision,
+                                                        lambda ids, p: store(ids, rows(p)), report)
+        units = [([i for i, _ in pending[k : k + chunk]], [p for _, p in pending[k : k + chunk]])
+                 for k in range(0, len(pending), chunk)]
+        return Plan(predict, degrader, units, [len(ids) for ids, _ in units], unit)
+
+    def checked_files(self, cfg):
+        files = []
+        if cfg.decision.file is not None or cfg.decision.other_file is not None:
+            files.append(("decision file", lambda: f"{_decision(cfg) or 'probability'}"))
+        if cfg.output.classes_file is not None:
+            files.append(("classes file", lambda: f"{cfg.output.classes_file}: {list(_read_classes(cfg.output.classes_file))}"))
+        return files
 
 
-def classify(config, input_dir=None, output_dir=None, *, base_dir=None, budget=None, shard=None) -> ClassifyReport:
+def classify(config, input_dir=None, output_dir=None, *, base_dir=None, budget=None) -> ClassifyReport:
     """Predict every image of the sample submission and write ``submission.csv``; return the report.
 
     ``config``: TOML path, dict or checked config of kind "classify" (see
-    :mod:`kagglekit.pipeline.classify_config`); the folders, ``budget``, ``workers`` and ``shard`` as
-    :func:`~kagglekit.pipeline.segment`.
+    :mod:`kagglekit.pipeline.classify_config`; with ``[slides]`` it runs the ``slides`` variant); the
+    folders, ``budget`` and ``workers`` as :func:`~kagglekit.pipeline.segment`.
     The fallback (the sample's rows, or ``output.fallback`` in the label column) is written before
     anything else can fail; a mistake in the config, an unreadable decision or classes file, models
     whose classes or output counts disagree, or classes that do not fit the sample raise with that file
     on disk; a model that cannot load or run is skipped; an image that cannot be read keeps its
     fallback row with the reason. Holds the models, a chunk of decoded images and the rows (strings).
     """
-    from kagglekit.infer import load_image
+    from kagglekit.pipeline.execute import execute
 
-    start = time.monotonic()
-    run = start_run(config, input_dir, output_dir, base_dir, "classify", shard)
-    cfg = run.config
-    report = ClassifyReport(run.guard.path, run.id_column, device=str(run.device))
-    try:
-        decision = _decision(cfg)
-        budget = shard_budget(shard) if shard is not None else budget or Budget(cfg.budget.seconds, cfg.budget.reserve)
-        if splits(run, shard):  # workers = "gpus" or N: the ids go to worker processes, the rows come back here
-            return run_on_workers("classify", run, config, base_dir, budget, report)
-        ids = run.ids
-        found, where = find_inputs(cfg, run.input_dir, ids, report, run.sample_ids)
-        report.inputs = found
-        note_missing(report, ids, found, where)
-        pending = [(i, found[i]) for i in ids if i in found]
-        if cfg.slides is not None and pending:
-            from kagglekit.pipeline.slides import slide_models
-
-            backbone, backbone_name, kept, stain = slide_models(cfg, load_models(cfg.models, report), report)
-        elif pending:
-            spatial = cfg.preprocess.size or (224, 224)
-            channels = first_channels(pending, lambda item: load_image(item, (8, 8), "resize").shape[2]) or 3  # none reads: each fails in turn
-            kept = probe_models(load_models(cfg.models, report), spatial, channels, report)
-        else:
-            kept = []
-        for m in kept:
-            if len(m.out_shape) != 2:
-                raise PipelineConfigError(f"models: {m.path} returns {m.out_shape} for a zero input; classify needs one "
-                                          "row of class scores per input (N, C): is it a segmentation model?")
-        if not kept:
-            if pending:
-                report.note("no usable model: every image keeps the fallback row", logging.ERROR)
-            report.fallback.update({i: "no usable model" for i, _ in pending})
-            return report
-        report.classes = _classes(cfg, kept, decision, run.reference, run.sample)
-        temperature = decision.temperature if decision is not None else 1.0
-        weights = [m.weight for m in kept]
-        label_column = cfg.output.columns(run.reference)[1]
-        rows = _formatter(cfg, report.classes, decision, label_column)
-        columns = list(report.classes) if cfg.output.format == "columns" else [label_column]
-        store = row_store(run.guard, columns)
-        store_rows = lambda ids_, p: store(ids_, rows(p))  # noqa: E731
-        if cfg.slides is not None:
-            from kagglekit.pipeline.slides import slide_predictor
-
-            degrader = Degrader(1, len(kept))
-            predict = slide_predictor(cfg, backbone, backbone_name, [m.model for m in kept], weights, stain, temperature,
-                                      degrader, store_rows, run.device)
-            chunk, unit = 1, "slide"
-        else:
-            models = [m.model if temperature == 1.0 else _Tempered(m.model, temperature) for m in kept]
-            activation = cfg.decision.activation or ("softmax" if decision is not None and decision.kind == "argmax" else "sigmoid")
-            degrader = Degrader(len(cfg.tta.views), len(models))
-            predict = _chunk_predictor(cfg, models, weights, input_channels_of(kept), activation, degrader, report,
-                                       store_rows, run.device)
-            chunk, unit = cfg.batch_size * CHUNK_BATCHES, "image"
-        units = [([i for i, _ in pending[k : k + chunk]], [p for _, p in pending[k : k + chunk]])
-                 for k in range(0, len(pending), chunk)]
-        run_items(units, [len(ids_) for ids_, _ in units], degrader, predict, budget, report, unit=unit)
-        report.views, report.models = degrader.views, degrader.models
-        return report
-    finally:
-        report.seconds = time.monotonic() - start
-
-
-def checked_files(cfg: ClassifyConfig) -> list[tuple[str, object]]:
-    """For :func:`kagglekit.pipeline.checking.check`: (what, read it) of the files besides checkpoints."""
-    files = []
-    if cfg.decision.file is not None or cfg.decision.other_file is not None:
-        files.append(("decision file", lambda: f"{_decision(cfg) or 'probability'}"))
-    if cfg.slides is not None:
-        from kagglekit.pipeline.slides import check_backbone
-
-        files.append(("slides backbone", lambda: check_backbone(cfg)))
-    if cfg.output.classes_file is not None:
-        files.append(("classes file", lambda: f"{cfg.output.classes_file}: {list(_read_classes(cfg.output.classes_file))}"))
-    return files
-
+    return execute(config, input_dir, output_dir, base_dir=base_dir, budget=budget, command="classify")

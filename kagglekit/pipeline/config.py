@@ -1,84 +1,111 @@
-"""Reading a pipeline configuration: a TOML file or a dict, checked key by key into a SegmentConfig or a
-ClassifyConfig by its top-level ``kind`` ("segment", the default, or "classify").
+"""Reading a pipeline configuration: a TOML file or a dict, checked key by key by the reader of the kind its
+top-level ``kind`` names (:mod:`kagglekit.pipeline.kind`: "segment", the default, "classify", or a
+registered kind).
 
 The sections every pipeline shares are in :mod:`kagglekit.pipeline.sections`, each pipeline's own in
 :mod:`~kagglekit.pipeline.segment_config` and :mod:`~kagglekit.pipeline.classify_config`. Model and
 other files are relative to the config file's folder (a dict: to ``base_dir``), inputs and the sample
-submission to the input folder, the submission to the output folder. :func:`early_output` reads just
-``[output]``, leniently, so that the pipeline can write the fallback submission before the whole file
-is checked.
+submission to the input folder, the submission to the output folder. A run reads its TOML once
+(:func:`read_source`); :func:`early_output` reads just ``[output]``, leniently, so that the pipeline can
+write the fallback submission before the whole file is checked.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 from kagglekit.errors import ConfigError
-from kagglekit.pipeline import classify_config, segment_config
 from kagglekit.pipeline.classify_config import ClassifyConfig
 from kagglekit.pipeline.sections import PipelineConfigError, read_toml
 from kagglekit.pipeline.segment_config import SegmentConfig, read_threshold_file
 
-__all__ = ["ClassifyConfig", "KINDS", "PipelineConfigError", "SegmentConfig", "early_output", "kind_of", "load_config",
-           "read_threshold_file"]
-
-KINDS = {"segment": segment_config, "classify": classify_config}
-_CONFIGS = (SegmentConfig, ClassifyConfig)
+__all__ = ["ClassifyConfig", "PipelineConfigError", "SegmentConfig", "Source", "early_output", "kind_of", "load_config",
+           "read_source", "read_threshold_file"]
 
 
-def _kind(data: dict) -> str:
-    kind = data.get("kind", "segment")
-    if kind not in KINDS:
-        raise PipelineConfigError(f"kind: must be one of {list(KINDS)}, got {kind!r}")
-    return kind
+@dataclass(frozen=True)
+class Source:
+    """A config as a run holds it, read once: the TOML's ``data`` (None for an already checked ``checked``
+    config), the folder its relative paths start from, and the file's ``path`` (None for a dict) that
+    errors are prefixed with. ``error``: why the file could not be read, raised by :func:`load_config`."""
+
+    data: dict | None
+    base: Path
+    path: Path | None = None
+    checked: object = None
+    error: ConfigError | None = None
+
+
+def read_source(source, base_dir=None) -> Source:
+    """``source`` (a TOML path, a dict or a checked config) read once; a file that cannot be read is kept
+    as its error, so that the fallback can still be written before it is raised."""
+    if isinstance(source, Source):
+        return source
+    base = Path(base_dir) if base_dir is not None else None
+    if isinstance(source, dict):
+        return Source(source, base or Path.cwd())
+    if isinstance(source, (str, Path)):
+        path = Path(source)
+        try:
+            return Source(read_toml(path), base or path.parent, path)
+        except ConfigError as exc:
+            return Source(None, base or path.parent, path, error=exc)
+    if hasattr(source, "output") and hasattr(source, "kind"):
+        return Source(None, base or Path.cwd(), checked=source)
+    raise PipelineConfigError(f"config must be a TOML path, a dict or a checked config, got {type(source).__name__}")
+
+
+def kind_of(source, base_dir=None):
+    """The :class:`~kagglekit.pipeline.kind.PipelineKind` ``source`` asks for; the default kind when it names
+    none or cannot be read (its error comes from :func:`load_config`)."""
+    from kagglekit.pipeline.kind import DEFAULT_KIND, get_kind, kind_for
+
+    src = read_source(source, base_dir)
+    if src.checked is not None:
+        return get_kind(src.checked.kind)
+    try:
+        return kind_for(src.data) if src.data is not None else get_kind(DEFAULT_KIND)
+    except PipelineConfigError:
+        return get_kind(DEFAULT_KIND)
 
 
 def load_config(source, base_dir=None, kind: str | None = None):
     """Read and check a configuration: a TOML path, a dict of the same shape, or a checked config (returned).
 
     Relative paths are resolved against ``base_dir`` (default: the TOML's folder, or the current folder
-    for a dict). ``kind``: the pipeline that will run it; a config of another kind is refused naming
+    for a dict). ``kind``: the command that will run it; a config of another kind is refused naming
     the command to use.
     """
-    if isinstance(source, _CONFIGS):
-        config = source
-    elif isinstance(source, dict):
-        config = KINDS[_kind(source)].check(source, Path(base_dir) if base_dir is not None else Path.cwd())
-    elif isinstance(source, (str, Path)):
-        path = Path(source)
-        data = read_toml(path)
-        try:
-            config = KINDS[_kind(data)].check(data, Path(base_dir) if base_dir is not None else path.parent)
-        except PipelineConfigError as exc:
-            raise PipelineConfigError(f"{path}: {exc}") from None
+    from kagglekit.pipeline.kind import get_kind, kind_for
+
+    src = read_source(source, base_dir)
+    if src.error is not None:
+        raise src.error
+    if src.checked is not None:
+        config, command = src.checked, get_kind(src.checked.kind).command
     else:
-        raise PipelineConfigError(f"config must be a TOML path, a dict or a checked config, got {type(source).__name__}")
-    if kind is not None and config.kind != kind:
-        raise PipelineConfigError(f"this config is kind = {config.kind!r}; run it with `kagglekit {config.kind}` "
+        try:
+            pipeline = kind_for(src.data)
+            config, command = pipeline.read_config(src.data, src.base), pipeline.command
+        except PipelineConfigError as exc:
+            raise (PipelineConfigError(f"{src.path}: {exc}") if src.path is not None else exc) from None
+    if kind is not None and command != kind:
+        raise PipelineConfigError(f"this config is kind = {command!r}; run it with `kagglekit {command}` "
                                   f"(or kagglekit.pipeline.run, which reads the kind), not {kind}")
     return config
 
 
-def kind_of(source) -> str:
-    """The pipeline ``source`` names (its top-level ``kind``), "segment" when it names none or cannot be read."""
-    if isinstance(source, _CONFIGS):
-        return source.kind
-    try:
-        data = source if isinstance(source, dict) else read_toml(Path(source))
-    except (ConfigError, TypeError):
-        return "segment"
-    kind = data.get("kind", "segment")
-    return kind if kind in KINDS else "segment"
-
-
-def early_output(source, kind: str = "segment"):
+def early_output(source, kind=None):
     """The ``[output]`` section of ``source`` (as :func:`load_config` takes it) as far as it can be read:
-    the defaults of ``kind`` when the file is missing or not TOML or the section has a mistake. Only for
-    writing the fallback submission early; :func:`load_config` reports the mistake itself."""
-    if isinstance(source, _CONFIGS):
-        return source.output
+    the defaults of ``kind`` (a PipelineKind; default: the one ``source`` asks for) when the file is
+    missing or not TOML or the section has a mistake. Only for writing the fallback submission early;
+    :func:`load_config` reports the mistake itself."""
+    src = read_source(source)
+    if src.checked is not None:
+        return src.checked.output
+    kind = kind or kind_of(src)
     try:
-        data = source if isinstance(source, dict) else read_toml(Path(source))
-        return KINDS[_kind(data)].output(data.get("output", {}))
+        return kind.read_output(src.data.get("output", {}))
     except (ConfigError, TypeError, AttributeError):
-        return KINDS[kind].OutputConfig()
+        return kind.default_output()

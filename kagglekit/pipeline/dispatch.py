@@ -1,4 +1,4 @@
-"""``run(config, ...)``: the pipeline a config's ``kind`` names, for the notebook and scripts that serve both."""
+"""``run(config, ...)``: the pipeline a config's ``kind`` names, for the notebook and scripts that serve every kind."""
 
 from __future__ import annotations
 
@@ -6,17 +6,12 @@ __all__ = ["run"]
 
 
 def run(config, input_dir=None, output_dir=None, *, base_dir=None, budget=None):
-    """Run ``segment`` or ``classify``, as the config's top-level ``kind`` says (default "segment"); return its report.
+    """Run the pipeline kind the config's top-level ``kind`` names (default "segment"; see
+    :mod:`kagglekit.pipeline.kind`) on the execute template; return its report.
 
     A config that cannot be read at all is run as ``segment``: it writes the fallback submission from the
     sample, then raises the config's error.
     """
-    from kagglekit.pipeline.config import kind_of
+    from kagglekit.pipeline.execute import execute
 
-    if kind_of(config) == "classify":
-        from kagglekit.pipeline.classification import classify
-
-        return classify(config, input_dir, output_dir, base_dir=base_dir, budget=budget)
-    from kagglekit.pipeline.segmentation import segment
-
-    return segment(config, input_dir, output_dir, base_dir=base_dir, budget=budget)
+    return execute(config, input_dir, output_dir, base_dir=base_dir, budget=budget)

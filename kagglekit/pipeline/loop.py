@@ -1,11 +1,12 @@
 """The run loop every pipeline shares: the fallback submission first, then each unit of work in turn
 under the time budget, a failure costing its rows only, and a report with the exit code.
 
-    run = start_run(config, input_dir, output_dir, base_dir, kind="segment")  # fallback written, config checked
-    run_items(units, cost, degrader, predict, budget, report)                 # predict(ids, payload) -> (failed, detail)
-    report.exit_code(strict)                                                  # 0, or 3 when nothing was predicted
+    run = start_run(kind, source, input_dir, output_dir)       # fallback written, config checked
+    run_items(units, cost, degrader, predict, budget, report)  # predict(ids, payload) -> (failed, detail)
+    report.exit_code(strict)                                   # 0, or 3 when nothing was predicted
 
-A unit is one image for ``segment`` and a chunk of images for ``classify``. Per unit the log gets one
+:func:`kagglekit.pipeline.execute.execute` composes them for every kind. A unit is one image for
+``segment``, a chunk of images for ``classify``, one slide for ``slides``. Per unit the log gets one
 line, ``[n/N] id: predicted (...)``, and each failed id one line with its reason; the traceback of a
 failure only at DEBUG level (``kagglekit -v``).
 """
@@ -14,8 +15,9 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
+from typing import ClassVar
 
 from kagglekit.errors import InvalidArgumentError, KagglekitError, SubmissionError
 
@@ -25,6 +27,11 @@ __all__ = ["RunReport", "Started", "match_inputs", "read_sample", "resolve_devic
 logger = logging.getLogger("kagglekit.pipeline")
 
 EXIT_PREDICTED, EXIT_ALL_FALLBACK = 0, 3
+
+
+def _default(f):
+    """The default value of dataclass field ``f``."""
+    return f.default_factory() if f.default_factory is not MISSING else f.default
 
 
 @dataclass
@@ -60,6 +67,35 @@ class RunReport:
         if not self.predicted or (strict and self.fallback):
             return EXIT_ALL_FALLBACK
         return EXIT_PREDICTED
+
+    RUN_FIELDS: ClassVar[frozenset] = frozenset({"submission", "id_column", "device", "seconds", "events"})
+    """Fields that describe the run itself, which :meth:`merge` leaves to the parent."""
+
+    def merge(self, part: RunReport, prefix: str) -> None:
+        """Add a worker's report of a disjoint share of the ids: lists and dicts of ids joined, its events
+        prefixed, the fewest views and models in use, and any other field the worker set (its default
+        here) taken as the worker says. A report type with fields of another nature overrides this."""
+        self.events += [f"{prefix}: {e}" for e in part.events]
+        for f in fields(self):
+            ours, theirs = getattr(self, f.name), getattr(part, f.name)
+            if f.name in self.RUN_FIELDS:
+                continue
+            if isinstance(ours, list):
+                ours += theirs
+            elif isinstance(ours, dict):
+                ours.update(theirs)
+            elif f.name in ("views", "models"):
+                setattr(self, f.name, min(ours, theirs) if ours and theirs else ours or theirs)
+            elif ours == _default(f) and theirs != ours:
+                setattr(self, f.name, theirs)
+
+    def order_ids(self, ids: list[str]) -> None:
+        """Put every list of ids in the order of ``ids`` (the sample's), whichever worker finished first."""
+        order = {i: k for k, i in enumerate(ids)}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name not in self.RUN_FIELDS and isinstance(value, list) and all(i in order for i in value):
+                value.sort(key=order.__getitem__)
 
     def summary(self) -> str:
         lines = [(f"{self.submission}: {len(self.predicted)} predicted, {len(self.fallback)} fallback rows, "
@@ -144,31 +180,38 @@ class Started:
 
         return self.guard.fallback.get_column(self.id_column).cast(pl.Utf8).to_list()
 
+    @property
+    def config_notes(self) -> tuple[str, ...]:
+        """What reading the config noted (deprecated spellings), for the report's events."""
+        return tuple(getattr(self.config, "notes", ()))
 
-def start_run(config, input_dir, output_dir, base_dir, kind: str, shard=None) -> Started:
+
+def start_run(kind, source, input_dir, output_dir, shard=None) -> Started:
     """Write the fallback submission from the sample and the ``[output]`` section alone, then check the
-    whole config (of pipeline ``kind``), the sample's columns and the device: their mistakes raise with
-    the valid fallback already on disk. Only an unreadable sample (a broken config is named first) or
-    an unwritable output folder leave no file. A worker's ``shard`` (its ids and device) narrows the run."""
+    whole config (``source``: a :class:`~kagglekit.pipeline.config.Source` of pipeline ``kind``), the
+    sample's columns and the device: their mistakes raise with the valid fallback already on disk. Only
+    an unreadable sample (a broken config is named first) or an unwritable output folder leave no file.
+    A worker's ``shard`` (its ids and device) narrows the run."""
     from kagglekit.pipeline.config import early_output, load_config
+    from kagglekit.pipeline.sections import check_device
 
     input_dir, output_dir = resolve_dirs(input_dir, output_dir)
-    output = early_output(config, kind)
+    output = early_output(source, kind)
     sample = input_dir / output.sample_submission
     try:
         reference = read_sample(sample)
     except KagglekitError:
-        load_config(config, base_dir, kind)  # a config that cannot load is the first thing to fix: it raises here
+        load_config(source, kind=kind.command)  # a config that cannot load is the first thing to fix: it raises here
         raise
     id_column = output.columns(reference)[0]
     guard = write_fallback(output_dir / output.submission, reference, output.fill(reference), id_column)
     # From here on the submission file is valid, whatever fails.
-    cfg = load_config(config, base_dir, kind)
+    cfg = load_config(source, kind=kind.command)
     cfg.output.check_columns(reference, sample)
-    if shard is not None:
-        return Started(cfg, guard, reference, sample, input_dir, output_dir, id_column, resolve_device(shard.device),
-                       frozenset(shard.ids))
-    return Started(cfg, guard, reference, sample, input_dir, output_dir, id_column, resolve_device(cfg.device))
+    only = frozenset(shard.ids) if shard is not None else None
+    check_device(cfg.device)  # a device this machine lacks stops the run here, once (--check only notes it)
+    device = resolve_device(shard.device if shard is not None else cfg.device)
+    return Started(cfg, guard, reference, sample, input_dir, output_dir, id_column, device, only)
 
 
 def match_inputs(input_dir: Path, ids: list[str], pattern: str, id_from: str, report: RunReport,

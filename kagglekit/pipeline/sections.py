@@ -240,3 +240,8 @@ def read_toml(path: Path) -> dict:
         return tomllib.loads(path.read_text(encoding="utf-8-sig"))  # -sig: a BOM from a Windows editor is skipped
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise PipelineConfigError(f"{path} is not valid TOML: {exc}") from None
+
+
+def check_device(value: str) -> None:
+    """Refuse a device this machine lacks (TEMPORARY: replaced by the declarative config's)."""
+    device(value)

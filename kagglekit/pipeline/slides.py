@@ -1,53 +1,23 @@
-"""Slides in ``classify``: each input slide becomes a bag of tile features, and MIL heads classify the bag.
+"""``slides``, the variant of ``classify`` chosen by a ``[slides]`` section: each input slide becomes a bag of
+tile features, and MIL heads classify the bag.
 
 The backbone is built once from ``[slides]``; the ``[[models]]`` are MIL heads (a ``HeadEnsemble`` per
 fold from :func:`kagglekit.mil.train_heads`, or a single head), each wrapped so that it returns the log of
 its heads' mean softmax, probed once on a zero bag, and refused when the heads were trained on bags of
 another backbone (their checkpoint says which). Per slide (one unit of the run loop): the bag, then the
 models' probabilities averaged with their weights, then the decision's temperature on their logarithm.
-A slide without tissue, or one that cannot be read, keeps its fallback row with the reason.
+A slide without tissue, or one that cannot be read, keeps its fallback row with the reason. The models'
+side is :mod:`kagglekit.pipeline.slide_heads`.
 """
 
 from __future__ import annotations
 
-import numpy as np
-import torch
-from torch import nn
+from dataclasses import dataclass, replace
 
+from kagglekit.pipeline.classification import Classify
 from kagglekit.pipeline.sections import PipelineConfigError
 
-__all__ = ["MeanOfHeads", "check_backbone", "load_backbone", "slide_models", "slide_predictor"]
-
-PROBE_TILES = 64  # tiles in the zero bag the heads are probed on (Chowder needs at least r)
-
-
-class MeanOfHeads(nn.Module):
-    """(B, N, D) bag + mask -> (B, C): the log of the mean softmax over a head's seeds (a HeadEnsemble returns
-    (S, B, C) logits, a single head (B, C))."""
-
-    def __init__(self, model: nn.Module):
-        super().__init__()
-        self.model = model
-
-    def forward(self, x, mask=None):
-        out = self.model(x, mask)
-        out = out[None] if out.ndim == 2 else out
-        return torch.log(torch.softmax(out.float(), dim=-1).mean(dim=0))
-
-
-def load_backbone(slides):
-    """The backbone module of ``[slides]`` (eval mode) and the name its bags carry."""
-    from kagglekit.mil import backbone_name
-    from kagglekit.models import create, load_checkpoint
-
-    try:
-        if slides.weights is not None:
-            backbone = create(slides.backbone, num_classes=0, weights=slides.weights).eval()
-        else:
-            backbone = load_checkpoint(slides.backbone)
-    except Exception as exc:  # noqa: BLE001 - without its backbone no slide can be predicted: one clear error
-        raise PipelineConfigError(f"slides.backbone: {slides.backbone} cannot be built: {type(exc).__name__}: {exc}") from exc
-    return backbone, backbone_name(backbone)
+__all__ = ["Slides", "check_backbone"]
 
 
 def _expected_name(slides) -> str:
@@ -81,67 +51,60 @@ def check_backbone(cfg) -> str:
     return f"{name}; every head's bags came from it"
 
 
-def _stain(slides):
-    if slides.stain_method is None:
-        return None
-    from kagglekit.augment.stain import MacenkoNormalizer, ReinhardNormalizer
-    from kagglekit.io.decoded import decode_image
+@dataclass(frozen=True)
+class _Bags:
+    """How each slide becomes a bag in this run (:func:`kagglekit.mil.extract_bag`'s settings), fixed once."""
 
-    reference = decode_image(slides.stain_reference)[:, :, :3]
-    return {"macenko": MacenkoNormalizer, "reinhard": ReinhardNormalizer}[slides.stain_method]().fit(reference)
+    slides: object  # the checked [slides] section
+    stain: object
+    num_workers: int
+    device: object
+    amp: object
 
+    def __call__(self, backbone, path, slide_id: str, name: str):
+        from kagglekit.mil import extract_bag
 
-def slide_models(cfg, loaded, report):
-    """(backbone, its name, the kept heads as :class:`MeanOfHeads`, the stain normaliser): the backbone's
-    feature size from one zero tile, every head probed on a zero bag of that size (a failing one skipped),
-    heads of another backbone refused."""
-    from kagglekit.pipeline.ensemble import probe_models
-
-    slides = cfg.slides
-    backbone, name = load_backbone(slides)
-    with torch.inference_mode():
-        dim = int(backbone(torch.zeros(1, 3, slides.tile, slides.tile)).shape[-1])
-    for m in loaded:
-        trained_on = (getattr(m.model, "kagglekit_metadata", None) or {}).get("backbone")
-        if trained_on and trained_on != name:
-            raise PipelineConfigError(f"models: {m.path} was trained on bags of {trained_on!r}, but slides.backbone gives "
-                                      f"{name!r}: features of another backbone mean nothing to it; use the backbone the "
-                                      "bags were extracted with")
-        m.model = MeanOfHeads(m.model).eval()
-    kept = probe_models(loaded, report=report, probe=torch.zeros(1, PROBE_TILES, dim))
-    return backbone, name, kept, _stain(slides)
+        s = self.slides
+        return extract_bag(backbone, path, slide=slide_id, name=name, tile=s.tile, scale=s.scale,
+                           threshold=s.threshold, min_tissue=s.min_tissue, top_k=s.top_k, kind=s.kind,
+                           tma_max_side=s.tma_max_side, swap_background=s.swap_background, stain=self.stain,
+                           normalize=s.normalize, batch_size=s.batch_size, num_workers=self.num_workers,
+                           device=self.device, amp=self.amp)
 
 
-def slide_predictor(cfg, backbone, name, heads, weights, stain, temperature: float, degrader, store, device):
-    """``predict(ids, paths)`` for :func:`~kagglekit.pipeline.loop.run_items`, one slide per unit: the bag,
-    the first ``degrader.models`` heads' probabilities averaged by weight, the temperature applied, and
-    the row handed to ``store(ids, probabilities (1, C))``."""
-    from kagglekit.mil import extract_bag
-    from kagglekit.mil.extract import NoTissueError
+class Slides(Classify):
+    """``classify`` of whole slides through a backbone and MIL heads (a config with ``[slides]``)."""
 
-    s = cfg.slides
-    options = dict(tile=s.tile, scale=s.scale, threshold=s.threshold, min_tissue=s.min_tissue, top_k=s.top_k, kind=s.kind,
-                   tma_max_side=s.tma_max_side, swap_background=s.swap_background, stain=stain,
-                   normalize=s.normalize, batch_size=s.batch_size, num_workers=cfg.num_workers, device=device,
-                   amp=cfg.amp)
-    heads = [h.to(device) for h in heads]
+    name = "slides"
+    variant_of = "classify"
 
-    def predict(ids: list[str], paths: list) -> tuple[dict, str]:
-        (slide_id,), (path,) = ids, paths
-        try:
-            bag = extract_bag(backbone, path, slide=slide_id, name=name, **options)
-        except NoTissueError as exc:
-            return {slide_id: f"no tissue: {exc}"}, ""
-        x = torch.from_numpy(bag.features.astype(np.float32))[None].to(device)
-        used = heads[: degrader.models]
-        with torch.inference_mode():
-            p = sum(w * h(x).exp() for h, w in zip(used, weights)) / sum(weights[: len(used)])
-            if temperature != 1.0:
-                p = torch.softmax(p.log() / temperature, dim=-1)
-        p = p.float().cpu().numpy()
-        if not np.isfinite(p).all():
-            return {slide_id: "NonFiniteOutputError: the heads returned NaN or infinite scores"}, ""
-        store([slide_id], p)
-        return {}, f"{len(bag)} tiles ({bag.selection['kind']}) x {len(used)} model(s)"
+    def claims(self, data: dict) -> bool:
+        return "slides" in data
 
-    return predict
+    def read_config(self, data, base):
+        config = super().read_config(data, base)
+        if config.slides is None:
+            raise PipelineConfigError("slides: missing; kind = 'slides' needs a [slides] section (backbone = ...)")
+        return replace(config, kind=self.name)
+
+    def load(self, run, pending, report):
+        from kagglekit.pipeline.ensemble import load_models
+        from kagglekit.pipeline.slide_heads import slide_models
+
+        backbone, name, kept, stain = slide_models(run.config, load_models(run.config.models, report), report)
+        return kept, (backbone, name, stain)
+
+    def predictor(self, run, kept, loaded, decision, store_rows, report):
+        from kagglekit.pipeline.degrade import Degrader
+        from kagglekit.pipeline.slide_heads import slide_predictor
+
+        backbone, name, stain = loaded
+        cfg, degrader = run.config, Degrader(1, len(kept))
+        bags = _Bags(cfg.slides, stain, cfg.num_workers, run.device, cfg.amp)
+        temperature = decision.temperature if decision is not None else 1.0
+        predict = slide_predictor(bags, backbone, name, [m.model for m in kept], [m.weight for m in kept], temperature,
+                                  degrader, store_rows)
+        return degrader, predict, 1, "slide"
+
+    def checked_files(self, cfg):
+        return [*super().checked_files(cfg), ("slides backbone", lambda: check_backbone(cfg))]

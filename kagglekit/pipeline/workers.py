@@ -11,14 +11,19 @@ The workers share the run's time budget (the same deadline) and degrade on their
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import os
 import shutil
+import sys
 import tempfile
+import types
 from pathlib import Path
 
-__all__ = ["Shard", "run_on_workers", "shard_budget", "splits", "worker_devices"]
+from kagglekit.pipeline.sections import PipelineConfigError
+
+__all__ = ["Shard", "run_on_workers", "worker_devices"]
 
 logger = logging.getLogger("kagglekit.pipeline")
 
@@ -45,21 +50,7 @@ def worker_devices(workers, device: str) -> list[str]:
     return [f"cuda:{k % gpus}" if on_cuda and gpus else "cpu" for k in range(workers)]
 
 
-def splits(run, shard: Shard | None) -> bool:
-    """Whether this run hands its ids to worker processes (not itself a worker, and more than one device)."""
-    workers = run.config.workers
-    return shard is None and workers != 1 and len(worker_devices(workers, run.config.device)) > 1
-
-
-def shard_budget(shard: Shard):
-    """The run's budget as a worker sees it: the parent's, with the parent's start (one deadline for all)."""
-    from kagglekit.kaggle import Budget
-
-    total, reserve, started_at = shard.budget
-    return Budget(total, reserve, started_at=started_at)
-
-
-def _work(kind: str, config, input_dir, output_dir, base_dir, shard: Shard):
+def _work(kind, source, input_dir, output_dir, shard: Shard):
     """In the worker process: the pipeline on ``shard``, logging to stderr with the worker's number."""
     if shard.device.startswith("cuda"):  # before CUDA starts in this process: it sees its own GPU as cuda:0
         os.environ["CUDA_VISIBLE_DEVICES"] = shard.device.split(":")[1]
@@ -69,32 +60,39 @@ def _work(kind: str, config, input_dir, output_dir, base_dir, shard: Shard):
     handler.setFormatter(logging.Formatter(f"%(levelname)s [worker {shard.index}] %(message)s"))
     log.handlers[:], log.propagate = [handler], False
     log.setLevel(logging.INFO)
-    import kagglekit.pipeline as pipeline
+    from kagglekit.pipeline.execute import execute
 
-    return getattr(pipeline, kind)(config, input_dir, output_dir, base_dir=base_dir, shard=shard)
-
-
-def _merge(report, part, prefix: str) -> None:
-    """Add a worker's report to the run's: ids and per-id values, its events (prefixed), the fewest views/models."""
-    for f in dataclasses.fields(report):
-        ours, theirs = getattr(report, f.name), getattr(part, f.name)
-        if f.name == "events":
-            ours += [f"{prefix}: {e}" for e in theirs]
-        elif isinstance(ours, list):  # ids of disjoint shards
-            ours += theirs
-        elif isinstance(ours, dict):
-            ours.update(theirs)
-        elif f.name in ("views", "models") and theirs:
-            setattr(report, f.name, min(ours, theirs) if ours else theirs)
-        elif f.name == "classes" and theirs:
-            report.classes = theirs
+    return execute(source, input_dir, output_dir, shard=shard, kind=kind)
 
 
-def run_on_workers(kind: str, run, config, base_dir, budget, report):
+@contextlib.contextmanager
+def _main_not_reimported():
+    """Start spawned processes without re-running the caller's script: spawn re-imports ``__main__`` in each
+    child (to find what the parent defined there), which in a script without an
+    ``if __name__ == "__main__":`` guard runs the pipeline again and breaks every worker. The workers
+    need nothing from ``__main__``: they get the kind and the config, so the script is hidden from spawn."""
+    main = sys.modules.get("__main__")
+    sys.modules["__main__"] = types.ModuleType("__main__")
+    try:
+        yield
+    finally:
+        sys.modules["__main__"] = main
+
+
+def _check_importable(kind) -> None:
+    if type(kind).__module__ == "__main__":
+        raise PipelineConfigError(f"workers: the pipeline kind {kind.name!r} is defined in the script itself, which "
+                                  "worker processes cannot import; define it in a module of its own and import it, "
+                                  "or run with workers = 1")
+
+
+def run_on_workers(kind, run, source, budget, report):
     """Split ``run``'s ids over the workers its config's ``workers`` asks for (see the module docstring); fill
     and return ``report``.
 
-    ``run``: the :class:`~kagglekit.pipeline.loop.Started` of the parent (its fallback on disk).
+    ``kind``: the :class:`~kagglekit.pipeline.kind.PipelineKind`; ``run``: the
+    :class:`~kagglekit.pipeline.loop.Started` of the parent (its fallback on disk); ``source``: the
+    config as read (:class:`~kagglekit.pipeline.config.Source`), handed to every worker.
     Holds, in the parent, the submission's rows; each worker holds what the pipeline holds."""
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -104,6 +102,7 @@ def run_on_workers(kind: str, run, config, base_dir, budget, report):
     from kagglekit.kaggle import read_csv_strings
     from kagglekit.pipeline.loop import row_store
 
+    _check_importable(kind)
     devices = worker_devices(run.config.workers, run.config.device)
     ids = run.ids
     shards = [Shard(k, tuple(ids[k :: len(devices)]), d, (budget.total, budget.reserve, budget.started_at))
@@ -116,8 +115,9 @@ def run_on_workers(kind: str, run, config, base_dir, budget, report):
     context = multiprocessing.get_context("spawn")  # never fork: the parent may have started CUDA
     pools = [ProcessPoolExecutor(1, mp_context=context) for _ in shards]
     try:
-        futures = {pool.submit(_work, kind, config, run.input_dir, scratch / f"worker{s.index}", base_dir, s): s
-                   for pool, s in zip(pools, shards)}
+        with _main_not_reimported():
+            futures = {pool.submit(_work, kind, source, run.input_dir, scratch / f"worker{s.index}", s): s
+                       for pool, s in zip(pools, shards)}
         for future in as_completed(futures):
             shard = futures[future]
             prefix = f"worker {shard.index} ({shard.device})"
@@ -132,14 +132,13 @@ def run_on_workers(kind: str, run, config, base_dir, budget, report):
             predicted = rows.filter(pl.col(run.id_column).is_in(part.predicted))
             if len(predicted):
                 store(predicted[run.id_column].to_list(), {c: predicted[c].to_list() for c in columns})
-            _merge(report, part, prefix)
+            report.merge(part, prefix)
             logger.info("%s: %d predicted, %d fallback rows merged into %s", prefix, len(part.predicted),
                         len(part.fallback), run.guard.path)
     finally:
         for pool in pools:
             pool.shutdown(cancel_futures=True)
         shutil.rmtree(scratch, ignore_errors=True)
-    order = {i: k for k, i in enumerate(ids)}
-    report.predicted.sort(key=order.__getitem__)  # the sample's order, whichever worker finished first
+    report.order_ids(ids)
     report.device = ", ".join(devices)
     return report

@@ -1,0 +1,88 @@
+"""How ``classify`` runs its models over chunks of images (the kind itself is :mod:`kagglekit.pipeline.classification`)."""
+
+from __future__ import annotations
+
+import numpy as np
+from torch import nn
+
+from kagglekit.pipeline.degrade import Degrader
+from kagglekit.pipeline.ensemble import first_channels, input_channels_of, load_models, probe_models
+
+__all__ = ["CHUNK_BATCHES", "chunk_predictor", "load_models_for"]
+
+CHUNK_BATCHES = 4  # batches per unit of the run loop: the rows are committed once per chunk
+
+
+class _Tempered(nn.Module):
+    """``model``'s logits divided by a fitted temperature."""
+
+    def __init__(self, model, temperature: float):
+        super().__init__()
+        self.model, self.temperature = model, temperature
+
+    def forward(self, x):
+        return self.model(x) / self.temperature
+
+
+def load_models_for(run, pending, report) -> list:
+    """The checkpoints that load and run a zero input of the configured size, with the channels of the
+    first input that reads (3 when none does: each fails in turn)."""
+    from kagglekit.infer import load_image
+
+    cfg = run.config
+    spatial = cfg.preprocess.size or (224, 224)
+    channels = first_channels(pending, lambda item: load_image(item, (8, 8), "resize").shape[2]) or 3
+    return probe_models(load_models(cfg.models, report), spatial, channels, report)
+
+
+def chunk_predictor(run, kept, decision, store_rows, report):
+    """(degrader, predict, images per unit, "image") for the kept models, each divided by the decision's temperature."""
+    cfg = run.config
+    temperature = decision.temperature if decision is not None else 1.0
+    models = [m.model if temperature == 1.0 else _Tempered(m.model, temperature) for m in kept]
+    activation = cfg.decision.activation or ("softmax" if decision is not None and decision.kind == "argmax" else "sigmoid")
+    degrader = Degrader(len(cfg.tta.views), len(models))
+    predict = _chunk_predict(cfg, models, [m.weight for m in kept], input_channels_of(kept), activation, degrader,
+                             report, store_rows, run.device)
+    return degrader, predict, cfg.batch_size * CHUNK_BATCHES, "image"
+
+
+def _chunk_predict(cfg, models, weights, in_channels, activation, degrader: Degrader, report, store, device):
+    """``predict(ids, items)`` for :func:`~kagglekit.pipeline.loop.run_items`: a chunk of images through the
+    current setting of ``degrader`` (:func:`kagglekit.infer.iter_predictions`, unreadable images and
+    non-finite outputs failed by id), the finite rows handed to ``store(ids, probabilities)``."""
+    import threading
+
+    from kagglekit.infer import iter_predictions, load_image
+    from kagglekit.io import ArraySource, match_channels
+
+    noting = threading.Lock()  # images are loaded on the decoding threads
+
+    def matched(item):
+        """The image at the input size with the models' channels (gray replicated, alpha dropped), noted once."""
+        image = load_image(item, cfg.preprocess.size, cfg.preprocess.resize)
+        source = match_channels(ArraySource(image), in_channels)
+        if source.shape[2] == image.shape[2]:
+            return image
+        with noting:
+            report.note_once(f"inputs adapted to the models' {in_channels} channels: {source.adaptation}")
+        return source.read(0, 0, *image.shape[:2])
+
+    def predict(chunk_ids: list[str], items: list) -> tuple[dict, str]:
+        failed, done, outputs = {}, [], []
+        for indices, out, errors in iter_predictions(
+                models[: degrader.models], items, normalize=cfg.preprocess.normalize, activation=activation,
+                tta=list(cfg.tta.views[: degrader.views]), merge=cfg.tta.merge, weights=weights[: degrader.models],
+                batch_size=cfg.batch_size, num_workers=cfg.num_workers, device=device, amp=cfg.amp, on_error="skip",
+                loader=matched):
+            failed.update({chunk_ids[k]: f"{type(e).__name__}: {e}" for k, e in errors.items()})
+            good = np.isfinite(out).all(axis=1)
+            failed.update({chunk_ids[k]: "NonFiniteOutputError: the models returned NaN or infinite scores"
+                           for k in indices[~good]})
+            done += [chunk_ids[k] for k in indices[good]]
+            outputs.append(out[good])
+        if done:
+            store(done, np.concatenate(outputs))
+        return failed, f"{degrader.views} view(s) x {degrader.models} model(s)"
+
+    return predict
