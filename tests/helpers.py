@@ -110,3 +110,15 @@ def tissue_slide(h=700, w=900, background=255, seed=0):
     return image
 
 
+
+
+def assert_same_report(one, two) -> None:
+    """Every field of a ``workers = 2`` pipeline report equals the one-process report's, except those that
+    describe the run itself (its time, device list, submission path) or the process (peak memory, whose
+    ids must still agree); the events equal once the workers' prefixes are taken off, the split noted."""
+    for name in type(one).__dataclass_fields__:
+        if name not in ("seconds", "device", "submission", "events", "peak_memory"):
+            assert getattr(two, name) == getattr(one, name), name
+    assert set(getattr(two, "peak_memory", {})) == set(getattr(one, "peak_memory", {}))
+    assert {e.split(": ", 1)[1] for e in two.events if e.startswith("worker ")} == set(one.events)
+    assert any("split over 2 workers" in e for e in two.events)

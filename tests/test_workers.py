@@ -6,6 +6,7 @@ from __future__ import annotations
 import threading
 import time
 
+import numpy as np
 import psutil
 import pytest
 import torch
@@ -14,7 +15,8 @@ from kagglekit.models import create, save_checkpoint
 from kagglekit.pipeline import PipelineConfigError, classify, load_config, segment
 from kagglekit.pipeline.workers import worker_devices
 
-from competitions import competition, config, read_csv
+from competitions import competition, config, read_csv, write_png
+from helpers import assert_same_report, tissue_slide
 
 SHAPES = [(100, 130), (40, 50), (64, 64), (80, 70), (50, 90)]
 
@@ -41,6 +43,7 @@ def test_segment_on_two_workers_writes_what_one_process_writes(tmp_path, unet):
     assert any("split over 2 workers" in e for e in two.events)
     assert not any("not in the sample submission" in e for e in two.events)  # the other worker's files are not strays
     assert [p.name for p in (tmp_path / "two").iterdir()] == ["submission.csv"]  # no scratch folder left
+    assert_same_report(one, two)
 
 
 @pytest.mark.slow
@@ -54,6 +57,30 @@ def test_classify_on_two_workers_writes_what_one_process_writes(tmp_path):
     two = classify({**cfg, "workers": 2}, tmp_path, tmp_path / "two")
     assert submission(tmp_path / "two") == submission(tmp_path / "one") and len(two.predicted) == 5
     assert two.classes == one.classes == ("a", "b", "c")
+    assert_same_report(one, two)
+
+
+@pytest.mark.slow
+def test_slides_on_two_workers_write_and_report_what_one_process_does(tmp_path):
+    """A library backbone and random Chowder heads (a spawned worker knows only the library's models)."""
+    (tmp_path / "test").mkdir()
+    for k in range(4):
+        write_png(tmp_path / "test" / f"s{k}.png", tissue_slide(240, 300, seed=k))
+    write_png(tmp_path / "test" / "blank.png", np.full((90, 90, 3), 255, np.uint8))
+    (tmp_path / "sample_submission.csv").write_text("id,label\n" + "".join(f"s{k},a\n" for k in range(4)) + "blank,a\n")
+    torch.manual_seed(0)
+    backbone = create("timm/resnet10t", num_classes=0)
+    save_checkpoint(backbone, tmp_path / "backbone.safetensors")
+    heads = create("kagglekit/head_ensemble", head="chowder", seeds=[0, 1], in_dim=backbone.num_features, r=1,
+                   hidden=[], num_classes=3)
+    save_checkpoint(heads, tmp_path / "heads.safetensors", classes=["a", "b", "c"])
+    cfg = {"kind": "classify", "models": [{"path": "heads.safetensors"}], "num_workers": 0,
+           "slides": {"backbone": "backbone.safetensors", "tile": 32}}
+    one = classify(cfg, tmp_path, tmp_path / "one", base_dir=tmp_path)
+    two = classify({**cfg, "workers": 2}, tmp_path, tmp_path / "two", base_dir=tmp_path)
+    assert submission(tmp_path / "two") == submission(tmp_path / "one")
+    assert len(one.predicted) == 4 and list(one.fallback) == ["blank"]
+    assert_same_report(one, two)
 
 
 def kill_first_worker(parent: psutil.Process, killed: list):
@@ -99,3 +126,20 @@ def test_workers_key_and_devices():
         n = torch.cuda.device_count()
         assert worker_devices("gpus", "auto") == [f"cuda:{k}" for k in range(n)]
         assert worker_devices(3, "cpu") == ["cpu"] * 3
+
+
+def test_a_worker_report_merges_field_by_field():
+    """The parent's report of a workers run starts empty and takes each worker's: ids joined, per-id values,
+    the worker's output scale (it stayed 1 when reports were merged by field type), the fewest views."""
+    from pathlib import Path
+
+    from kagglekit.pipeline.segmentation import SegmentReport
+
+    parent = SegmentReport(Path("s.csv"))
+    parent.merge(SegmentReport(Path("w1.csv"), predicted=["b"], thresholds={"b": 0.4}, out_scale=32, views=8,
+                               events=["x"]), "worker 1 (cpu)")
+    parent.merge(SegmentReport(Path("w0.csv"), predicted=["a"], thresholds={"a": 0.5}, out_scale=32, views=4,
+                               no_tissue=["a"]), "worker 0 (cpu)")
+    parent.order_ids(["a", "b"])
+    assert (parent.predicted, parent.thresholds, parent.out_scale, parent.views) == (["a", "b"], {"b": 0.4, "a": 0.5}, 32, 4)
+    assert parent.no_tissue == ["a"] and parent.events == ["worker 1 (cpu): x"] and parent.submission == Path("s.csv")

@@ -28,7 +28,8 @@ def check(config, input_dir=None, *, base_dir=None) -> list[tuple[bool, str]]:
     source = read_source(config, base_dir)
     cfg, kind = load_config(source), kind_of(source)
     input_dir = Path(input_dir) if input_dir is not None else default_input()
-    lines = [(True, f"config: kind {kind.name}, {len(cfg.models)} model(s), {len(cfg.tta.views)} TTA view(s)"),
+    views = len(cfg.tta.views) if hasattr(cfg, "tta") else 1
+    lines = [(True, f"config: kind {kind.name}, {len(getattr(cfg, 'models', ()))} model(s), {views} TTA view(s)"),
              _device_line(cfg.device)]
     lines += [(True, f"note: {n}") for n in getattr(cfg, "notes", ())]
 
@@ -79,7 +80,7 @@ def _model_lines(cfg, attempt) -> list[tuple[bool, str]]:
     from kagglekit.models import checkpoint_info, input_channels, verify_checkpoint
 
     takes, names = {}, {}
-    for k, m in enumerate(cfg.models):
+    for k, m in enumerate(getattr(cfg, "models", ())):
         def read_model(m=m) -> str:
             info = checkpoint_info(m.path)
             checked = "checksum ok" if verify_checkpoint(m.path) else "no checksum (saved before checksums)"
