@@ -33,3 +33,22 @@ def test_errors_are_kagglekit_errors_and_builtins():
                          (errors.ImageReadError, OSError), (errors.WeightsNotFoundError, FileNotFoundError),
                          (errors.SubmissionError, ValueError), (errors.ConfigError, ValueError)]:
         assert issubclass(cls, errors.KagglekitError) and issubclass(cls, builtin)
+
+
+def test_no_function_of_the_pipeline_package_is_over_60_lines():
+    import ast
+    from pathlib import Path
+
+    long = []
+    for path in sorted((Path(kagglekit.__file__).parent / "pipeline").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.end_lineno - node.lineno + 1 > 60:
+                long.append(f"{path.name}:{node.lineno} {node.name} ({node.end_lineno - node.lineno + 1} lines)")
+    assert not long, f"split these: {long}"
+
+
+def test_the_cli_and_the_pipeline_registry_load_no_torch():
+    loaded = modules_loaded_by("import kagglekit.cli; kagglekit.cli.build_parser(); "
+                               "from kagglekit.pipeline.kind import get_kind, kinds; [get_kind(k) for k in kinds()]",
+                               ("torch", "timm", "ray"))
+    assert loaded == [], f"building the CLI loaded {loaded}"

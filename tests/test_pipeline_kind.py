@@ -17,6 +17,7 @@ import pytest
 from kagglekit.cli import main
 from kagglekit.kaggle import Budget
 from kagglekit.pipeline import PipelineKind, Plan, register, run
+from kagglekit.pipeline.kind import unregister
 from kagglekit.pipeline.degrade import Degrader
 from kagglekit.pipeline.loop import RunReport, row_store
 from kagglekit.pipeline.sections import OutputBase, Table, budget, workers
@@ -83,9 +84,15 @@ class Mean(PipelineKind):
         return Plan(predict, Degrader(1, 1), [([i], p) for i, p in pending], [1.0] * len(pending))
 
 
-register(Mean())
-
 IDS = [f"img{k}" for k in range(6)]
+
+
+@pytest.fixture(autouse=True)
+def mean_kind():
+    """The kind is registered for these tests only (the CLI of other tests lists the built-in kinds)."""
+    register(Mean())
+    yield
+    unregister("mean")
 
 
 @pytest.fixture
@@ -154,7 +161,8 @@ def test_a_script_without_a_main_guard_runs_its_workers(folder):
     (folder / "two.toml").write_text('kind = "mean"\nworkers = 2\n')
     script = folder / "script.py"
     script.write_text(f"import sys\nsys.path.insert(0, {str(Path(__file__).parent)!r})\nimport test_pipeline_kind\n"
-                      f"from kagglekit.pipeline import run\n"
+                      f"from kagglekit.pipeline import register, run\n"
+                      "register(test_pipeline_kind.Mean())\n"
                       f"report = run({str(folder / 'two.toml')!r}, {str(folder)!r}, {str(folder / 'o')!r})\n"
                       "print('predicted', len(report.predicted), 'fallback', sorted(set(report.fallback.values())))\n")
     done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300)

@@ -163,12 +163,8 @@ class Classify(PipelineKind):
     help = "run the classification pipeline of a TOML config to submission.csv (labels or probabilities)"
     example = "kagglekit classify --config models/classify.toml --input /kaggle/input/comp --output /kaggle/working"
     report_type = ClassifyReport
+    config_module = classify_config
 
-    def read_config(self, data, base):
-        return classify_config.check(data, base)
-
-    def read_output(self, data):
-        return classify_config.output(data)
 
     def prepare(self, run, report):
         return _decision(run.config)

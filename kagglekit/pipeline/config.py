@@ -70,29 +70,32 @@ def kind_of(source, base_dir=None):
         return get_kind(DEFAULT_KIND)
 
 
-def load_config(source, base_dir=None, kind: str | None = None):
+def load_config(source, base_dir=None, kind=None):
     """Read and check a configuration: a TOML path, a dict of the same shape, or a checked config (returned).
 
     Relative paths are resolved against ``base_dir`` (default: the TOML's folder, or the current folder
-    for a dict). ``kind``: the command that will run it; a config of another kind is refused naming
-    the command to use.
+    for a dict). ``kind``: the command that will run it (a name), or the
+    :class:`~kagglekit.pipeline.kind.PipelineKind` itself, whose reader then reads a config that names
+    it, registered in this process or not (a worker's); a config of another kind is refused naming the
+    command to use.
     """
-    from kagglekit.pipeline.kind import get_kind, kind_for
+    from kagglekit.pipeline.kind import DEFAULT_KIND, PipelineKind, get_kind, kind_for
 
     src = read_source(source, base_dir)
     if src.error is not None:
         raise src.error
-    if src.checked is not None:
-        config, command = src.checked, get_kind(src.checked.kind).command
-    else:
-        try:
-            pipeline = kind_for(src.data)
-            config, command = pipeline.read_config(src.data, src.base), pipeline.command
-        except PipelineConfigError as exc:
-            raise (PipelineConfigError(f"{src.path}: {exc}") if src.path is not None else exc) from None
-    if kind is not None and command != kind:
-        raise PipelineConfigError(f"this config is kind = {command!r}; run it with `kagglekit {command}` "
-                                  f"(or kagglekit.pipeline.run, which reads the kind), not {kind}")
+    given = kind if isinstance(kind, PipelineKind) else None
+    named = src.checked.kind if src.checked is not None else src.data.get("kind", DEFAULT_KIND)
+    pipeline = given if given is not None and named in (given.name, given.command) else None
+    try:
+        pipeline = pipeline or (get_kind(named) if src.checked is not None else kind_for(src.data))
+        config = src.checked if src.checked is not None else pipeline.read_config(src.data, src.base)
+    except PipelineConfigError as exc:
+        raise (PipelineConfigError(f"{src.path}: {exc}") if src.path is not None else exc) from None
+    command = given.command if given is not None else kind
+    if command is not None and pipeline.command != command:
+        raise PipelineConfigError(f"this config is kind = {pipeline.command!r}; run it with `kagglekit {pipeline.command}` "
+                                  f"(or kagglekit.pipeline.run, which reads the kind), not {command}")
     return config
 
 

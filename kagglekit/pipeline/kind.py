@@ -28,7 +28,7 @@ from typing import ClassVar
 from kagglekit.pipeline.loop import RunReport, match_inputs
 from kagglekit.pipeline.sections import PipelineConfigError
 
-__all__ = ["PipelineKind", "Plan", "get_kind", "kind_for", "kinds", "register"]
+__all__ = ["PipelineKind", "Plan", "get_kind", "kind_for", "kinds", "register", "unregister"]
 
 DEFAULT_KIND = "segment"
 
@@ -61,6 +61,8 @@ class PipelineKind:
     example: ClassVar[str] = ""
     variant_of: ClassVar[str | None] = None
     report_type: ClassVar[type[RunReport]] = RunReport
+    config_module: ClassVar[object] = None
+    """The kind's config reader: a module with ``check(data, base)`` and ``output(section)``."""
 
     @property
     def command(self) -> str:
@@ -73,11 +75,11 @@ class PipelineKind:
 
     def read_config(self, data: dict, base: Path):
         """The checked config of a TOML's ``data`` (paths relative to ``base``); mistakes raise PipelineConfigError."""
-        raise NotImplementedError
+        return self.config_module.check(data, base)
 
     def read_output(self, data: dict):
         """The ``[output]`` section alone (``data`` is that section): enough to write the fallback early."""
-        raise NotImplementedError
+        return self.config_module.output(data)
 
     def default_output(self):
         """The ``[output]`` defaults, for a config that cannot be read at all."""
@@ -127,6 +129,11 @@ def register(kind: PipelineKind) -> PipelineKind:
         raise TypeError(f"register takes a PipelineKind instance with a name, got {kind!r}")
     _REGISTERED[kind.name] = kind
     return kind
+
+
+def unregister(name: str) -> None:
+    """Remove the registered kind ``name`` (a built-in comes back on its next use)."""
+    _REGISTERED.pop(name, None)
 
 
 def kinds() -> list[str]:

@@ -201,12 +201,12 @@ def start_run(kind, source, input_dir, output_dir, shard=None) -> Started:
     try:
         reference = read_sample(sample)
     except KagglekitError:
-        load_config(source, kind=kind.command)  # a config that cannot load is the first thing to fix: it raises here
+        load_config(source, kind=kind)  # a config that cannot load is the first thing to fix: it raises here
         raise
     id_column = output.columns(reference)[0]
     guard = write_fallback(output_dir / output.submission, reference, output.fill(reference), id_column)
     # From here on the submission file is valid, whatever fails.
-    cfg = load_config(source, kind=kind.command)
+    cfg = load_config(source, kind=kind)
     cfg.output.check_columns(reference, sample)
     only = frozenset(shard.ids) if shard is not None else None
     check_device(cfg.device)  # a device this machine lacks stops the run here, once (--check only notes it)

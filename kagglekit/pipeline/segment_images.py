@@ -239,26 +239,16 @@ def _predict(strips, image: _Image, cfg: SegmentConfig, threshold: float | None,
     return mask, used
 
 
-def _read_errors(pending, cfg: SegmentConfig) -> dict[str, str]:
-    """Why each input of ``pending`` cannot be opened (all of them fail)."""
-    errors = {}
-    for i, path in pending:
-        try:
-            _open(path, cfg)
-        except KagglekitError as exc:
-            errors[i] = f"{type(exc).__name__}: {exc}"
-    return errors
-
-
-def _areas(pending, cfg: SegmentConfig) -> dict[str, int]:
-    """Pixels per image: the unit of work the budget measures (0 for an unreadable file)."""
-    areas = {}
+def _areas(pending, cfg: SegmentConfig) -> tuple[dict[str, int], dict[str, str]]:
+    """Pixels per image, the unit of work the budget measures (0 for an unreadable file, reported when its
+    turn comes), and why each unreadable file cannot be opened."""
+    areas, errors = {}, {}
     for i, path in pending:
         try:
             areas[i] = math.prod(_open(path, cfg).shape[:2])
-        except KagglekitError:
-            areas[i] = 0  # reported when its turn comes
-    return areas
+        except KagglekitError as exc:
+            areas[i], errors[i] = 0, f"{type(exc).__name__}: {exc}"
+    return areas, errors
 
 
 def _image_predictor(cfg: SegmentConfig, models: Resident, strips: _Strips, in_channels, input_dir: Path, threshold,
@@ -350,7 +340,7 @@ def plan(run, pending: list[tuple[str, Path]], report: SegmentReport, threshold:
     cfg = run.config
     channels = first_channels(pending, lambda p: _open(p, cfg).shape[2])
     if channels is None:
-        report.fallback.update(_read_errors(pending, cfg))
+        report.fallback.update(_areas(pending, cfg)[1])
         report.note("no input could be read: every image keeps the fallback row", logging.ERROR)
         return None
     kept, in_channels, scale = _segment_models(cfg, channels, report)
@@ -363,5 +353,5 @@ def plan(run, pending: list[tuple[str, Path]], report: SegmentReport, threshold:
     store = row_store(run.guard, [report.mask_column])
     predict = _image_predictor(cfg, models, _Strips.of(cfg, scale, models), in_channels, run.input_dir, threshold,
                                degrader, report, store)
-    areas = _areas(pending, cfg)
+    areas = _areas(pending, cfg)[0]
     return Plan(predict, degrader, [([i], path) for i, path in pending], [areas[i] for i, _ in pending])

@@ -53,12 +53,8 @@ class Segment(PipelineKind):
     help = "run the segmentation pipeline of a TOML config to submission.csv (RLE masks)"
     example = "kagglekit segment --config models/segment.toml --input /kaggle/input/comp --output /kaggle/working"
     report_type = SegmentReport
+    config_module = segment_config
 
-    def read_config(self, data, base):
-        return segment_config.check(data, base)
-
-    def read_output(self, data):
-        return segment_config.output(data)
 
     def new_report(self, run) -> SegmentReport:
         report = super().new_report(run)
