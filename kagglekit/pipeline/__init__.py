@@ -15,6 +15,7 @@
     run_on_workers                           workers.py         the ids over worker processes, rows merged back
     load_models, probe_models, Resident      ensemble.py        checkpoints loaded and probed once, before any image;
                                                                 at most [memory] max_resident of them on the device at a time
+    save_preview(report, output_dir)         preview.py         the picture of a run's predictions its kind draws
     overlay_prediction(source, rle)          preview.py         a thumbnail with the predicted mask drawn on it
     labelled_grid(items)                     preview.py         images with their predicted labels, in a grid
 
@@ -33,6 +34,7 @@ as every mask (segment) or the sample's own values, or ``output.fallback`` in th
 | sample submission | missing, empty, unreadable CSV | SubmissionError naming it; no file can be written (exit 1). A broken config is named first |
 | output folder | a file, or cannot be created or written | InvalidArgumentError / SubmissionError naming the path; no file (exit 1) |
 | config | missing, not TOML, unknown key (with the closest key), bad value, `output.id_column` not in the sample, sample with only an id column | PipelineConfigError naming the file and key; fallback file (exit 1) |
+| config `kind` | not a registered kind (`segment`, `classify`, `slides` or one `register`ed) | PipelineConfigError listing the kinds; fallback file of the command's kind (exit 1) |
 | config `device` | `"cuda"` (or `cuda:N`, `mps`) that this machine lacks | PipelineConfigError before any work, once; fallback file (exit 1). `"auto"` (default) falls back to the CPU |
 | threshold file (segment) | missing, or not a probability | PipelineConfigError naming `threshold.file`; fallback file (exit 1) |
 | decision file, classes file (classify) | missing, not JSON, a kind other than `decision.kind`, thresholds of another length than the classes, fitted on other classes | DecisionFileError / PipelineConfigError naming the file; fallback file (exit 1) |
@@ -50,6 +52,8 @@ as every mask (segment) or the sample's own values, or ``output.fallback`` in th
 | volume (`normalize = "volume"`) | constant inside its mask | fallback row: the standard deviation is 0 |
 | checkpoints (segment) | outputs at different scales, or a scale that tiling.stride / tiling.margin are not multiples of | PipelineConfigError before any image; fallback file (exit 1) |
 | worker process (`workers = "gpus"` or N) | dies (killed, out of memory, a CUDA error) | its ids keep the fallback row with the reason; the other workers' rows are merged (exit 0 if any) |
+| worker process | started from a script without an `if __name__ == "__main__":` guard | runs: workers are started without re-importing the script |
+| worker process | the run's kind is defined in the script itself (`__main__`) | PipelineConfigError before any worker starts: define it in a module, or workers = 1; fallback file (exit 1) |
 | slide (classify `[slides]`) | no tile with enough tissue | fallback row "no tissue: ..." naming the tile size, candidates and background |
 | slide backbone (`[slides]`) | cannot be built or loaded; heads trained on bags of another backbone (their checkpoint says which) | PipelineConfigError before any slide; fallback file (exit 1) |
 | MIL heads (`[slides]`) | a bag with fewer tiles than Chowder's r | that slide's fallback row with the reason |
@@ -86,6 +90,7 @@ _EXPORTS = {
     "PipelineConfigError": "config",
     "overlay_prediction": "preview",
     "labelled_grid": "preview",
+    "save_preview": "preview",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -87,7 +87,8 @@ class PipelineKind:
 
     def new_report(self, run) -> RunReport:
         """The report of a run (``run``: :class:`~kagglekit.pipeline.loop.Started`)."""
-        return self.report_type(run.guard.path, run.id_column, device=str(run.device), events=list(run.config_notes))
+        return self.report_type(run.guard.path, run.id_column, device=str(run.device), events=list(run.config_notes),
+                                kind=self.name)
 
     def prepare(self, run, report):
         """Read what the run needs before its inputs (a threshold or decision file): its mistakes raise
@@ -106,6 +107,21 @@ class PipelineKind:
 
     def finish(self, run, report) -> None:
         """After the units ran: a last note on the whole run, if any."""
+
+    def preview(self, report, output_dir: Path) -> Path:
+        """Save a picture of a run's predictions in ``output_dir`` and return its path (called when something
+        was predicted). Default: the first 12 predicted inputs with their written value, ``predictions.png``."""
+        from kagglekit.pipeline.preview import labelled_grid, written_values
+        from kagglekit.tiling import save_png
+
+        values = written_values(report, report.predicted[:12])
+        path = output_dir / "predictions.png"
+        save_png(path, labelled_grid([(self.preview_image(report.inputs[i]), v) for i, v in values.items()]))
+        return path
+
+    def preview_image(self, item):
+        """What :meth:`preview` draws of an input: the input itself (a path, or a tuple of channel files)."""
+        return item
 
     def checked_files(self, cfg) -> list[tuple[str, Callable[[], str]]]:
         """For ``--check``: (what, read it) of the files besides checkpoints; a read raises KagglekitError."""

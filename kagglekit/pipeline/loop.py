@@ -38,8 +38,8 @@ def _default(f):
 class RunReport:
     """What a run did: the submission's path and id column, the input file of each id, ``predicted`` ids,
     ``fallback`` ids with the reason, the ``events`` worth reading (skipped models, adapted inputs,
-    dropped views/models, failures), the ``device``, and the number of TTA ``views`` and ``models`` in
-    use at the end."""
+    dropped views/models, failures), the ``device``, the number of TTA ``views`` and ``models`` in
+    use at the end, the seconds it took and the pipeline ``kind`` that ran."""
 
     submission: Path
     id_column: str = "id"
@@ -51,6 +51,7 @@ class RunReport:
     views: int = 0
     models: int = 0
     seconds: float = 0.0
+    kind: str = ""
 
     def note(self, message: str, level: int = logging.WARNING) -> None:
         """Log ``message`` and keep it among the events."""

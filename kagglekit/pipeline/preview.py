@@ -1,8 +1,35 @@
-"""A picture of one prediction: the image's thumbnail with its RLE mask tinted on top."""
+"""Pictures of a run's predictions: :func:`save_preview` draws what the run's kind draws (segment: the first image's
+thumbnail with its RLE mask tinted on top; classify and others: a grid of inputs with their values)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
+
+__all__ = ["labelled_grid", "overlay_prediction", "save_preview", "written_values"]
+
+
+def save_preview(report, output_dir) -> Path | None:
+    """Save the picture of ``report``'s predictions that its pipeline kind draws (a PNG in ``output_dir``) and
+    return its path; None when nothing was predicted."""
+    from kagglekit.pipeline.kind import get_kind
+
+    if not report.predicted:
+        return None
+    return get_kind(report.kind).preview(report, Path(output_dir))
+
+
+def written_values(report, ids) -> dict[str, str]:
+    """What the submission of ``report`` holds for ``ids``: the first column after the id (strings)."""
+    import polars as pl
+
+    from kagglekit.kaggle import read_csv_strings
+
+    submission = read_csv_strings(report.submission, "submission")
+    column = next(c for c in submission.columns if c != report.id_column)
+    rows = dict(submission.select(report.id_column, column).iter_rows())
+    return {i: rows[i] for i in ids}
 
 
 def overlay_prediction(source, rle: str, order: str = "C", max_side: int = 1024) -> np.ndarray:
@@ -26,7 +53,7 @@ def overlay_prediction(source, rle: str, order: str = "C", max_side: int = 1024)
 
 def labelled_grid(items, tile: int = 192, columns: int = 4) -> np.ndarray:
     """(h, w, 3) uint8 RGB contact sheet of ``items``, ``(image, label)`` pairs (a path, a tuple of channel
-    paths or an array, as :func:`kagglekit.infer.load_image` takes; a label string), each image fitted
+    paths or an HWC array, as :func:`kagglekit.infer.load_image` takes; a label string), each image fitted
     into a ``tile`` square (aspect kept) with its label written under it. Holds one image at a time and
     the sheet."""
     import cv2

@@ -74,6 +74,17 @@ class Segment(PipelineKind):
             report.note("no predicted image had a tile with tissue: every mask is empty; check tiling.tissue_only, "
                         "tiling.min_tissue and tiling.thumbnail against the images' background")
 
+    def preview(self, report, output_dir: Path) -> Path:
+        """The first predicted image's thumbnail (longer side 1024) with its mask tinted on top: overlay.png."""
+        from kagglekit.pipeline.preview import overlay_prediction, written_values
+        from kagglekit.tiling import save_png
+
+        shown = report.predicted[0]
+        rle = written_values(report, [shown])[shown]
+        path = output_dir / "overlay.png"
+        save_png(path, overlay_prediction(report.inputs[shown], rle, order=report.order, max_side=1024))
+        return path
+
     def checked_files(self, cfg):
         return [("threshold file", lambda: f"{cfg.threshold.file}: {_threshold(cfg)}")] if cfg.threshold.kind == "file" else []
 

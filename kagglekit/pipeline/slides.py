@@ -106,5 +106,11 @@ class Slides(Classify):
                                   degrader, store_rows)
         return degrader, predict, 1, "slide"
 
+    def preview_image(self, item):
+        """A slide's thumbnail (a whole slide is never decoded for a picture)."""
+        from kagglekit.io import open_image
+
+        return open_image(item).thumbnail(384)
+
     def checked_files(self, cfg):
         return [*super().checked_files(cfg), ("slides backbone", lambda: check_backbone(cfg))]
