@@ -169,3 +169,16 @@ def test_a_script_without_a_main_guard_runs_its_workers(folder):
     assert done.returncode == 0, done.stderr[-2000:]
     assert "predicted 5 fallback ['ImageReadError" in done.stdout
     assert rows(folder / "o" / "submission.csv") == expected(folder)
+
+
+def test_a_kind_defined_in_the_script_itself_is_refused_before_any_worker_starts(folder):
+    (folder / "two.toml").write_text('kind = "mean"\nworkers = 2\n')
+    script = folder / "script.py"
+    script.write_text(f"import sys\nsys.path.insert(0, {str(Path(__file__).parent)!r})\nimport test_pipeline_kind\n"
+                      "from kagglekit.pipeline import register, run\n"
+                      "class Mean(test_pipeline_kind.Mean):\n    pass\n"
+                      "register(Mean())\n"
+                      f"run({str(folder / 'two.toml')!r}, {str(folder)!r}, {str(folder / 'o')!r})\n")
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 1 and "PipelineConfigError: workers: the pipeline kind 'mean' is defined in the script" in done.stderr
+    assert rows(folder / "o" / "submission.csv") == {i: "-1" for i in IDS}  # the fallback, written first
