@@ -157,28 +157,25 @@ def test_two_workers_write_and_report_what_one_process_does(folder):
     assert_same_report(one, two)
 
 
-def test_a_script_without_a_main_guard_runs_its_workers(folder):
+def run_script(folder, lines: str):
+    """Run a script without a main guard that imports this module, registers a kind and runs two.toml (workers = 2)."""
     (folder / "two.toml").write_text('kind = "mean"\nworkers = 2\n')
     script = folder / "script.py"
     script.write_text(f"import sys\nsys.path.insert(0, {str(Path(__file__).parent)!r})\nimport test_pipeline_kind\n"
-                      f"from kagglekit.pipeline import register, run\n"
-                      "register(test_pipeline_kind.Mean())\n"
-                      f"report = run({str(folder / 'two.toml')!r}, {str(folder)!r}, {str(folder / 'o')!r})\n"
-                      "print('predicted', len(report.predicted), 'fallback', sorted(set(report.fallback.values())))\n")
-    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300)
+                      "from kagglekit.pipeline import register, run\n" + lines.format(
+                          run=f"run({str(folder / 'two.toml')!r}, {str(folder)!r}, {str(folder / 'o')!r})"))
+    return subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300)
+
+
+def test_a_script_without_a_main_guard_runs_its_workers(folder):
+    done = run_script(folder, "register(test_pipeline_kind.Mean())\nreport = {run}\n"
+                              "print('predicted', len(report.predicted), 'fallback', sorted(set(report.fallback.values())))\n")
     assert done.returncode == 0, done.stderr[-2000:]
     assert "predicted 5 fallback ['ImageReadError" in done.stdout
     assert rows(folder / "o" / "submission.csv") == expected(folder)
 
 
 def test_a_kind_defined_in_the_script_itself_is_refused_before_any_worker_starts(folder):
-    (folder / "two.toml").write_text('kind = "mean"\nworkers = 2\n')
-    script = folder / "script.py"
-    script.write_text(f"import sys\nsys.path.insert(0, {str(Path(__file__).parent)!r})\nimport test_pipeline_kind\n"
-                      "from kagglekit.pipeline import register, run\n"
-                      "class Mean(test_pipeline_kind.Mean):\n    pass\n"
-                      "register(Mean())\n"
-                      f"run({str(folder / 'two.toml')!r}, {str(folder)!r}, {str(folder / 'o')!r})\n")
-    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300)
+    done = run_script(folder, "class Mean(test_pipeline_kind.Mean):\n    pass\nregister(Mean())\n{run}\n")
     assert done.returncode == 1 and "PipelineConfigError: workers: the pipeline kind 'mean' is defined in the script" in done.stderr
     assert rows(folder / "o" / "submission.csv") == {i: "-1" for i in IDS}  # the fallback, written first
