@@ -248,6 +248,10 @@ def _run_pipeline(kind: str):
         from kagglekit.pipeline.config import load_config, read_source
         from kagglekit.pipeline.execute import execute
 
+        if (args.config is None) == (args.config_file is None):
+            raise InvalidArgumentError(f"give the pipeline TOML once: `kagglekit {kind} CONFIG` or `--config CONFIG`"
+                                       + (f" (got {args.config_file} and --config {args.config})" if args.config else ""))
+        args.config = args.config or args.config_file
         source = read_source(args.config)
         if args.check:
             load_config(source, kind=kind)  # a config of another kind is named as such
@@ -277,7 +281,9 @@ def _add_pipeline(kind):
                                      "submission is written first, so every run that can read the sample submission "
                                      "leaves a valid file. Exit code 0: something was predicted; 3: every row fell back "
                                      "(--strict: any row); 1: an error.")
-        parser.add_argument("--config", required=True, help=f"pipeline TOML of kind {name!r} (see kagglekit.pipeline.config)")
+        parser.add_argument("config_file", nargs="?", metavar="CONFIG",
+                            help=f"pipeline TOML of kind {name!r} (see kagglekit.pipeline.config)")
+        parser.add_argument("--config", help="the same, as an option")
         parser.add_argument("--input", help="competition folder (default: $KAGGLEKIT_INPUT_DIR, /kaggle/input or ./input)")
         parser.add_argument("--output", help="folder for submission.csv (default: /kaggle/working on Kaggle, else .)")
         parser.add_argument("--strict", action="store_true", help="exit 3 when any row fell back, not only when all did")
@@ -301,7 +307,7 @@ def _commands():
 _DESCRIPTION = "kagglekit: tiling, TTA, thresholds, pipelines and offline delivery for Kaggle image competitions."
 _EPILOG = """examples:
   kagglekit segment --config models/segment.toml --input /kaggle/input/comp --output /kaggle/working
-  kagglekit segment --config models/segment.toml --input /kaggle/input/comp --check
+  kagglekit segment models/segment.toml --input /kaggle/input/comp --check
   kagglekit classify --config models/classify.toml --input /kaggle/input/comp --output /kaggle/working
   kagglekit run bags --slides 'train/*.png' --out bags/ --backbone timm/resnet18 --weights r18.safetensors --workers 2
   kagglekit demo --out build/demo

@@ -179,3 +179,12 @@ def test_a_kind_defined_in_the_script_itself_is_refused_before_any_worker_starts
     done = run_script(folder, "class Mean(test_pipeline_kind.Mean):\n    pass\nregister(Mean())\n{run}\n")
     assert done.returncode == 1 and "PipelineConfigError: workers: the pipeline kind 'mean' is defined in the script" in done.stderr
     assert rows(folder / "o" / "submission.csv") == {i: "-1" for i in IDS}  # the fallback, written first
+
+
+def test_the_config_as_a_positional_argument(folder, capsys):
+    toml = str(folder / "mean.toml")
+    assert main(["mean", toml, "--input", str(folder), "--output", str(folder / "o")]) == 0
+    assert rows(folder / "o" / "submission.csv") == expected(folder)
+    assert main(["mean", toml, "--config", toml, "--input", str(folder)]) == 1
+    assert main(["mean", "--input", str(folder)]) == 1
+    assert capsys.readouterr().err.count("give the pipeline TOML once: `kagglekit mean CONFIG` or `--config CONFIG`") == 2
