@@ -188,3 +188,20 @@ def test_the_config_as_a_positional_argument(folder, capsys):
     assert main(["mean", toml, "--config", toml, "--input", str(folder)]) == 1
     assert main(["mean", "--input", str(folder)]) == 1
     assert capsys.readouterr().err.count("give the pipeline TOML once: `kagglekit mean CONFIG` or `--config CONFIG`") == 2
+
+
+def test_a_sample_with_repeated_ids_is_named(folder, capsys):
+    (folder / "sample_submission.csv").write_text("id,value\nimg0,-1\nimg1,-1\nimg0,-1\n")
+    assert main(["mean", str(folder / "mean.toml"), "--input", str(folder), "--output", str(folder / "o")]) == 1
+    assert (f"kagglekit: error: {folder / 'sample_submission.csv'}: the sample submission has duplicated ids in 'id': "
+            "'img0'; a submission holds each id once") in capsys.readouterr().err
+    assert not (folder / "o" / "submission.csv").exists()  # no valid file can be made from it
+
+
+def test_a_run_that_falls_back_for_one_reason_says_so_last(folder, capsys):
+    for i in IDS[1:]:
+        (folder / "test" / f"{i}.png").write_bytes(b"not a png")
+    assert main(["mean", str(folder / "mean.toml"), "--input", str(folder), "--output", str(folder / "o")]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert "  fallback reason (5 rows): ImageReadError" in lines
+    assert lines[-1] == "MOST ROWS FELL BACK: 5 of 6 rows keep the fallback because of: ImageReadError (see the rows above)"

@@ -115,6 +115,12 @@ class SubmissionGuard:
                 f"id_column {self.id_column!r} is not a column of the sample: {self.reference.columns}"
             )
         self._expected_ids = self.reference.get_column(self.id_column).cast(pl.Utf8)  # validate() runs per commit
+        repeated = self._expected_ids.filter(self._expected_ids.is_duplicated()).unique(maintain_order=True)
+        if repeated.len():
+            named = sample_submission if isinstance(sample_submission, (str, Path)) else "the sample submission"
+            raise SubmissionError(f"{named} has duplicated ids in {self.id_column!r}: {_listed(repeated.to_list())}; "
+                                  "a submission holds each id once: re-download the competition's sample, or drop "
+                                  "the repeated rows from it")
         self._expected_list = self._expected_ids.to_list()
         rows = self.reference if fallback is None else _as_frame(fallback)
         if fill:

@@ -31,7 +31,7 @@ as every mask (segment) or the sample's own values, or ``output.fallback`` in th
 
 | input | failure | outcome |
 | --- | --- | --- |
-| sample submission | missing, empty, unreadable CSV | SubmissionError naming it; no file can be written (exit 1). A broken config is named first |
+| sample submission | missing, empty, unreadable CSV, repeated ids | SubmissionError naming it (and the ids); no file can be written (exit 1). A broken config is named first |
 | output folder | a file, or cannot be created or written | InvalidArgumentError / SubmissionError naming the path; no file (exit 1) |
 | config | missing, not TOML, unknown key (with the closest key), bad value, `output.id_column` not in the sample, sample with only an id column | PipelineConfigError naming the file and key; fallback file (exit 1) |
 | config `kind` | not a registered kind (`segment`, `classify`, `slides` or one `register`ed) | PipelineConfigError listing the kinds; fallback file of the command's kind (exit 1) |
@@ -62,7 +62,8 @@ as every mask (segment) or the sample's own values, or ``output.fallback`` in th
 | time budget | the projected finish passes it | TTA views, then models are dropped; when spent, the remaining rows fall back (noted) |
 
 Per-image failures are logged as one line (``[n/N] id: reason``; classify logs per chunk of images);
-tracebacks only at DEBUG (``kagglekit -v``).
+tracebacks only at DEBUG (``kagglekit -v``). The report's summary counts the fallback reasons, and
+when most rows fell back for one reason its last line says so (``MOST ROWS FELL BACK: ...``).
 """
 
 from __future__ import annotations

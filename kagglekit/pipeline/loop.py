@@ -27,6 +27,7 @@ __all__ = ["RunReport", "Started", "match_inputs", "read_sample", "resolve_devic
 logger = logging.getLogger("kagglekit.pipeline")
 
 EXIT_PREDICTED, EXIT_ALL_FALLBACK = 0, 3
+SHOWN_FALLBACKS = 20  # fallback rows listed one by one in a summary; the reasons are counted for all
 
 
 def _default(f):
@@ -98,12 +99,31 @@ class RunReport:
             if f.name not in self.RUN_FIELDS and isinstance(value, list) and all(i in order for i in value):
                 value.sort(key=order.__getitem__)
 
+    def fallback_reasons(self) -> list[tuple[str, int]]:
+        """Why rows fell back, grouped (the text before a reason's first ": ", so that one reason with
+        different files is one group) with their counts, most frequent first."""
+        counts: dict[str, int] = {}
+        for why in self.fallback.values():
+            counts[why.split(": ", 1)[0]] = counts.get(why.split(": ", 1)[0], 0) + 1
+        return sorted(counts.items(), key=lambda item: -item[1])
+
     def summary(self) -> str:
+        """What the run did, in lines: the counts, the first fallback rows with their reasons, the reasons
+        grouped, the events; when most rows fell back for one reason, the last line says so."""
+        shown = list(self.fallback.items())[:SHOWN_FALLBACKS]
         lines = [(f"{self.submission}: {len(self.predicted)} predicted, {len(self.fallback)} fallback rows, "
                   f"{self.views} TTA view(s) x {self.models} model(s) at the end"
                   f"{f' on {self.device}' if self.device else ''}, {self.seconds:.1f} s")]
-        lines += [f"  fallback {i}: {why}" for i, why in self.fallback.items()]
+        lines += [f"  fallback {i}: {why}" for i, why in shown]
+        if len(self.fallback) > len(shown):
+            lines.append(f"  ... and {len(self.fallback) - len(shown)} more fallback rows")
+        reasons = self.fallback_reasons()
+        lines += [f"  fallback reason ({n} rows): {why}" for why, n in reasons]
         lines += [f"  event: {e}" for e in self.events]
+        if reasons and reasons[0][1] > len(self.predicted):
+            why, n = reasons[0]
+            lines.append(f"MOST ROWS FELL BACK: {n} of {len(self.predicted) + len(self.fallback)} rows keep the "
+                         f"fallback because of: {why} (see the rows above)")
         return "\n".join(lines)
 
 
@@ -129,12 +149,16 @@ def read_sample(sample: Path):
     return read_csv_strings(sample, "sample submission")
 
 
-def write_fallback(path: Path, reference, fill: dict, id_column: str):
+def write_fallback(path: Path, reference, fill: dict, id_column: str, sample: Path | None = None):
     """A :class:`~kagglekit.kaggle.submission.SubmissionGuard` whose fallback (the sample's rows with
-    ``fill``) is already on disk; an output folder that cannot be written is a SubmissionError naming it."""
+    ``fill``) is already on disk; a sample with repeated ids, or an output folder that cannot be written,
+    is a SubmissionError naming it."""
     from kagglekit.kaggle.submission import SubmissionGuard
 
-    guard = SubmissionGuard(path, reference, fill=fill, id_column=id_column)
+    try:
+        guard = SubmissionGuard(path, reference, fill=fill, id_column=id_column)
+    except SubmissionError as exc:
+        raise SubmissionError(f"{sample}: {exc}" if sample is not None else str(exc)) from None
     try:
         guard.write_fallback()
     except OSError as exc:
@@ -205,7 +229,7 @@ def start_run(kind, source, input_dir, output_dir, shard=None) -> Started:
         load_config(source, kind=kind)  # a config that cannot load is the first thing to fix: it raises here
         raise
     id_column = output.columns(reference)[0]
-    guard = write_fallback(output_dir / output.submission, reference, output.fill(reference), id_column)
+    guard = write_fallback(output_dir / output.submission, reference, output.fill(reference), id_column, sample)
     # From here on the submission file is valid, whatever fails.
     cfg = load_config(source, kind=kind)
     cfg.output.check_columns(reference, sample)
