@@ -153,17 +153,11 @@ def _activate(activation, y):
 def _load_models(models):
     from torch import nn
 
+    from kagglekit.models import as_module
+
     if isinstance(models, nn.Module) or isinstance(models, (str, os.PathLike)):
         models = [models]
-    loaded = []
-    for m in models:
-        if isinstance(m, (str, os.PathLike)):
-            from kagglekit.models import load_checkpoint
-
-            m = load_checkpoint(m)
-        elif not isinstance(m, nn.Module) and not callable(m):
-            raise InvalidArgumentError(f"models must be torch modules, callables or checkpoint paths, got {type(m).__name__}")
-        loaded.append(m)
+    loaded = [as_module(m, what="models") for m in models]
     if not loaded:
         raise InvalidArgumentError("predict needs at least one model")
     return loaded
