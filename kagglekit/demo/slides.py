@@ -107,8 +107,7 @@ def _picture(path: Path, folder: Path, ids, truth, predicted, n: int = 6) -> Non
     import cv2
 
     from kagglekit.io import open_image
-    from kagglekit.mil import plan_tiles
-    from kagglekit.tiling import draw_grid, save_png
+    from kagglekit.tiling import draw_grid, plan_tiles, save_png
 
     panels = []
     for i in ids[:n]:
