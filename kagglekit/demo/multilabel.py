@@ -62,7 +62,8 @@ def train_folds(folder: Path, models_dir: Path, *, steps: int = STEPS, seed: int
     from kagglekit.cv import MultilabelStratifiedKFold
     from kagglekit.demo.multilabel_data import SOURCES, read_tags
     from kagglekit.demo.train import fit
-    from kagglekit.infer import load_image, predict
+    from kagglekit.infer import predict
+    from kagglekit.io import load_image
     from kagglekit.metrics import fbeta_score
     from kagglekit.models import create, save_checkpoint
     from kagglekit.thresholds import fit_decision, write_decision
