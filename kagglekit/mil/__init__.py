@@ -27,7 +27,7 @@ _EXPORTS = {"Bag": "bags", "BagError": "bags", "save_bag": "bags", "load_bag": "
 
 __all__ = sorted(_EXPORTS)
 
-_MOVED = {"plan_tiles": "kagglekit.tiling.slides", "slide_kind": "kagglekit.tiling.slides",
-          "TilePlan": "kagglekit.tiling.slides", "tile_reader": "kagglekit.tiling.slides"}
+_MOVED = {"plan_tiles": "kagglekit.tiling", "slide_kind": "kagglekit.tiling",
+          "TilePlan": "kagglekit.tiling", "tile_reader": "kagglekit.tiling"}
 
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, moved=_MOVED)

@@ -27,9 +27,9 @@ __all__ = ["NoTissueError", "backbone_name", "extract_bag", "model_name"]
 
 # Slide tile planning moved to kagglekit.tiling.slides; the old names answer from there, with a warning, until
 # the next release (module __getattr__ below). as_backbone is kagglekit.models.as_module.
-_MOVED = {"KINDS": "kagglekit.tiling.slides", "SWAPS": "kagglekit.tiling.slides", "TilePlan": "kagglekit.tiling.slides",
-          "plan_tiles": "kagglekit.tiling.slides", "slide_kind": "kagglekit.tiling.slides",
-          "tile_reader": "kagglekit.tiling.slides", "as_backbone": "kagglekit.models:as_module"}
+_MOVED = {"KINDS": "kagglekit.tiling.slides", "SWAPS": "kagglekit.tiling.slides", "TilePlan": "kagglekit.tiling",
+          "plan_tiles": "kagglekit.tiling", "slide_kind": "kagglekit.tiling",
+          "tile_reader": "kagglekit.tiling", "as_backbone": "kagglekit.models:as_module"}
 
 
 def __getattr__(name: str):
