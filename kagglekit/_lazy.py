@@ -15,21 +15,37 @@ import warnings
 
 
 _PACKAGE = os.path.dirname(os.path.abspath(__file__)) + os.sep
+_IMPORT_MODULE = os.path.join("importlib", "__init__.py")  # importlib.import_module: the caller is one further
 
 
-def _caller_stacklevel() -> int:
-    """The ``stacklevel`` that points a warning at the first frame outside importlib and kagglekit, so
-    that Python's default filters (DeprecationWarning shown when raised in ``__main__``) see the user's code."""
+def _caller() -> tuple[int, object]:
+    """``(stacklevel, frame)`` of the first frame outside importlib and kagglekit: a warning pointed there lets
+    Python's default filters (DeprecationWarning shown when raised in ``__main__``) see the user's code."""
     frame, level = sys._getframe(1), 1
-    while frame is not None and (frame.f_code.co_filename.startswith("<frozen importlib")
-                                 or os.path.abspath(frame.f_code.co_filename).startswith(_PACKAGE)):
+    while frame is not None:
+        name = frame.f_code.co_filename
+        if "importlib" in name and "_bootstrap" in name:
+            frame = frame.f_back  # warnings.warn skips these frames itself: not counted
+            continue
+        if not (os.path.abspath(name).startswith(_PACKAGE) or name.endswith(_IMPORT_MODULE)):
+            break
         frame, level = frame.f_back, level + 1
-    return level
+    return level, frame
+
+
+_last = None  # (message, caller frame, line) of the last warning
 
 
 def warn_deprecated(message: str) -> None:
-    """A DeprecationWarning with ``message``, pointed at the user's line (not at an import machinery frame)."""
-    warnings.warn(message, DeprecationWarning, stacklevel=_caller_stacklevel())
+    """A DeprecationWarning with ``message``, pointed at the user's line (not at an import machinery frame);
+    once per statement (``from package import old_name`` looks the name up twice)."""
+    global _last
+    level, frame = _caller()
+    key = (message, id(frame), getattr(frame, "f_lineno", None))
+    if key == _last:
+        return
+    _last = key
+    warnings.warn(message, DeprecationWarning, stacklevel=level)
 
 
 def warn_moved(old: str, new: str) -> None:

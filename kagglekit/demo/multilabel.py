@@ -119,7 +119,7 @@ def run_multilabel(out="build/demo", *, steps: int = STEPS, n_train: int = 1200,
     import tomllib
 
     from kagglekit.demo.multilabel_data import build_multilabel_competition
-    from kagglekit.demo.notebook import run_kernel
+    from kagglekit.delivery.notebook import run_kernel
     from kagglekit.demo.run import default_notebook
     from kagglekit.pipeline import classify
 

@@ -66,34 +66,6 @@ def model_name(created_as: str, weights=None) -> str:
     return f"{created_as}@{os.path.basename(str(weights))}" if weights else str(created_as)
 
 
-def tile_reader(source, plan: TilePlan, *, swap: bool, stain, batch_size: int):
-    """``read(i) -> (tile, tile, C) uint8`` for tile ``i`` of ``plan``: the level-0 window, stain-normalised,
-    background set to 0 (``swap``), resized to ``plan.tile``. The first tile of each batch of
-    ``batch_size`` asks the source to decode the whole batch's windows at once (TIFF)."""
-    import cv2
-
-    from kagglekit.tiling.masks import is_foreground, swap_background
-
-    side, coords = plan.side, plan.coords
-    transform = getattr(stain, "transform", stain)
-
-    def read(i: int) -> np.ndarray:
-        if i % batch_size == 0:
-            source.prefetch([(int(y), int(x), side, side) for y, x in coords[i : i + batch_size]])
-        y, x = coords[i]
-        pixels = source.read(int(y), int(x), side, side)
-        if transform is not None:
-            pixels = transform(pixels)
-        if swap:
-            pixels = swap_background(pixels, is_foreground(pixels, plan.background, plan.threshold))
-        if side != plan.tile:
-            pixels = cv2.resize(pixels, (plan.tile, plan.tile), interpolation=cv2.INTER_AREA if side > plan.tile
-                                else cv2.INTER_LINEAR).reshape(plan.tile, plan.tile, -1)
-        return pixels
-
-    return read
-
-
 def extract_bag(backbone, source, *, slide: str | None = None, name: str | None = None, tile: int = 224, scale=1.0,
                 tissue=None, threshold=None, min_tissue: float = 0.25, top_k: int | None = None, kind: str = "auto",
                 tma_max_side: int = 8192, swap_background=False, stain=None, normalize="imagenet",
