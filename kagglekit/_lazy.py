@@ -1,8 +1,8 @@
 """Lazy package exports: a name is imported from its submodule on first use, so importing the
 package itself stays cheap (no torch, albumentations, polars ... until a name that needs them).
 
-Old import paths, kept for one release: :func:`lazy_exports` takes ``moved`` (a name that moved to
-another module answers from there, with a DeprecationWarning naming the new place), and
+Old import paths, kept for one release: :func:`moved_names` (and ``lazy_exports(..., moved=)``) make a name
+that moved to another module answer from there, with a DeprecationWarning naming the new place, and
 :func:`moved_module` turns a whole old module into its new one (``import kagglekit.kaggle.wheels``
 gives ``kagglekit.delivery.wheels`` itself, after the warning)."""
 
@@ -53,21 +53,30 @@ def warn_moved(old: str, new: str) -> None:
     warn_deprecated(f"{old} moved to {new}; import it from there ({old} keeps working until the next release)")
 
 
-def lazy_exports(package: str, where: dict[str, str], moved: dict[str, str] | None = None):
-    """``(__getattr__, __dir__)`` for ``package`` whose public ``name`` lives in submodule ``where[name]``.
+def moved_names(module: str, moved: dict[str, str]):
+    """A module ``__getattr__`` for names that left ``module``: ``{old name: "new.module"}`` or
+    ``{old name: "new.module:new_name"}``; each resolves from its new place with a :func:`warn_moved`
+    DeprecationWarning, any other name is an AttributeError."""
 
-    ``moved``: ``{old name: "new.module"}`` or ``{old name: "new.module:new_name"}``: names that left the
-    package; they still resolve, with a :func:`warn_moved` DeprecationWarning, and are not listed."""
-    moved = moved or {}
+    def __getattr__(name: str):
+        if name in moved:
+            target, _, new_name = moved[name].partition(":")
+            warn_moved(f"{module}.{name}", f"{target}.{new_name or name}")
+            return getattr(importlib.import_module(target), new_name or name)
+        raise AttributeError(f"module {module!r} has no attribute {name!r}")
+
+    return __getattr__
+
+
+def lazy_exports(package: str, where: dict[str, str], moved: dict[str, str] | None = None):
+    """``(__getattr__, __dir__)`` for ``package`` whose public ``name`` lives in submodule ``where[name]``;
+    ``moved``: names that left the package, as :func:`moved_names` takes them (they are not listed)."""
+    old = moved_names(package, moved or {})
 
     def __getattr__(name: str):
         if name in where:
             return getattr(importlib.import_module(f"{package}.{where[name]}"), name)
-        if name in moved:
-            module, _, new_name = moved[name].partition(":")
-            warn_moved(f"{package}.{name}", f"{module}.{new_name or name}")
-            return getattr(importlib.import_module(module), new_name or name)
-        raise AttributeError(f"module {package!r} has no attribute {name!r}")
+        return old(name)
 
     def __dir__():
         return sorted(where)

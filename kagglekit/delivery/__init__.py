@@ -20,28 +20,12 @@ from __future__ import annotations
 
 from kagglekit._lazy import lazy_exports
 
-_EXPORTS = {
-    "build_wheels": "wheels",
-    "check_wheels": "wheels",
-    "kaggle_image": "wheels",
-    "KaggleImage": "wheels",
-    "Target": "wheels",
-    "WheelError": "wheels",
-    "NoWheelError": "wheels",
-    "check_kernel_metadata": "kernel",
-    "check_dataset_metadata": "kernel",
-    "dataset_metadata": "kernel",
-    "KernelMetadataError": "kernel",
-    "Bundle": "bundle",
-    "push": "bundle",
-    "push_commands": "bundle",
-    "PushError": "bundle",
-    "execute_notebook": "notebook",
-    "inject_parameters": "notebook",
-    "run_kernel": "notebook",
-    "NotebookError": "notebook",
+_NAMES = {  # submodule -> the names it exports
+    "wheels": ("build_wheels", "check_wheels", "kaggle_image", "KaggleImage", "Target", "WheelError", "NoWheelError"),
+    "kernel": ("check_kernel_metadata", "check_dataset_metadata", "dataset_metadata", "KernelMetadataError"),
+    "bundle": ("push", "push_commands", "Bundle", "PushError"),
+    "notebook": ("execute_notebook", "inject_parameters", "run_kernel", "NotebookError"),
 }
-
+_EXPORTS = {name: module for module, names in _NAMES.items() for name in names}
 __all__ = sorted(_EXPORTS)
-
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

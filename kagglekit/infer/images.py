@@ -24,6 +24,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from kagglekit._checks import one_of, positive_int, positive_weights
+from kagglekit._lazy import moved_names
 from kagglekit.errors import InvalidArgumentError, KagglekitError, ShapeError
 from kagglekit.infer.batching import Affine, autocast, resolve_device, resolve_normalize
 from kagglekit.io import images as io_images
@@ -34,13 +35,8 @@ __all__ = ["ACTIVATIONS", "RESIZE_MODES", "iter_predictions", "predict"]
 ACTIVATIONS = ("sigmoid", "softmax", None)
 
 
-def __getattr__(name: str):
-    if name == "load_image":  # moved to kagglekit.io.images; the old path works until the next release
-        from kagglekit._lazy import warn_moved
-
-        warn_moved(f"{__name__}.load_image", "kagglekit.io.load_image")
-        return io_images.load_image
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+# load_image moved to kagglekit.io (image loading is I/O); the old path works, with a warning, until the next release.
+__getattr__ = moved_names(__name__, {"load_image": "kagglekit.io"})
 
 
 def _activate(activation, y):

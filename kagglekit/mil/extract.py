@@ -20,6 +20,7 @@ import os
 import numpy as np
 
 from kagglekit._checks import positive_int
+from kagglekit._lazy import moved_names
 from kagglekit.errors import InvalidArgumentError
 from kagglekit.mil.bags import Bag, BagError
 
@@ -32,16 +33,7 @@ _MOVED = {"KINDS": "kagglekit.tiling.slides", "SWAPS": "kagglekit.tiling.slides"
           "tile_reader": "kagglekit.tiling", "as_backbone": "kagglekit.models:as_module"}
 
 
-def __getattr__(name: str):
-    if name in _MOVED:
-        import importlib
-
-        from kagglekit._lazy import warn_moved
-
-        module, _, new_name = _MOVED[name].partition(":")
-        warn_moved(f"{__name__}.{name}", f"{module}.{new_name or name}")
-        return getattr(importlib.import_module(module), new_name or name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = moved_names(__name__, _MOVED)
 
 
 class NoTissueError(BagError):
