@@ -35,20 +35,34 @@ AMP_CHOICES = (False, True, "auto", "fp16", "bf16")
 _STOP = object()
 
 
-def resolve_device(device=None):
+def resolve_device(device=None, *, present: bool = False):
     """The ``torch.device`` to run on: ``None`` or ``"auto"`` (a pipeline config's value) is CUDA when there is
     a GPU, else the CPU; a name (``"cpu"``, ``"cuda"``, ``"cuda:1"``, ``"mps"``) or a ``torch.device`` is that
-    device. The one device rule of kagglekit (inference, MIL, jobs, pipelines). A value torch does not read
-    as a device is an InvalidArgumentError; whether this machine has that device is not checked here."""
+    device. The one device rule of kagglekit (inference, MIL, jobs, pipelines).
+
+    A value torch does not read as a device is an InvalidArgumentError. ``present=True`` (a config check,
+    before any work) also refuses a CUDA or MPS device that this machine lacks, naming what it has; without
+    it the device is not probed."""
     import torch
 
     if device is None or (isinstance(device, str) and device == "auto"):
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
-        return torch.device(device)
+        resolved = torch.device(device)
     except (RuntimeError, TypeError, ValueError) as exc:
         raise InvalidArgumentError(f"device {device!r} is not a torch device ({exc}); use 'auto', 'cpu', 'cuda' or "
                                    "'cuda:N'") from None
+    if present and resolved.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise InvalidArgumentError(f"device {device!r}, but this machine has no CUDA device; use 'auto' (the GPU "
+                                       "when there is one, else the CPU), or turn the kernel's GPU accelerator on")
+        if resolved.index is not None and resolved.index >= count:
+            raise InvalidArgumentError(f"device {device!r}, but this machine has {count} CUDA device(s) "
+                                       f"(cuda:0..cuda:{count - 1})")
+    if present and resolved.type == "mps" and not torch.backends.mps.is_available():
+        raise InvalidArgumentError(f"device {device!r}, but MPS is not available here; use 'auto'")
+    return resolved
 
 
 def resolve_normalize(normalize, model=None):
