@@ -50,18 +50,18 @@ def resolve_device(device=None, *, present: bool = False):
     try:
         resolved = torch.device(device)
     except (RuntimeError, TypeError, ValueError) as exc:
-        raise InvalidArgumentError(f"device {device!r} is not a torch device ({exc}); use 'auto', 'cpu', 'cuda' or "
+        raise InvalidArgumentError(f"device: {device!r} is not a torch device ({exc}); use 'auto', 'cpu', 'cuda' or "
                                    "'cuda:N'") from None
     if present and resolved.type == "cuda":
         count = torch.cuda.device_count() if torch.cuda.is_available() else 0
         if count == 0:
-            raise InvalidArgumentError(f"device {device!r}, but this machine has no CUDA device; use 'auto' (the GPU "
-                                       "when there is one, else the CPU), or turn the kernel's GPU accelerator on")
+            raise InvalidArgumentError(f"device: {device!r}, but this machine has no CUDA device; use device = 'auto' "
+                                       "(the GPU when there is one, else the CPU), or turn the kernel's GPU accelerator on")
         if resolved.index is not None and resolved.index >= count:
-            raise InvalidArgumentError(f"device {device!r}, but this machine has {count} CUDA device(s) "
+            raise InvalidArgumentError(f"device: {device!r}, but this machine has {count} CUDA device(s) "
                                        f"(cuda:0..cuda:{count - 1})")
     if present and resolved.type == "mps" and not torch.backends.mps.is_available():
-        raise InvalidArgumentError(f"device {device!r}, but MPS is not available here; use 'auto'")
+        raise InvalidArgumentError(f"device: {device!r}, but MPS is not available here; use device = 'auto'")
     return resolved
 
 
