@@ -35,34 +35,21 @@ AMP_CHOICES = (False, True, "auto", "fp16", "bf16")
 _STOP = object()
 
 
-def resolve_device(device=None, *, present: bool = False):
+def resolve_device(device=None):
     """The ``torch.device`` to run on: ``None`` or ``"auto"`` (a pipeline config's value) is CUDA when there is
     a GPU, else the CPU; a name (``"cpu"``, ``"cuda"``, ``"cuda:1"``, ``"mps"``) or a ``torch.device`` is that
-    device. The one device rule of kagglekit (inference, MIL, jobs, pipelines).
-
-    A value torch does not read as a device is an InvalidArgumentError. ``present=True`` (a config check,
-    before any work) also refuses a CUDA or MPS device that this machine lacks, naming what it has; without
-    it the device is not probed."""
+    device, not probed (a config check says first whether this machine has it). The one device rule of
+    kagglekit (inference, MIL, jobs, pipelines). A value torch does not read as a device is an
+    InvalidArgumentError."""
     import torch
 
     if device is None or (isinstance(device, str) and device == "auto"):
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
-        resolved = torch.device(device)
+        return torch.device(device)
     except (RuntimeError, TypeError, ValueError) as exc:
         raise InvalidArgumentError(f"device: {device!r} is not a torch device ({exc}); use 'auto', 'cpu', 'cuda' or "
                                    "'cuda:N'") from None
-    if present and resolved.type == "cuda":
-        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
-        if count == 0:
-            raise InvalidArgumentError(f"device: {device!r}, but this machine has no CUDA device; use device = 'auto' "
-                                       "(the GPU when there is one, else the CPU), or turn the kernel's GPU accelerator on")
-        if resolved.index is not None and resolved.index >= count:
-            raise InvalidArgumentError(f"device: {device!r}, but this machine has {count} CUDA device(s) "
-                                       f"(cuda:0..cuda:{count - 1})")
-    if present and resolved.type == "mps" and not torch.backends.mps.is_available():
-        raise InvalidArgumentError(f"device: {device!r}, but MPS is not available here; use device = 'auto'")
-    return resolved
 
 
 def resolve_normalize(normalize, model=None):
