@@ -4,8 +4,9 @@ index table for the folder, the pre-tiled training set the UBC-OCEAN write-ups t
     run_slides(TileExportJob(tile=256, scale={"tma": 0.5, "wsi": 1.0}, top_k=64), "train/*.png", "tiles/")
     # tiles/<slide>/<y>_<x>.png (uint8 RGB), tiles/<slide>/index.csv, and tiles/tiles.csv for all slides
 
-A tile is planned and read by :mod:`kagglekit.tiling.slides`, as :func:`kagglekit.mil.extract_bag` reads it
-(stain-normalised, background swapped, resized to ``tile``), so a model trained on these tiles sees what the bag backbone sees.
+A tile is planned and read by :mod:`kagglekit.tiling.slides`, as :func:`kagglekit.mil.extract_bag` reads
+it (stain-normalised, background swapped, resized to ``tile``), so a model trained on these tiles sees
+what the bag backbone sees.
 """
 
 from __future__ import annotations
