@@ -26,8 +26,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from _common import markdown_table, measure, record  # noqa: E402
 from test_wheels import make_project, make_wheel  # noqa: E402
 
-from kagglekit.kaggle.bundle import bundle  # noqa: E402
-from kagglekit.kaggle.wheels import KaggleImage, build_wheels, check_wheels, kaggle_image  # noqa: E402
+from kagglekit.delivery.bundle import bundle  # noqa: E402
+from kagglekit.delivery.wheels import KaggleImage, build_wheels, check_wheels, kaggle_image  # noqa: E402
 
 N_WHEELS = 20
 CHECKPOINT_MB = 256

@@ -28,7 +28,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _common import markdown_table, measure, record, reset_peak_rss, rss_mb
 
 from kagglekit.infer.batching import IMAGENET
-from kagglekit.mil import epoch_batches, extract_bag, fit_heads, pad_bags, plan_tiles
+from kagglekit.mil import epoch_batches, extract_bag, fit_heads, pad_bags
+from kagglekit.tiling import plan_tiles
 from kagglekit.mil.train import head_probabilities
 from kagglekit.models import Chowder, create
 

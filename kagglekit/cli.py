@@ -39,7 +39,7 @@ def _target(args):
     """The target from --local / --python-version / --platform, defaulting to the Kaggle image's."""
     from dataclasses import replace
 
-    from kagglekit.kaggle.wheels import Target, kaggle_image
+    from kagglekit.delivery.wheels import Target, kaggle_image
 
     image = kaggle_image()
     if args.local:
@@ -63,7 +63,7 @@ def _add_target_options(parser) -> None:
 
 
 def _wheels_build(args) -> int:
-    from kagglekit.kaggle.wheels import build_wheels
+    from kagglekit.delivery.wheels import build_wheels
 
     image, target = _target(args)
     wheels = build_wheels(args.dest, project=args.project, requirements=args.requirement, image=image,
@@ -77,7 +77,7 @@ def _wheels_build(args) -> int:
 
 
 def _wheels_check(args) -> int:
-    from kagglekit.kaggle.wheels import check_wheels
+    from kagglekit.delivery.wheels import check_wheels
 
     image, target = _target(args)
     found = check_wheels(args.folder, requirements=args.requirement, image=image, target=target,
@@ -115,7 +115,7 @@ def _add_wheels(sub) -> None:
 
 
 def _kernel_check(args) -> int:
-    from kagglekit.kaggle.kernel import check_kernel_metadata
+    from kagglekit.delivery.kernel import check_kernel_metadata
 
     meta = check_kernel_metadata(args.path)
     print(f"ok: {args.path} ({meta.get('id')}, {meta['code_file']}, internet off)")
@@ -132,7 +132,7 @@ def _add_kernel(sub) -> None:
 
 
 def _bundle(args) -> int:
-    from kagglekit.kaggle.bundle import bundle
+    from kagglekit.delivery.bundle import bundle
 
     result = bundle(args.out, models=args.models, kernel_metadata=args.kernel_metadata, wheels=args.wheels,
                     owner=args.owner, link=not args.copy)
@@ -155,7 +155,7 @@ def _add_bundle(sub) -> None:
 
 
 def _push(args) -> int:
-    from kagglekit.kaggle.bundle import push
+    from kagglekit.delivery.bundle import push
 
     push(args.bundle, create=args.create, message=args.message, dry_run=args.dry_run)
     return 0

@@ -17,7 +17,7 @@ import math
 
 import numpy as np
 
-from kagglekit._checks import one_of
+from kagglekit._checks import as_binary, check_beta, check_one_label_kind, label_kinds, one_of
 from kagglekit.errors import InvalidArgumentError, ShapeError
 
 __all__ = ["fbeta_score", "fbeta_from_counts", "dice", "balanced_accuracy"]
@@ -25,39 +25,11 @@ __all__ = ["fbeta_score", "fbeta_from_counts", "dice", "balanced_accuracy"]
 AVERAGES = ("global", "micro", "samples", "macro")
 
 
-def _as_binary(name: str, values) -> np.ndarray:
-    """Return ``values`` as a bool array (a view for bool input), or raise if it is not all 0/1."""
-    array = np.asarray(values)
-    if array.dtype == bool:
-        return array
-    if array.size == 0:
-        raise ShapeError(f"{name} is empty; pass at least one label")
-    if array.dtype.kind in "ui":
-        if array.min() >= 0 and array.max() <= 1:
-            return array.view(bool) if array.dtype.itemsize == 1 else array.astype(bool)
-    elif array.dtype.kind == "f":
-        if np.all((array == 0) | (array == 1)):
-            return array.astype(bool)
-    else:
-        raise InvalidArgumentError(f"{name} must be a numeric array of 0/1 labels, got dtype {array.dtype}")
-    bad = array[(array != 0) & (array != 1)].ravel()[:5]
-    raise InvalidArgumentError(
-        f"{name} must hold only 0 and 1 (binary labels); found values such as {bad.tolist()}. "
-        "Threshold scores first (kagglekit.thresholds.apply_threshold) or pass one-hot labels."
-    )
-
-
 def _same_shape(y_true: np.ndarray, y_pred: np.ndarray) -> None:
     if y_true.shape != y_pred.shape:
         raise ShapeError(f"y_true has shape {y_true.shape} but y_pred has shape {y_pred.shape}; they must match")
     if y_true.size == 0:
         raise ShapeError("y_true and y_pred are empty; pass at least one label")
-
-
-def _check_beta(beta) -> float:
-    if not isinstance(beta, (int, float, np.number)) or isinstance(beta, bool) or not 0 < beta < math.inf:
-        raise InvalidArgumentError(f"beta must be a positive finite number, got {beta!r}")
-    return float(beta)
 
 
 def _check_zero_division(value, name: str = "zero_division") -> float:
@@ -105,10 +77,10 @@ def fbeta_score(y_true, y_pred, beta: float = 1.0, average: str = "global", zero
 
     See the module docstring for ``zero_division``. Returns a Python float.
     """
-    beta = _check_beta(beta)
+    beta = check_beta(beta)
     one_of("average", average, AVERAGES)
     zero_division = _check_zero_division(zero_division)
-    t, p = _as_binary("y_true", y_true), _as_binary("y_pred", y_pred)
+    t, p = as_binary("y_true", y_true), as_binary("y_pred", y_pred)
     _same_shape(t, p)
     if average in ("global", "micro"):
         tp = np.count_nonzero(t & p)
@@ -142,22 +114,6 @@ def dice(y_true, y_pred, average: str = "global", empty_score: float = 1.0) -> f
     return fbeta_score(y_true, y_pred, beta=1.0, average=average, zero_division=empty_score)
 
 
-def _label_kinds(labels) -> set[str]:
-    """Kinds of the values of a label array: "string", "number" and/or "None" (object arrays are scanned)."""
-    array = np.asarray(labels)
-    if array.dtype.kind != "O":
-        return {"string" if array.dtype.kind in "US" else "number"}
-    return {"None" if v is None else "string" if isinstance(v, str) else "number" for v in array.ravel().tolist()}
-
-
-def check_one_label_kind(kinds: dict[str, set[str]], advice: str) -> None:
-    """Raise unless the labels named in ``kinds`` (name -> :func:`_label_kinds`) are all strings or all
-    numbers; the message lists each one's kinds, then ``advice``."""
-    if len(set().union(*kinds.values())) > 1:
-        found = ", ".join(f"{name} holds {' and '.join(sorted(k))}" for name, k in kinds.items())
-        raise InvalidArgumentError(f"mix of label kinds: {found}; {advice}")
-
-
 def balanced_accuracy(y_true, y_pred, adjusted: bool = False) -> float:
     """Mean recall over the classes present in ``y_true`` (scikit-learn's ``balanced_accuracy_score``).
 
@@ -172,7 +128,7 @@ def balanced_accuracy(y_true, y_pred, adjusted: bool = False) -> float:
         raise ShapeError("y_true and y_pred are empty; pass at least one label")
     if t.dtype.kind == "f" and np.isnan(t).any():
         raise InvalidArgumentError("y_true contains NaN; every sample needs a class label")
-    kinds = {"y_true": _label_kinds(t), "y_pred": _label_kinds(p)}
+    kinds = {"y_true": label_kinds(t), "y_pred": label_kinds(p)}
     if "None" in kinds["y_true"] | kinds["y_pred"]:
         raise InvalidArgumentError("y_true or y_pred contains None; every sample needs a class label")
     check_one_label_kind(kinds, "pass both as class names or both as numbers (e.g. map predicted indices to "

@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 
 from kagglekit.errors import ConfigError
-from kagglekit.kaggle.bundle import PushError, bundle, push, push_commands
-from kagglekit.kaggle.kernel import check_dataset_metadata, check_kernel_metadata
+from kagglekit.delivery.bundle import PushError, bundle, push, push_commands
+from kagglekit.delivery.kernel import check_dataset_metadata, check_kernel_metadata
 
 from builders import OWNER
 

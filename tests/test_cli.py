@@ -14,7 +14,7 @@ import sys
 import pytest
 
 from kagglekit.cli import main
-from kagglekit.kaggle.kernel import check_dataset_metadata
+from kagglekit.delivery.kernel import check_dataset_metadata
 
 from builders import kernel_folder, make_project
 from helpers import modules_loaded_by

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from kagglekit.demo.slides_data import CELL, OTHER, SUBTYPES, build_slide_competition, read_labels
-from kagglekit.mil import slide_kind
+from kagglekit.tiling import slide_kind
 
 
 def test_the_competition_has_the_shifts_of_ubc_ocean(tmp_path):

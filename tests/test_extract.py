@@ -13,7 +13,8 @@ import torch
 
 from kagglekit.errors import InvalidArgumentError
 from kagglekit.jobs import extract_bags
-from kagglekit.mil import NoTissueError, extract_bag, load_bag, plan_tiles, save_bag, slide_kind
+from kagglekit.mil import NoTissueError, extract_bag, load_bag, save_bag
+from kagglekit.tiling import plan_tiles, slide_kind
 from helpers import plain_selection, plain_tile, tissue_slide as slide
 
 IMAGENET = (np.array([0.485, 0.456, 0.406], np.float32), np.array([0.229, 0.224, 0.225], np.float32))

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from kagglekit.kaggle.kernel import (
+from kagglekit.delivery.kernel import (
     KernelMetadataError,
     check_dataset_metadata,
     check_kernel_metadata,

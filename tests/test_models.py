@@ -29,7 +29,7 @@ FAMILIES = [
     ("kagglekit/volume_segmenter", dict(backbone="resnet10t", group_size=3), (1, 9, 64, 96), (1, 1, 2, 3)),
     ("kagglekit/zpool_segmenter", dict(backbone="resnet10t", num_classes=2), (1, 5, 64, 64), (1, 2, 2, 2)),
     ("kagglekit/chowder", dict(in_dim=16, r=2, num_classes=3), (2, 7, 16), (2, 3)),
-    ("kagglekit/gated_attention_mil", dict(in_dim=16, hidden=8, num_classes=3), (2, 7, 16), (2, 3)),
+    ("kagglekit/gated_attention", dict(in_dim=16, hidden=8, num_classes=3), (2, 7, 16), (2, 3)),
 ]
 
 
@@ -45,7 +45,7 @@ def test_every_family_builds_and_runs(name, kwargs, in_shape, out_shape):
 
 def test_registry_lists_own_models():
     assert {"kagglekit/volume_segmenter", "kagglekit/zpool_segmenter", "kagglekit/chowder",
-            "kagglekit/gated_attention_mil"} <= set(list_models())
+            "kagglekit/gated_attention"} <= set(list_models())
 
 
 def test_concat_pool_head_matches_closed_form():

@@ -12,7 +12,7 @@ import nbformat
 import numpy as np
 import pytest
 
-from kagglekit.demo.notebook import NotebookError, execute_notebook, inject_parameters
+from kagglekit.delivery.notebook import NotebookError, execute_notebook, inject_parameters
 from kagglekit.errors import ConfigError
 
 from builders import constant_checkpoint

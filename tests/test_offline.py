@@ -35,7 +35,7 @@ LEFT_OUT = ("kagglekit", "__editable__", "segmentation_models_pytorch")  # not i
 
 def build_wheel_folder() -> Path:
     """kagglekit's wheel (always rebuilt: it must be the current code) + the cached downloads."""
-    from kagglekit.kaggle.wheels import Target, build_wheels, check_wheels
+    from kagglekit.delivery.wheels import Target, build_wheels, check_wheels
 
     target = Target.local()
     cached = any(WHEEL_CACHE.glob("segmentation_models_pytorch-*.whl"))
@@ -106,7 +106,7 @@ def competition(root: Path, wheels: Path) -> None:
 
 def run_notebook(python: Path, work: Path, out: Path, extra_cells=()) -> subprocess.CompletedProcess:
     params = [f'INPUT_ROOT="{work / "input"}"', 'COMPETITION="comp"', f'OUTPUT_DIR="{out}"']
-    cmd = [str(python), "-m", "kagglekit.demo.notebook", str(NOTEBOOK), "--cwd", str(work), "--timeout", "600",
+    cmd = [str(python), "-m", "kagglekit.delivery.notebook", str(NOTEBOOK), "--cwd", str(work), "--timeout", "600",
            "--out", str(out / "executed.ipynb")]
     for p in params:
         cmd += ["-p", p]

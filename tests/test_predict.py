@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from kagglekit.errors import ImageReadError, InvalidArgumentError, ShapeError
-from kagglekit.infer import iter_predictions, load_image, predict
+from kagglekit.infer import iter_predictions, predict
+from kagglekit.io import load_image
 from kagglekit.models import create
 
 RNG = np.random.default_rng(11)

@@ -21,8 +21,8 @@ from packaging.requirements import Requirement
 
 import kagglekit
 from kagglekit.errors import InvalidArgumentError
-from kagglekit.kaggle.kernel import check_dataset_metadata
-from kagglekit.kaggle.wheels import (
+from kagglekit.delivery.kernel import check_dataset_metadata
+from kagglekit.delivery.wheels import (
     KaggleImage,
     NoWheelError,
     Target,

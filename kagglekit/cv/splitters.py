@@ -16,10 +16,9 @@ from __future__ import annotations
 import numpy as np
 from sklearn.model_selection import BaseCrossValidator
 
-from kagglekit._checks import positive_int
+from kagglekit._checks import as_binary, positive_int
 from kagglekit.cv._iterative import assign_iteratively
 from kagglekit.errors import InvalidArgumentError, ShapeError
-from kagglekit.metrics import _as_binary
 
 
 class _IterativeSplitter(BaseCrossValidator):
@@ -113,7 +112,7 @@ class MultilabelStratifiedKFold(_IterativeSplitter):
         labels = np.asarray(y)
         if labels.ndim != 2 or labels.shape[0] != n_rows:
             raise ShapeError(f"y must be an (n_rows, n_labels) 0/1 matrix with n_rows={n_rows}, got shape {labels.shape}")
-        return _as_binary("y", labels), [f"label {i}" for i in range(labels.shape[1])]
+        return as_binary("y", labels), [f"label {i}" for i in range(labels.shape[1])]
 
 
 class PatientBalancedKFold(_IterativeSplitter):

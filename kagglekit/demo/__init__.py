@@ -2,6 +2,7 @@
 
     data.py      the competition folder (train/, test/, train.csv, sample_submission.csv) and its answers
     train.py     a small U-Net trained for a bounded time; threshold picked on the held-out fold
-    run.py       the whole demo: data, training, the inference notebook headless, the score
-    notebook.py  run a notebook with papermill-style parameters through nbclient
+    run.py       the whole demo: data, training, the inference notebook headless
+                 (:func:`kagglekit.delivery.notebook.run_kernel`), the score
+    notebook.py  moved to kagglekit.delivery.notebook (this path warns until the next release)
 """

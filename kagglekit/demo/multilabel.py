@@ -62,7 +62,8 @@ def train_folds(folder: Path, models_dir: Path, *, steps: int = STEPS, seed: int
     from kagglekit.cv import MultilabelStratifiedKFold
     from kagglekit.demo.multilabel_data import SOURCES, read_tags
     from kagglekit.demo.train import fit
-    from kagglekit.infer import load_image, predict
+    from kagglekit.infer import predict
+    from kagglekit.io import load_image
     from kagglekit.metrics import fbeta_score
     from kagglekit.models import create, save_checkpoint
     from kagglekit.thresholds import fit_decision, write_decision
@@ -118,7 +119,7 @@ def run_multilabel(out="build/demo", *, steps: int = STEPS, n_train: int = 1200,
     import tomllib
 
     from kagglekit.demo.multilabel_data import build_multilabel_competition
-    from kagglekit.demo.notebook import run_kernel
+    from kagglekit.delivery.notebook import run_kernel
     from kagglekit.demo.run import default_notebook
     from kagglekit.pipeline import classify
 

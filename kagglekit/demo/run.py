@@ -44,7 +44,7 @@ def run_demo(out="build/demo", *, steps: int | None = None, n_train: int = 4, n_
              seed: int = 0, notebook=None, log=print) -> dict:
     """Run every step under ``out``; print and return the scores and the time of each step."""
     from kagglekit.demo.data import build_competition
-    from kagglekit.demo.notebook import run_kernel
+    from kagglekit.delivery.notebook import run_kernel
     from kagglekit.demo.train import STEPS, train
 
     notebook = Path(notebook) if notebook else default_notebook()

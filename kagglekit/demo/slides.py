@@ -107,8 +107,7 @@ def _picture(path: Path, folder: Path, ids, truth, predicted, n: int = 6) -> Non
     import cv2
 
     from kagglekit.io import open_image
-    from kagglekit.mil import plan_tiles
-    from kagglekit.tiling import draw_grid, save_png
+    from kagglekit.tiling import draw_grid, plan_tiles, save_png
 
     panels = []
     for i in ids[:n]:
@@ -126,7 +125,7 @@ def run_slides(out="build/demo", *, n_train: int = 128, n_test: int = 96, seed: 
                steps=None) -> dict:
     """Run every step under ``out``; print and return the table of test balanced accuracies. ``steps`` is not
     used (the heads train for ``TRAINING['epochs']`` epochs)."""
-    from kagglekit.demo.notebook import run_kernel
+    from kagglekit.delivery.notebook import run_kernel
     from kagglekit.demo.run import default_notebook
     from kagglekit.demo.slides_data import OTHER, SUBTYPES, build_slide_competition, read_labels
     from kagglekit.kaggle import read_csv_strings

@@ -129,7 +129,7 @@ def run_volume(out="build/demo/volume", *, steps: int | None = None, shape: tupl
                notebook=None, log=print) -> dict:
     """Build, train both models, run the notebook on the 2.5D one and ``segment`` on the 2D one, score; print
     and return the per-fragment F0.5 of each, the all-ink baseline's and the time of each step."""
-    from kagglekit.demo.notebook import run_kernel
+    from kagglekit.delivery.notebook import run_kernel
     from kagglekit.demo.run import default_notebook
     from kagglekit.demo.volume_data import build_ink_competition
     from kagglekit.errors import ConfigError

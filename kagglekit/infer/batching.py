@@ -35,11 +35,21 @@ AMP_CHOICES = (False, True, "auto", "fp16", "bf16")
 _STOP = object()
 
 
-def resolve_device(device):
-    """A torch device: the one given, or CUDA when there is a GPU, else the CPU."""
+def resolve_device(device=None):
+    """The ``torch.device`` to run on: ``None`` or ``"auto"`` (a pipeline config's value) is CUDA when there is
+    a GPU, else the CPU; a name (``"cpu"``, ``"cuda"``, ``"cuda:1"``, ``"mps"``) or a ``torch.device`` is that
+    device, not probed (a config check says first whether this machine has it). The one device rule of
+    kagglekit (inference, MIL, jobs, pipelines). A value torch does not read as a device is an
+    InvalidArgumentError."""
     import torch
 
-    return torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    if device is None or (isinstance(device, str) and device == "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        return torch.device(device)
+    except (RuntimeError, TypeError, ValueError) as exc:
+        raise InvalidArgumentError(f"device: {device!r} is not a torch device ({exc}); use 'auto', 'cpu', 'cuda' or "
+                                   "'cuda:N'") from None
 
 
 def resolve_normalize(normalize, model=None):

@@ -20,121 +20,23 @@ import math
 import os
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import numpy as np
 
 from kagglekit._checks import one_of, positive_int, positive_weights
+from kagglekit._lazy import moved_names
 from kagglekit.errors import InvalidArgumentError, KagglekitError, ShapeError
 from kagglekit.infer.batching import Affine, autocast, resolve_device, resolve_normalize
+from kagglekit.io import images as io_images
+from kagglekit.io.images import RESIZE_MODES, image_size
 
-__all__ = ["ACTIVATIONS", "RESIZE_MODES", "iter_predictions", "load_image", "predict"]
+__all__ = ["ACTIVATIONS", "RESIZE_MODES", "iter_predictions", "predict"]
 
-RESIZE_MODES = ("resize", "pad", "center_crop", None)
 ACTIVATIONS = ("sigmoid", "softmax", None)
 
 
-def _size(size) -> tuple[int, int] | None:
-    if size is None:
-        return None
-    if isinstance(size, (tuple, list)):
-        if len(size) != 2:
-            raise InvalidArgumentError(f"size must be an int or an (h, w) pair, got {size!r}")
-        return positive_int("size", size[0]), positive_int("size", size[1])
-    side = positive_int("size", size)
-    return side, side
-
-
-def _scale(shape, size, resize) -> float:
-    """The factor by which ``resize`` shrinks an image of ``shape`` to ``size`` (its larger axis factor for
-    "resize", the fitting one for "pad", the covering one for "center_crop")."""
-    (h, w), (H, W) = size, shape[:2]
-    sy, sx = h / H, w / W
-    return {"resize": max(sy, sx), "pad": min(sy, sx), "center_crop": max(sy, sx)}[resize]
-
-
-def _reduction(path: Path, size, resize) -> int:
-    """The largest of 8, 4, 2 that libjpeg may decode ``path`` at while staying at least the target size; 1 if none."""
-    from kagglekit.io.decoded import _header_shape
-
-    if size is None or resize is None or path.suffix.lower() not in (".jpg", ".jpeg"):
-        return 1
-    header = _header_shape(path)
-    if header is None:
-        return 1
-    scale = _scale(header, size, resize)
-    return next((r for r in (8, 4, 2) if r * scale <= 1), 1)
-
-
-def _resized(image: np.ndarray, size, resize) -> np.ndarray:
-    """``image`` (H, W, C) brought to ``size`` (h, w) by ``resize``: INTER_AREA when shrinking, INTER_LINEAR
-    when enlarging; "pad" keeps the aspect ratio and centres the image on zeros."""
-    import cv2
-
-    if size is None or resize is None or image.shape[:2] == size:
-        return image
-    h, w = size
-    C = image.shape[2]
-    scale = _scale(image.shape, size, resize)
-    if resize == "resize":
-        new = (h, w)
-    else:
-        new = (max(1, round(image.shape[0] * scale)), max(1, round(image.shape[1] * scale)))
-    if resize == "center_crop":
-        new = (max(new[0], h), max(new[1], w))
-    interpolation = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
-    out = cv2.resize(image, (new[1], new[0]), interpolation=interpolation).reshape(*new, C)
-    if resize == "resize":
-        return out
-    if resize == "center_crop":
-        y, x = (new[0] - h) // 2, (new[1] - w) // 2
-        return out[y : y + h, x : x + w]
-    padded = np.zeros((h, w, C), image.dtype)
-    y, x = (h - new[0]) // 2, (w - new[1]) // 2
-    padded[y : y + new[0], x : x + new[1]] = out
-    return padded
-
-
-def load_image(item, size=None, resize="resize", reduced_decode: bool = True) -> np.ndarray:
-    """One input of :func:`predict` as an (h, w, C) uint8/uint16 array at ``size``.
-
-    ``item``: a path (PNG, JPEG, TIFF, ...), a tuple of paths (single-channel files stacked as channels,
-    e.g. HPA's red, green, blue, yellow), an (H, W) or (H, W, C) array, or a :class:`~kagglekit.io.Source`
-    (read whole). Holds the decoded image and the resized one.
-    """
-    from kagglekit.io import Source, open_image
-    from kagglekit.io.decoded import decode_image
-
-    size = _size(size)
-    if isinstance(item, (str, os.PathLike)):
-        path = Path(item)
-        if path.suffix.lower() in (".jpg", ".jpeg", ".png", ".bmp", ".webp"):
-            reduce = _reduction(path, size, resize) if reduced_decode else 1
-            image = decode_image(path, reduce)
-        else:
-            source = open_image(path)
-            image = source.read(0, 0, *source.shape[:2])
-    elif isinstance(item, tuple):
-        planes = [load_image(p, None, None, False) for p in item]
-        for p, plane in zip(item, planes):
-            if plane.shape[2] != 1:
-                raise ShapeError(f"{p}: a per-channel file must have one channel, it has {plane.shape[2]}")
-            if plane.shape[:2] != planes[0].shape[:2] or plane.dtype != planes[0].dtype:
-                raise ShapeError(f"{p} is {plane.shape[:2]} {plane.dtype} but {item[0]} is {planes[0].shape[:2]} "
-                                 f"{planes[0].dtype}; the channel files of one id must match")
-        image = np.concatenate(planes, axis=2)
-    elif isinstance(item, Source):
-        image = item.read(0, 0, *item.shape[:2])
-    elif isinstance(item, np.ndarray):
-        image = item[:, :, None] if item.ndim == 2 else item
-        if image.ndim != 3 or 0 in image.shape:
-            raise ShapeError(f"an image array must be a non-empty (H, W) or (H, W, C), got shape {item.shape}")
-    else:
-        raise InvalidArgumentError(f"an input must be a path, a tuple of channel paths, an array or a Source, "
-                                   f"got {type(item).__name__}")
-    if image.dtype.kind not in "uif" or image.dtype.itemsize > 4 or image.dtype == np.float16:
-        raise ShapeError(f"images must be uint8, uint16 or float32, got {image.dtype}")
-    return np.ascontiguousarray(_resized(image, size, resize))
+# load_image moved to kagglekit.io (image loading is I/O); the old path works, with a warning, until the next release.
+__getattr__ = moved_names(__name__, {"load_image": "kagglekit.io"})
 
 
 def _activate(activation, y):
@@ -153,17 +55,11 @@ def _activate(activation, y):
 def _load_models(models):
     from torch import nn
 
+    from kagglekit.models import as_module
+
     if isinstance(models, nn.Module) or isinstance(models, (str, os.PathLike)):
         models = [models]
-    loaded = []
-    for m in models:
-        if isinstance(m, (str, os.PathLike)):
-            from kagglekit.models import load_checkpoint
-
-            m = load_checkpoint(m)
-        elif not isinstance(m, nn.Module) and not callable(m):
-            raise InvalidArgumentError(f"models must be torch modules, callables or checkpoint paths, got {type(m).__name__}")
-        loaded.append(m)
+    loaded = [as_module(m, what="models") for m in models]
     if not loaded:
         raise InvalidArgumentError("predict needs at least one model")
     return loaded
@@ -204,7 +100,7 @@ def iter_predictions(models, inputs: Sequence, *, size=None, resize="resize", no
     """Yield ``(indices, outputs, errors)`` per batch: the input positions (int64), their merged outputs
     ((b, C) float32) and, with ``on_error="skip"``, ``{position: KagglekitError}`` of inputs that could not
     be read (they are left out of ``indices``). ``loader(item) -> (h, w, C) array`` replaces
-    :func:`load_image` (``size``, ``resize`` and ``reduced_decode`` then go unused). Other arguments as
+    :func:`~kagglekit.io.load_image` (``size``, ``resize`` and ``reduced_decode`` then go unused). Other arguments as
     :func:`predict`."""
     import torch
 
@@ -224,7 +120,7 @@ def iter_predictions(models, inputs: Sequence, *, size=None, resize="resize", no
     num_workers = positive_int("num_workers", num_workers, minimum=0)
     device = resolve_device(device)
     normalize = resolve_normalize(normalize, models[0])
-    size = _size(size)
+    size = image_size(size)
     mixed = autocast(amp, device)
     for m in models:
         if isinstance(m, torch.nn.Module):
@@ -259,7 +155,7 @@ def iter_predictions(models, inputs: Sequence, *, size=None, resize="resize", no
             return merger.result().float().cpu().numpy()
 
     images, indices, errors, columns = [], [], {}, 0
-    load = loader or (lambda item: load_image(item, size, resize, reduced_decode))
+    load = loader or (lambda item: io_images.load_image(item, size, resize, reduced_decode))
     for k, image in _loaded(inputs, load, num_workers, 2 * batch_size, on_error):
         if isinstance(image, KagglekitError):
             errors[k] = image
@@ -284,7 +180,7 @@ def predict(models, inputs: Sequence, *, size=None, resize="resize", normalize="
         each returning (B, C) for a (B, C_in, h, w) float batch. Modules are moved to ``device`` and put
         in eval mode (and converted to channels-last weights with ``channels_last``).
     inputs: paths, tuples of single-channel paths (stacked as channels, in order), (H, W[, C]) arrays
-        or Sources; see :func:`load_image`.
+        or Sources; see :func:`kagglekit.io.load_image`.
     size, resize: the model's input size (int or (h, w)) and how to get there: ``"resize"`` (stretch),
         ``"pad"`` (keep the aspect ratio, centre on zeros), ``"center_crop"`` (cover, then crop), None.
         Without a size every image must already have one shape.

@@ -5,6 +5,10 @@
 TIFFs are read window by window; PNG/JPEG are decoded once on first use. ``match_channels(source, n)``
 adapts a gray or RGBA image to a model's input channels; ``masked_mean_std(source, mask)`` a fragment's
 own statistics in one streamed pass; ``read_mask(path, shape)`` a whole (H, W) bool mask.
+``load_image(item, size, resize)`` reads one image whole as a model's input: a file, per-id channel files
+stacked (HPA's red, green, blue, yellow), an array or a Source, resized, padded or centre-cropped to ``size``
+(images.py; ``resize_image`` alone, ``RESIZE_MODES``); ``header_shape(path)`` a PNG/JPEG's (H, W, C, dtype)
+from its header (decoded.py).
 """
 
 from __future__ import annotations
@@ -15,13 +19,15 @@ import numpy as np
 
 from kagglekit.errors import ImageReadError
 from kagglekit.io.channels import match_channels
+from kagglekit.io.decoded import header_shape
+from kagglekit.io.images import RESIZE_MODES, image_size, load_image, resize_image
 from kagglekit.io.masks import read_mask
 from kagglekit.io.source import ArraySource, Source
 from kagglekit.io.stats import masked_mean_std, standardization
 from kagglekit.io.volume import VolumeSource, open_volume
 
-__all__ = ["ArraySource", "Source", "VolumeSource", "masked_mean_std", "match_channels", "open_image", "open_volume",
-           "read_mask", "standardization"]
+__all__ = ["RESIZE_MODES", "ArraySource", "Source", "VolumeSource", "header_shape", "image_size", "load_image",
+           "masked_mean_std", "match_channels", "open_image", "open_volume", "read_mask", "resize_image", "standardization"]
 
 
 def open_image(path_or_array, level: int = 0, cache_bytes: int = 128 << 20) -> Source:

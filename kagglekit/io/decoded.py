@@ -156,8 +156,8 @@ def _jpeg_header(fh):
     return None
 
 
-def _header_shape(path: Path):
-    """(H, W, C, dtype) from a PNG or JPEG header without decoding, or None for other formats."""
+def header_shape(path) -> tuple | None:
+    """(H, W, C, dtype) from a PNG or JPEG header without decoding (a few bytes read), or None for other formats."""
     with open(path, "rb") as fh:
         for header in (_png_header, _jpeg_header):
             fh.seek(0)
@@ -185,7 +185,7 @@ class DecodedImageSource(Source):
         self.path = Path(path)
         self.name = str(path)
         self._array = None
-        header = _header_shape(self.path)
+        header = header_shape(self.path)
         if header is None:
             self._array = _read_only(decode_image(self.path))
             header = (*self._array.shape, self._array.dtype)

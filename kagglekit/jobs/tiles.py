@@ -4,8 +4,9 @@ index table for the folder, the pre-tiled training set the UBC-OCEAN write-ups t
     run_slides(TileExportJob(tile=256, scale={"tma": 0.5, "wsi": 1.0}, top_k=64), "train/*.png", "tiles/")
     # tiles/<slide>/<y>_<x>.png (uint8 RGB), tiles/<slide>/index.csv, and tiles/tiles.csv for all slides
 
-A tile is read as :func:`kagglekit.mil.extract_bag` reads it (stain-normalised, background swapped,
-resized to ``tile``), so a model trained on these tiles sees what the bag backbone sees.
+A tile is planned and read by :mod:`kagglekit.tiling.slides`, as :func:`kagglekit.mil.extract_bag` reads
+it (stain-normalised, background swapped, resized to ``tile``), so a model trained on these tiles sees
+what the bag backbone sees.
 """
 
 from __future__ import annotations
@@ -24,17 +25,16 @@ class TileExportJob(Job):
     """Write each slide's tiles into the folder ``<slide>/`` with its ``index.csv`` (file, y, x, side: the
     level-0 window); :meth:`finish` writes ``tiles.csv`` (slide, file relative to the output folder, y, x,
     side, tile, kind) for every finished slide. ``swap_background`` and ``stain``: as
-    :func:`~kagglekit.mil.extract_bag`; the other options: as :func:`~kagglekit.mil.plan_tiles`.
+    :func:`~kagglekit.mil.extract_bag`; the other options: as :func:`~kagglekit.tiling.plan_tiles`.
     Holds the slide's source and one tile at a time."""
 
     name, suffix = "tiles", ""
 
     def __init__(self, *, swap_background=False, stain=None, **options):
-        from kagglekit._checks import one_of
-        from kagglekit.mil.extract import SWAPS, plan_tiles
+        from kagglekit.tiling.slides import plan_tiles, swaps_background
 
         check_options("TileExportJob", plan_tiles, options, 1, per_slide=("tissue",))
-        one_of("swap_background", swap_background, SWAPS)
+        swaps_background(swap_background, "auto")  # checked here, in the driver
         self.swap_background, self.stain, self.options = swap_background, stain, options
 
     def settings(self) -> dict:
@@ -45,14 +45,14 @@ class TileExportJob(Job):
         import polars as pl
 
         from kagglekit.io import open_image
-        from kagglekit.mil.extract import plan_tiles, tile_reader
+        from kagglekit.tiling.slides import plan_tiles, swaps_background, tile_reader
 
         source = open_image(slide)
         try:
             plan = plan_tiles(source, **self.options)
             if not len(plan.coords):
                 raise NothingToDo(f"slide {slide.id!r}: no {plan.side} px tile has enough tissue")
-            swap = self.swap_background is True or (self.swap_background == "tma" and plan.kind == "tma")
+            swap = swaps_background(self.swap_background, plan.kind)
             read = tile_reader(source, plan, swap=swap, stain=self.stain, batch_size=16)
             out_path.mkdir()
             files = []

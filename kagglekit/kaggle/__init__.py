@@ -1,4 +1,9 @@
-"""Kaggle delivery: environment and paths, RLE, the submission guard, the time budget.
+"""The Kaggle kernel's runtime: environment and paths, offline mode, RLE, the submission guard, the time budget.
+
+Delivery (wheels, kernel metadata, bundle, push, the headless notebook runner) is :mod:`kagglekit.delivery`;
+``kagglekit.kaggle.wheels``, ``.kernel`` and ``.bundle`` are that package's modules under their old
+names, with a DeprecationWarning, until the next release. ``kaggle_image.toml`` (what the Kaggle image
+has installed) stays here: the wheel builder reads it.
 
 Importing this package is cheap: each name is loaded from its submodule on first use.
 

@@ -13,9 +13,8 @@ import warnings
 
 import numpy as np
 
-from kagglekit._checks import one_of
+from kagglekit._checks import as_binary, one_of
 from kagglekit.errors import InvalidArgumentError, ShapeError
-from kagglekit.metrics import _as_binary
 
 __all__ = ["rle_encode", "rle_decode"]
 
@@ -65,7 +64,7 @@ def rle_encode(mask, order: str = "C") -> str:
         raise ShapeError(f"mask must be 2-D (H, W), got shape {m.shape}; pass mask[..., 0] for a (H, W, 1) mask")
     if m.size == 0:
         raise ShapeError(f"mask is empty (shape {m.shape})")
-    binary = _as_binary("mask", m)
+    binary = as_binary("mask", m)
     flat = binary.ravel() if order == "C" else _transposed(binary.view(np.uint8)).ravel().view(bool)
     edges = np.flatnonzero(flat[1:] != flat[:-1]) + 1  # first pixel of each new run
     if flat[0]:

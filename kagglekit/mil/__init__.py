@@ -3,12 +3,15 @@
     Bag, save_bag(bag, path), load_bag(path, backbone=)   bags.py     a slide's tile features (N, D) float16 with their
                                                                      coordinates and the backbone that made them
     extract_bag(backbone, slide, tile=, scale=, top_k=)   extract.py  tissue tiles of one slide -> a Bag
-    plan_tiles, slide_kind, backbone_name                 extract.py  which tiles, TMA or WSI, the bag's backbone name
+    backbone_name, model_name                             extract.py  the name a bag stores for its backbone
     train_heads(bags, y, folds=, n_seeds=) -> TrainedHeads train.py    seed ensembles per fold, trained at once; OOF probabilities
     predict_bags(heads, bags)                             train.py    the mean of every head's probabilities
     leave_class_out(bags, y, n_seeds=)                    train.py    each bag seen by heads never shown its class ("Other")
 
 A folder of slides (one bag file each, resumable, in this process or on Ray): :func:`kagglekit.jobs.extract_bags`.
+Which tiles a slide gives (``plan_tiles``, ``slide_kind``, ``TilePlan``, ``tile_reader``) is :mod:`kagglekit.tiling`;
+the heads' architectures are :mod:`kagglekit.models` (``MIL_HEADS``). ``kagglekit.mil.plan_tiles`` and the other
+moved names still work, with a DeprecationWarning, until the next release.
 
 Importing this package is cheap: each name is loaded from its submodule on first use.
 """
@@ -18,11 +21,13 @@ from __future__ import annotations
 from kagglekit._lazy import lazy_exports
 
 _EXPORTS = {"Bag": "bags", "BagError": "bags", "save_bag": "bags", "load_bag": "bags",
-            "extract_bag": "extract", "plan_tiles": "extract", "slide_kind": "extract", "backbone_name": "extract",
-            "NoTissueError": "extract", "TilePlan": "extract",
+            "extract_bag": "extract", "backbone_name": "extract", "model_name": "extract", "NoTissueError": "extract",
             "train_heads": "train", "predict_bags": "train", "leave_class_out": "train", "TrainedHeads": "train", "fit_heads": "train",
             "pad_bags": "train", "epoch_batches": "train", "head_seeds": "train"}
 
 __all__ = sorted(_EXPORTS)
 
-__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+_MOVED = {"plan_tiles": "kagglekit.tiling", "slide_kind": "kagglekit.tiling",
+          "TilePlan": "kagglekit.tiling", "tile_reader": "kagglekit.tiling"}
+
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, moved=_MOVED)

@@ -3,11 +3,11 @@
     backbone = create("timm/resnet18", num_classes=0, weights="resnet18.safetensors")  # num_classes=0: pooled features
     bag = extract_bag(backbone, "slides/10077.png", tile=224, scale={"tma": 0.5, "wsi": 1.0}, top_k=256)
 
-Per slide: the thumbnail (one pass over the slide; a PNG is decoded once and its tiles come from the same
-decode) gives the background (white: TMA-like glass, black: WSI-like), the slide's kind, the tissue mask
-and the brightness threshold between tissue and background. Tiles of ``tile / scale`` level-0 pixels
-whose footprint is at least ``min_tissue`` tissue are kept (the ``top_k`` most filled with ``top_k``),
-in row-major order. A reader thread reads them in batches ahead of the model (a TIFF decodes only the
+Which tiles, and how each is read, is :mod:`kagglekit.tiling.slides` (``plan_tiles``, ``tile_reader``;
+the same plan and reader as :class:`kagglekit.jobs.TileExportJob`): the thumbnail gives the background,
+the slide's kind, the tissue mask and the brightness threshold; tiles of ``tile / scale`` level-0 pixels
+that are at least ``min_tissue`` tissue are kept (the ``top_k`` most filled with ``top_k``), in row-major
+order. A reader thread reads them in batches ahead of the model (a TIFF decodes only the
 tiles it touches, all of a batch at once on a thread per core), stain-normalises, swaps the background,
 resizes to ``tile``, and the backbone turns each batch into features. Only uint8 tiles of a few batches
 are held besides the source; never a float copy of the slide.
@@ -15,107 +15,29 @@ are held besides the source; never a float copy of the slide.
 
 from __future__ import annotations
 
-import math
 import os
-from collections.abc import Mapping
-from dataclasses import dataclass
 
 import numpy as np
 
-from kagglekit._checks import one_of, positive_int
+from kagglekit._checks import positive_int
+from kagglekit._lazy import moved_names
 from kagglekit.errors import InvalidArgumentError
 from kagglekit.mil.bags import Bag, BagError
 
-__all__ = ["KINDS", "NoTissueError", "TilePlan", "backbone_name", "extract_bag", "plan_tiles", "slide_kind"]
+__all__ = ["NoTissueError", "backbone_name", "extract_bag", "model_name"]
 
-KINDS = ("auto", "tma", "wsi")
-SWAPS = (False, True, "tma")
+# Slide tile planning moved to kagglekit.tiling.slides; the old names answer from there, with a warning, until
+# the next release (module __getattr__ below). as_backbone is kagglekit.models.as_module.
+_MOVED = {"KINDS": "kagglekit.tiling.slides", "SWAPS": "kagglekit.tiling.slides", "TilePlan": "kagglekit.tiling",
+          "plan_tiles": "kagglekit.tiling", "slide_kind": "kagglekit.tiling",
+          "tile_reader": "kagglekit.tiling", "as_backbone": "kagglekit.models:as_module"}
+
+
+__getattr__ = moved_names(__name__, _MOVED)
 
 
 class NoTissueError(BagError):
     """No tile of a slide has enough tissue to enter a bag."""
-
-
-def slide_kind(thumbnail: np.ndarray, shape, tma_max_side: int = 8192) -> str:
-    """``"tma"`` for a slide on white whose longer level-0 side is at most ``tma_max_side``, else ``"wsi"``.
-
-    UBC-OCEAN's TMAs are about 3k x 3k on white glass; its WSIs are larger (up to 50k px) and were
-    exported on black. ``thumbnail``: any small (h, w, C) view of the slide; ``shape``: the slide's (H, W, ...)."""
-    from kagglekit.tiling.masks import detect_background
-
-    return "tma" if detect_background(thumbnail) == "white" and max(shape[:2]) <= tma_max_side else "wsi"
-
-
-@dataclass(frozen=True)
-class TilePlan:
-    """Where a slide's tiles are and how to read them: ``coords`` (N, 2) int64 level-0 (y, x);
-    ``side``: the level-0 tile side (``tile / scale``); ``kind``, ``background`` and ``threshold`` (the
-    tissue/background brightness cut of the thumbnail); ``selection``: the rule, as stored in the bag;
-    ``grid``: the kept tiles as a :class:`~kagglekit.tiling.TileGrid` (e.g. for ``draw_grid``)."""
-
-    coords: np.ndarray
-    side: int
-    tile: int
-    scale: float
-    kind: str
-    background: str
-    threshold: int
-    selection: dict
-    grid: object = None
-
-
-def _per_kind(name: str, value, kind: str) -> float:
-    if isinstance(value, Mapping):
-        if kind not in value:
-            raise InvalidArgumentError(f"{name} per kind needs a value for {kind!r}, got keys {sorted(value)}")
-        value = value[kind]
-    if not (isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value > 0):
-        raise InvalidArgumentError(f"{name} must be a positive number (or {{'tma': .., 'wsi': ..}}), got {value!r}")
-    return float(value)
-
-
-def plan_tiles(source, *, tile: int = 224, scale=1.0, min_tissue: float = 0.25, top_k: int | None = None,
-               tissue=None, threshold=None, kind: str = "auto", tma_max_side: int = 8192,
-               thumbnail_side: int = 1024) -> TilePlan:
-    """Choose a slide's tiles from its thumbnail (see :func:`extract_bag` for the arguments).
-
-    ``tissue``: None (:func:`~kagglekit.tiling.tissue_mask` on the thumbnail) or an (h, w) bool mask
-    covering the whole slide at any resolution. Holds the thumbnail and the mask."""
-    from kagglekit.tiling import TileGrid
-    from kagglekit.tiling.masks import background_threshold
-
-    one_of("kind", kind, KINDS)
-    tile = positive_int("tile", tile)
-    thumb = source.thumbnail(positive_int("thumbnail_side", thumbnail_side))
-    kind = slide_kind(thumb, source.shape, tma_max_side) if kind == "auto" else kind
-    if threshold is not None:
-        threshold = int(_per_kind("threshold", threshold, kind))
-    background, threshold = background_threshold(thumb, threshold=threshold)
-    scale = _per_kind("scale", scale, kind)
-    side = max(1, round(tile / scale))
-    if tissue is None:
-        from kagglekit.tiling import tissue_mask
-
-        tissue = tissue_mask(thumb, background=background, threshold=threshold)
-    grid = TileGrid(source.shape[:2], side)
-    fraction = grid.mask_fraction(np.asarray(tissue).astype(bool))
-    selection = {"rule": "min_tissue", "min_tissue": float(min_tissue), "candidates": len(grid), "kind": kind,
-                 "background": background, "threshold": threshold}
-    if top_k is None:
-        kept = grid.select(tissue, min_tissue)
-    else:
-        kept = grid.top_k(fraction, top_k, min_fraction=min_tissue)
-        selection.update(rule="top_k", k=int(top_k))
-    return TilePlan(kept.positions, side, tile, scale, kind, background, threshold, selection, kept)
-
-
-def as_backbone(backbone):
-    """``backbone`` itself, or the model a checkpoint path holds (loaded once, eval mode)."""
-    if isinstance(backbone, (str, os.PathLike)):
-        from kagglekit.models import load_checkpoint
-
-        return load_checkpoint(backbone)
-    return backbone
 
 
 def backbone_name(backbone, name: str | None = None) -> str:
@@ -134,34 +56,6 @@ def backbone_name(backbone, name: str | None = None) -> str:
 def model_name(created_as: str, weights=None) -> str:
     """The bag name of a model created as ``created_as`` from the file ``weights`` (None: random weights)."""
     return f"{created_as}@{os.path.basename(str(weights))}" if weights else str(created_as)
-
-
-def tile_reader(source, plan: TilePlan, *, swap: bool, stain, batch_size: int):
-    """``read(i) -> (tile, tile, C) uint8`` for tile ``i`` of ``plan``: the level-0 window, stain-normalised,
-    background set to 0 (``swap``), resized to ``plan.tile``. The first tile of each batch of
-    ``batch_size`` asks the source to decode the whole batch's windows at once (TIFF)."""
-    import cv2
-
-    from kagglekit.tiling.masks import is_foreground, swap_background
-
-    side, coords = plan.side, plan.coords
-    transform = getattr(stain, "transform", stain)
-
-    def read(i: int) -> np.ndarray:
-        if i % batch_size == 0:
-            source.prefetch([(int(y), int(x), side, side) for y, x in coords[i : i + batch_size]])
-        y, x = coords[i]
-        pixels = source.read(int(y), int(x), side, side)
-        if transform is not None:
-            pixels = transform(pixels)
-        if swap:
-            pixels = swap_background(pixels, is_foreground(pixels, plan.background, plan.threshold))
-        if side != plan.tile:
-            pixels = cv2.resize(pixels, (plan.tile, plan.tile), interpolation=cv2.INTER_AREA if side > plan.tile
-                                else cv2.INTER_LINEAR).reshape(plan.tile, plan.tile, -1)
-        return pixels
-
-    return read
 
 
 def extract_bag(backbone, source, *, slide: str | None = None, name: str | None = None, tile: int = 224, scale=1.0,
@@ -184,7 +78,7 @@ def extract_bag(backbone, source, *, slide: str | None = None, name: str | None 
     threshold: the brightness between background and tissue (0..255), a number or per kind, e.g.
         ``{"tma": 240, "wsi": 20}``; None: Otsu's on the thumbnail, which cuts into pale tissue on white
         glass (Otsu splits a broad tissue histogram): give TMAs a threshold near white.
-    kind, tma_max_side: ``"auto"`` (:func:`slide_kind`), ``"tma"`` or ``"wsi"``.
+    kind, tma_max_side: ``"auto"`` (:func:`kagglekit.tiling.slide_kind`), ``"tma"`` or ``"wsi"``.
     swap_background: False, True, or ``"tma"`` (only TMAs): background pixels (by the thumbnail's
         threshold) set to black, so that TMAs on white look like WSIs on black.
     stain: None, a fitted normaliser (``.transform(uint8 tile)``, e.g. ``MacenkoNormalizer``) or a callable.
@@ -198,16 +92,17 @@ def extract_bag(backbone, source, *, slide: str | None = None, name: str | None 
     """
     from pathlib import Path
 
+    from kagglekit.infer.batching import resolve_device
     from kagglekit.infer.images import iter_predictions
     from kagglekit.io import open_image
+    from kagglekit.models import as_module
+    from kagglekit.tiling.slides import plan_tiles, swaps_background, tile_reader
 
-    from kagglekit.infer.batching import resolve_device
-
-    one_of("swap_background", swap_background, SWAPS)
+    swaps_background(swap_background, "auto")  # checked before any work
     device = resolve_device(device)
     # bench_mil.py (b): on a CPU, batches of 16 run 1.2x faster than 64 (the activations stay in cache) and hold less
     batch_size = positive_int("batch_size", batch_size or (64 if device.type == "cuda" else 16))
-    backbone = as_backbone(backbone)
+    backbone = as_module(backbone, what="backbone")
     name = backbone_name(backbone, name)
     opened = open_image(source)
     try:
@@ -219,7 +114,7 @@ def extract_bag(backbone, source, *, slide: str | None = None, name: str | None 
             raise NoTissueError(f"slide {slide!r}: no {plan.side} px tile is at least {min_tissue:.0%} tissue "
                                 f"({plan.selection['candidates']} candidates, {plan.background} background); "
                                 "lower min_tissue or check the slide")
-        swap = swap_background is True or (swap_background == "tma" and plan.kind == "tma")
+        swap = swaps_background(swap_background, plan.kind)
         read = tile_reader(opened, plan, swap=swap, stain=stain, batch_size=batch_size)
         features = None
         for indices, outputs, _ in iter_predictions([backbone], range(len(plan.coords)), normalize=normalize,

@@ -36,11 +36,10 @@ def _features(bags) -> tuple[list[np.ndarray], str | None]:
     of the backbone the Bags came from (None for plain arrays); Bags of two backbones are refused."""
     from kagglekit.mil.bags import Bag, BagError, load_bag
 
-    out, backbones = [], set()
+    bags = [load_bag(b) if isinstance(b, (str, os.PathLike)) else b for b in bags]
+    backbones = {b.backbone for b in bags if isinstance(b, Bag)}
+    out = []
     for b in bags:
-        b = load_bag(b) if isinstance(b, (str, os.PathLike)) else b
-        if isinstance(b, Bag):
-            backbones.add(b.backbone)
         f = b.features if isinstance(b, Bag) else np.asarray(b)
         if f.ndim != 2 or f.dtype.kind != "f":
             raise ShapeError(f"bag {len(out)}: features must be (N, D) floats, got {f.shape} {f.dtype}")
@@ -243,11 +242,11 @@ def predict_bags(heads, bags, *, batch_size: int = 64, device=None) -> np.ndarra
 
     ``heads``: a :class:`TrainedHeads`, HeadEnsembles, or their checkpoint paths; ``bags`` as :func:`train_heads`."""
     from kagglekit.infer.batching import resolve_device
-    from kagglekit.models import HeadEnsemble, load_checkpoint
+    from kagglekit.models import HeadEnsemble, as_module
 
     heads = heads.heads if isinstance(heads, TrainedHeads) else [heads] if isinstance(heads, (str, os.PathLike, HeadEnsemble)) else heads
     device = resolve_device(device)
-    ensembles = [load_checkpoint(h) if isinstance(h, (str, os.PathLike)) else h for h in heads]
+    ensembles = [as_module(h, what="heads", callables=False) for h in heads]
     if not ensembles:
         raise InvalidArgumentError("predict_bags needs at least one fold's heads")
     features, _ = _features(bags)

@@ -19,6 +19,7 @@ from torch import nn
 from kagglekit._atomic import atomic_path
 from kagglekit.errors import InvalidArgumentError, WeightsNotFoundError
 from kagglekit.models.factory import create
+from kagglekit.models.registry import canonical_name
 from kagglekit.models.weights import CheckpointError, _is_safetensors, load_weights, unwrap_model
 
 _META_KEY = "kagglekit"
@@ -163,6 +164,13 @@ def checkpoint_info(path) -> dict:
     return info
 
 
+def _current_name(name: str) -> str:
+    """A saved build name as it is registered now: a checkpoint saved under a retired kagglekit name
+    (e.g. ``kagglekit/gated_attention_mil``) loads as the model it names today, without a warning."""
+    family, sep, rest = str(name).partition("/")
+    return f"kagglekit/{canonical_name(rest)}" if family == "kagglekit" and sep else name
+
+
 def load_checkpoint(path, device="cpu", *, train: bool = False) -> nn.Module:
     """Rebuild the model saved by :func:`save_checkpoint` from the file alone (no training code needed),
     verify its checksum (:func:`verify_checkpoint`) and load its weights strictly.
@@ -173,9 +181,24 @@ def load_checkpoint(path, device="cpu", *, train: bool = False) -> nn.Module:
     """
     info = checkpoint_info(path)
     verify_checkpoint(path)
-    model = create(info["name"], **info["kwargs"])
+    model = create(_current_name(info["name"]), **info["kwargs"])
     load_weights(model, path, strict=True)
     model.kagglekit_metadata = info["metadata"]
     model.kagglekit_classes = info["classes"]
     model.kagglekit_weights = str(path)
     return model.to(device).train(train)
+
+
+def as_module(model_or_path, *, what: str = "a model", callables: bool = True):
+    """``model_or_path`` itself, or the model that the checkpoint at that path holds.
+
+    A ``str`` / ``PathLike`` is a checkpoint written by :func:`save_checkpoint`: rebuilt and loaded by
+    :func:`load_checkpoint` (on the CPU, eval mode; a missing file is a WeightsNotFoundError naming it).
+    Anything else must be a torch ``nn.Module`` or, with ``callables``, any callable on NCHW (or (B, N, D))
+    tensors; else an InvalidArgumentError naming ``what`` was expected. Holds the loaded model only."""
+    if isinstance(model_or_path, (str, os.PathLike)):
+        return load_checkpoint(model_or_path)
+    if isinstance(model_or_path, nn.Module) or (callables and callable(model_or_path)):
+        return model_or_path
+    kinds = "torch modules, callables or checkpoint paths" if callables else "torch modules or checkpoint paths"
+    raise InvalidArgumentError(f"{what} must be {kinds}, got {type(model_or_path).__name__}")

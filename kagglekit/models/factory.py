@@ -10,7 +10,7 @@ from torch import nn
 from kagglekit._checks import one_of, positive_int
 from kagglekit.errors import InvalidArgumentError
 from kagglekit.models.heads import BackboneWithHead, ConcatPoolHead
-from kagglekit.models.registry import get_builder
+from kagglekit.models.registry import canonical_name, get_builder
 from kagglekit.models.weights import load_weights
 
 HEADS = ("default", "concat_pool")
@@ -155,6 +155,9 @@ def create(name: str, *, weights=None, pretrained: bool = False, strict: bool = 
             "pretrained=True needs weights=<local file>: kagglekit never downloads. Save the timm/smp "
             "pretrained state dict once (e.g. as a Kaggle dataset) and pass its path"
         )
+    if family == "kagglekit":  # a retired name warns and is kept as the name it is now
+        rest = canonical_name(rest, warn=True)
+        name = f"kagglekit/{rest}"
     kwargs = _own_keywords(family, name, kwargs)
     try:
         model = _FAMILIES[family](rest, **kwargs)

@@ -86,6 +86,7 @@ class GatedAttentionMIL(nn.Module):
         return (out, attention) if return_attention else out
 
 
+# The one naming of the MIL heads: HeadEnsemble(head=<name>) and create("kagglekit/<name>") both read it.
 MIL_HEADS = {"chowder": Chowder, "gated_attention": GatedAttentionMIL}
 
 
@@ -134,6 +135,9 @@ class HeadEnsemble(nn.Module):
         super().__init__()
         from torch.func import stack_module_state
 
+        from kagglekit.models.registry import canonical_name
+
+        head = canonical_name(head, warn=True)  # "gated_attention_mil", the registry's old name, too
         if head not in MIL_HEADS:
             raise ShapeError(f"head must be one of {sorted(MIL_HEADS)}, got {head!r}")
         self.head, self.seeds = head, [int(s) for s in seeds]

@@ -7,7 +7,7 @@ import math
 import numpy as np
 
 from kagglekit.errors import InvalidArgumentError, ShapeError
-from kagglekit.metrics import _as_binary
+from kagglekit._checks import as_binary
 
 __all__ = ["TemperatureScaler"]
 
@@ -50,7 +50,7 @@ class TemperatureScaler:
                 raise InvalidArgumentError(f"y must hold class indices in 0..{z.shape[1] - 1} for (n, C) logits")
             self.kind_ = "softmax"
         elif target.shape == z.shape:
-            target = _as_binary("y", target).astype(np.float64)
+            target = as_binary("y", target).astype(np.float64)
             self.kind_ = "sigmoid"
         else:
             raise ShapeError(

@@ -7,9 +7,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from kagglekit._checks import positive_int
+from kagglekit._checks import check_beta, check_one_label_kind, label_kinds, positive_int
 from kagglekit.errors import InvalidArgumentError, ShapeError
-from kagglekit.metrics import _check_beta, _label_kinds, check_one_label_kind
 
 __all__ = ["FbetaDecision", "EntropyCut", "expected_fbeta_decision", "entropy", "reject_by_entropy", "fit_entropy_cut"]
 
@@ -76,7 +75,7 @@ def expected_fbeta_decision(P, beta: float = 1.0, empty_fbeta: float = 1.0, chun
     O(m^3) per sample, vectorised over ``chunk`` samples at a time (memory ~ chunk * m^2 * 4 bytes).
     Ties between k go to the smaller k.
     """
-    beta2 = _check_beta(beta) ** 2
+    beta2 = check_beta(beta) ** 2
     chunk = positive_int("chunk", chunk)
     if not 0 <= empty_fbeta <= 1:
         raise InvalidArgumentError(
@@ -123,9 +122,9 @@ def _class_labels(P: np.ndarray, classes, other, y=None):
     labels = np.arange(P.shape[1]) if classes is None else np.asarray(classes)
     if labels.shape != (P.shape[1],):
         raise ShapeError(f"classes must name the {P.shape[1]} columns of P, got shape {labels.shape}")
-    kinds = {"classes": _label_kinds(labels), "other": _label_kinds([other])}
+    kinds = {"classes": label_kinds(labels), "other": label_kinds([other])}
     if y is not None:
-        kinds["y"] = _label_kinds(y)
+        kinds["y"] = label_kinds(y)
     check_one_label_kind(kinds, "pass other= of the classes' type (e.g. other='Other' with class names)"
                                 + (" and classes= naming P's columns with the labels used in y" if y is not None else ""))
     return labels

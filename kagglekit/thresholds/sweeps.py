@@ -15,7 +15,8 @@ from typing import NamedTuple
 import numpy as np
 
 from kagglekit.errors import InvalidArgumentError, ShapeError
-from kagglekit.metrics import _as_binary, _check_beta, fbeta_from_counts
+from kagglekit._checks import as_binary, check_beta
+from kagglekit.metrics import fbeta_from_counts
 
 __all__ = ["ThresholdResult", "ClassThresholds", "apply_threshold", "best_fbeta_threshold", "percentile_threshold",
            "per_class_thresholds"]
@@ -69,7 +70,7 @@ def _check_no_nan(s: np.ndarray) -> None:
 
 
 def _checked_mask(mask, shape) -> np.ndarray:
-    m = _as_binary("mask", mask)
+    m = as_binary("mask", mask)
     if m.shape != shape:
         raise ShapeError(f"mask has shape {m.shape} but scores has shape {shape}; they must match")
     if not m.any():
@@ -90,7 +91,7 @@ def _masked_pair(y_true, scores, mask) -> tuple[np.ndarray, np.ndarray]:
     if s.dtype != np.float16:  # float16: checked from its bit-pattern histogram (np.isnan costs as much)
         _check_no_nan(s)
     s = np.ascontiguousarray(s.ravel(), dtype=s.dtype.newbyteorder("="))
-    return _as_binary("y_true", y).ravel(), s
+    return as_binary("y_true", y).ravel(), s
 
 
 # ---------------------------------------------------------------------------------------------
@@ -225,7 +226,7 @@ def best_fbeta_threshold(y_true, scores, beta: float = 1.0, mask=None) -> Thresh
     hold the optimum. Other dtypes: positives and negatives sorted separately, one sweep.
     Memory: the masked copy (if ``mask``) plus at most one sorted copy of the scores.
     """
-    beta = _check_beta(beta)
+    beta = check_beta(beta)
     y, s = _masked_pair(y_true, scores, mask)
     n_pos = int(np.count_nonzero(y))
     if n_pos == 0:
@@ -272,7 +273,7 @@ def per_class_thresholds(Y, S, beta: float = 1.0) -> ClassThresholds:
 
     ``Y``: (n_samples, n_classes) 0/1 labels; ``S``: scores of the same shape. Every class needs at
     least one positive (a class without one has no best threshold)."""
-    y = _as_binary("Y", Y)
+    y = as_binary("Y", Y)
     s = np.asarray(S)
     if y.ndim != 2 or s.shape != y.shape:
         raise ShapeError(

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-
 import torch
 from torch import nn
 
@@ -23,15 +21,9 @@ class Ensemble(nn.Module):
 
     def __init__(self, models, weights=None, merge: str = "mean", outputs: str = "logits"):
         super().__init__()
-        members = []
-        for m in models:
-            if isinstance(m, (str, os.PathLike)):
-                from kagglekit.models import load_checkpoint
+        from kagglekit.models import as_module
 
-                m = load_checkpoint(m).eval()
-            elif not isinstance(m, nn.Module):
-                raise InvalidArgumentError(f"Ensemble members must be nn.Module or checkpoint paths, got {type(m).__name__}")
-            members.append(m)
+        members = [as_module(m, what="Ensemble members", callables=False) for m in models]
         if not members:
             raise InvalidArgumentError("Ensemble needs at least one model or checkpoint path")
         self.members = nn.ModuleList(members)
