@@ -55,7 +55,7 @@ def check(config, input_dir=None, *, base_dir=None) -> list[tuple[bool, str]]:
 
 def _device_line(device: str) -> tuple[bool, str]:
     """The device the config asks for; one this machine lacks is a note (it is an error when a run starts)."""
-    from kagglekit.pipeline.loop import resolve_device
+    from kagglekit.infer.batching import resolve_device
     from kagglekit.pipeline.sections import check_device
 
     try:

@@ -27,7 +27,7 @@ class _Tempered(nn.Module):
 def load_models_for(run, pending, report) -> list:
     """The checkpoints that load and run a zero input of the configured size, with the channels of the
     first input that reads (3 when none does: each fails in turn)."""
-    from kagglekit.infer import load_image
+    from kagglekit.io import load_image
 
     cfg = run.config
     spatial = cfg.preprocess.size or (224, 224)
@@ -53,8 +53,8 @@ def _chunk_predict(cfg, models, weights, in_channels, activation, degrader: Degr
     non-finite outputs failed by id), the finite rows handed to ``store(ids, probabilities)``."""
     import threading
 
-    from kagglekit.infer import iter_predictions, load_image
-    from kagglekit.io import ArraySource, match_channels
+    from kagglekit.infer import iter_predictions
+    from kagglekit.io import ArraySource, load_image, match_channels
 
     noting = threading.Lock()  # images are loaded on the decoding threads
 

@@ -21,7 +21,7 @@ from typing import ClassVar
 
 from kagglekit.errors import InvalidArgumentError, KagglekitError, SubmissionError
 
-__all__ = ["RunReport", "Started", "match_inputs", "read_sample", "resolve_device", "resolve_dirs", "row_store",
+__all__ = ["RunReport", "Started", "match_inputs", "read_sample", "resolve_dirs", "row_store",
            "run_items", "start_run", "write_fallback"]
 
 logger = logging.getLogger("kagglekit.pipeline")
@@ -168,15 +168,6 @@ def write_fallback(path: Path, reference, fill: dict, id_column: str, sample: Pa
     return guard
 
 
-def resolve_device(name: str):
-    """The torch device of a checked config value: ``"auto"`` is CUDA when there is a GPU, else the CPU."""
-    import torch
-
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
-
-
 @dataclass
 class Started:
     """What :func:`start_run` hands the pipeline: the checked config, the guard (its fallback on disk),
@@ -217,6 +208,7 @@ def start_run(kind, source, input_dir, output_dir, shard=None) -> Started:
     sample's columns and the device: their mistakes raise with the valid fallback already on disk. Only
     an unreadable sample (a broken config is named first) or an unwritable output folder leave no file.
     A worker's ``shard`` (its ids and device) narrows the run."""
+    from kagglekit.infer.batching import resolve_device
     from kagglekit.pipeline.config import early_output, load_config
     from kagglekit.pipeline.sections import check_device
 

@@ -53,12 +53,12 @@ def overlay_prediction(source, rle: str, order: str = "C", max_side: int = 1024)
 
 def labelled_grid(items, tile: int = 192, columns: int = 4) -> np.ndarray:
     """(h, w, 3) uint8 RGB contact sheet of ``items``, ``(image, label)`` pairs (a path, a tuple of channel
-    paths or an HWC array, as :func:`kagglekit.infer.load_image` takes; a label string), each image fitted
+    paths or an HWC array, as :func:`kagglekit.io.load_image` takes; a label string), each image fitted
     into a ``tile`` square (aspect kept) with its label written under it. Holds one image at a time and
     the sheet."""
     import cv2
 
-    from kagglekit.infer import load_image
+    from kagglekit.io import load_image
 
     items = list(items)
     rows = max(1, -(-len(items) // columns))
