@@ -172,10 +172,10 @@ def _logit_strips(models: Resident, n_models: int, n_views: int, image: _Image, 
     from kagglekit.infer import iter_strips
 
     t = cfg.tiling
-    run = {"tile": t.tile, "stride": t.stride, "batch_size": t.batch_size, "window": t.window, "margin": t.margin,
+    run = {"tile": t.tile, "stride": t.stride, "batch_size": cfg.batch_size, "window": t.window, "margin": t.margin,
            "out_scale": scale, "device": device, "normalize": image.normalize, "skip_mask": image.skip,
            "min_fraction": image.min_fraction, "fill_value": SKIPPED, "out_channels": 1, "progress": False,
-           "strip_rows": max(1, 128 // scale), "amp": "fp16" if models.half else False}
+           "strip_rows": max(1, 128 // scale), "amp": "fp16" if models.half else cfg.amp}
     grouped, total, summed = models.grouped(n_models), 0.0, None
     for modules, weights in models.groups(n_models):
         counted.model, run["tta"] = _compose(modules, weights, cfg, n_views, len(modules))
@@ -390,7 +390,7 @@ def _prepare(i: str, path: Path, cfg: SegmentConfig, input_dir: Path, in_channel
 
             fraction *= cv2.resize(skip.astype(np.uint8), fraction.shape[::-1], interpolation=cv2.INTER_NEAREST)
         skip, min_fraction = fraction, t.min_tissue if t.tissue_only else 0.0
-    normalize = cfg.normalize
+    normalize = cfg.preprocess.normalize
     if normalize == VOLUME_NORMALIZE:
         mean, std, top = standardization(source, inside)
         report.normalization[i] = (mean, std)
