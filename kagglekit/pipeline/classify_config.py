@@ -184,7 +184,7 @@ SEGMENT_ONLY = {"max_resident": "classify keeps every model on the device", "fp1
 class ClassifyConfig(PipelineBase):
     inputs: InputsConfig = section(InputsConfig, help="the test images")
     preprocess: PreprocessConfig = section(PreprocessConfig, help="the models' input")
-    batch_size: int = option(32, check=Integer(), help="inputs per model call (segment: tiles; classify: images)")
+    batch_size: int = option(32, check=Integer(), help="images per model call")
     num_workers: int = option(2, check=Integer(0), help="image decoding threads")
     decision: DecisionConfig = section(DecisionConfig, help="probabilities -> labels")
     output: OutputConfig = section(OutputConfig, help="the submission")

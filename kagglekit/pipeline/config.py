@@ -27,7 +27,7 @@ from kagglekit.pipeline.sections import PipelineConfigError, read_toml
 from kagglekit.pipeline.segment_config import SegmentConfig, read_threshold_file
 
 __all__ = ["ClassifyConfig", "ConfigSource", "DEFAULT_KIND", "KINDS", "PipelineConfigError", "SegmentConfig",
-           "early_output", "kind_of", "load_config", "read_config", "read_threshold_file", "reference"]
+           "describe", "early_output", "kind_of", "load_config", "read_config", "read_threshold_file", "reference"]
 
 KINDS = {"segment": segment_config, "classify": classify_config}
 CLASSES = {"segment": SegmentConfig, "classify": ClassifyConfig}
@@ -126,6 +126,16 @@ def early_output(source, kind: str = DEFAULT_KIND):
         return KINDS[kind].OutputConfig()
 
 
+def describe(kind: str, key: str) -> str:
+    """One key of ``kind`` (dotted: ``"tiling.stride"``, ``"device"``) as a line for ``--check`` and error
+    hints: ``tiling.stride (integer >= 1, default -): the step between tiles ...``."""
+    for table, name, doc, default, text, _ in reference_rows(CLASSES[kind]):
+        prefix = "" if table == "top level" else table.strip("[]") + "."
+        if prefix + name == key:
+            return f"{key} ({doc}, {default if default == 'required' else 'default ' + default}): {text}"
+    raise PipelineConfigError(f"{kind} has no key {key!r}; see kagglekit.pipeline.config.reference()")
+
+
 def reference(kinds=None) -> str:
     """The Markdown table of every configuration key of ``kinds`` (default: all): table, key, the kinds
     that take it, type, default, help; rendered from the declarations (the README holds this table)."""
@@ -142,4 +152,7 @@ def reference(kinds=None) -> str:
             if t == table:
                 cells = [t, f"`{key}`", ", ".join(names), doc, default, text]
                 lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
+    renamed = [f"`{old}` -> `{new}` ({name})" for name in kinds for old, new in CLASSES[name].RENAMED]
+    if renamed:
+        lines += ["", "Old spellings, still read with a one-line note: " + "; ".join(renamed) + "."]
     return "\n".join(lines) + "\n"

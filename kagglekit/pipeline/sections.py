@@ -152,10 +152,10 @@ class PreprocessConfig:
 
 @dataclass(frozen=True, kw_only=True)
 class MemoryConfig:
-    max_resident: int | None = option(None, check=Integer(), help="at most N models on the device at once (none: all)")
+    max_resident: int | None = option(None, check=Integer(), help="at most N models on the device at once (none: all; segment only for now)")
     offload: str = option("cpu", check=Choice("cpu", "disk"),
                           help="where the other models wait: in host memory, or re-read from their checkpoints")
-    fp16: bool = option(False, check=Boolean(), help="weights in half precision on CUDA (with fp16 autocast)")
+    fp16: bool = option(False, check=Boolean(), help="weights in half precision on CUDA, run with fp16 autocast (segment only for now)")
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -152,7 +152,7 @@ class SegmentConfig(PipelineBase):
     RENAMED: ClassVar[tuple[tuple[str, str], ...]] = (("normalize", "preprocess.normalize"), ("tiling.batch_size", "batch_size"))
     inputs: InputsConfig = section(InputsConfig, help="the test images")
     preprocess: SegmentPreprocess = section(SegmentPreprocess, help="the models' input")
-    batch_size: int = option(8, check=Integer(), help="inputs per model call (segment: tiles; classify: images)")
+    batch_size: int = option(8, check=Integer(), help="tiles per model call")
     tiling: TilingConfig = section(TilingConfig, help="the sliding window")
     threshold: ThresholdConfig = section(ThresholdConfig, help="probability -> mask")
     output: OutputConfig = section(OutputConfig, help="the submission")
