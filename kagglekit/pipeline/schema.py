@@ -28,7 +28,7 @@ from pathlib import Path
 from kagglekit.errors import ConfigError
 
 __all__ = ["Boolean", "Check", "Choice", "File", "Integer", "Invalid", "Name", "Number", "OneOf", "PipelineConfigError",
-           "Rule", "String", "Table", "Tables", "Via", "lazy", "option", "read_config", "read_section", "reference_rows",
+           "Rule", "String", "Table", "Tables", "Via", "lazy", "option", "read_section", "read_top", "reference_rows",
            "renamed", "section"]
 
 logger = logging.getLogger("kagglekit.pipeline")
@@ -361,7 +361,7 @@ def renamed(data: dict, renames) -> tuple[dict, tuple[str, ...]]:
     return data, tuple(notes)
 
 
-def read_config(cls, data: dict, base: Path | None = None):
+def read_top(cls, data: dict, base: Path | None = None):
     """A whole configuration of root section ``cls``: its ``RENAMED`` old spellings moved to the new ones
     (each noted in the result's ``notes``), then read by :func:`read_section`."""
     data, notes = renamed(data, getattr(cls, "RENAMED", ()))

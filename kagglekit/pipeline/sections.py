@@ -19,7 +19,7 @@ from typing import ClassVar
 
 from kagglekit.errors import ConfigError
 from kagglekit.pipeline.schema import (Boolean, Check, Choice, File, Integer, Invalid, Name, Number, OneOf,
-                                       PipelineConfigError, Rule, String, Table, Tables, lazy, option, read_config,
+                                       PipelineConfigError, Rule, String, Table, Tables, lazy, option, read_top,
                                        read_section, section)
 
 __all__ = ["BudgetConfig", "MemoryConfig", "ModelConfig", "OutputBase", "PipelineBase", "PipelineConfigError",
@@ -239,7 +239,7 @@ def readers(config_cls, output_cls):
     and ``output(data, base=None) -> output_cls`` (its ``[output]`` table alone, for the early fallback)."""
 
     def check(data: dict, base: Path):
-        return read_config(config_cls, data, base)
+        return read_top(config_cls, data, base)
 
     def output(data, base: Path | None = None):
         return read_section(output_cls, data, "output", base)
