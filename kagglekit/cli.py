@@ -245,14 +245,14 @@ def _run_pipeline(kind: str):
 
     def handler(args) -> int:
         from kagglekit.pipeline import check
-        from kagglekit.pipeline.config import load_config, read_source
+        from kagglekit.pipeline.config import load_config, read_config
         from kagglekit.pipeline.execute import execute
 
         if (args.config is None) == (args.config_file is None):
             raise InvalidArgumentError(f"give the pipeline TOML once: `kagglekit {kind} CONFIG` or `--config CONFIG`"
                                        + (f" (got {args.config_file} and --config {args.config})" if args.config else ""))
         args.config = args.config or args.config_file
-        source = read_source(args.config)
+        source = read_config(args.config)
         if args.check:
             load_config(source, kind=kind)  # a config of another kind is named as such
             lines = check(source, args.input)

@@ -108,8 +108,8 @@ def competition(tmp_path, shapes, columns=("id", "rle")):
 
 
 def config(models, **sections):
-    base = {"models": [{"path": str(p), "weight": w} for p, w in models],
-            "tiling": {"tile": 64, "stride": 48, "margin": 8, "batch_size": 4}}
+    base = {"models": [{"path": str(p), "weight": w} for p, w in models], "batch_size": 4,
+            "tiling": {"tile": 64, "stride": 48, "margin": 8}}
     base.update(sections)
     return base
 

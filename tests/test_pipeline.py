@@ -74,7 +74,7 @@ def test_a_toml_file_reads_like_the_dict(tmp_path):
                              "threshold": {"kind": "percentile", "q": 0.9}, "output": {"order": "F"}},
                             base_dir=tmp_path)
     assert from_toml == from_dict
-    assert from_toml.models[1].path == tmp_path / "b.safetensors" and from_toml.normalize[0] == (0.485, 0.456, 0.406)
+    assert from_toml.models[1].path == tmp_path / "b.safetensors" and from_toml.preprocess.normalize[0] == (0.485, 0.456, 0.406)
 
 
 @pytest.mark.parametrize("change, words", [

@@ -20,34 +20,37 @@ from kagglekit.pipeline import PipelineKind, Plan, register, run
 from kagglekit.pipeline.kind import unregister
 from kagglekit.pipeline.degrade import Degrader
 from kagglekit.pipeline.loop import RunReport, row_store
-from kagglekit.pipeline.sections import OutputBase, Table, budget, workers
+from kagglekit.pipeline.schema import String, option, section
+from kagglekit.pipeline.sections import WORKERS, BudgetConfig, OutputBase, prediction_column
 
 from competitions import FakeClock
 from helpers import assert_same_report
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class MeanOutput(OutputBase):
-    value_column: str | None = None
+    value_column: str | None = prediction_column("value")
 
     def fill(self, reference) -> dict:
         return {}  # the fallback rows are the sample's own values
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
+class MeanInputs:
+    glob: str = option("test/*.png", check=String(), help="the images")
+    id_from: str = option("stem", check=String(), help="the id: the file's stem")
+
+
+@dataclass(frozen=True, kw_only=True)
 class MeanConfig:
-    inputs: object
-    output: MeanOutput
-    budget: object
-    workers: int | str = 1
-    device: str = "cpu"
-    kind: str = "mean"
-
-
-@dataclass(frozen=True)
-class Inputs:
-    glob: str = "test/*.png"
-    id_from: str = "stem"
+    EXTRA_KEYS, RENAMED = ("kind",), ()
+    inputs: MeanInputs = section(MeanInputs, help="the inputs")
+    output: MeanOutput = section(MeanOutput, help="the submission")
+    budget: BudgetConfig = section(BudgetConfig, help="the time budget")
+    workers: int | str = option(1, check=WORKERS, help="worker processes")
+    device: str = option("cpu", check=String(), help="the device")
+    notes: tuple = ()
+    kind: str = field(default="mean", init=False)
 
 
 @dataclass
@@ -58,16 +61,7 @@ class MeanReport(RunReport):
 class Mean(PipelineKind):
     name, help, example = "mean", "the mean grey level of each image", "kagglekit mean --config mean.toml --input comp/"
     report_type = MeanReport
-
-    def read_config(self, data, base):
-        top = Table(data, "", ("kind", "inputs", "output", "budget", "workers"))
-        glob = Table(data.get("inputs", {}), "inputs", ("glob",)).string("glob", "test/*.png")
-        return MeanConfig(Inputs(glob), self.read_output(data.get("output", {})), budget(data.get("budget", {})),
-                          workers(top))
-
-    def read_output(self, data):
-        t = Table(data, "output", ("sample_submission", "value_column"))
-        return MeanOutput(t.string("sample_submission", "sample_submission.csv"), value_column=t.string("value_column", None))
+    config_type, output_type = MeanConfig, MeanOutput
 
     def plan(self, run, pending, report, state):
         column = run.config.output.columns(run.reference)[1]

@@ -85,7 +85,7 @@ def test_a_model_at_one_32nd_equals_the_model_on_the_whole_volume_upsampled(tmp_
     fragment(tmp_path, volume, None)
     a = checkpoint(tmp_path / "a.safetensors", "test_pipeline_block_mean", scale=32, gain=10.0, offset=0.45)
     no_mask = {k: v for k, v in VOLUME_INPUTS.items() if k != "mask"}
-    cfg = config([(a, 1.0)], inputs={**no_mask, "z": [2, 6]}, tiling={"tile": 64, "stride": 32, "margin": 0, "batch_size": 3})
+    cfg = config([(a, 1.0)], inputs={**no_mask, "z": [2, 6]}, tiling={"tile": 64, "stride": 32, "margin": 0}, batch_size=3)
     report = segment(cfg, tmp_path, tmp_path / "out")
     padded = torch.zeros(1, 4, 128, 160)
     padded[0, :, :H, :W] = torch.from_numpy(volume[2:6] / 255.0)

@@ -34,8 +34,8 @@ class InferenceSettings:
     views: str = "d4"  # cycled per window (kagglekit.tta.ViewCycle): no extra cost
 
     def toml(self, threshold_file: str) -> str:
-        return (f'[inputs]\nglob = "test/*.png"\n\n[tiling]\ntile = {self.tile}\nstride = {self.stride}\nwindow = "gaussian"\n'
-                f'batch_size = 8\ntissue_only = true\nthumbnail = 512\nmin_tissue = 0.02\n\n'
+        return (f'batch_size = 8\n\n[inputs]\nglob = "test/*.png"\n\n[tiling]\ntile = {self.tile}\nstride = {self.stride}\n'
+                f'window = "gaussian"\ntissue_only = true\nthumbnail = 512\nmin_tissue = 0.02\n\n'
                 f'[[models]]\npath = "model.safetensors"\nweight = 1.0\n\n[tta]\nviews = "{self.views}"\nmode = "cycle"\n\n'
                 f'[threshold]\nkind = "file"\nfile = "{threshold_file}"\n\n[output]\nfallback = ""\n\n'
                 f'[budget]\nseconds = 1800\nreserve = 60\n')

@@ -36,9 +36,9 @@ MODEL_KWARGS = {"backbone": "resnet10t", "feature_index": 2, "neck_channels": 32
 
 
 def _model_toml(q: float, z: str, checkpoint: str) -> str:
-    return (f'kind = "segment"\n\n[inputs]\nglob = "test/*/volume.tif"\nkind = "volume"\nz = {z}\nid_from = "parent"\n'
+    return (f'kind = "segment"\nbatch_size = 8\n\n[inputs]\nglob = "test/*/volume.tif"\nkind = "volume"\nz = {z}\nid_from = "parent"\n'
             f'mask = "test/{{id}}/mask.png"\n\n[preprocess]\nnormalize = "volume"\n\n'
-            f'[tiling]\ntile = {TILE}\nstride = {STRIDE}\nbatch_size = 8\n\n'
+            f'[tiling]\ntile = {TILE}\nstride = {STRIDE}\n\n'
             f'[[models]]\npath = "{checkpoint}"\n\n[tta]\nviews = "d4"\nmode = "cycle"\n\n'
             f'[threshold]\nkind = "percentile"\nq = {q:.6f}\n\n'
             f'[output]\nid_column = "Id"\nmask_column = "Predicted"\n\n[budget]\nseconds = 1800\nreserve = 60\n')

@@ -19,7 +19,8 @@
     overlay_prediction(source, rle)          preview.py         a thumbnail with the predicted mask drawn on it
     labelled_grid(items)                     preview.py         images with their predicted labels, in a grid
 
-Configuration: sections.py (shared sections), segment_config.py, classify_config.py.
+Configuration: schema.py (declarations and their one reader), sections.py (what every kind shares),
+segment_config.py, classify_config.py; every key: ``config.reference()`` (the README's table).
 
 Importing this package is cheap: each name is loaded from its submodule on first use.
 

@@ -22,10 +22,10 @@ def check(config, input_dir=None, *, base_dir=None) -> list[tuple[bool, str]]:
     as a fallback row. Reads each checkpoint once; builds no model.
     """
     from kagglekit.kaggle.env import input_dir as default_input
-    from kagglekit.pipeline.config import kind_of, load_config, read_source
+    from kagglekit.pipeline.config import kind_of, load_config, read_config
     from kagglekit.pipeline.loop import RunReport
 
-    source = read_source(config, base_dir)
+    source = read_config(config, base_dir)
     cfg, kind = load_config(source), kind_of(source)
     input_dir = Path(input_dir) if input_dir is not None else default_input()
     views = len(cfg.tta.views) if hasattr(cfg, "tta") else 1

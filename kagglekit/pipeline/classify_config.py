@@ -1,22 +1,6 @@
-"""The classification pipeline's own configuration sections (the shared ones are in :mod:`.sections`).
-
-    kind = "classify"
-    [inputs]     glob = "test/*.jpg"  | channels = ["test/{id}_red.png", "test/{id}_green.png", ...]
-                 id_from = "stem" | "parent"                     (with glob)
-    [preprocess] size = 224 | [h, w]  resize = "resize" | "pad" | "center_crop" | "none"  normalize = "imagenet"
-    [decision]   kind = "argmax" | "threshold" | "per_class" | "expected_fbeta" | "probability"
-                 value = 0.5 (threshold)  beta = 2.0 (expected_fbeta)  file = "decision.json" (fit_decision's file:
-                 thresholds, an entropy cut, a temperature)  activation = "sigmoid" | "softmax"
-                 other = { label = "Other", cut = 0.9 } | { label = "Other", file = "decision.json" }
-    [output]     sample_submission  submission  id_column  label_column  classes = [...] | classes_file = "classes.txt"
-                 format = "labels" | "probability" | "columns"  separator = " "  fallback = "..."
-    [slides]     backbone = "backbone.safetensors" | "timm/<name>"  weights = "<file>" (with a timm name)
-                 tile = 224  scale = 1.0 | { tma = 0.5, wsi = 1.0 }  top_k = 256  min_tissue = 0.25
-                 threshold = 230 | { tma = 240, wsi = 20 }  (the tissue/background brightness; default Otsu's)
-                 kind = "auto" | "tma" | "wsi"  tma_max_side = 8192  swap_background = false | true | "tma"
-                 stain = { method = "macenko" | "reinhard", reference = "reference_tile.png" }
-                 normalize = "imagenet"  batch_size = 16 (default: 64 on CUDA, 16 on a CPU)
-    amp = false | true | "auto" | "fp16" | "bf16"   batch_size = 32   num_workers = 2
+"""The classification pipeline's configuration: its own sections (``[inputs]``, ``[preprocess]`` size and
+resize, ``[decision]``, its ``[output]`` keys, ``[slides]``) on the shared ones of :mod:`.sections`.
+Every key, its type, default and meaning: :func:`kagglekit.pipeline.config.reference`.
 
 With ``[slides]`` every input is a whole slide: it becomes a bag of tile features
 (:func:`kagglekit.mil.extract_bag`) and the ``[[models]]`` are MIL heads (``train_heads``' fold
@@ -28,61 +12,125 @@ Classes default to the names stored in the checkpoints (``save_checkpoint(..., c
 one probability per id (a model with one output, or the second of two); ``columns`` one column per class,
 named as in the sample submission, with probabilities (``probability``) or 0/1 (the other kinds). The
 fallback is the sample submission's own rows, or ``fallback`` in the label column.
+
+``[memory]`` is read as in segment, but only ``offload`` is taken for now: ``max_resident`` and ``fp16``
+are refused (classify keeps every model on the device; ``amp`` is its mixed precision).
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import ClassVar
 
 from kagglekit.pipeline import sections
-from kagglekit.pipeline.sections import BudgetConfig, ModelConfig, OutputBase, PipelineConfigError, Table, TTAConfig
+from kagglekit.pipeline.schema import (Choice, File, Integer, Name, Number, OneOf, PipelineConfigError, Rule, String, Table,
+                                       Via, option, section)
+from kagglekit.pipeline.sections import ID_FROM, Normalize, OutputBase, PipelineBase, Relative, prediction_column
 
-__all__ = ["ClassifyConfig"]
+__all__ = ["ClassifyConfig", "SlidesPipelineConfig"]
 
 DECISION_KINDS = ("argmax", "threshold", "per_class", "expected_fbeta", "probability")
 FORMATS = ("labels", "probability", "columns")
 RESIZE = ("resize", "pad", "center_crop", "none")
 
 
-@dataclass(frozen=True)
+def _numbers(values, high: float) -> bool:
+    return all(isinstance(v, (int, float)) and not isinstance(v, bool) and 0 < v <= high for v in values)
+
+
+def _per_kind(high: float, example: str) -> Rule:
+    """A positive number up to ``high``, or one per slide kind ``{ tma = ..., wsi = ... }``."""
+    return Rule(f"number | {example}", (lambda v: _numbers(v.values(), high) and bool(v) and not set(v) - {"tma", "wsi"}
+                                        if isinstance(v, dict) else _numbers([v], high),
+                                        f"must be a positive number{' up to 255' if high == 255 else ''} or {example}"))
+
+
+CHANNELS = Rule("[patterns with {id}]", (lambda v: isinstance(v, list) and bool(v) and all(
+    isinstance(c, str) and "{id}" in c and not Path(c).is_absolute() for c in v),
+    'must be a list of relative patterns with {id}, one per channel, e.g. ["test/{id}_red.png", "test/{id}_green.png"]'),
+    hold=tuple)
+SIZE = Rule("integer | [height, width]", (lambda v: len(v if isinstance(v, list) else [v]) in (1, 2) and all(
+    isinstance(x, int) and not isinstance(x, bool) and x > 0 for x in (v if isinstance(v, list) else [v])),
+    "must be a positive integer or [height, width]"), hold=lambda v: (v[0], v[-1]) if isinstance(v, list) else (v, v))
+CLASSES = Rule("[class names]", (lambda v: isinstance(v, list) and bool(v) and all(isinstance(c, str) and c for c in v),
+                                 "must be a list of class names, in the models' output order"),
+               (lambda v: len(set(v)) == len(v), "must not repeat a name"), hold=tuple)
+
+
+class Resize(String):
+    """A resize mode; ``"none"`` is held as None."""
+
+    def convert(self, value, table):
+        return None if super().convert(value, table) == "none" else value
+
+
+@dataclass(frozen=True, kw_only=True)
 class InputsConfig:
-    glob: str | None = "test/*"
-    channels: tuple[str, ...] | None = None
-    id_from: str = "stem"
+    glob: str | None = option("test/*", check=Relative("test/*.jpg"), help="the input files, relative to the input folder")
+    channels: tuple[str, ...] | None = option(None, check=CHANNELS,
+                                              help="one file per channel instead of glob, e.g. [\"test/{id}_red.png\", ...]")
+    id_from: str = option("stem", check=ID_FROM, help="the image's id: its file's stem or its folder's name (with glob)")
+
+    def validate(self, t: Table):
+        if self.channels is not None:
+            if "glob" in t.data:
+                t.fail("glob", "goes with files named by id, not with channels = [...]; give one of them")
+            return dataclasses.replace(self, glob=None, id_from="stem")
+        return None
 
 
-@dataclass(frozen=True)
-class PreprocessConfig:
-    size: tuple[int, int] | None = None
-    resize: str | None = "resize"
-    normalize: object = "scale"
+@dataclass(frozen=True, kw_only=True)
+class PreprocessConfig(sections.PreprocessConfig):
+    size: tuple[int, int] | None = option(None, check=SIZE, help="the models' input size (none: as read)")
+    resize: str | None = option("resize", check=Resize(RESIZE), help="how an image reaches size")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
+class OtherConfig:
+    label: str = option(check=Name('the label to write for rejected rows, e.g. "Other"'), help="the label of rejected rows")
+    cut: float | None = option(None, check=Number(0.0), help="the entropy above which a row is rejected")
+    file: Path | None = option(None, check=File("a decision file that holds the cut"), help="or a decision file that holds it")
+
+    def validate(self, t: Table) -> None:
+        if (self.cut is None) == (self.file is None):
+            t.fail("cut", "give the entropy cut itself (cut = 0.9) or a decision file that holds it (file = ...), one of them")
+
+
+@dataclass(frozen=True, kw_only=True)
 class DecisionConfig:
     """``kind`` None: the decision file's; ``activation`` None: softmax for argmax, sigmoid for the others."""
 
-    kind: str | None = "argmax"
-    value: float = 0.5
-    beta: float = 1.0
-    file: Path | None = None
-    activation: str | None = None
-    other_label: str | None = None
-    other_cut: float | None = None
-    other_file: Path | None = None
+    kind: str | None = option("argmax", check=Choice(*DECISION_KINDS), help="the decision (with file and no kind: the file's)")
+    value: float = option(0.5, check=Number(0.0, 1.0), help="the probability cut of kind = \"threshold\"")
+    beta: float = option(1.0, check=Number(0.0, open_low=True), help="the beta of kind = \"expected_fbeta\"")
+    file: Path | None = option(None, check=File("a decision file written by kagglekit.thresholds.fit_decision"),
+                               help="fit_decision's file: thresholds, an entropy cut, a temperature")
+    activation: str | None = option(None, check=Choice("sigmoid", "softmax"), help="none: softmax for argmax, else sigmoid")
+    other: OtherConfig | None = section(OtherConfig, optional=True, help='rows of an unseen class ("Other")')
+
+    def validate(self, t: Table):
+        if self.kind == "per_class" and self.file is None:
+            t.fail("file", "is required for kind = 'per_class' (the thresholds fitted on out-of-fold predictions)")
+        return dataclasses.replace(self, kind=None) if "kind" not in t.data and self.file is not None else None
+
+    other_label = Via("other", "label")
+    other_cut = Via("other", "cut")
+    other_file = Via("other", "file")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class OutputConfig(OutputBase):
-    VALUE_KEY: ClassVar[str] = "label_column"
-    label_column: str | None = None
-    classes: tuple[str, ...] | None = None
-    classes_file: Path | None = None
-    format: str = "labels"
-    separator: str = " "
-    fallback: str | None = None
+    label_column: str | None = prediction_column("label")
+    classes: tuple[str, ...] | None = option(None, check=CLASSES, help="the class names (default: the checkpoints')")
+    classes_file: Path | None = option(None, check=File("a file of class names, one a line"), help="or a file of them")
+    format: str = option("labels", check=Choice(*FORMATS), help="labels, one probability, or a column per class")
+    separator: str = option(" ", check=String(), help="between the labels of a row")
+    fallback: str | None = option(None, check=String(), help="the label of a row that falls back (none: the sample's)")
+
+    def validate(self, t: Table) -> None:
+        if self.classes is not None and self.classes_file is not None:
+            t.fail("classes_file", "and classes say the same thing; give one of them")
 
     def fill(self, reference) -> dict:
         """The fallback's replaced columns: ``fallback`` in the label column, or none (the sample's own rows)."""
@@ -90,181 +138,86 @@ class OutputConfig(OutputBase):
         return {label: self.fallback} if self.fallback is not None and label and self.format != "columns" else {}
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
+class StainConfig:
+    method: str = option(check=Choice("macenko", "reinhard"), help="the stain normaliser")
+    reference: Path = option(check=File('the tile image to match, e.g. "reference_tile.png"'), help="the tile it matches")
+
+
+@dataclass(frozen=True, kw_only=True)
 class SlidesConfig:
     """How a slide becomes a bag (see :func:`kagglekit.mil.extract_bag`); ``backbone`` is a checkpoint path or
     a ``timm/`` name (then ``weights`` is its local file)."""
 
-    backbone: str
-    weights: Path | None = None
-    tile: int = 224
-    scale: object = 1.0
-    threshold: object = None
-    top_k: int | None = None
-    min_tissue: float = 0.25
-    kind: str = "auto"
-    tma_max_side: int = 8192
-    swap_background: object = False
-    stain_method: str | None = None
-    stain_reference: Path | None = None
-    normalize: object = "imagenet"
-    batch_size: int | None = None
+    backbone: str = option(check=Name('the feature extractor the bags were made with: a checkpoint ("backbone.safetensors") '
+                                      'or "timm/<name>" with weights = "<local file>"'),
+                           help="the bags' feature extractor: a checkpoint or \"timm/<name>\"")
+    weights: Path | None = option(None, check=File("the timm backbone's local weights file"), help="with a timm name")
+    tile: int = option(224, check=Integer(), help="the tile side")
+    scale: object = option(1.0, check=_per_kind(float("inf"), "{ tma = 0.5, wsi = 1.0 }"), help="tiles read at this scale")
+    threshold: object = option(None, check=_per_kind(255, "{ tma = 240, wsi = 20 }"),
+                               help="the tissue/background brightness (none: Otsu's)")
+    top_k: int | None = option(None, check=Integer(), help="at most K tiles, the most tissue first (none: all)")
+    min_tissue: float = option(0.25, check=Number(0.0, 1.0), help="the tissue fraction a tile needs")
+    kind: str = option("auto", check=Choice("auto", "tma", "wsi"), help="TMA (on white) or WSI (on black)")
+    tma_max_side: int = option(8192, check=Integer(), help="a slide of at most this side may be a TMA")
+    swap_background: object = option(False, check=OneOf((False, True, "tma"), 'must be false, true or "tma" (only TMAs)'),
+                                      help="the background made black")
+    stain: StainConfig | None = section(StainConfig, optional=True, help="stain normalisation")
+    normalize: object = option("imagenet", check=Normalize(), help="the backbone's input normalisation")
+    batch_size: int | None = option(None, check=Integer(), help="tiles per backbone call (none: 64 on CUDA, 16 on a CPU)")
+
+    def validate(self, t: Table):
+        if self.backbone.startswith("timm/") != (self.weights is not None):
+            t.fail("weights", "goes with a timm name (backbone = \"timm/<name>\", weights = \"<local file>\"); "
+                              "a checkpoint carries its own weights")
+        return None if self.weights is not None else dataclasses.replace(self, backbone=str(t.base / self.backbone))
+
+    stain_method = Via("stain", "method")
+    stain_reference = Via("stain", "reference")
 
 
-@dataclass(frozen=True)
-class ClassifyConfig:
-    models: tuple[ModelConfig, ...]
-    inputs: InputsConfig = field(default_factory=InputsConfig)
-    preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
-    tta: TTAConfig = field(default_factory=TTAConfig)
-    decision: DecisionConfig = field(default_factory=DecisionConfig)
-    output: OutputConfig = field(default_factory=OutputConfig)
-    budget: BudgetConfig = field(default_factory=BudgetConfig)
-    slides: SlidesConfig | None = None
-    device: str = "auto"
-    workers: int | str = 1
-    amp: object = False
-    batch_size: int = 32
-    num_workers: int = 2
-    kind: str = "classify"
+SEGMENT_ONLY = {"max_resident": "classify keeps every model on the device", "fp16": "use amp = \"fp16\" for mixed precision"}
 
 
-def _inputs(data) -> InputsConfig:
-    t = Table(data, "inputs", ("glob", "channels", "id_from"))
-    channels = t.data.get("channels")
-    if channels is not None:
-        if "glob" in t.data:
-            t.fail("glob", "goes with files named by id, not with channels = [...]; give one of them")
-        if (not isinstance(channels, list) or not channels
-                or not all(isinstance(c, str) and "{id}" in c and not Path(c).is_absolute() for c in channels)):
-            t.fail("channels", "must be a list of relative patterns with {id}, one per channel, e.g. "
-                               "[\"test/{id}_red.png\", \"test/{id}_green.png\"]")
-        return InputsConfig(None, tuple(channels), "stem")
-    pattern = t.string("glob", "test/*")
-    if not pattern or Path(pattern).is_absolute():
-        t.fail("glob", "must be a non-empty pattern relative to the competition folder, e.g. 'test/*.jpg'")
-    return InputsConfig(pattern, None, t.string("id_from", "stem", ("stem", "parent")))
+@dataclass(frozen=True, kw_only=True)
+class ClassifyConfig(PipelineBase):
+    inputs: InputsConfig = section(InputsConfig, help="the test images")
+    preprocess: PreprocessConfig = section(PreprocessConfig, help="the models' input")
+    batch_size: int = option(32, check=Integer(), help="images per model call")
+    num_workers: int = option(2, check=Integer(0), help="image decoding threads")
+    decision: DecisionConfig = section(DecisionConfig, help="probabilities -> labels")
+    output: OutputConfig = section(OutputConfig, help="the submission")
+    slides: SlidesConfig | None = section(SlidesConfig, optional=True, help="each input a whole slide: a bag, then MIL heads")
+    kind: str = field(default="classify", init=False)
 
-
-def _preprocess(data) -> PreprocessConfig:
-    t = Table(data, "preprocess", ("size", "resize", "normalize"))
-    size = t.data.get("size")
-    if size is not None:
-        pair = size if isinstance(size, list) else [size]
-        if len(pair) not in (1, 2) or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in pair):
-            t.fail("size", "must be a positive integer or [height, width]")
-        size = (pair[0], pair[-1])
-    resize = t.string("resize", "resize", RESIZE)
-    return PreprocessConfig(size, None if resize == "none" else resize, sections.normalize(t.data.get("normalize", "scale")))
-
-
-def _slides(data, base: Path) -> SlidesConfig:
-    t = Table(data, "slides", ("backbone", "weights", "tile", "scale", "threshold", "top_k", "min_tissue", "kind", "tma_max_side",
-                               "swap_background", "stain", "normalize", "batch_size"))
-    backbone = t.string("backbone", None)
-    if not backbone:
-        t.fail("backbone", "must name the feature extractor the bags were made with: a checkpoint "
-                           "(\"backbone.safetensors\") or \"timm/<name>\" with weights = \"<local file>\"")
-    weights = t.string("weights", None)
-    if backbone.startswith("timm/") != (weights is not None):
-        t.fail("weights", "goes with a timm name (backbone = \"timm/<name>\", weights = \"<local file>\"); "
-                          "a checkpoint carries its own weights")
-    scale, threshold = t.data.get("scale", 1.0), t.data.get("threshold")
-    for key, value, example, high in (("scale", scale, "{ tma = 0.5, wsi = 1.0 }", float("inf")),
-                                      ("threshold", threshold, "{ tma = 240, wsi = 20 }", 255)):
-        values = value.values() if isinstance(value, dict) else [value]
-        if value is not None and ((isinstance(value, dict) and (not value or set(value) - {"tma", "wsi"})) or not all(
-                isinstance(v, (int, float)) and not isinstance(v, bool) and 0 < v <= high for v in values)):
-            t.fail(key, f"must be a positive number{' up to 255' if high == 255 else ''} or {example}")
-    swap = t.data.get("swap_background", False)
-    if swap not in (False, True, "tma"):
-        t.fail("swap_background", "must be false, true or \"tma\" (only TMAs)")
-    method = reference = None
-    if "stain" in t.data:
-        st = Table(t.data["stain"], "slides.stain", ("method", "reference"))
-        method = st.string("method", None, ("macenko", "reinhard"))
-        reference = st.string("reference", None)
-        if not method or not reference:
-            st.fail("reference", "a stain normaliser needs method = \"macenko\" | \"reinhard\" and reference = \"<tile image>\"")
-    return SlidesConfig(backbone if weights is not None else str(base / backbone), base / weights if weights else None,
-                        t.integer("tile", 224), scale, threshold, t.integer("top_k", None), t.number("min_tissue", 0.25, 0.0, 1.0),
-                        t.string("kind", "auto", ("auto", "tma", "wsi")), t.integer("tma_max_side", 8192), swap,
-                        method, base / reference if reference else None,
-                        sections.normalize(t.data.get("normalize", "imagenet")), t.integer("batch_size", None))
-
-
-def _decision(data, base: Path) -> DecisionConfig:
-    t = Table(data, "decision", ("kind", "value", "beta", "file", "activation", "other"))
-    file = t.string("file", None)
-    kind = t.string("kind", None if file else "argmax", DECISION_KINDS)  # None: the decision file's kind
-    if kind == "per_class" and file is None:
-        t.fail("file", "is required for kind = 'per_class' (the thresholds fitted on out-of-fold predictions)")
-    activation = t.string("activation", None, ("sigmoid", "softmax"))
-    other = t.data.get("other")
-    label = cut = other_file = None
-    if other is not None:
-        o = Table(other, "decision.other", ("label", "cut", "file"))
-        label = o.string("label", None)
-        if not label:
-            o.fail("label", "must name the label to write for rejected rows, e.g. \"Other\"")
-        if ("cut" in o.data) == ("file" in o.data):
-            o.fail("cut", "give the entropy cut itself (cut = 0.9) or a decision file that holds it (file = ...), one of them")
-        cut = o.number("cut", None, 0.0)
-        other_file = base / o.string("file", None) if "file" in o.data else None
-    return DecisionConfig(kind, t.number("value", 0.5, 0.0, 1.0), t.number("beta", 1.0, 0.0, open_low=True),
-                          base / file if file else None, activation, label, cut, other_file)
-
-
-def output(data, base: Path | None = None) -> OutputConfig:
-    t = Table(data, "output", ("sample_submission", "submission", "id_column", "label_column", "classes",
-                               "classes_file", "format", "separator", "fallback"))
-    classes = t.data.get("classes")
-    if classes is not None:
-        if not isinstance(classes, list) or not classes or not all(isinstance(c, str) and c for c in classes):
-            t.fail("classes", "must be a list of class names, in the models' output order")
-        if len(set(classes)) != len(classes):
-            t.fail("classes", "must not repeat a name")
-        if "classes_file" in t.data:
-            t.fail("classes_file", "and classes say the same thing; give one of them")
-    classes_file = t.string("classes_file", None)
-    return OutputConfig(t.string("sample_submission", "sample_submission.csv"), t.string("submission", "submission.csv"),
-                        t.string("id_column", None), t.string("label_column", None),
-                        tuple(classes) if classes else None,
-                        (base or Path.cwd()) / classes_file if classes_file else None,
-                        t.string("format", "labels", FORMATS), t.string("separator", " "), t.string("fallback", None))
-
-
-TOP_KEYS = ("kind", "inputs", "preprocess", "models", "tta", "decision", "output", "budget", "slides", "device", "workers", "amp",
-            "batch_size", "num_workers")
-
-
-def check(data: dict, base: Path) -> ClassifyConfig:
-    """The ClassifyConfig of a TOML's ``data`` (paths relative to ``base``)."""
-    top = Table(data, "", TOP_KEYS)
-    if "models" not in data:
-        raise PipelineConfigError("models: missing; add [[models]] path = \"<checkpoint>.safetensors\"")
-    tta = sections.tta(data.get("tta", {}))
-    if tta.mode != "merge":
-        raise PipelineConfigError("tta.mode: 'cycle' is for tiles of one image (segment); classify merges every view")
-    decision = _decision(data.get("decision", {}), base)
-    out = output(data.get("output", {}), base)
-    if decision.kind == "probability" and out.format == "labels":
-        raise PipelineConfigError("output.format: decision.kind = 'probability' writes probabilities; use format = "
-                                  "'probability' (one column) or 'columns' (one per class)")
-    if out.format == "probability" and decision.kind not in ("probability", None):
-        raise PipelineConfigError(f"decision.kind: output.format = 'probability' writes one probability per id, not "
-                                  f"the decision of kind {decision.kind!r}; use kind = 'probability'")
-    slides = _slides(data["slides"], base) if "slides" in data else None
-    if slides is not None:
+    def validate(self, t: Table) -> None:
+        memory = t.data.get("memory", {})
+        for key, instead in SEGMENT_ONLY.items():
+            if isinstance(memory, dict) and key in memory:
+                raise PipelineConfigError(f"memory.{key}: is segment-only for now; {instead}")
+        if self.tta.mode != "merge":
+            raise PipelineConfigError("tta.mode: 'cycle' is for tiles of one image (segment); classify merges every view")
+        decision, out = self.decision, self.output
+        if decision.kind == "probability" and out.format == "labels":
+            raise PipelineConfigError("output.format: decision.kind = 'probability' writes probabilities; use format = "
+                                      "'probability' (one column) or 'columns' (one per class)")
+        if out.format == "probability" and decision.kind not in ("probability", None):
+            raise PipelineConfigError(f"decision.kind: output.format = 'probability' writes one probability per id, not "
+                                      f"the decision of kind {decision.kind!r}; use kind = 'probability'")
         for name in ("preprocess", "tta"):
-            if name in data:
+            if self.slides is not None and name in t.data:
                 raise PipelineConfigError(f"{name}: does not apply with [slides] (tiles are sized by slides.tile, and "
                                           "a bag has no views); remove it")
-    amp = data.get("amp", False)
-    if amp not in (False, True, "auto", "fp16", "bf16"):
-        top.fail("amp", "must be false, true, 'auto', 'fp16' or 'bf16'")
-    return ClassifyConfig(
-        models=sections.models(data["models"], base), inputs=_inputs(data.get("inputs", {})),
-        preprocess=_preprocess(data.get("preprocess", {})), tta=tta, decision=decision, output=out,
-        budget=sections.budget(data.get("budget", {})), slides=slides, device=sections.device(top.string("device", "auto")),
-        workers=sections.workers(top), amp=amp, batch_size=top.integer("batch_size", 32), num_workers=top.integer("num_workers", 2, minimum=0))
+
+
+@dataclass(frozen=True, kw_only=True)
+class SlidesPipelineConfig(ClassifyConfig):
+    """A classify config with ``[slides]``: what the ``slides`` kind runs (its ``kind`` says so)."""
+
+    kind: str = field(default="slides", init=False)
+
+    def validate(self, t: Table) -> None:
+        if self.slides is None:
+            raise PipelineConfigError("slides: missing; kind = 'slides' needs a [slides] section (backbone = ...)")
+        super().validate(t)

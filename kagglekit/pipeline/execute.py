@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import time
 
-from kagglekit.pipeline.config import kind_of, read_source
+from kagglekit.pipeline.config import kind_of, read_config
 from kagglekit.pipeline.kind import get_kind
 from kagglekit.pipeline.loop import note_missing, run_items, start_run
 
@@ -37,7 +37,7 @@ def execute(config, input_dir=None, output_dir=None, *, base_dir=None, budget=No
     from ``[budget]``, starting now). ``shard``: what a worker process is given (not for callers).
     """
     start = time.monotonic()
-    source = read_source(config, base_dir)
+    source = read_config(config, base_dir)
     kind = kind or kind_of(source)
     if command is not None and kind.command != command:
         kind = get_kind(command)  # its config check refuses this config, naming the command to use

@@ -2,8 +2,8 @@
 
     class Count(PipelineKind):                     # one number per image, say
         name, help, example = "count", "...", "kagglekit count --config count.toml"
-        def read_config(self, data, base): ...     # the checked config: output, device, workers, budget, models, ...
-        def plan(self, run, pending, report): ...  # Plan(predict, degrader, units, cost), or None: no usable model
+        config_type, output_type = CountConfig, CountOutput  # declared (kagglekit.pipeline.schema)
+        def plan(self, run, pending, report, state): ...  # Plan(predict, degrader, units, cost) or None
     register(Count())
 
 The execute template (:func:`kagglekit.pipeline.execute.execute`) runs any kind: the fallback file first,
@@ -61,8 +61,10 @@ class PipelineKind:
     example: ClassVar[str] = ""
     variant_of: ClassVar[str | None] = None
     report_type: ClassVar[type[RunReport]] = RunReport
-    config_module: ClassVar[object] = None
-    """The kind's config reader: a module with ``check(data, base)`` and ``output(section)``."""
+    config_type: ClassVar[type]
+    """The kind's config, a class declared through :mod:`kagglekit.pipeline.schema` (e.g. on
+    :class:`~kagglekit.pipeline.sections.PipelineBase`), with an ``output`` section of ``output_type``."""
+    output_type: ClassVar[type]
 
     @property
     def command(self) -> str:
@@ -75,11 +77,15 @@ class PipelineKind:
 
     def read_config(self, data: dict, base: Path):
         """The checked config of a TOML's ``data`` (paths relative to ``base``); mistakes raise PipelineConfigError."""
-        return self.config_module.check(data, base)
+        from kagglekit.pipeline.schema import read_top
 
-    def read_output(self, data: dict):
+        return read_top(self.config_type, data, base)
+
+    def read_output(self, data: dict, base: Path | None = None):
         """The ``[output]`` section alone (``data`` is that section): enough to write the fallback early."""
-        return self.config_module.output(data)
+        from kagglekit.pipeline.schema import read_section
+
+        return read_section(self.output_type, data, "output", base)
 
     def default_output(self):
         """The ``[output]`` defaults, for a config that cannot be read at all."""

@@ -226,7 +226,8 @@ def start_run(kind, source, input_dir, output_dir, shard=None) -> Started:
     cfg = load_config(source, kind=kind)
     cfg.output.check_columns(reference, sample)
     only = frozenset(shard.ids) if shard is not None else None
-    check_device(cfg.device)  # a device this machine lacks stops the run here, once (--check only notes it)
+    if shard is None:  # a device this machine lacks stops the run here, once (--check only notes it); a worker
+        check_device(cfg.device)  # sees its own GPU as cuda:0, so its config's cuda:1 is not checked there
     device = resolve_device(shard.device if shard is not None else cfg.device)
     return Started(cfg, guard, reference, sample, input_dir, output_dir, id_column, device, only)
 

@@ -1,17 +1,9 @@
-"""The segmentation pipeline's own configuration sections (the shared ones are in :mod:`.sections`).
+"""The segmentation pipeline's configuration: its own sections (``[inputs]``, ``[tiling]``,
+``[threshold]``, its ``[output]`` keys, ``normalize = "volume"``) on the shared ones of
+:mod:`.sections`. Every key, its type, default and meaning: :func:`kagglekit.pipeline.config.reference`.
 
-    [inputs]     glob = "test/*.png"  kind = "image" | "volume"  z = [20, 44] | "middle:16"  id_from = "stem" | "parent"
-                 mask = "test/{id}/mask.png"   (a per-image mask: tiles only where it is set, 0 outside)
-    [preprocess] normalize = "scale" | "none" | "imagenet" | "volume" | { mean = [...], std = [...] }
-                 ("volume": each volume's own mean and std inside its mask)
-    [tiling]     tile = 512  stride = 384  window = "gaussian"  margin = 32  batch_size = 8
-                 tissue_only = true  thumbnail = 1024  min_tissue = 0.05
-    [threshold]  kind = "fixed" (value) | "percentile" (q, a fraction) | "file" (file)
-    [memory]     max_resident = 2  offload = "cpu" | "disk"  fp16 = false
-                 (at most N models on the device at once, the others on CPU or re-read from their
-                 checkpoints; fp16 weights and autocast on CUDA)
-    [output]     sample_submission = "sample_submission.csv"  submission = "submission.csv"
-                 id_column  mask_column  order = "C" | "F"  fallback = ""
+Old spellings that still work, each with a one-line note: top-level ``normalize`` (now
+``[preprocess] normalize``) and ``[tiling] batch_size`` (now the top-level ``batch_size``).
 
 Model and threshold files are relative to the config file's folder (a dict: to ``base_dir``),
 ``inputs.glob``, ``inputs.mask`` and ``output.sample_submission`` to the input folder, ``output.submission`` to the
@@ -26,21 +18,69 @@ from pathlib import Path
 from typing import ClassVar
 
 from kagglekit.errors import InvalidArgumentError
-from kagglekit.pipeline import sections
-from kagglekit.pipeline.sections import BudgetConfig, ModelConfig, OutputBase, PipelineConfigError, Table, TTAConfig
+from kagglekit.pipeline.schema import (Boolean, Check, Choice, File, Integer, Invalid, Number, PipelineConfigError, String,
+                                       Table, lazy, option, section)
+from kagglekit.pipeline.sections import ID_FROM, OutputBase, PipelineBase, PreprocessConfig, Relative, prediction_column
 
 __all__ = ["SegmentConfig", "read_threshold_file"]
 
 THRESHOLD_KINDS = ("fixed", "percentile", "file")
+VOLUME_NORMALIZE = "volume"
+"""``[preprocess] normalize = "volume"``: each image standardised by its own mean and std inside its mask."""
 
 
-@dataclass(frozen=True)
+class SliceRange(Check):
+    """``inputs.z``: ``[start, stop]`` (held as a tuple) or ``"middle:N"``."""
+
+    doc = '[start, stop] | "middle:N"'
+
+    def convert(self, value, table):
+        if isinstance(value, str):
+            from kagglekit.io.volume import middle_count
+
+            try:
+                middle_count(value)
+            except InvalidArgumentError:
+                raise Invalid("as a string must be 'middle:N' (the N middle slices), e.g. 'middle:16'") from None
+            return value
+        if (not isinstance(value, (list, tuple)) or len(value) != 2
+                or not all(isinstance(v, int) and not isinstance(v, bool) for v in value) or not 0 <= value[0] < value[1]):
+            raise Invalid("must be [start, stop] with 0 <= start < stop (slices start..stop-1), or 'middle:N'")
+        return (value[0], value[1])
+
+
+class Glob(Relative):
+    def convert(self, value, table):
+        value = super().convert(value, table)
+        if any("**" in part and part != "**" for part in value.split("/")):
+            raise Invalid("may hold '**' only as a whole path part, as in 'test/**/*.tif'")
+        return value
+
+
+class MaskPattern(Relative):
+    def convert(self, value, table):
+        value = super().convert(value, table)
+        try:
+            value.format(id="x")
+        except (KeyError, IndexError, ValueError):
+            raise Invalid("may hold only the placeholder {id} (the image's id), e.g. 'test/{id}/mask.png'") from None
+        if "{id}" not in value:
+            raise Invalid("must hold {id}, the image's id, e.g. 'test/{id}/mask.png' or 'masks/{id}.png'")
+        return value
+
+
+@dataclass(frozen=True, kw_only=True)
 class InputsConfig:
-    glob: str = "test/*"
-    kind: str = "image"
-    z: tuple[int, int] | str | None = None
-    id_from: str = "stem"
-    mask: str | None = None
+    glob: str = option("test/*", check=Glob("test/*.png"), help="the input files, relative to the input folder")
+    kind: str = option("image", check=Choice("image", "volume"), help="an image, or a volume (TIFF pages or a folder of slices)")
+    z: tuple[int, int] | str | None = option(None, check=SliceRange(), help="a volume's slices (none: all)")
+    id_from: str = option("stem", check=ID_FROM, help="the image's id: its file's stem or its folder's name")
+    mask: str | None = option(None, check=MaskPattern("test/{id}/mask.png"),
+                              help="a per-image mask: tiles only where it is set, 0 outside")
+
+    def validate(self, t: Table) -> None:
+        if self.z is not None and self.kind != "volume":
+            t.fail("z", "is a slice range [start, stop) or 'middle:N' for kind = 'volume' only")
 
     def z_selection(self):
         """``z`` as :func:`kagglekit.io.open_volume` takes it: a slice, ``"middle:N"`` or None (all slices)."""
@@ -51,44 +91,53 @@ class InputsConfig:
         return input_dir / self.mask.format(id=image_id) if self.mask else None
 
 
-OFFLOADS = ("cpu", "disk")
+@dataclass(frozen=True, kw_only=True)
+class SegmentPreprocess(PreprocessConfig):
+    NORMALIZE_EXTRA: ClassVar[tuple[str, ...]] = (VOLUME_NORMALIZE,)
 
 
-@dataclass(frozen=True)
-class MemoryConfig:
-    """``max_resident`` None: every model stays on the device (the default)."""
-
-    max_resident: int | None = None
-    offload: str = "cpu"
-    fp16: bool = False
-
-
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class TilingConfig:
-    tile: int = 512
-    stride: int | None = None
-    window: str = "gaussian"
-    margin: int = 0
-    batch_size: int = 8
-    tissue_only: bool = False
-    thumbnail: int = 1024
-    min_tissue: float = 0.05
+    tile: int = option(512, check=Integer(), help="the tile side the models see")
+    stride: int | None = option(None, check=Integer(), help="the step between tiles (none: the tile, no overlap)")
+    window: str = option("gaussian", check=String(lazy("kagglekit.tiling", "WINDOWS")), help="how overlapping tiles blend")
+    margin: int = option(0, check=Integer(0), help="each tile's border that is dropped (inner crop)")
+    tissue_only: bool = option(False, check=Boolean(), help="tiles only on tissue (a mask on a thumbnail)")
+    thumbnail: int = option(1024, check=Integer(16), help="the tissue thumbnail's longer side")
+    min_tissue: float = option(0.05, check=Number(0.0, 1.0), help="the tissue (or mask) fraction a tile needs to run")
+
+    def validate(self, t: Table) -> None:
+        tile, stride, margin = self.tile, self.stride, self.margin
+        if 2 * margin >= tile:
+            t.fail("margin", f"must be less than half the tile ({tile})")
+        if (stride or tile) > tile - 2 * margin:
+            t.fail("stride", f"must be <= tile - 2 * margin ({tile - 2 * margin}) so that the tiles' inner parts cover "
+                             f"every pixel (stride {stride or tile}{' is the tile: the default' if stride is None else ''})")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class ThresholdConfig:
-    kind: str = "fixed"
-    value: float = 0.5
-    q: float | None = None
-    file: Path | None = None
+    kind: str = option("fixed", check=Choice(*THRESHOLD_KINDS),
+                       help="fixed (value), percentile (q of each image's pixels) or file (file)")
+    value: float = option(0.5, check=Number(0.0, 1.0), help="the probability cut of kind = \"fixed\"")
+    q: float | None = option(None, check=Number(0.0, 1.0), help="the fraction of kind = \"percentile\"")
+    file: Path | None = option(None, check=File('a file holding the threshold, e.g. "threshold.json"'),
+                               help='of kind = "file": {"threshold": 0.42} or a bare number')
+
+    def validate(self, t: Table) -> None:
+        needs = {"fixed": "value", "percentile": "q", "file": "file"}[self.kind]
+        if needs not in t.data and self.kind != "fixed":
+            t.fail(needs, f"is required for kind = {self.kind!r}")
+        extra = sorted(set(t.data) - {"kind", needs})
+        if extra:
+            t.fail(extra[0], f"is not used by kind = {self.kind!r} (it uses {needs!r})")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class OutputConfig(OutputBase):
-    VALUE_KEY: ClassVar[str] = "mask_column"
-    mask_column: str | None = None
-    order: str = "C"
-    fallback: str = ""
+    mask_column: str | None = prediction_column("mask")
+    order: str = option("C", check=String(lazy("kagglekit.kaggle.rle", "ORDERS")), help="RLE pixel order (F: column-major)")
+    fallback: str = option("", check=String(), help="the mask of a row that falls back (RLE)")
 
     def fill(self, reference) -> dict:
         """The fallback's replaced columns: the mask column set to ``fallback``."""
@@ -96,151 +145,23 @@ class OutputConfig(OutputBase):
         return {mask_column: self.fallback} if mask_column else {}
 
 
-@dataclass(frozen=True)
-class SegmentConfig:
-    """The checked configuration; ``normalize`` is in :func:`kagglekit.infer.sliding_window`'s form."""
+@dataclass(frozen=True, kw_only=True)
+class SegmentConfig(PipelineBase):
+    """The checked configuration; ``preprocess.normalize`` is in :func:`kagglekit.infer.sliding_window`'s form."""
 
-    models: tuple[ModelConfig, ...]
-    inputs: InputsConfig = field(default_factory=InputsConfig)
-    tiling: TilingConfig = field(default_factory=TilingConfig)
-    tta: TTAConfig = field(default_factory=TTAConfig)
-    normalize: object = "scale"
-    device: str = "auto"
-    workers: int | str = 1
-    threshold: ThresholdConfig = field(default_factory=ThresholdConfig)
-    output: OutputConfig = field(default_factory=OutputConfig)
-    budget: BudgetConfig = field(default_factory=BudgetConfig)
-    memory: MemoryConfig = field(default_factory=MemoryConfig)
-    kind: str = "segment"
+    RENAMED: ClassVar[tuple[tuple[str, str], ...]] = (("normalize", "preprocess.normalize"), ("tiling.batch_size", "batch_size"))
+    inputs: InputsConfig = section(InputsConfig, help="the test images")
+    preprocess: SegmentPreprocess = section(SegmentPreprocess, help="the models' input")
+    batch_size: int = option(8, check=Integer(), help="tiles per model call")
+    tiling: TilingConfig = section(TilingConfig, help="the sliding window")
+    threshold: ThresholdConfig = section(ThresholdConfig, help="probability -> mask")
+    output: OutputConfig = section(OutputConfig, help="the submission")
+    kind: str = field(default="segment", init=False)
 
+    def validate(self, t: Table) -> None:
+        if self.memory.fp16 and self.amp == "bf16":
+            t.fail("amp", "is bfloat16 autocast, but [memory] fp16 = true holds float16 weights; drop one of them")
 
-def _z(t: Table, kind: str):
-    z = t.data.get("z")
-    if z is None:
-        return None
-    if kind != "volume":
-        t.fail("z", "is a slice range [start, stop) or 'middle:N' for kind = 'volume' only")
-    if isinstance(z, str):
-        from kagglekit.io.volume import middle_count
-
-        try:
-            middle_count(z)
-        except InvalidArgumentError:
-            t.fail("z", "as a string must be 'middle:N' (the N middle slices), e.g. 'middle:16'")
-        return z
-    if (not isinstance(z, (list, tuple)) or len(z) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) for v in z)
-            or not 0 <= z[0] < z[1]):
-        t.fail("z", "must be [start, stop] with 0 <= start < stop (slices start..stop-1), or 'middle:N'")
-    return (z[0], z[1])
-
-
-def _relative_pattern(t: Table, key: str, default, example: str):
-    pattern = t.string(key, default)
-    if pattern is not None and (not pattern or Path(pattern).is_absolute()):
-        t.fail(key, f"must be a non-empty pattern relative to the competition folder, e.g. {example!r}")
-    return pattern
-
-
-def _inputs(data) -> InputsConfig:
-    t = Table(data, "inputs", ("glob", "kind", "z", "id_from", "mask"))
-    kind = t.string("kind", "image", ("image", "volume"))
-    pattern = _relative_pattern(t, "glob", "test/*", "test/*.png")
-    if any("**" in part and part != "**" for part in pattern.split("/")):
-        t.fail("glob", "may hold '**' only as a whole path part, as in 'test/**/*.tif'")
-    mask = _relative_pattern(t, "mask", None, "test/{id}/mask.png")
-    if mask is not None:
-        try:
-            mask.format(id="x")
-        except (KeyError, IndexError, ValueError):
-            t.fail("mask", "may hold only the placeholder {id} (the image's id), e.g. 'test/{id}/mask.png'")
-        if "{id}" not in mask:
-            t.fail("mask", "must hold {id}, the image's id, e.g. 'test/{id}/mask.png' or 'masks/{id}.png'")
-    return InputsConfig(pattern, kind, _z(t, kind), t.string("id_from", "stem", ("stem", "parent")), mask)
-
-
-def _memory(data) -> MemoryConfig:
-    t = Table(data, "memory", ("max_resident", "offload", "fp16"))
-    return MemoryConfig(t.integer("max_resident", None), t.string("offload", "cpu", OFFLOADS), t.boolean("fp16", False))
-
-
-def _tiling(data) -> TilingConfig:
-    from kagglekit.tiling import WINDOWS
-
-    t = Table(data, "tiling", ("tile", "stride", "window", "margin", "batch_size", "tissue_only", "thumbnail",
-                                "min_tissue"))
-    tile = t.integer("tile", 512)
-    stride = t.integer("stride", None)
-    margin = t.integer("margin", 0, minimum=0)
-    if 2 * margin >= tile:
-        t.fail("margin", f"must be less than half the tile ({tile})")
-    if (stride or tile) > tile - 2 * margin:
-        t.fail("stride", f"must be <= tile - 2 * margin ({tile - 2 * margin}) so that the tiles' inner parts cover "
-                         f"every pixel (stride {stride or tile}{' is the tile: the default' if stride is None else ''})")
-    return TilingConfig(tile, stride, t.string("window", "gaussian", WINDOWS), margin, t.integer("batch_size", 8),
-                        t.boolean("tissue_only", False), t.integer("thumbnail", 1024, minimum=16),
-                        t.number("min_tissue", 0.05, 0.0, 1.0))
-
-
-def _threshold(data, base: Path) -> ThresholdConfig:
-    t = Table(data, "threshold", ("kind", "value", "q", "file"))
-    kind = t.string("kind", "fixed", THRESHOLD_KINDS)
-    needs = {"fixed": "value", "percentile": "q", "file": "file"}[kind]
-    if needs not in t.data and kind != "fixed":
-        t.fail(needs, f"is required for kind = {kind!r}")
-    extra = sorted(set(t.data) - {"kind", needs})
-    if extra:
-        t.fail(extra[0], f"is not used by kind = {kind!r} (it uses {needs!r})")
-    value = t.number("value", 0.5, 0.0, 1.0)
-    q = t.number("q", None, 0.0, 1.0)
-    file = t.string("file", None)
-    if kind == "file" and not file.strip():
-        t.fail("file", "must name a file holding the threshold, e.g. \"threshold.json\"")
-    return ThresholdConfig(kind, value, q, base / file if file else None)
-
-
-def output(data) -> OutputConfig:
-    from kagglekit.kaggle.rle import ORDERS
-
-    t = Table(data, "output", ("sample_submission", "submission", "id_column", "mask_column", "order", "fallback"))
-    return OutputConfig(t.string("sample_submission", "sample_submission.csv"), t.string("submission", "submission.csv"),
-                        t.string("id_column", None), t.string("mask_column", None), t.string("order", "C", ORDERS),
-                        t.string("fallback", ""))
-
-
-TOP_KEYS = ("kind", "inputs", "tiling", "models", "tta", "preprocess", "normalize", "device", "workers", "threshold",
-            "output", "budget", "memory")
-
-VOLUME_NORMALIZE = "volume"
-"""``[preprocess] normalize = "volume"``: each image standardised by its own mean and std inside its mask."""
-
-
-def preprocess_normalize(data) -> object:
-    """``[preprocess] normalize``, or the older top-level ``normalize`` (not both); ``"volume"`` as it is."""
-    pre = Table(data.get("preprocess", {}), "preprocess", ("normalize",))
-    if "normalize" in pre.data and "normalize" in data:
-        raise PipelineConfigError("normalize: given both at the top level and in [preprocess]; keep the [preprocess] one")
-    value = pre.data.get("normalize", data.get("normalize", "scale"))
-    return value if value == VOLUME_NORMALIZE else sections.normalize(value)
-
-
-def check(data: dict, base: Path) -> SegmentConfig:
-    """The SegmentConfig of a TOML's ``data`` (paths relative to ``base``)."""
-    top = Table(data, "", TOP_KEYS)
-    if "models" not in data:
-        raise PipelineConfigError("models: missing; add [[models]] path = \"<checkpoint>.safetensors\"")
-    return SegmentConfig(
-        models=sections.models(data["models"], base),
-        inputs=_inputs(data.get("inputs", {})),
-        tiling=_tiling(data.get("tiling", {})),
-        tta=sections.tta(data.get("tta", {})),
-        normalize=preprocess_normalize(data),
-        device=sections.device(top.string("device", "auto")),
-        workers=sections.workers(top),
-        threshold=_threshold(data.get("threshold", {}), base),
-        output=output(data.get("output", {})),
-        budget=sections.budget(data.get("budget", {})),
-        memory=_memory(data.get("memory", {})),
-    )
 
 
 def read_threshold_file(path: Path) -> float:

@@ -154,8 +154,8 @@ class _Strips:
     @classmethod
     def of(cls, cfg: SegmentConfig, scale: int, models: Resident) -> _Strips:
         t = cfg.tiling
-        return cls(t.tile, t.stride, t.batch_size, t.window, t.margin, scale, models.device,
-                   "fp16" if models.half else False)
+        return cls(t.tile, t.stride, cfg.batch_size, t.window, t.margin, scale, models.device,
+                   "fp16" if models.half else cfg.amp)
 
     @property
     def rows(self) -> int:
@@ -312,7 +312,7 @@ def _prepare(i: str, path: Path, cfg: SegmentConfig, input_dir: Path, in_channel
 
             fraction *= cv2.resize(skip.astype(np.uint8), fraction.shape[::-1], interpolation=cv2.INTER_NEAREST)
         skip, min_fraction = fraction, t.min_tissue if t.tissue_only else 0.0
-    normalize = cfg.normalize
+    normalize = cfg.preprocess.normalize
     if normalize == VOLUME_NORMALIZE:
         mean, std, top = standardization(source, inside)
         report.normalization[i] = (mean, std)

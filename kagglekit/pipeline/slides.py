@@ -12,8 +12,9 @@ side is :mod:`kagglekit.pipeline.slide_heads`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
+from kagglekit.pipeline import classify_config
 from kagglekit.pipeline.classification import Classify
 from kagglekit.pipeline.sections import PipelineConfigError
 
@@ -77,15 +78,10 @@ class Slides(Classify):
 
     name = "slides"
     variant_of = "classify"
+    config_type = classify_config.SlidesPipelineConfig
 
     def claims(self, data: dict) -> bool:
         return "slides" in data
-
-    def read_config(self, data, base):
-        config = super().read_config(data, base)
-        if config.slides is None:
-            raise PipelineConfigError("slides: missing; kind = 'slides' needs a [slides] section (backbone = ...)")
-        return replace(config, kind=self.name)
 
     def load(self, run, pending, report):
         from kagglekit.pipeline.ensemble import load_models
