@@ -61,7 +61,7 @@ class MeanReport(RunReport):
 class Mean(PipelineKind):
     name, help, example = "mean", "the mean grey level of each image", "kagglekit mean --config mean.toml --input comp/"
     report_type = MeanReport
-    config_type, output_type = MeanConfig, MeanOutput
+    config_type = MeanConfig
 
     def plan(self, run, pending, report, state):
         column = run.config.output.columns(run.reference)[1]

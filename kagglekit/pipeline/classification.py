@@ -163,7 +163,7 @@ class Classify(PipelineKind):
     help = "run the classification pipeline of a TOML config to submission.csv (labels or probabilities)"
     example = "kagglekit classify --config models/classify.toml --input /kaggle/input/comp --output /kaggle/working"
     report_type = ClassifyReport
-    config_type, output_type = classify_config.ClassifyConfig, classify_config.OutputConfig
+    config_type = classify_config.ClassifyConfig
 
 
     def prepare(self, run, report):

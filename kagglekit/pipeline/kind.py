@@ -2,7 +2,7 @@
 
     class Count(PipelineKind):                     # one number per image, say
         name, help, example = "count", "...", "kagglekit count --config count.toml"
-        config_type, output_type = CountConfig, CountOutput  # declared (kagglekit.pipeline.schema)
+        config_type = CountConfig                         # declared (kagglekit.pipeline.schema)
         def plan(self, run, pending, report, state): ...  # Plan(predict, degrader, units, cost) or None
     register(Count())
 
@@ -63,8 +63,7 @@ class PipelineKind:
     report_type: ClassVar[type[RunReport]] = RunReport
     config_type: ClassVar[type]
     """The kind's config, a class declared through :mod:`kagglekit.pipeline.schema` (e.g. on
-    :class:`~kagglekit.pipeline.sections.PipelineBase`), with an ``output`` section of ``output_type``."""
-    output_type: ClassVar[type]
+    :class:`~kagglekit.pipeline.sections.PipelineBase`) with an ``output`` section."""
 
     @property
     def command(self) -> str:
@@ -83,9 +82,10 @@ class PipelineKind:
 
     def read_output(self, data: dict, base: Path | None = None):
         """The ``[output]`` section alone (``data`` is that section): enough to write the fallback early."""
-        from kagglekit.pipeline.schema import read_section
+        from kagglekit.pipeline.schema import declared, read_section
 
-        return read_section(self.output_type, data, "output", base)
+        output_type = next(d.section for f, d in declared(self.config_type) if f.name == "output")
+        return read_section(output_type, data, "output", base)
 
     def default_output(self):
         """The ``[output]`` defaults, for a config that cannot be read at all."""

@@ -53,7 +53,7 @@ class Segment(PipelineKind):
     help = "run the segmentation pipeline of a TOML config to submission.csv (RLE masks)"
     example = "kagglekit segment --config models/segment.toml --input /kaggle/input/comp --output /kaggle/working"
     report_type = SegmentReport
-    config_type, output_type = segment_config.SegmentConfig, segment_config.OutputConfig
+    config_type = segment_config.SegmentConfig
 
 
     def new_report(self, run) -> SegmentReport:
