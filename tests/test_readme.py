@@ -7,11 +7,17 @@ from pathlib import Path
 
 
 def test_readme_python_examples_run(capsys):
+    from kagglekit.pipeline.kind import get_kind, kinds, unregister
+
     text = (Path(__file__).parents[1] / "README.md").read_text()
     blocks = re.findall(r"```python\n(.*?)```", text, re.S)
     assert blocks, "the README has no python example"
+    before = kinds()
     for block in blocks:
         exec(compile(block, "README.md", "exec"), {})
+    assert get_kind("mean").command == "mean"  # the example's pipeline kind is registered
+    for name in set(kinds()) - set(before):
+        unregister(name)
     out = capsys.readouterr().out
     assert "(1, 1000, 1300) float32" in out and "(6, 4) float32" in out and "(8, 2) (3, 2)" in out
     assert "['slide0', 'slide1', 'slide2'] 3\n['slide0', 'slide1', 'slide2']" in out
