@@ -1,4 +1,5 @@
-"""The whole-slide demo: its competition's files and shifts, and the full run, twice, with the table's order."""
+"""The whole-slide demo: its competition's files and shifts; a small run of every stage scored as scikit-learn scores
+it, twice with the same figures; the full run's table order and repeat (`make demo-check`)."""
 
 from __future__ import annotations
 
@@ -49,10 +50,66 @@ def test_a_slides_label_lives_in_two_or_three_of_its_tiles():
         assert len(tissue) >= 20 and exact_crops in (2, 3)
 
 
+ROWS = ["majority class", "mean-pooled features + logistic regression", "one Chowder per fold",
+        "{}-seed Chowder ensemble per fold", "ensemble + entropy Other (the notebook's submission)"]
+SMALL = {"n_train": 16, "n_test": 12, "folds": 2, "n_seeds": 2, "epochs": 3}  # every stage, in seconds
+
+
+def run(out, **sizes):
+    from kagglekit.demo.slides import run_slides
+
+    return run_slides(out, log=lambda *_: None, **sizes)
+
+
+@pytest.fixture(scope="module")
+def small_runs(tmp_path_factory):
+    """Two runs of the demo at a small size (two folds of two-seed ensembles, three epochs), each in its own folder."""
+    root = tmp_path_factory.mktemp("slides-demo")
+    return root, [run(root / f"run{k}", **SMALL) for k in range(2)]
+
+
 @pytest.mark.slow
-def test_the_slides_demo_orders_its_table_recovers_other_and_repeats(tmp_path):
-    runs = [__import__("kagglekit.demo.slides", fromlist=["run_slides"]).run_slides(tmp_path / f"run{k}", log=lambda *_: None)
-            for k in range(2)]
+def test_a_small_slides_demo_runs_every_stage_and_scores_as_scikit_learn(small_runs):
+    from sklearn.metrics import balanced_accuracy_score
+
+    root, (result, _) = small_runs
+    rows, truth, tma = result["rows"], result["truth"], result["is_tma"]
+    assert list(rows) == [name.format(SMALL["n_seeds"]) for name in ROWS]
+    assert len(truth) == SMALL["n_test"] and set(truth) == {*SUBTYPES, OTHER} and tma.sum() == round(0.4 * SMALL["n_test"])
+    for name, (all_, on_tma, other) in rows.items():
+        predicted = result["predictions"][name]
+        assert all_ == pytest.approx(balanced_accuracy_score(truth, predicted))
+        assert on_tma == pytest.approx(balanced_accuracy_score(truth[tma], predicted[tma]))
+        assert other == np.mean(predicted[truth == OTHER] == OTHER)
+    assert rows["majority class"][0] == pytest.approx(1 / 5)  # one class of the five right, the other four wrong
+    assert all(rows[n][2] == 0 for n in list(rows)[:-1])  # only the entropy cut can say Other
+    working = root / "run0" / "working" / "slides"
+    with open(working / "submission.csv", newline="") as f:
+        submitted = [(r["image_id"], r["label"]) for r in csv.DictReader(f)]
+    assert submitted == list(zip(result["ids"], result["predictions"][ROWS[-1]]))  # the notebook's, in the sample's order
+    models = root / "run0" / "input" / "kagglekit-slides-models"
+    assert sorted(p.name for p in models.glob("heads_fold*.safetensors")) == ["heads_fold0.safetensors", "heads_fold1.safetensors"]
+    assert (models / "decision.json").is_file() and (models / "classify.toml").read_text().count("[[models]]") == 2
+    assert (working / "slides.png").is_file() and (working / "inference.executed.ipynb").is_file()
+
+
+@pytest.mark.slow
+def test_two_small_slides_demos_give_the_same_figures(small_runs):
+    _, (first, second) = small_runs
+    assert second["rows"] == first["rows"] and second["oof"] == first["oof"]  # fixed epochs, fixed seeds
+
+
+def test_the_slides_demo_names_a_size_it_cannot_run(tmp_path):
+    from kagglekit.errors import InvalidArgumentError
+
+    with pytest.raises(InvalidArgumentError, match=r"n_train >= 4 x folds .*got n_train=6, n_test=12, folds=2"):
+        run(tmp_path, n_train=6, n_test=12, folds=2)
+    assert not (tmp_path / "input").exists()
+
+
+@pytest.mark.demo
+def test_the_full_slides_demo_orders_its_table_recovers_other_and_repeats(tmp_path):
+    runs = [run(tmp_path / f"run{k}") for k in range(2)]
     rows = runs[0]["rows"]
     names = list(rows)
     accuracy = [rows[n][0] for n in names]
