@@ -39,12 +39,15 @@ def test_a_slides_label_lives_in_two_or_three_of_its_tiles():
     tissues = _tissues()
     marker = tissues["HGSC"]
     n = CELL
+    rgb = marker.astype(np.uint32) @ np.array([1 << 16, 1 << 8, 1], np.uint32)  # one number per pixel
+    first, last = rgb[: 1 - n, : 1 - n], rgb[n - 1 :, n - 1 :]  # a window's first and last pixel, by its origin
 
     def a_crop_of_the_marker(view) -> bool:
         """Some n x n window of the marker equals ``view``, pixel for pixel (brute force over the windows
         whose first and last pixels match)."""
-        candidates = (marker[: 1 - n, : 1 - n] == view[0, 0]).all(axis=2) & (marker[n - 1 :, n - 1 :] == view[-1, -1]).all(axis=2)
-        return any(np.array_equal(marker[y : y + n, x : x + n], view) for y, x in np.argwhere(candidates))
+        code = view[[0, -1], [0, -1]].astype(np.uint32) @ np.array([1 << 16, 1 << 8, 1], np.uint32)
+        candidates = np.argwhere((first == code[0]) & (last == code[1]))
+        return any(np.array_equal(marker[y : y + n, x : x + n], view) for y, x in candidates)
 
     for seed in range(2):
         slide = make_slide(np.random.default_rng(seed), tissues, "HGSC", tma=False)
