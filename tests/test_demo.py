@@ -138,3 +138,13 @@ def test_training_is_a_fixed_number_of_steps_and_repeats_exactly():
 
     (a, log_a), (b, log_b) = once(), once()
     assert all(torch.equal(x, y) for x, y in zip(a, b)) and log_a == log_b and log_a[-1].startswith("  step 7/7")
+
+
+@pytest.mark.demo
+def test_the_full_segmentation_demo_beats_the_all_positive_baseline(tmp_path):
+    from kagglekit.demo.run import run_demo
+
+    result = run_demo(tmp_path, log=lambda *_: None)
+    assert result["steps"] == 250 and result["held_out_fbeta"] > 0.8
+    assert result["fbeta"] > 0.7 and result["fbeta"] > result["baseline"] + 0.5
+    assert (tmp_path / "working" / "overlay.png").is_file()
