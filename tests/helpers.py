@@ -110,3 +110,14 @@ def tissue_slide(h=700, w=900, background=255, seed=0):
     return image
 
 
+
+
+def same_safetensors(a, b) -> bool:
+    """Two safetensors files hold the same metadata and the same tensors, bit for bit (safetensors writes
+    the metadata keys in no fixed order, so equal files need not be equal bytes)."""
+    import torch
+    from safetensors import safe_open
+
+    with safe_open(str(a), "pt") as fa, safe_open(str(b), "pt") as fb:
+        return (fa.metadata() == fb.metadata() and sorted(fa.keys()) == sorted(fb.keys())
+                and all(torch.equal(fa.get_tensor(k), fb.get_tensor(k)) for k in fa.keys()))

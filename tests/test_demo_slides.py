@@ -12,6 +12,8 @@ import pytest
 from kagglekit.demo.slides_data import CELL, OTHER, SUBTYPES, build_slide_competition, read_labels
 from kagglekit.mil import slide_kind
 
+from helpers import same_safetensors
+
 
 def test_the_competition_has_the_shifts_of_ubc_ocean(tmp_path):
     comp = build_slide_competition(tmp_path, n_train=40, n_test=24, seed=3)
@@ -101,16 +103,6 @@ def test_a_small_slides_demo_runs_every_stage_and_scores_as_scikit_learn(small_r
     assert sorted(p.name for p in models.glob("heads_fold*.safetensors")) == ["heads_fold0.safetensors", "heads_fold1.safetensors"]
     assert (models / "decision.json").is_file() and (models / "classify.toml").read_text().count("[[models]]") == 2
     assert (working / "slides.png").is_file() and (working / "inference.executed.ipynb").is_file()
-
-
-def same_safetensors(a, b) -> bool:
-    """The same metadata and the same tensors, bit for bit (safetensors writes the metadata keys in no fixed order)."""
-    import torch
-    from safetensors import safe_open
-
-    with safe_open(str(a), "pt") as fa, safe_open(str(b), "pt") as fb:
-        return (fa.metadata() == fb.metadata() and sorted(fa.keys()) == sorted(fb.keys())
-                and all(torch.equal(fa.get_tensor(k), fb.get_tensor(k)) for k in fa.keys()))
 
 
 @pytest.mark.slow
