@@ -122,3 +122,22 @@ def bundle_project(tmp_path) -> Path:
     from builders import bundle_folder
 
     return bundle_folder(tmp_path / "project")
+
+
+@pytest.fixture(scope="session")
+def kagglekit_wheel(tmp_path_factory) -> Path:
+    """kagglekit's wheel, built once for the session from a clean copy of this source tree (no build/ or
+    egg-info) with ``build_wheels(requirements=[])``; test_wheels.py checks it, test_offline.py installs it."""
+    import shutil
+
+    from kagglekit.kaggle.wheels import build_wheels
+
+    repo = Path(__file__).resolve().parents[1]
+    project = tmp_path_factory.mktemp("kagglekit-src")
+    shutil.copytree(repo / "kagglekit", project / "kagglekit", ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("setup.cfg", "pyproject.toml", "README.md"):
+        if (repo / name).exists():
+            shutil.copy(repo / name, project / name)
+    wheels = build_wheels(tmp_path_factory.mktemp("kagglekit-wheel"), project=project, requirements=[], isolated=True)
+    assert len(wheels) == 1, wheels  # requirements=[]: the project's own wheel alone
+    return wheels[0]
