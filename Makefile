@@ -6,7 +6,7 @@ PY     := $(VENV)/bin/python
 # so that the resolver never reaches for a multi-gigabyte download.
 TORCH  ?= torch>=2.1,<=2.14.1 torchvision>=0.16,<=0.29.1
 
-.PHONY: test test-fast bench demo clean
+.PHONY: test test-fast bench demo demo-check clean
 
 $(VENV)/.dev-installed: setup.cfg pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -27,6 +27,11 @@ test-fast: $(VENV)/.dev-installed
 
 demo: $(VENV)/.dev-installed
 	$(PY) -m kagglekit.cli demo
+
+# Every demo at full size, asserting the claims the README makes of its table (tests marked `demo`,
+# which `make test` deselects). Run it whenever kagglekit/demo/ or notebooks/ change.
+demo-check: $(VENV)/.dev-installed
+	$(PY) -m pytest --demo-check
 
 bench: $(VENV)/.bench-installed
 	for b in bench/bench_*.py; do $(PY) $$b || exit 1; done

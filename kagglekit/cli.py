@@ -174,7 +174,8 @@ def _add_push(sub) -> None:
 def _demo(args) -> int:
     from kagglekit.demo.suite import run_demos
 
-    run_demos(args.names, args.out, steps=args.steps, seed=args.seed, notebook=args.notebook)
+    run_demos(args.names, args.out, steps=args.steps, seed=args.seed, notebook=args.notebook, train=args.train,
+              test=args.test, folds=args.folds, seeds=args.seeds, epochs=args.epochs)
     return 0
 
 
@@ -189,6 +190,11 @@ def _add_demo(sub) -> None:
     parser.add_argument("names", nargs="*", metavar="name", help=f"demos to run: {', '.join(DEMOS)} (default: all)")
     parser.add_argument("--out", default="build/demo", help="folder for the data, models and outputs (default: build/demo)")
     parser.add_argument("--steps", type=int, help="training steps (default: each demo's own)")
+    parser.add_argument("--train", type=int, metavar="N", help="train images, slides or fragments (default: each demo's own)")
+    parser.add_argument("--test", type=int, metavar="N", help="test images, slides or fragments (default: each demo's own)")
+    parser.add_argument("--folds", type=int, help="folds (multilabel, slides)")
+    parser.add_argument("--seeds", type=int, help="heads per fold in the seed ensemble (slides)")
+    parser.add_argument("--epochs", type=int, help="epochs of the MIL heads (slides)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--notebook", help="inference notebook (default: notebooks/inference.ipynb of the source tree)")
     parser.set_defaults(handler=_demo)

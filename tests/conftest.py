@@ -20,6 +20,11 @@ import pytest
 # Tests import albumentations themselves (as an oracle), not only through kagglekit.augment, which
 # sets this too: without it albumentations asks PyPI for a newer version at import time.
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+# OpenMP threads (torch's, OpenCV's) that wait for work sleep instead of spinning. The suite runs notebook
+# kernels, spawned workers and a Ray cluster beside this process on a 2-core machine, where spinning
+# threads starve the others (test_predict.py: 77 s spinning, 12 s passive on a busy 2-core CI machine).
+# Set here, before any test module imports torch; subprocesses inherit it. Results do not change.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 _LOOPBACK = ("127.", "::1", "localhost", "0.0.0.0")
 _ATTEMPTS: list = []
@@ -54,6 +59,22 @@ def _guarded_getaddrinfo(host, *args, **kwargs):
     if not _is_local(host):
         _refuse("look up the host", host)
     return _ORIGINALS["getaddrinfo"](host, *args, **kwargs)
+
+
+def pytest_addoption(parser):
+    parser.addoption("--demo-check", action="store_true",
+                     help="run only the full-size demo claims (tests marked demo; `make demo-check`); "
+                          "without it they are deselected")
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked ``demo`` run the demos at full size and assert their claims: ``make demo-check``
+    (``pytest --demo-check``) runs them alone; every other run deselects them (listed as deselected)."""
+    check = config.getoption("--demo-check")
+    keep = [item for item in items if (item.get_closest_marker("demo") is not None) == check]
+    if len(keep) < len(items):
+        config.hook.pytest_deselected(items=[item for item in items if item not in keep])
+        items[:] = keep
 
 
 def pytest_configure(config):
@@ -101,3 +122,22 @@ def bundle_project(tmp_path) -> Path:
     from builders import bundle_folder
 
     return bundle_folder(tmp_path / "project")
+
+
+@pytest.fixture(scope="session")
+def kagglekit_wheel(tmp_path_factory) -> Path:
+    """kagglekit's wheel, built once for the session from a clean copy of this source tree (no build/ or
+    egg-info) with ``build_wheels(requirements=[])``; test_wheels.py checks it, test_offline.py installs it."""
+    import shutil
+
+    from kagglekit.delivery.wheels import build_wheels
+
+    repo = Path(__file__).resolve().parents[1]
+    project = tmp_path_factory.mktemp("kagglekit-src")
+    shutil.copytree(repo / "kagglekit", project / "kagglekit", ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("setup.cfg", "pyproject.toml", "README.md"):
+        if (repo / name).exists():
+            shutil.copy(repo / name, project / name)
+    wheels = build_wheels(tmp_path_factory.mktemp("kagglekit-wheel"), project=project, requirements=[], isolated=True)
+    assert len(wheels) == 1, wheels  # requirements=[]: the project's own wheel alone
+    return wheels[0]

@@ -122,3 +122,14 @@ def assert_same_report(one, two) -> None:
     assert set(getattr(two, "peak_memory", {})) == set(getattr(one, "peak_memory", {}))
     assert {e.split(": ", 1)[1] for e in two.events if e.startswith("worker ")} == set(one.events)
     assert any("split over 2 workers" in e for e in two.events)
+
+
+def same_safetensors(a, b) -> bool:
+    """Two safetensors files hold the same metadata and the same tensors, bit for bit (safetensors writes
+    the metadata keys in no fixed order, so equal files need not be equal bytes)."""
+    import torch
+    from safetensors import safe_open
+
+    with safe_open(str(a), "pt") as fa, safe_open(str(b), "pt") as fb:
+        return (fa.metadata() == fb.metadata() and sorted(fa.keys()) == sorted(fb.keys())
+                and all(torch.equal(fa.get_tensor(k), fb.get_tensor(k)) for k in fa.keys()))

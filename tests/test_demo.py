@@ -85,6 +85,39 @@ def test_the_demo_command_is_registered():
     args = build_parser().parse_args(["demo", "multilabel", "--out", "x", "--steps", "5"])
     assert args.handler.__name__ == "_demo" and (args.names, args.out, args.steps) == (["multilabel"], "x", 5)
     assert build_parser().parse_args(["demo"]).names == []  # every demo
+    args = build_parser().parse_args(["demo", "slides", "--train", "16", "--test", "12", "--folds", "2", "--seeds", "3",
+                                      "--epochs", "4"])
+    assert (args.train, args.test, args.folds, args.seeds, args.epochs, args.steps) == (16, 12, 2, 3, 4, None)
+
+
+def test_the_size_knobs_reach_each_demo_that_has_them(monkeypatch, tmp_path):
+    """``kagglekit demo`` hands each knob to the demos that take it (under their own argument names), says
+    which demos lack it, and refuses a knob that none of the named demos has."""
+    from kagglekit.demo import suite
+    from kagglekit.errors import InvalidArgumentError
+
+    calls = {}
+
+    def fake(name):
+        def run(out, **kwargs):
+            calls[name] = {k: v for k, v in kwargs.items() if k not in ("log", "notebook")}
+            return {"seconds": 0.0, "summary": [("x", 0.5)]}
+        return run
+
+    monkeypatch.setattr(suite, "DEMOS", {name: (fake(name), what) for name, (_, what) in suite.DEMOS.items()})
+    lines = []
+    args = build_parser().parse_args(["demo", "--out", str(tmp_path), "--steps", "7", "--train", "20", "--folds", "3",
+                                      "--seeds", "2"])
+    suite.run_demos(args.names, args.out, steps=args.steps, seed=1, log=lines.append, train=args.train, test=args.test,
+                    folds=args.folds, seeds=args.seeds, epochs=args.epochs)
+    assert calls == {"segmentation": {"seed": 1, "steps": 7, "n_train": 20},
+                     "multilabel": {"seed": 1, "steps": 7, "n_train": 20, "folds": 3},
+                     "slides": {"seed": 1, "n_train": 20, "folds": 3, "n_seeds": 2},
+                     "volume": {"seed": 1, "steps": 7, "n_train": 20}}
+    assert "(steps = 7 applies to segmentation, multilabel, volume only)" in lines
+    assert "(seeds = 2 applies to slides only)" in lines
+    with pytest.raises(InvalidArgumentError, match="no demo among \\['volume'\\] has the knob 'seeds'; slides do"):
+        suite.run_demos(["volume"], tmp_path, seeds=2, log=lines.append)
 
 
 def test_training_is_a_fixed_number_of_steps_and_repeats_exactly():
@@ -105,3 +138,13 @@ def test_training_is_a_fixed_number_of_steps_and_repeats_exactly():
 
     (a, log_a), (b, log_b) = once(), once()
     assert all(torch.equal(x, y) for x, y in zip(a, b)) and log_a == log_b and log_a[-1].startswith("  step 7/7")
+
+
+@pytest.mark.demo
+def test_the_full_segmentation_demo_beats_the_all_positive_baseline(tmp_path):
+    from kagglekit.demo.run import run_demo
+
+    result = run_demo(tmp_path, log=lambda *_: None)
+    assert result["steps"] == 250 and result["held_out_fbeta"] > 0.8
+    assert result["fbeta"] > 0.7 and result["fbeta"] > result["baseline"] + 0.5
+    assert (tmp_path / "working" / "overlay.png").is_file()

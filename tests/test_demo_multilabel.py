@@ -54,12 +54,57 @@ def test_score_is_the_mean_of_per_chip_f2_as_scikit_learn_computes_it(tmp_path):
     assert score(tmp_path / "sub.csv", comp.solution) == pytest.approx(expected)
 
 
+SMALL = {"steps": 2, "n_train": 48, "n_test": 8}
+ROWS = ["all labels (baseline)", "threshold 0.5", "per-class thresholds", "expected-F2 decision"]
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    """One run of the demo at a tiny size: (its folder, its result)."""
+    root = tmp_path_factory.mktemp("multilabel-demo")
+    return root, run_multilabel(root, log=lambda *_: None, **SMALL)
+
+
 @pytest.mark.slow
-def test_a_tiny_multilabel_demo_runs_end_to_end_and_repeats(tmp_path):
-    runs = [run_multilabel(tmp_path / f"run{k}", steps=2, n_train=48, n_test=8, log=lambda *_: None) for k in range(2)]
-    rows = runs[0]["rows"]
-    assert list(rows) == ["all labels (baseline)", "threshold 0.5", "per-class thresholds", "expected-F2 decision"]
-    assert rows == runs[1]["rows"]  # the same figures: fixed steps, fixed seed
-    submission = tmp_path / "run0" / "working" / "multilabel" / "submission.csv"
-    assert [r["image_name"] for r in csv.DictReader(open(submission))] == [f"test_{k}" for k in range(8)]
-    assert (tmp_path / "run0" / "working" / "multilabel" / "predictions.png").is_file()
+def test_a_tiny_multilabel_demo_runs_end_to_end(tiny_run):
+    root, result = tiny_run
+    rows = result["rows"]
+    assert list(rows) == ROWS and rows[ROWS[0]][0] is None
+    ids, truth = read_tags(root / "multilabel_solution.csv")
+    assert rows[ROWS[0]][1] == pytest.approx(sk_fbeta(truth, np.ones_like(truth), beta=2, average="samples", zero_division=0))
+    submission = root / "working" / "multilabel" / "submission.csv"
+    assert [r["image_name"] for r in csv.DictReader(open(submission))] == [f"test_{k}" for k in range(8)] == ids
+    assert rows["per-class thresholds"][1] == pytest.approx(sk_fbeta(truth, read_tags(submission)[1], beta=2, average="samples",
+                                                                     zero_division=0))  # the notebook's submission
+    assert (root / "working" / "multilabel" / "predictions.png").is_file()
+
+
+@pytest.mark.slow
+def test_the_tiny_demo_retrained_from_its_seed_gives_the_same_models_and_classify_the_notebooks_submission(tiny_run, tmp_path):
+    """Two runs give the same figures: the folds trained again from the seed are the same models with the same
+    out-of-fold figures and decision files, and ``classify`` run here writes the submission the notebook wrote."""
+    from kagglekit.demo.multilabel import FOLDS, MODELS, train_folds
+    from kagglekit.pipeline import classify
+
+    from helpers import same_safetensors
+
+    root, result = tiny_run
+    folder, models = root / "input" / "kagglekit-multilabel", root / "input" / MODELS
+    again = train_folds(folder, tmp_path / "models", steps=SMALL["steps"], seed=0, log=lambda *_: None)
+    assert again.oof_fbeta == {name: result["rows"][name][0] for name in ROWS[1:]}
+    for fold in range(FOLDS):
+        assert same_safetensors(tmp_path / "models" / f"fold{fold}.safetensors", models / f"fold{fold}.safetensors"), fold
+    for name in ("per_class.json", "expected_f2.json", "classify.toml"):
+        assert (tmp_path / "models" / name).read_bytes() == (models / name).read_bytes(), name
+    classify(models / "classify.toml", folder, tmp_path / "working")
+    assert (tmp_path / "working" / "submission.csv").read_bytes() == (root / "working" / "multilabel" / "submission.csv").read_bytes()
+
+
+@pytest.mark.demo
+def test_the_full_multilabel_demo_puts_fitted_decisions_above_threshold_half_and_the_baseline(tmp_path):
+    rows = run_multilabel(tmp_path, log=lambda *_: None)["rows"]
+    baseline, half = rows["all labels (baseline)"][1], rows["threshold 0.5"]
+    assert half[1] > baseline + 0.2  # the trained folds, even at 0.5, far above tagging everything
+    for name in ("per-class thresholds", "expected-F2 decision"):  # decisions fitted out of fold beat 0.5, out of fold and on test
+        assert rows[name][0] > half[0] + 0.02 and rows[name][1] > half[1] + 0.02, name
+    assert (tmp_path / "working" / "multilabel" / "predictions.png").is_file()

@@ -1,4 +1,5 @@
-"""The whole-slide demo: its competition's files and shifts, and the full run, twice, with the table's order."""
+"""The whole-slide demo: its competition's files and shifts; a small run of every stage scored as scikit-learn scores
+it, its seeded stages rerun to the same bytes; the full run's table order and repeat (`make demo-check`)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ import pytest
 
 from kagglekit.demo.slides_data import CELL, OTHER, SUBTYPES, build_slide_competition, read_labels
 from kagglekit.tiling import slide_kind
+
+from helpers import same_safetensors
 
 
 def test_the_competition_has_the_shifts_of_ubc_ocean(tmp_path):
@@ -36,23 +39,116 @@ def test_a_slides_label_lives_in_two_or_three_of_its_tiles():
     from kagglekit.demo.slides_data import _tissues, make_slide
 
     tissues = _tissues()
-    marker = tissues["HGSC"].astype(np.float32)
+    marker = tissues["HGSC"]
+    n = CELL
+    rgb = marker.astype(np.uint32) @ np.array([1 << 16, 1 << 8, 1], np.uint32)  # one number per pixel
+    first, last = rgb[: 1 - n, : 1 - n], rgb[n - 1 :, n - 1 :]  # a window's first and last pixel, by its origin
+
+    def a_crop_of_the_marker(view) -> bool:
+        """Some n x n window of the marker equals ``view``, pixel for pixel (brute force over the windows
+        whose first and last pixels match)."""
+        code = view[[0, -1], [0, -1]].astype(np.uint32) @ np.array([1 << 16, 1 << 8, 1], np.uint32)
+        candidates = np.argwhere((first == code[0]) & (last == code[1]))
+        return any(np.array_equal(marker[y : y + n, x : x + n], view) for y, x in candidates)
+
     for seed in range(2):
         slide = make_slide(np.random.default_rng(seed), tissues, "HGSC", tma=False)
         cells = slide.reshape(9, CELL, 11, CELL, 3).swapaxes(1, 2).reshape(-1, CELL, CELL, 3)
         tissue = cells[cells.any(axis=(1, 2, 3))]
         exact_crops = 0  # cells that are, under some element of D4, exactly a crop of the marker tissue
         for cell in tissue:
-            views = [np.rot90(c, k) for c in (cell, cell[:, ::-1]) for k in range(4)]
-            best = min(cv2.matchTemplate(marker, np.ascontiguousarray(v).astype(np.float32), cv2.TM_SQDIFF).min() for v in views)
-            exact_crops += best < 1e-3 * CELL * CELL
+            exact_crops += any(a_crop_of_the_marker(np.rot90(c, k)) for c in (cell, cell[:, ::-1]) for k in range(4))
         assert len(tissue) >= 20 and exact_crops in (2, 3)
 
 
+ROWS = ["majority class", "mean-pooled features + logistic regression", "one Chowder per fold",
+        "{}-seed Chowder ensemble per fold", "ensemble + entropy Other (the notebook's submission)"]
+SMALL = {"n_train": 16, "n_test": 12, "folds": 2, "n_seeds": 2, "epochs": 3}  # every stage, in seconds
+
+
+def run(out, **sizes):
+    from kagglekit.demo.slides import run_slides
+
+    return run_slides(out, log=lambda *_: None, **sizes)
+
+
+@pytest.fixture(scope="module")
+def small_run(tmp_path_factory):
+    """One run of the demo at a small size (two folds of two-seed ensembles, three epochs): (its folder, its result)."""
+    root = tmp_path_factory.mktemp("slides-demo")
+    return root, run(root, **SMALL)
+
+
 @pytest.mark.slow
-def test_the_slides_demo_orders_its_table_recovers_other_and_repeats(tmp_path):
-    runs = [__import__("kagglekit.demo.slides", fromlist=["run_slides"]).run_slides(tmp_path / f"run{k}", log=lambda *_: None)
-            for k in range(2)]
+@pytest.mark.filterwarnings("ignore:y_pred contains classes not in y_true")  # a TMA subset without some subtype
+def test_a_small_slides_demo_runs_every_stage_and_scores_as_scikit_learn(small_run):
+    from sklearn.metrics import balanced_accuracy_score
+
+    root, result = small_run
+    rows, truth, tma = result["rows"], result["truth"], result["is_tma"]
+    assert list(rows) == [name.format(SMALL["n_seeds"]) for name in ROWS]
+    assert len(truth) == SMALL["n_test"] and set(truth) == {*SUBTYPES, OTHER} and tma.sum() == round(0.4 * SMALL["n_test"])
+    for name, (all_, on_tma, other) in rows.items():
+        predicted = result["predictions"][name]
+        assert all_ == pytest.approx(balanced_accuracy_score(truth, predicted))
+        assert on_tma == pytest.approx(balanced_accuracy_score(truth[tma], predicted[tma]))
+        assert other == np.mean(predicted[truth == OTHER] == OTHER)
+    assert rows["majority class"][0] == pytest.approx(1 / 5)  # one class of the five right, the other four wrong
+    assert all(rows[n][2] == 0 for n in list(rows)[:-1])  # only the entropy cut can say Other
+    working = root / "working" / "slides"
+    with open(working / "submission.csv", newline="") as f:
+        submitted = [(r["image_id"], r["label"]) for r in csv.DictReader(f)]
+    assert submitted == list(zip(result["ids"], result["predictions"][ROWS[-1]]))  # the notebook's, in the sample's order
+    models = root / "input" / "kagglekit-slides-models"
+    assert sorted(p.name for p in models.glob("heads_fold*.safetensors")) == ["heads_fold0.safetensors", "heads_fold1.safetensors"]
+    assert (models / "decision.json").is_file() and (models / "classify.toml").read_text().count("[[models]]") == 2
+    assert (working / "slides.png").is_file() and (working / "inference.executed.ipynb").is_file()
+
+
+@pytest.mark.slow
+def test_the_slides_stages_rerun_from_their_seeds_give_the_same_files_and_figures(small_run, tmp_path):
+    """Two runs give the same figures: each seeded stage run again (backbone, bags, heads) writes the same
+    tensors and metadata and the same out-of-fold score, the heads predict the same test labels, and ``classify`` run here on the
+    model folder writes the submission the notebook wrote."""
+    from kagglekit.demo import slides
+    from kagglekit.jobs import extract_bags
+    from kagglekit.mil import load_bag, predict_bags, train_heads
+    from kagglekit.pipeline import classify
+
+    root, result = small_run
+    comp, models, bags = root / "input" / "kagglekit-slides", root / "input" / slides.MODELS, root / "working" / "slides" / "bags"
+    backbone = slides.make_backbone(tmp_path / "backbone.safetensors", seed=0)
+    assert same_safetensors(tmp_path / "backbone.safetensors", models / "backbone.safetensors")
+    extract_bags(comp / "train_images", tmp_path / "bags", backbone, progress=False, **slides.BAG_OPTIONS)
+    train_ids, train_labels, _ = read_labels(comp / "train.csv")
+    for i in train_ids:
+        assert same_safetensors(tmp_path / "bags" / f"{i}.safetensors", bags / "train" / f"{i}.safetensors"), i
+    ensemble = train_heads([load_bag(tmp_path / "bags" / f"{i}.safetensors") for i in train_ids],
+                           np.array([SUBTYPES.index(label) for label in train_labels]), folds=SMALL["folds"],
+                           n_seeds=SMALL["n_seeds"], seed=0, classes=SUBTYPES, out_dir=tmp_path / "heads", progress=False,
+                           **{**slides.TRAINING, "epochs": SMALL["epochs"]})
+    assert ensemble.score == result["oof"]["ensemble"]
+    for fold in range(SMALL["folds"]):
+        name = f"heads_fold{fold}.safetensors"
+        assert same_safetensors(tmp_path / "heads" / name, models / name), name
+    test_bags = [load_bag(bags / "test" / f"{i}.safetensors") for i in result["ids"]]
+    names = np.array([*SUBTYPES, OTHER], dtype=object)
+    assert list(names[predict_bags(ensemble, test_bags).argmax(axis=1)]) == list(result["predictions"][ROWS[3].format(SMALL["n_seeds"])])
+    classify(models / "classify.toml", comp, tmp_path / "working")
+    assert (tmp_path / "working" / "submission.csv").read_bytes() == (root / "working" / "slides" / "submission.csv").read_bytes()
+
+
+def test_the_slides_demo_names_a_size_it_cannot_run(tmp_path):
+    from kagglekit.errors import InvalidArgumentError
+
+    with pytest.raises(InvalidArgumentError, match=r"n_train >= 4 x folds .*got n_train=6, n_test=12, folds=2"):
+        run(tmp_path, n_train=6, n_test=12, folds=2)
+    assert not (tmp_path / "input").exists()
+
+
+@pytest.mark.demo
+def test_the_full_slides_demo_orders_its_table_recovers_other_and_repeats(tmp_path):
+    runs = [run(tmp_path / f"run{k}") for k in range(2)]
     rows = runs[0]["rows"]
     names = list(rows)
     accuracy = [rows[n][0] for n in names]

@@ -1,7 +1,10 @@
 """The volume demo: its fragments hide the ink from any single slice, its score is scikit-learn's per-image
-F0.5 averaged, and the whole demo runs (slow) with the 2.5D model above the 2D one and the baseline."""
+F0.5 averaged; a small run of every stage scores as scikit-learn does; the full run (`make demo-check`) puts the
+2.5D model above the 2D one and the baseline."""
 
 from __future__ import annotations
+
+import csv
 
 import numpy as np
 import pytest
@@ -52,8 +55,46 @@ def test_the_score_is_the_mean_of_scikit_learns_per_fragment_f05(tmp_path):
     assert all_ink_fbeta(competition) == pytest.approx(expected_baseline)
 
 
+SMALL = {"steps": 3, "n_train": 1, "n_test": 2, "shape": (192, 256)}  # every stage, in seconds
+
+
 @pytest.mark.slow
-def test_the_volume_demo_puts_the_2_5d_model_above_the_2d_model_and_the_baseline(tmp_path):
+def test_a_small_volume_demo_runs_every_stage_and_scores_as_scikit_learn(tmp_path):
+    import cv2
+    from sklearn.metrics import fbeta_score
+
+    from kagglekit.demo.volume import run_volume
+    from kagglekit.io import read_mask
+    from kagglekit.kaggle.rle import rle_decode
+
+    lines = []
+    result = run_volume(tmp_path / "volume", log=lines.append, **SMALL)
+    root, (h, w) = tmp_path / "volume", SMALL["shape"]
+    ids = ["test1", "test2"]
+    truths = {i: read_mask(root / "ink_solution" / f"{i}.png") for i in ids}
+    masks = {i: read_mask(root / "input" / "kagglekit-ink" / "test" / i / "mask.png") for i in ids}
+    for key, submission in (("fbeta_25d", root / "working" / "submission.csv"),  # the notebook's (2.5D)
+                            ("fbeta_2d", root / "working" / "2d" / "submission.csv")):  # segment's (2D)
+        with open(submission, newline="") as f:
+            rows = {r["Id"]: r["Predicted"] for r in csv.DictReader(f)}
+        assert list(rows) == ids
+        predicted = {i: rle_decode(rows[i], (h, w)).astype(bool) for i in ids}
+        assert not any((predicted[i] & ~masks[i]).any() for i in ids)  # ink is only predicted inside the fragment
+        expected = np.mean([fbeta_score(truths[i].ravel(), predicted[i].ravel(), beta=0.5, zero_division=0) for i in ids])
+        assert result[key] == pytest.approx(expected), key
+    assert result["baseline"] == pytest.approx(np.mean([fbeta_score(truths[i].ravel(), masks[i].ravel(), beta=0.5) for i in ids]))
+    train = root / "input" / "kagglekit-ink" / "train" / "frag1"
+    inside, ink = read_mask(train / "mask.png"), read_mask(train / "inklabels.png")
+    assert result["q"] == pytest.approx(1 - (ink & inside).sum() / inside.sum())
+    table = "\n".join(lines)
+    assert "| 2.5D: the 8 middle slices |" in table and "| 2D: slice 9 alone |" in table and "| all ink inside the mask |" in table
+    assert "for 3 steps" in table
+    assert cv2.imread(str(root / "working" / "volume_overlay.png")).shape == (2 * h, 2 * w, 3)  # 2 x 2 panels
+    assert (root / "working" / "inference.executed.ipynb").is_file()
+
+
+@pytest.mark.demo
+def test_the_full_volume_demo_puts_the_2_5d_model_above_the_2d_model_and_the_baseline(tmp_path):
     from kagglekit.demo.volume import run_volume
 
     lines = []

@@ -69,8 +69,10 @@ def kaggle_folders(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("workers", [1, 2])  # 2: the images split over two worker processes (two GPUs in a kernel)
-def test_the_notebook_runs_headless_to_a_valid_submission_and_an_overlay(tmp_path, workers):
+def test_the_notebook_runs_headless_to_a_valid_submission_and_an_overlay(tmp_path):
+    """One kernel for the segment kind, on two workers: the images split over two processes spawned from inside
+    the kernel (two GPUs in a kernel). The notebook on one process runs in test_offline.py and the demos."""
+    workers = 2
     root, comp, models, out = kaggle_folders(tmp_path)
     shapes = {"a": (300, 200), "b": (64, 90), "broken": (50, 50)}
     for name, shape in shapes.items():

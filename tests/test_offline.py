@@ -33,14 +33,15 @@ WHEEL_CACHE = ROOT / "build" / "offline-proof" / "wheels"
 LEFT_OUT = ("kagglekit", "__editable__", "segmentation_models_pytorch")  # not in the Kaggle image
 
 
-def build_wheel_folder() -> Path:
-    """kagglekit's wheel (always rebuilt: it must be the current code) + the cached downloads."""
+def build_wheel_folder(kagglekit_wheel: Path) -> Path:
+    """kagglekit's wheel (the session's build of the current code, conftest.py) + the cached downloads."""
     from kagglekit.delivery.wheels import Target, build_wheels, check_wheels
 
     target = Target.local()
     cached = any(WHEEL_CACHE.glob("segmentation_models_pytorch-*.whl"))
-    build_wheels(WHEEL_CACHE, project=ROOT, target=target,
+    build_wheels(WHEEL_CACHE, project=None, target=target,
                  **({"find_links": [WHEEL_CACHE], "no_index": True} if cached else {}))
+    shutil.copy(kagglekit_wheel, WHEEL_CACHE / kagglekit_wheel.name)
     check_wheels(WHEEL_CACHE, target=target)
     return WHEEL_CACHE
 
@@ -59,11 +60,11 @@ def offline(cmd: list[str], cwd: Path, timeout: int = 900) -> subprocess.Complet
 
 
 @pytest.fixture(scope="module")
-def kaggle_like(tmp_path_factory):
+def kaggle_like(tmp_path_factory, kagglekit_wheel):
     """(python, wheel folder, work folder): a fresh venv with the image's packages, without kagglekit or smp."""
     if shutil.which("unshare") is None or shutil.which("ip") is None:
         pytest.fail("the offline proof needs util-linux `unshare` and iproute2 `ip` (CI has both)")
-    wheels = build_wheel_folder()
+    wheels = build_wheel_folder(kagglekit_wheel)
     work = tmp_path_factory.mktemp("offline")
     venv = work / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)

@@ -29,8 +29,12 @@ def plain_loop(models, images, activation):
     rows = []
     for image in images:
         x = torch.from_numpy(image.astype(np.float32) / 255.0).permute(2, 0, 1)[None]
+        views = d4_by_hand(x)
+        # the views of one shape (H x W, or W x H when turned) as one batch: in eval mode each row is on its own
+        batches = [torch.cat([v for v in views if v.shape == shape]) for shape in {v.shape: None for v in views}]
         with torch.no_grad():
-            outs = [activation(m(v)) for m in models for v in d4_by_hand(x)]
+            outs = [activation(m(b)) for m in models for b in batches]
+        assert sum(len(o) for o in outs) == len(models) * 8
         rows.append(torch.cat(outs).mean(0).numpy())
     return np.stack(rows)
 

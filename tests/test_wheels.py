@@ -36,7 +36,6 @@ from kagglekit.delivery.wheels import (
 
 from builders import make_project, make_wheel
 
-REPO = Path(__file__).resolve().parents[1]
 TARGET = Target("3.12", manylinux_platforms("2.35", "x86_64"))
 
 
@@ -205,13 +204,8 @@ def test_kaggle_image_data_covers_what_kagglekit_and_smp_require():
     assert ray.specifier.contains(importlib.metadata.version("ray")) and _needs("ray") <= covered
 
 
-def test_real_kagglekit_wheel_ships_the_cli_and_the_image_data(tmp_path):
-    project = tmp_path / "src"
-    shutil.copytree(REPO / "kagglekit", project / "kagglekit", ignore=shutil.ignore_patterns("__pycache__"))
-    for name in ("setup.cfg", "pyproject.toml", "README.md"):
-        if (REPO / name).exists():
-            shutil.copy(REPO / name, project / name)
-    wheels = build_wheels(tmp_path / "wheels", project=project, requirements=[], isolated=True)
+def test_real_kagglekit_wheel_ships_the_cli_and_the_image_data(kagglekit_wheel):
+    wheels = [kagglekit_wheel]  # build_wheels(requirements=[]) on a copy of this tree, once a session (conftest.py)
     assert [w.name for w in wheels] == [f"kagglekit-{kagglekit.__version__}-py3-none-any.whl"]
     names = zipfile.ZipFile(wheels[0]).namelist()
     assert "kagglekit/cli.py" in names and "kagglekit/kaggle/wheels.py" in names

@@ -53,7 +53,8 @@ def _batches(images: np.ndarray, labels: np.ndarray, rng: np.random.Generator):
                torch.from_numpy(labels[k].astype(np.float32)))
 
 
-def train_folds(folder: Path, models_dir: Path, *, steps: int = STEPS, seed: int = 0, log=print) -> FoldsResult:
+def train_folds(folder: Path, models_dir: Path, *, steps: int = STEPS, folds: int = FOLDS, seed: int = 0,
+                log=print) -> FoldsResult:
     """Train one model per fold, write the model dataset (checkpoints with their class names, decision
     files fitted on the out-of-fold predictions, classify.toml) and return the out-of-fold F2 of each
     decision. Holds the training chips (64 x 64 x 3 bytes each) and the out-of-fold tables."""
@@ -72,7 +73,7 @@ def train_folds(folder: Path, models_dir: Path, *, steps: int = STEPS, seed: int
     images = np.stack([load_image(folder / "train" / f"{i}.jpg") for i in ids])
     oof_z = np.zeros(labels.shape, np.float64)
     models_dir.mkdir(parents=True, exist_ok=True)
-    splitter = MultilabelStratifiedKFold(n_splits=FOLDS, shuffle=True, random_state=seed)
+    splitter = MultilabelStratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
     for fold, (train_rows, valid_rows) in enumerate(splitter.split(images, labels)):
         log(f"fold {fold}: {len(train_rows)} chips to train on, {len(valid_rows)} held out; {steps} steps")
         torch.manual_seed(seed * 100 + fold)
@@ -88,14 +89,14 @@ def train_folds(folder: Path, models_dir: Path, *, steps: int = STEPS, seed: int
     expected = fit_decision(oof_p, labels, "expected_fbeta", beta=BETA, classes=SOURCES, logits=oof_z)
     write_decision(per_class, models_dir / "per_class.json")
     write_decision(expected, models_dir / "expected_f2.json")
-    (models_dir / "classify.toml").write_text(_toml("per_class.json"))
+    (models_dir / "classify.toml").write_text(_toml("per_class.json", folds))
     oof = {"threshold 0.5": fbeta_score(labels, oof_p >= 0.5, BETA, average="samples"),
            "per-class thresholds": per_class.score, "expected-F2 decision": expected.score}
     return FoldsResult(models_dir, oof)
 
 
-def _toml(decision_file: str) -> str:
-    models = "".join(f'[[models]]\npath = "fold{k}.safetensors"\n' for k in range(FOLDS))
+def _toml(decision_file: str, folds: int = FOLDS) -> str:
+    models = "".join(f'[[models]]\npath = "fold{k}.safetensors"\n' for k in range(folds))
     return (f'kind = "classify"\nbatch_size = 64\nnum_workers = 2\n\n[inputs]\nglob = "test/*.jpg"\n\n'
             f'[preprocess]\nsize = {SIZE}\nnormalize = "scale"\n\n{models}\n[tta]\nviews = "d4"\n\n'
             f'[decision]\nfile = "{decision_file}"\n\n[output]\nlabel_column = "tags"\nformat = "labels"\n\n'
@@ -113,9 +114,13 @@ def score(submission, solution) -> float:
     return fbeta_score(truth, predicted[[order[i] for i in truth_ids]], BETA, average="samples")
 
 
-def run_multilabel(out="build/demo", *, steps: int = STEPS, n_train: int = 1200, n_test: int = 300, seed: int = 0,
-                   notebook=None, log=print) -> dict:
-    """Run every step under ``out``; print and return the table (decision -> out-of-fold F2 or None, test F2)."""
+def run_multilabel(out="build/demo", *, steps: int = STEPS, n_train: int = 1200, n_test: int = 300, folds: int = FOLDS,
+                   seed: int = 0, notebook=None, log=print) -> dict:
+    """Run every step under ``out``; print and return the table (decision -> out-of-fold F2 or None, test F2).
+
+    The size knobs (``kagglekit demo multilabel --steps --train --test --folds``): ``steps`` per fold,
+    ``n_train`` and ``n_test`` chips, ``folds`` folds. The defaults are the full demo, whose figures
+    ``make demo-check`` asserts; the test suite runs a small size."""
     import tomllib
 
     from kagglekit.demo.multilabel_data import build_multilabel_competition
@@ -127,18 +132,18 @@ def run_multilabel(out="build/demo", *, steps: int = STEPS, n_train: int = 1200,
     start = time.monotonic()
     log(f"1/4 building the multi-label competition under {out / 'input'} ({n_train} train, {n_test} test chips)")
     comp = build_multilabel_competition(out, n_train=n_train, n_test=n_test, side=SIZE, seed=seed)
-    log(f"2/4 training {FOLDS} folds of {MODEL} on CPU, {steps} steps each")
-    folds = train_folds(comp.folder, out / "input" / MODELS, steps=steps, seed=seed, log=log)
+    log(f"2/4 training {folds} folds of {MODEL} on CPU, {steps} steps each")
+    trained = train_folds(comp.folder, out / "input" / MODELS, steps=steps, folds=folds, seed=seed, log=log)
     log(f"3/4 running {Path(notebook or default_notebook())} headless on the test chips")
     working = out / "working" / "multilabel"
     run_kernel(Path(notebook) if notebook else default_notebook(), out, comp.folder.name, MODELS, working)
     log("4/4 the other decisions through the same pipeline, and the scores on the hidden tags")
-    config = tomllib.loads((folds.models_dir / "classify.toml").read_text())
+    config = tomllib.loads((trained.models_dir / "classify.toml").read_text())
     test = {"per-class thresholds": score(working / "submission.csv", comp.solution)}
     for name, decision in (("threshold 0.5", {"kind": "threshold", "value": 0.5}),
                            ("expected-F2 decision", {"file": "expected_f2.json"})):
         scratch = working / name.split()[0]
-        classify({**config, "decision": decision}, comp.folder, scratch, base_dir=folds.models_dir)
+        classify({**config, "decision": decision}, comp.folder, scratch, base_dir=trained.models_dir)
         test[name] = score(scratch / "submission.csv", comp.solution)
     everything = working / "all_labels.csv"
     from kagglekit.demo.multilabel_data import SOURCES, read_tags
@@ -146,7 +151,7 @@ def run_multilabel(out="build/demo", *, steps: int = STEPS, n_train: int = 1200,
     ids, _ = read_tags(comp.solution)
     everything.write_text("image_name,tags\n" + "".join(f"{i},{' '.join(SOURCES)}\n" for i in ids))
     rows = {"all labels (baseline)": (None, score(everything, comp.solution))}
-    rows.update({name: (folds.oof_fbeta[name], test[name]) for name in ("threshold 0.5", "per-class thresholds",
+    rows.update({name: (trained.oof_fbeta[name], test[name]) for name in ("threshold 0.5", "per-class thresholds",
                                                                         "expected-F2 decision")})
     log("")
     log("| decision | out-of-fold F2 | test F2 |\n| --- | ---: | ---: |")

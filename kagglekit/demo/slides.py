@@ -29,9 +29,11 @@ __all__ = ["run_slides"]
 
 BACKBONE = "timm/resnet10t"
 TILE = 64
+N_TRAIN, N_TEST = 128, 96  # slides
 FOLDS = 4
 N_SEEDS = 20
-TRAINING = {"epochs": 80, "lr": 5e-3, "weight_decay": 1e-4, "batch_size": 16, "head_kwargs": {"r": 2, "hidden": [32]}}
+EPOCHS = 80
+TRAINING = {"lr": 5e-3, "weight_decay": 1e-4, "batch_size": 16, "head_kwargs": {"r": 2, "hidden": [32]}}
 BAG_OPTIONS = {"tile": TILE, "scale": {"tma": 0.5, "wsi": 1.0}, "threshold": {"tma": 245, "wsi": 25},
                "min_tissue": 0.5, "swap_background": "tma", "tma_max_side": 1000, "batch_size": 64}
 MODELS = "kagglekit-slides-models"
@@ -64,8 +66,8 @@ def make_backbone(path: Path, seed: int = 0):
     return load_checkpoint(path)
 
 
-def _toml() -> str:
-    models = "".join(f'[[models]]\npath = "heads_fold{k}.safetensors"\n' for k in range(FOLDS))
+def _toml(folds: int = FOLDS) -> str:
+    models = "".join(f'[[models]]\npath = "heads_fold{k}.safetensors"\n' for k in range(folds))
     o = BAG_OPTIONS
     return (f'kind = "classify"\nnum_workers = 1\n\n[inputs]\nglob = "test_images/*.png"\n\n{models}\n'
             f'[slides]\nbackbone = "backbone.safetensors"\ntile = {o["tile"]}\nscale = {{ tma = 0.5, wsi = 1.0 }}\n'
@@ -121,18 +123,31 @@ def _picture(path: Path, folder: Path, ids, truth, predicted, n: int = 6) -> Non
     save_png(path, np.concatenate(panels, axis=1))
 
 
-def run_slides(out="build/demo", *, n_train: int = 128, n_test: int = 96, seed: int = 0, notebook=None, log=print,
-               steps=None) -> dict:
-    """Run every step under ``out``; print and return the table of test balanced accuracies. ``steps`` is not
-    used (the heads train for ``TRAINING['epochs']`` epochs)."""
+def run_slides(out="build/demo", *, n_train: int = N_TRAIN, n_test: int = N_TEST, folds: int = FOLDS,
+               n_seeds: int = N_SEEDS, epochs: int = EPOCHS, seed: int = 0, notebook=None, log=print) -> dict:
+    """Run every step under ``out``; print and return the table of test balanced accuracies (``rows``: name ->
+    (all, on TMAs, share of Other recovered)), with the test ``ids``, ``truth``, ``is_tma`` and each row's
+    ``predictions``.
+
+    The size knobs (``kagglekit demo slides --train --test --folds --seeds --epochs``): ``n_train`` and
+    ``n_test`` slides, ``folds`` folds of heads, ``n_seeds`` heads per fold in the ensemble (and per class
+    for the leave-class-out rows), ``epochs`` passes of every head over its fold's bags. The defaults are
+    the full demo, whose figures ``make demo-check`` asserts; the test suite runs a small size."""
     from kagglekit.delivery.notebook import run_kernel
     from kagglekit.demo.run import default_notebook
     from kagglekit.demo.slides_data import OTHER, SUBTYPES, build_slide_competition, read_labels
+    from kagglekit.errors import InvalidArgumentError
+    from kagglekit.jobs import extract_bags
     from kagglekit.kaggle import read_csv_strings
     from kagglekit.metrics import balanced_accuracy
-    from kagglekit.jobs import extract_bags
     from kagglekit.mil import leave_class_out, load_bag, predict_bags, train_heads
     from kagglekit.thresholds import write_decision
+
+    if folds < 2 or n_train < len(SUBTYPES) * folds or n_test < 6 or n_seeds < 1 or epochs < 1:
+        raise InvalidArgumentError(
+            f"the slides demo needs folds >= 2, n_train >= {len(SUBTYPES)} x folds (every subtype in every fold), "
+            f"n_test >= 6 (a sixth of them Other), n_seeds >= 1 and epochs >= 1; got n_train={n_train}, "
+            f"n_test={n_test}, folds={folds}, n_seeds={n_seeds}, epochs={epochs}")
 
     out = Path(out)
     start = time.monotonic()
@@ -148,14 +163,16 @@ def run_slides(out="build/demo", *, n_train: int = 128, n_test: int = 96, seed: 
     log(f"   {manifest['tiles'].sum()} tiles in {len(manifest)} bags; kinds {dict(manifest['kind'].value_counts().iter_rows())}")
     train_bags = [load_bag(working / "bags" / "train" / f"{i}.safetensors") for i in train_ids]
     y = np.array([SUBTYPES.index(label) for label in train_labels])
-    log(f"3/5 heads: {FOLDS} folds x 1 Chowder, {FOLDS} folds x {N_SEEDS} seeds at once, leave-class-out rows")
-    one = train_heads(train_bags, y, folds=FOLDS, n_seeds=1, seed=seed, progress=False, **TRAINING)
-    ensemble = train_heads(train_bags, y, folds=FOLDS, n_seeds=N_SEEDS, seed=seed, classes=SUBTYPES, out_dir=models_dir,
-                           progress=False, **TRAINING)
-    held_out = leave_class_out(train_bags, y, n_seeds=N_SEEDS, seed=seed, progress=False, **TRAINING)
+    log(f"3/5 heads: {folds} folds x 1 Chowder, {folds} folds x {n_seeds} seeds at once, leave-class-out rows; "
+        f"{epochs} epochs")
+    training = {**TRAINING, "epochs": epochs}
+    one = train_heads(train_bags, y, folds=folds, n_seeds=1, seed=seed, progress=False, **training)
+    ensemble = train_heads(train_bags, y, folds=folds, n_seeds=n_seeds, seed=seed, classes=SUBTYPES, out_dir=models_dir,
+                           progress=False, **training)
+    held_out = leave_class_out(train_bags, y, n_seeds=n_seeds, seed=seed, progress=False, **training)
     decision = _fit_decision(ensemble, held_out, y, SUBTYPES)
     write_decision(decision, models_dir / "decision.json")
-    (models_dir / "classify.toml").write_text(_toml())
+    (models_dir / "classify.toml").write_text(_toml(folds))
     log(f"   out-of-fold balanced accuracy: one Chowder {one.score:.3f}, ensemble {ensemble.score:.3f}; "
         f"temperature {decision.temperature:.2f}, Other above entropy {decision.other_cut:.3f}")
     log(f"4/5 running {Path(notebook or default_notebook())} headless on the test slides")
@@ -171,7 +188,7 @@ def run_slides(out="build/demo", *, n_train: int = 128, n_test: int = 96, seed: 
         "majority class": np.full(len(truth), SUBTYPES[int(np.bincount(y).argmax())], dtype=object),
         "mean-pooled features + logistic regression": names[_mean_pooled(train_bags, y, test_bags)],
         "one Chowder per fold": names[predict_bags(one, test_bags).argmax(axis=1)],
-        f"{N_SEEDS}-seed Chowder ensemble per fold": names[predict_bags(ensemble, test_bags).argmax(axis=1)],
+        f"{n_seeds}-seed Chowder ensemble per fold": names[predict_bags(ensemble, test_bags).argmax(axis=1)],
         "ensemble + entropy Other (the notebook's submission)": np.array([submitted[i] for i in test_ids], dtype=object),
     }
     rows = {name: (balanced_accuracy(truth, p), balanced_accuracy(truth[test_tma], p[test_tma]),
@@ -184,5 +201,6 @@ def run_slides(out="build/demo", *, n_train: int = 128, n_test: int = 96, seed: 
         log(f"| {name} | {all_:.4f} | {tma:.4f} | {other:.2f} |")
     seconds = time.monotonic() - start
     log(f"submission: {working / 'submission.csv'}   picture: {working / 'slides.png'}   ({seconds:.0f} s)")
-    return {"rows": rows, "seconds": seconds,
+    return {"rows": rows, "seconds": seconds, "ids": test_ids, "truth": truth, "is_tma": test_tma,
+            "predictions": predictions, "oof": {"one": one.score, "ensemble": ensemble.score},
             "summary": [(f"test balanced accuracy, {name}", value[0]) for name, value in rows.items()]}

@@ -125,10 +125,14 @@ def overlay(competition, fragment: str, predictions: dict[str, Path], path: Path
                                    np.concatenate([p for _, p in panels[2:]], axis=1)], axis=0))
 
 
-def run_volume(out="build/demo/volume", *, steps: int | None = None, shape: tuple[int, int] = (448, 576), seed: int = 0,
-               notebook=None, log=print) -> dict:
+def run_volume(out="build/demo/volume", *, steps: int | None = None, n_train: int = 3, n_test: int = 2,
+               shape: tuple[int, int] = (448, 576), seed: int = 0, notebook=None, log=print) -> dict:
     """Build, train both models, run the notebook on the 2.5D one and ``segment`` on the 2D one, score; print
-    and return the per-fragment F0.5 of each, the all-ink baseline's and the time of each step."""
+    and return the per-fragment F0.5 of each, the all-ink baseline's and the time of each step.
+
+    The size knobs (``kagglekit demo volume --steps --train --test``): ``steps`` per model, ``n_train`` and
+    ``n_test`` fragments of ``shape`` pixels. The defaults are the full demo, whose figures
+    ``make demo-check`` asserts; the test suite runs a small size."""
     from kagglekit.delivery.notebook import run_kernel
     from kagglekit.demo.run import default_notebook
     from kagglekit.demo.volume_data import build_ink_competition
@@ -144,7 +148,7 @@ def run_volume(out="build/demo/volume", *, steps: int | None = None, shape: tupl
     start = time.monotonic()
     log(f"1/5 building the competition under {out / 'input'} (fragments of {SLICES} x {shape[0]} x {shape[1]}, "
         f"ink in slices {INK_SLICES[0]}..{INK_SLICES[1] - 1})")
-    competition = build_ink_competition(out, shape=shape, seed=seed)
+    competition = build_ink_competition(out, n_train=n_train, n_test=n_test, shape=shape, seed=seed)
     q = ink_quantile(competition)
     times["build data"] = time.monotonic() - start
 
