@@ -282,7 +282,7 @@ def _add_pipeline(kind):
 
     def add(sub) -> None:
         purpose, name = kind.help or f"run the {kind.name} pipeline of a TOML config to submission.csv", kind.name
-        parser = _parser(sub, name, purpose, kind.example or f"kagglekit {name} --config {name}.toml --input comp/",
+        parser = _parser(sub, name, purpose, kind.example,
                          description=f"{purpose[0].upper()}{purpose[1:]} (see kagglekit.pipeline.config). The fallback "
                                      "submission is written first, so every run that can read the sample submission "
                                      "leaves a valid file. Exit code 0: something was predicted; 3: every row fell back "

@@ -59,7 +59,7 @@ class MeanReport(RunReport):
 
 
 class Mean(PipelineKind):
-    name, help, example = "mean", "the mean grey level of each image", "kagglekit mean --config mean.toml --input comp/"
+    name, help = "mean", "the mean grey level of each image"
     report_type = MeanReport
     config_type = MeanConfig
 

@@ -161,7 +161,6 @@ class Classify(PipelineKind):
 
     name = "classify"
     help = "run the classification pipeline of a TOML config to submission.csv (labels or probabilities)"
-    example = "kagglekit classify --config models/classify.toml --input /kaggle/input/comp --output /kaggle/working"
     report_type = ClassifyReport
     config_type = classify_config.ClassifyConfig
 

@@ -1,7 +1,7 @@
 """A pipeline kind is one object: a small base with a handful of hooks, and the registry every entry point reads.
 
     class Count(PipelineKind):                     # one number per image, say
-        name, help, example = "count", "...", "kagglekit count --config count.toml"
+        name, help = "count", "one number per image"
         config_type = CountConfig                         # declared (kagglekit.pipeline.schema)
         def plan(self, run, pending, report, state): ...  # Plan(predict, degrader, units, cost) or None
     register(Count())
@@ -58,12 +58,16 @@ class PipelineKind:
 
     name: ClassVar[str]
     help: ClassVar[str] = ""
-    example: ClassVar[str] = ""
     variant_of: ClassVar[str | None] = None
     report_type: ClassVar[type[RunReport]] = RunReport
     config_type: ClassVar[type]
     """The kind's config, a class declared through :mod:`kagglekit.pipeline.schema` (e.g. on
     :class:`~kagglekit.pipeline.sections.PipelineBase`) with an ``output`` section."""
+
+    @property
+    def example(self) -> str:
+        """The command line of ``kagglekit <command> --help``."""
+        return f"kagglekit {self.command} models/{self.command}.toml --input /kaggle/input/comp --output /kaggle/working"
 
     @property
     def command(self) -> str:

@@ -51,7 +51,6 @@ class Segment(PipelineKind):
 
     name = "segment"
     help = "run the segmentation pipeline of a TOML config to submission.csv (RLE masks)"
-    example = "kagglekit segment --config models/segment.toml --input /kaggle/input/comp --output /kaggle/working"
     report_type = SegmentReport
     config_type = segment_config.SegmentConfig
 
