@@ -30,13 +30,19 @@ def decode_image(path, reduce: int = 1) -> np.ndarray:
 
     ``reduce`` (1, 2, 4 or 8): for a JPEG, libjpeg decodes at 1/reduce of the size (ceil(H / reduce) x
     ceil(W / reduce), its DCT scaling: several times faster, and about an area average of the full
-    decode; see bench_classify.py for the difference); other formats are decoded at full size.
+    decode; see bench_classify.py for the difference); other formats are decoded at full size. A PNG
+    above OpenCV's pixel limit (2^30 by default) is decoded by libvips in one pass (kagglekit.io.png).
     """
     import cv2
 
     path = Path(path)
     if not path.is_file():
         raise ImageReadError(f"{path}: no such file")
+    from kagglekit.io.png import StreamedPngSource, opencv_pixel_limit, png_header
+
+    png = png_header(path)
+    if png is not None and png.height * png.width > opencv_pixel_limit():  # beyond OpenCV: one libvips pass
+        return StreamedPngSource(path, png).read(0, 0, png.height, png.width)
     if reduce == 1:
         direct = _read_rgb_png(cv2, path)
         if direct is not None:
