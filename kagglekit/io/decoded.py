@@ -4,10 +4,11 @@ The file is decoded once, on the first read, and the decoded array (uint8 or uin
 kept; RGB(A) order, not OpenCV's BGR(A). What a PNG costs in memory: an 8-bit RGB PNG is decoded straight
 into its array, H x W x 3 bytes and nothing more (1.5 GB for 32768 x 16384); other PNGs and formats peak
 at about 2.3 times their decoded size while decoding (the file's bytes, OpenCV's BGR array, the RGB copy).
-OpenCV was chosen from bench_png.py's table: as fast as libpng/libspng through imagecodecs, with the
-smallest peak; pyvips is faster still but is one more wheel for the offline dataset. No PNG decoder
-reads a reduced resolution faster than the full one (every row must be inflated), so a slide's
-thumbnail is computed from the one decode its tiles are read from.
+OpenCV was chosen from bench_png.py's table for images small enough to decode whole: as fast as
+libpng/libspng through imagecodecs, with the smallest peak. PNGs above ``open_image``'s ``whole_bytes``
+(512 MB decoded) or OpenCV's pixel limit are not decoded here but streamed by libvips (kagglekit.io.png).
+No PNG decoder reads a reduced resolution faster than the full one (every row must be inflated), so a
+small slide's thumbnail is computed from the one decode its tiles are read from.
 """
 
 from __future__ import annotations
