@@ -41,7 +41,10 @@ def whole(path) -> np.ndarray:
 
 
 @pytest.mark.parametrize("shape", [(301, 517, 3), (1031, 257, 3), (97, 2003, 1), (700, 600, 4)])
-def test_streamed_windows_equal_the_whole_decodes_crops_forward_overlapping_and_backward(tmp_path, shape):
+def test_streamed_windows_equal_the_whole_decodes_crops_forward_overlapping_and_backward(tmp_path, shape, monkeypatch):
+    import kagglekit.io.png as png
+
+    monkeypatch.setattr(png, "_CHUNK_BYTES", 5 * shape[1] * shape[2])  # libvips fetches of 5 rows: edges inside windows
     image = slide_like(*shape)
     path = write(tmp_path / "s.png", image)
     src = open_image(path, whole_bytes=0)
@@ -63,10 +66,13 @@ def test_streamed_windows_equal_the_whole_decodes_crops_forward_overlapping_and_
 
 
 @pytest.mark.parametrize("shape,side", [((613, 947, 3), 64), ((1200, 333, 3), 100), ((257, 4099, 3), 90)])
-def test_a_streamed_slides_plan_and_tiles_equal_the_decode_wholes_in_two_passes(tmp_path, shape, side):
+def test_a_streamed_slides_plan_and_tiles_equal_the_decode_wholes_in_two_passes(tmp_path, shape, side, monkeypatch):
     """plan_tiles + tile_reader (the slide path of extract_bag and TileExportJob) on the streamed source:
     the same plan as on OpenCV's decode, each tile the whole decode's crop, and two passes (thumbnail, tiles)."""
+    import kagglekit.io.png as png
     from kagglekit.tiling import plan_tiles, tile_reader
+
+    monkeypatch.setattr(png, "_CHUNK_BYTES", 7 * shape[1] * 3)  # fetches of 7 rows: their edges fall inside tiles
 
     path = write(tmp_path / "s.png", slide_like(*shape, seed=side))
     streamed, decoded = open_image(path, whole_bytes=0), open_image(path)

@@ -52,6 +52,7 @@ __all__ = ["PNG_SIGNATURE", "WHOLE_BYTES", "PngHeader", "StreamedPngSource", "op
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 WHOLE_BYTES = 512 << 20  # a PNG decoded into at most this many bytes (13k x 13k RGB) is decoded whole by OpenCV
+_CHUNK_BYTES = 8 << 20  # rows fetched from libvips at a time
 _INSTALL = "pip install pyvips pyvips-binary cffi (kagglekit's wheel set has them: `kagglekit wheels build`)"
 
 
@@ -192,7 +193,7 @@ class StreamedPngSource(Source):
     def _start_pass(self) -> None:
         pyvips = _pyvips(self.path)
         try:
-            image = pyvips.Image.new_from_file(str(self.path), access="sequential", fail_on="error")
+            image = pyvips.Image.new_from_file(str(self.path), access="sequential", fail_on="error", revalidate=True)
             self._region = pyvips.Region.new(image)
         except pyvips.Error as exc:
             raise self._error(exc) from None
@@ -200,16 +201,22 @@ class StreamedPngSource(Source):
         self.passes += 1
 
     def _fetch(self, y0: int, y1: int) -> np.ndarray:
-        """Rows [y0, y1) from the current pass, full width, as OpenCV's channels (see the module's docstring)."""
+        """Rows [y0, y1) from the current pass, full width, as OpenCV's channels (see the module's docstring).
+
+        Fetched in chunks of about ``_CHUNK_BYTES`` into one array: libvips' region buffer and the bytes it
+        hands over stay the size of a chunk, not of the rows asked for."""
         H, W, C = self.shape
         pyvips = _pyvips(self.path)
+        bands = self._image.bands
+        rows = np.empty((y1 - y0, W, bands), self.dtype)
+        step = max(1, _CHUNK_BYTES // (W * bands * self.dtype.itemsize))
         try:
-            data = self._region.fetch(0, y0, W, y1 - y0)
+            for y in range(y0, y1, step):
+                n = min(step, y1 - y)
+                rows[y - y0 : y - y0 + n] = np.frombuffer(self._region.fetch(0, y, W, n), self.dtype).reshape(n, W, bands)
         except pyvips.Error as exc:
             self._end_pass()
             raise self._error(exc) from None
-        bands = self._image.bands
-        rows = np.frombuffer(data, self.dtype).reshape(y1 - y0, W, bands)
         if self.header.color == 0 and bands > 1:  # gray with tRNS: OpenCV drops the alpha libvips adds
             rows = rows[:, :, :1]
         elif self.header.color == 4:  # gray + alpha: OpenCV returns it as RGBA
