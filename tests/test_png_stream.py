@@ -231,3 +231,14 @@ def test_a_png_above_opencvs_pixel_limit_reads_with_no_environment_variable(tmp_
                                   np.pad(np.full((10, 10), 50), ((10, 0), (10, 0)), constant_values=200))
     np.testing.assert_array_equal(src.read(H - 2, W - 3, 2, 3)[:, :, 0], [[200] * 3, [255] * 3])
     assert time.perf_counter() - start < 60
+
+
+def test_without_pyvips_a_streamed_png_says_what_to_install(tmp_path, monkeypatch):
+    import sys
+
+    path = write(tmp_path / "s.png", slide_like(50, 60))
+    monkeypatch.setitem(sys.modules, "pyvips", None)  # import pyvips raises ImportError
+    src = open_image(path, whole_bytes=0)
+    with pytest.raises(ImageReadError, match="s.png.*pip install pyvips pyvips-binary"):
+        src.read(0, 0, 10, 10)
+    np.testing.assert_array_equal(open_image(path).read(0, 0, 50, 60), whole(path))  # small: OpenCV, no pyvips

@@ -13,7 +13,8 @@ What each call costs on a streamed PNG (H x W x C bytes decoded, ``W x C`` bytes
 - ``read(y, x, h, w)``: the rows ``y .. y+h`` (full width) and the window. Reads that move down the slide
   (row-major tiles, sliding windows, strips) continue the same pass; a read above the rows kept starts a
   new pass from the top (it inflates every row down to ``y + h`` again): random reads on a streamed PNG
-  cost a pass each. ``passes`` counts the passes made.
+  cost a pass each. ``passes`` counts the passes made. For random tiles (training), copy the slide once
+  into a memory-mapped file: ``TileDataset(..., cache_dir=...)`` does it in one pass.
 - ``prefetch(windows)``: reads all of ``windows`` in one forward sweep (in order of their rows) and keeps
   them (at most ``cache_bytes``) until each is read once: how :func:`kagglekit.tiling.tile_reader` reads a
   batch of a tile plan, so that a slide's tiles, planned in row-major order, cost one pass that stops at
@@ -233,6 +234,7 @@ class StreamedPngSource(Source):
             self._start_pass()
         kept_end = self._row0 + (0 if self._rows is None else len(self._rows))
         if self._rows is None or y0 >= kept_end:
+            self._rows = None  # dropped before the next rows are fetched: one strip held, not two
             rows = self._fetch(y0, y1)  # libvips inflates and drops the rows in between
         else:
             rows = self._rows[y0 - self._row0:]
