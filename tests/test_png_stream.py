@@ -242,3 +242,19 @@ def test_without_pyvips_a_streamed_png_says_what_to_install(tmp_path, monkeypatc
     with pytest.raises(ImageReadError, match="s.png.*pip install pyvips pyvips-binary"):
         src.read(0, 0, 10, 10)
     np.testing.assert_array_equal(open_image(path).read(0, 0, 50, 60), whole(path))  # small: OpenCV, no pyvips
+
+
+def test_extract_bag_with_two_reader_threads_streams_in_two_passes(tmp_path):
+    import torch
+
+    from kagglekit.mil import extract_bag
+
+    path = write(tmp_path / "s.png", slide_like(900, 800, seed=3))
+    backbone = torch.nn.Sequential(torch.nn.AdaptiveAvgPool2d(2), torch.nn.Flatten())
+    options = dict(name="pool", tile=48, min_tissue=0.3, batch_size=4, thumbnail_side=256, normalize="scale")
+    streamed = open_image(path, whole_bytes=0)
+    bag = extract_bag(backbone, streamed, num_workers=2, **options)
+    oracle = extract_bag(backbone, path, num_workers=1, **options)
+    assert len(bag.coords) > 20 and streamed.passes == 2
+    np.testing.assert_array_equal(bag.coords, oracle.coords)
+    np.testing.assert_array_equal(bag.features, oracle.features)
