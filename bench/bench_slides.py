@@ -136,9 +136,9 @@ def child(path: str, job: str, mode: str) -> dict:
 
 
 READERS = {  # one full pass over a slide in strips of rows: the streaming candidates, and the decode-whole path
-    "pyvips sequential, Region.fetch of 256-row strips (kagglekit.io.png)": "fetch",
+    "pyvips sequential, Region.fetch of 256-row strips": "fetch",
     "pyvips sequential, crop(strip).numpy() per 256-row strip": "crop",
-    "StreamedPngSource.thumbnail(1024) (fetch + the area average)": "thumbnail",
+    "StreamedPngSource.thumbnail(1024) (Region.fetch of 8 MB chunks + the area average)": "thumbnail",
     "pyvips Image.thumbnail(path, 1024) (libvips' own shrink)": "vips-thumbnail",
     "OpenCV decode whole into an array, then Source.thumbnail(1024)": "opencv-whole",
 }
