@@ -95,6 +95,21 @@ def make_sdist(folder, name, version) -> Path:
     return path
 
 
+def make_buildable_sdist(folder, name, version) -> Path:
+    """Write a source distribution of a pure-Python setuptools project that ``pip wheel`` can build."""
+    files = {"pyproject.toml": '[build-system]\nrequires = ["setuptools>=64"]\nbuild-backend = "setuptools.build_meta"\n',
+             "setup.cfg": f"[metadata]\nname = {name}\nversion = {version}\n\n[options]\npackages = {name}\n",
+             f"{name}/__init__.py": "", "PKG-INFO": f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n"}
+    path = Path(folder) / f"{name}-{version}.tar.gz"
+    with tarfile.open(path, "w:gz") as tf:
+        for file, text in files.items():
+            data = text.encode()
+            info = tarfile.TarInfo(f"{name}-{version}/{file}")
+            info.size = len(data)
+            tf.addfile(info, io.BytesIO(data))
+    return path
+
+
 def make_project(folder, requires=("tinywheel>=1.0",)) -> Path:
     """A tiny setuptools project named kagglekit (so that the builder's own-wheel step has something to build)."""
     folder = Path(folder)

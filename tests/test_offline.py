@@ -30,17 +30,20 @@ pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK = ROOT / "notebooks" / "inference.ipynb"
 WHEEL_CACHE = ROOT / "build" / "offline-proof" / "wheels"
-LEFT_OUT = ("kagglekit", "__editable__", "segmentation_models_pytorch")  # not in the Kaggle image
+LEFT_OUT = ("kagglekit", "__editable__", "segmentation_models_pytorch", "pyvips", "_libvips")  # not in the Kaggle image
 
 
 def build_wheel_folder(kagglekit_wheel: Path) -> Path:
     """kagglekit's wheel (the session's build of the current code, conftest.py) + the cached downloads."""
-    from kagglekit.delivery.wheels import Target, build_wheels, check_wheels
+    from kagglekit.delivery.wheels import Target, build_wheels, check_wheels, kaggle_image
 
     target = Target.local()
-    cached = any(WHEEL_CACHE.glob("segmentation_models_pytorch-*.whl"))
+    image = kaggle_image()
+    cached = all(any(WHEEL_CACHE.glob(f"{name}-*.whl")) for name in ("segmentation_models_pytorch", "pyvips", "pyvips_binary"))
+    # cached: the from-source wheels (pyvips) built last time are taken from the cache like the downloads
     build_wheels(WHEEL_CACHE, project=None, target=target,
-                 **({"find_links": [WHEEL_CACHE], "no_index": True} if cached else {}))
+                 **({"find_links": [WHEEL_CACHE], "no_index": True, "from_source": (),
+                     "requirements": [*image.missing, *image.from_source]} if cached else {}))
     shutil.copy(kagglekit_wheel, WHEEL_CACHE / kagglekit_wheel.name)
     check_wheels(WHEEL_CACHE, target=target)
     return WHEEL_CACHE

@@ -103,6 +103,23 @@ def test_build_refuses_an_sdist_only_requirement_naming_it(tmp_path, links):
     assert not list(tmp_path.glob(".wheels-staging-*"))
 
 
+def test_build_makes_a_pure_wheel_of_a_from_source_requirement_and_check_accepts_it(tmp_path, links):
+    """As pyvips >= 3 (an sdist only): built here into a py3-none-any wheel that installs anywhere."""
+    from builders import make_buildable_sdist
+
+    make_buildable_sdist(links, "tinypure", "0.2")
+    dest = tmp_path / "wheels"
+    wheels = build(dest, links, ["tinywheel", "tinydep"], from_source=["tinypure>=0.1"])
+    assert sorted(w.name for w in wheels) == ["tinydep-0.3-py3-none-any.whl", "tinypure-0.2-py3-none-any.whl",
+                                              "tinywheel-1.0-py3-none-any.whl"]
+    found = check_wheels(dest, requirements=["tinywheel", "tinypure"], image=image(), isolated=True)
+    assert "tinypure==0.2" in found
+    with pytest.raises(WheelError, match="building the wheel of tinysdist failed"):  # not a buildable project
+        build(dest, links, ["tinywheel"], from_source=["tinysdist"])
+    assert sorted(p.name for p in dest.glob("*.whl")) == sorted(w.name for w in wheels)  # previous folder intact
+    assert not list(tmp_path.glob(".wheels-staging-*"))
+
+
 @pytest.mark.parametrize("name, tags", [("toonew", "manylinux_2_39"), ("otherpython", "cp311")])
 def test_build_refuses_wheels_for_another_platform_or_python(tmp_path, links, name, tags):
     # Kaggle's glibc is 2.35, so a manylinux_2_39 wheel cannot load there; a cp311 wheel is for another Python.
@@ -196,7 +213,11 @@ def test_kaggle_image_data_covers_what_kagglekit_and_smp_require():
     assert missing["segmentation-models-pytorch"].specifier.contains(smp_version)
     # smp < 0.5 needs the sdist-only pretrainedmodels / efficientnet-pytorch: the floor must exclude it.
     assert not missing["segmentation-models-pytorch"].specifier.contains("0.4.0")
-    covered = img.preinstalled | set(missing)
+    # pyvips (PNG slides streamed) publishes only an sdist: built into a pure wheel; libvips comes as a wheel
+    from_source = {normalize_name(Requirement(r).name): Requirement(r) for r in img.from_source}
+    assert from_source["pyvips"].specifier.contains(importlib.metadata.version("pyvips"))
+    assert missing["pyvips-binary"].specifier.contains(importlib.metadata.version("pyvips-binary"))
+    covered = img.preinstalled | set(missing) | set(from_source)
     assert _needs("segmentation-models-pytorch") <= covered
     assert _needs("kagglekit") <= covered
     # the ray extra: the version installed here (the one the job tests ran on) is in range; its needs are in the image

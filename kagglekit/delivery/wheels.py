@@ -2,7 +2,10 @@
 
 ``build_wheels`` builds kagglekit's own wheel (``pip wheel --no-deps``) and downloads, binary-only
 and for the target interpreter and platform, the requirements listed as missing from the image in
-``kaggle_image.toml``; it writes ``dataset-metadata.json`` beside them. ``check_wheels`` proves
+``kaggle_image.toml``; requirements published only as a pure-Python source distribution (the image
+file's ``from_source``, e.g. pyvips) are built into ``py3-none-any`` wheels here (``pip wheel --no-deps``,
+with this environment's build tools), and refused if the build is not pure Python (a wheel built for this
+machine need not load on the target); it writes ``dataset-metadata.json`` beside them. ``check_wheels`` proves
 offline that the folder installs for the target: pip resolves every wheel in it with ``--no-index``
 and the target's tags, and every dependency they declare (markers evaluated for the target) is
 either a wheel in the folder, at a version in range, or a distribution the image already has.
@@ -137,6 +140,7 @@ class KaggleImage:
     missing: tuple[str, ...] = ()
     preinstalled: frozenset[str] = field(default_factory=frozenset)  # normalised names
     extras: dict = field(default_factory=dict)  # name -> requirements added on request (e.g. "ray")
+    from_source: tuple[str, ...] = ()  # pure-Python requirements published only as sdists: built into wheels
 
     def with_extras(self, requirements, extras) -> list[str]:
         """``requirements`` plus those of each named extra; an unknown extra is refused, naming the known ones."""
@@ -157,7 +161,7 @@ def kaggle_image(path=IMAGE_FILE) -> KaggleImage:
         target = Target(t["python_version"], manylinux_platforms(t["glibc"], t["arch"]),
                         machine=t["arch"], **{k: t[k] for k in ("implementation", "abi") if k in t})
         return KaggleImage(target, tuple(w["missing"]), frozenset(normalize_name(n) for n in w["preinstalled"]),
-                           {k: tuple(v) for k, v in w.get("extras", {}).items()})
+                           {k: tuple(v) for k, v in w.get("extras", {}).items()}, tuple(w.get("from_source", ())))
     except (OSError, tomllib.TOMLDecodeError, KeyError, TypeError) as exc:
         raise ConfigError(f"cannot read the Kaggle image description {path}: {exc!r}; restore the file") from exc
 
@@ -240,12 +244,14 @@ def _failure(proc: subprocess.CompletedProcess, target: Target, what: str) -> Wh
 def build_wheels(dest="wheels", *, project=".", requirements=None, image: KaggleImage | None = None,
                  target: Target | None = None, find_links=(), index_url: str | None = None,
                  no_index: bool = False, isolated: bool = False, dataset_id: str | None = None,
-                 extras=()) -> list[Path]:
+                 extras=(), from_source=None) -> list[Path]:
     """Fill ``dest`` with kagglekit's wheel and the wheels the Kaggle image lacks; return the wheel paths.
 
     ``project`` is the source folder of the package to build (None skips it); ``requirements``
     defaults to the image's ``missing`` list, to which ``extras`` (names of the image file's
-    ``[wheels.extras]``, e.g. ``("ray",)``) add theirs; ``target`` defaults to the image's. Wheels are staged
+    ``[wheels.extras]``, e.g. ``("ray",)``) add theirs; ``target`` defaults to the image's. ``from_source``
+    (default: the image's when ``requirements`` is None, else none) are requirements published only as pure-Python sdists: each is built here into a
+    ``py3-none-any`` wheel (:class:`WheelError` if the build is not pure Python). Wheels are staged
     in a temporary folder beside ``dest`` and replace the ``*.whl`` of ``dest`` only when every one
     was obtained, so a failed build leaves the previous folder intact. ``dataset-metadata.json``
     keeps the id, title and licence it already had (default id ``your-kaggle-username/kagglekit-wheels``
@@ -254,6 +260,7 @@ def build_wheels(dest="wheels", *, project=".", requirements=None, image: Kaggle
     """
     image = image or kaggle_image()
     target = target or image.target
+    requirements_given = requirements
     requirements = image.with_extras(image.missing if requirements is None else requirements, extras)
     dest = Path(dest)
     dest.mkdir(parents=True, exist_ok=True)
@@ -272,6 +279,10 @@ def build_wheels(dest="wheels", *, project=".", requirements=None, image: Kaggle
                         isolated)
             if proc.returncode:
                 raise _failure(proc, target, "downloading " + ", ".join(requirements))
+        if from_source is None:  # the image's, unless the caller named the requirements
+            from_source = image.from_source if requirements_given is None else ()
+        for requirement in from_source:
+            _build_pure(requirement, staging, find_links, index_url, no_index, isolated)
         built = sorted(staging.glob("*.whl"))
         for old in dest.glob("*.whl"):
             old.unlink()
@@ -280,6 +291,24 @@ def build_wheels(dest="wheels", *, project=".", requirements=None, image: Kaggle
         shutil.rmtree(staging, ignore_errors=True)
     _write_wheels_metadata(dest, wheels, target, dataset_id)
     return wheels
+
+
+def _build_pure(requirement: str, staging: Path, find_links, index_url, no_index, isolated) -> None:
+    """Build the sdist of ``requirement`` into a wheel in ``staging``; refuse it unless it is pure Python."""
+    out = Path(tempfile.mkdtemp(prefix="sdist-", dir=staging))
+    try:
+        proc = _pip(["wheel", "--no-deps", "--no-binary=:all:", "--no-build-isolation", "--wheel-dir", str(out),
+                     *_source_args(find_links, index_url, no_index), requirement], isolated)
+        if proc.returncode:
+            raise _build_failure(proc, requirement)
+        for wheel in out.glob("*.whl"):
+            if not wheel.name.endswith("-none-any.whl"):
+                raise WheelError(f"building {requirement} from its sdist gave {wheel.name}, a wheel for this machine, "
+                                 "not pure Python: it may not load on the target; remove it from `from_source` in "
+                                 "kaggle_image.toml and pin a version that publishes wheels for the target")
+            shutil.move(str(wheel), staging / wheel.name)
+    finally:
+        shutil.rmtree(out, ignore_errors=True)
 
 
 def _write_wheels_metadata(dest: Path, wheels: list[Path], target: Target, dataset_id: str | None) -> None:
@@ -297,7 +326,7 @@ def check_wheels(folder="wheels", *, requirements=None, image: KaggleImage | Non
                  target: Target | None = None, isolated: bool = False, extras=()) -> list[str]:
     """Prove offline that ``folder`` installs for the target; return the resolved ``name==version`` list.
 
-    ``requirements`` (default: ``kagglekit`` and the image's ``missing`` list; ``extras`` add theirs) must resolve from the
+    ``requirements`` (default: ``kagglekit`` and the image's ``missing`` and ``from_source`` lists; ``extras`` add theirs) must resolve from the
     folder; so must every wheel in it. Raises :class:`NoWheelError` when one does not fit the
     target's tags, :class:`WheelError` when a declared dependency is neither in the folder (at a
     version in range) nor preinstalled in the image.
@@ -308,7 +337,8 @@ def check_wheels(folder="wheels", *, requirements=None, image: KaggleImage | Non
     names = sorted({_wheel_name(w.name) for w in folder.glob("*.whl")})
     if not names:
         raise WheelError(f"no wheel in {folder}; run `kagglekit wheels build` first")
-    requirements = image.with_extras(["kagglekit", *image.missing] if requirements is None else requirements, extras)
+    requirements = image.with_extras(["kagglekit", *image.missing, *image.from_source] if requirements is None
+                                     else requirements, extras)
     with tempfile.TemporaryDirectory(prefix="kagglekit-wheels-check-") as tmp:
         report_path = Path(tmp) / "report.json"
         proc = _pip(["install", "--dry-run", "-vv", "--no-deps", "--ignore-installed", "--report",

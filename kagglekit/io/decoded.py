@@ -4,10 +4,11 @@ The file is decoded once, on the first read, and the decoded array (uint8 or uin
 kept; RGB(A) order, not OpenCV's BGR(A). What a PNG costs in memory: an 8-bit RGB PNG is decoded straight
 into its array, H x W x 3 bytes and nothing more (1.5 GB for 32768 x 16384); other PNGs and formats peak
 at about 2.3 times their decoded size while decoding (the file's bytes, OpenCV's BGR array, the RGB copy).
-OpenCV was chosen from bench_png.py's table: as fast as libpng/libspng through imagecodecs, with the
-smallest peak; pyvips is faster still but is one more wheel for the offline dataset. No PNG decoder
-reads a reduced resolution faster than the full one (every row must be inflated), so a slide's
-thumbnail is computed from the one decode its tiles are read from.
+OpenCV was chosen from bench_png.py's table for images small enough to decode whole: as fast as
+libpng/libspng through imagecodecs, with the smallest peak. PNGs above ``open_image``'s ``whole_bytes``
+(512 MB decoded) or OpenCV's pixel limit are not decoded here but streamed by libvips (kagglekit.io.png).
+No PNG decoder reads a reduced resolution faster than the full one (every row must be inflated), so a
+small slide's thumbnail is computed from the one decode its tiles are read from.
 """
 
 from __future__ import annotations
@@ -30,13 +31,19 @@ def decode_image(path, reduce: int = 1) -> np.ndarray:
 
     ``reduce`` (1, 2, 4 or 8): for a JPEG, libjpeg decodes at 1/reduce of the size (ceil(H / reduce) x
     ceil(W / reduce), its DCT scaling: several times faster, and about an area average of the full
-    decode; see bench_classify.py for the difference); other formats are decoded at full size.
+    decode; see bench_classify.py for the difference); other formats are decoded at full size. A PNG
+    above OpenCV's pixel limit (2^30 by default) is decoded by libvips in one pass (kagglekit.io.png).
     """
     import cv2
 
     path = Path(path)
     if not path.is_file():
         raise ImageReadError(f"{path}: no such file")
+    from kagglekit.io.png import StreamedPngSource, opencv_pixel_limit, png_header
+
+    png = png_header(path)
+    if png is not None and png.height * png.width > opencv_pixel_limit():  # beyond OpenCV: one libvips pass
+        return StreamedPngSource(path, png).read(0, 0, png.height, png.width)
     if reduce == 1:
         direct = _read_rgb_png(cv2, path)
         if direct is not None:

@@ -32,7 +32,8 @@ class Source:
         """Return the window of rows ``y:y+h`` and columns ``x:x+w`` as an (h, w, C) array of ``dtype``.
 
         Pixels outside the image are 0. Holds only the window (and, for TIFF, the decoded tiles it
-        touches); the result may be a view of the source's memory (read-only for a decoded file;
+        touches; for a streamed PNG, the rows it spans, full width, and a read above the previous one
+        inflates the file again from its first row: see :mod:`kagglekit.io.png`); the result may be a view of the source's memory (read-only for a decoded file;
         for an :class:`ArraySource`, of the caller's own array): copy it before writing to it.
         """
         try:

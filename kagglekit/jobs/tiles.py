@@ -26,7 +26,9 @@ class TileExportJob(Job):
     level-0 window); :meth:`finish` writes ``tiles.csv`` (slide, file relative to the output folder, y, x,
     side, tile, kind) for every finished slide. ``swap_background`` and ``stain``: as
     :func:`~kagglekit.mil.extract_bag`; the other options: as :func:`~kagglekit.tiling.plan_tiles`.
-    Holds the slide's source and one tile at a time."""
+    Holds the slide's source (a PNG above 512 MB decoded is streamed: the thumbnail's pass, then the rows
+    down to the last selected tile, a strip of the slide's width at a time, never the slide) and one tile
+    at a time."""
 
     name, suffix = "tiles", ""
 

@@ -8,7 +8,9 @@ the same plan and reader as :class:`kagglekit.jobs.TileExportJob`): the thumbnai
 the slide's kind, the tissue mask and the brightness threshold; tiles of ``tile / scale`` level-0 pixels
 that are at least ``min_tissue`` tissue are kept (the ``top_k`` most filled with ``top_k``), in row-major
 order. A reader thread reads them in batches ahead of the model (a TIFF decodes only the
-tiles it touches, all of a batch at once on a thread per core), stain-normalises, swaps the background,
+tiles it touches, all of a batch at once on a thread per core; a PNG above 512 MB decoded, a UBC-OCEAN WSI
+of billions of pixels, is streamed in two passes, the thumbnail's and then the rows down to the last
+selected tile, holding a strip of the slide's width, never the slide), stain-normalises, swaps the background,
 resizes to ``tile``, and the backbone turns each batch into features. Only uint8 tiles of a few batches
 are held besides the source; never a float copy of the slide.
 """
@@ -68,7 +70,8 @@ def extract_bag(backbone, source, *, slide: str | None = None, name: str | None 
     backbone: a torch module or callable taking (B, 3, tile, tile) float and returning (B, D) features,
         e.g. ``create("timm/<name>", num_classes=0, weights=<local file>)`` (``num_classes=0`` makes a
         timm model return its pooled features), or a checkpoint path.
-    source: a path (TIFF read window by window; PNG/JPEG decoded once) or a :class:`~kagglekit.io.Source`.
+    source: a path (TIFF read window by window; a PNG above 512 MB decoded streamed in two passes, a smaller
+        PNG or a JPEG decoded once; see :func:`kagglekit.io.open_image`) or a :class:`~kagglekit.io.Source`.
     slide, name: the bag's slide id (default: the file's stem) and backbone name (see :func:`backbone_name`).
     tile: the side the backbone sees; the level-0 tile is ``tile / scale`` pixels.
     scale: the resize factor, a number or per kind, e.g. ``{"tma": 0.5, "wsi": 1.0}`` (UBC's TMAs are at
@@ -87,8 +90,9 @@ def extract_bag(backbone, source, *, slide: str | None = None, name: str | None 
         The backbone dominates on a CPU: ``amp="auto"`` (bfloat16 where the CPU has it) extracts 1.7x
         faster, features within about 1e-2 of float32's (bench_mil.py (b)).
 
-    Raises :class:`NoTissueError` when no tile qualifies. Holds the source's own memory (a decoded PNG;
-    a TIFF's tile cache), the thumbnail and mask, about three batches of uint8 tiles and the features.
+    Raises :class:`NoTissueError` when no tile qualifies. Holds the source's own memory (a small PNG's
+    decoded array; a streamed PNG's strip of rows, full width, and the batch of windows it read ahead; a
+    TIFF's tile cache), the thumbnail and mask, about three batches of uint8 tiles and the features.
     """
     from pathlib import Path
 
@@ -126,5 +130,5 @@ def extract_bag(backbone, source, *, slide: str | None = None, name: str | None 
         selection = {**plan.selection, "swap_background": swap, "stain": type(stain).__name__ if stain is not None else None}
         return Bag(features, plan.coords, plan.side, plan.scale, name, str(slide), selection)
     finally:
-        if opened is not source and hasattr(opened, "close"):  # a TIFF we opened: its file handle
+        if opened is not source and hasattr(opened, "close"):  # a TIFF's file handle, a streamed PNG's pass
             opened.close()

@@ -44,6 +44,7 @@ as every mask (segment) or the sample's own values, or ``output.fallback`` in th
 | checkpoints together | different input or output channel counts; for segment not one logit map (N, 1, h, w) (a classifier), for classify not (N, C) (a segmentation model) | PipelineConfigError before any image; fallback file (exit 1) |
 | input image | no file for an id (classify: one of its channel files) | fallback row "no input matches" / "channel file missing: <path>" (noted once with a count) |
 | input image | corrupt or truncated | fallback row with the ImageReadError |
+| input image | a PNG above OpenCV's pixel limit (2^30 px, UBC-OCEAN's WSIs) | read: streamed by libvips in row strips, no environment variable needed (`kagglekit.io.png`); without pyvips an ImageReadError saying what to install |
 | input image | gray or RGBA for an RGB model (gray + alpha for a gray one) | adapted (replicated / alpha dropped), noted once per run |
 | input image | any other channel count than the model's | fallback row naming both counts |
 | input image | no tissue (``tissue_only``): no tile is run | predicted empty, noted; "every tissue mask was empty" noted when that holds for all |

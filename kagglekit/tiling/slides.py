@@ -5,13 +5,16 @@ are tissue enough, or the top-K), and the reader that turns a plan's tile into m
     read = tile_reader(source, plan, swap=swaps_background("tma", plan.kind), stain=None, batch_size=16)
     read(0)  # (224, 224, 3) uint8
 
-Per slide: the thumbnail (one pass over the slide; a PNG is decoded once and its tiles come from the same
-decode) gives the background (white: TMA-like glass, black: WSI-like), the slide's kind, the tissue mask
+Per slide: the thumbnail (one pass over the slide; a PNG small enough to decode whole is decoded once and its
+tiles come from the same decode; a larger PNG is streamed: a first pass of row strips for the thumbnail, a
+second that reads only down to the last selected tile's rows, batch by batch, see
+:mod:`kagglekit.io.png`) gives the background (white: TMA-like glass, black: WSI-like), the slide's kind, the tissue mask
 and the brightness threshold between tissue and background. Tiles of ``tile / scale`` level-0 pixels
 whose footprint is at least ``min_tissue`` tissue are kept (the ``top_k`` most filled with ``top_k``),
 in row-major order. Used by :func:`kagglekit.mil.extract_bag` (MIL bags) and
 :class:`kagglekit.jobs.TileExportJob` (tiles as PNGs), so both read the same tiles the same way.
-numpy and OpenCV only; holds the thumbnail and the tissue mask, never a float copy of the slide.
+numpy and OpenCV only; holds the thumbnail and the tissue mask, never a float copy of the slide (and, for a
+streamed PNG, never the slide: a strip of its width and a few batches of tiles).
 """
 
 from __future__ import annotations
@@ -85,7 +88,8 @@ def plan_tiles(source, *, tile: int = 224, scale=1.0, min_tissue: float = 0.25, 
     kind, tma_max_side: ``"auto"`` (:func:`slide_kind`), ``"tma"`` or ``"wsi"``.
     thumbnail_side: the thumbnail's longer side.
 
-    Holds the thumbnail and the mask."""
+    Holds the thumbnail and the mask; ``source.thumbnail`` is one pass over the slide (a streamed PNG: a
+    strip of about 64 MB at a time)."""
     from kagglekit.tiling.grid import TileGrid
     from kagglekit.tiling.masks import background_threshold, tissue_mask
 
@@ -122,18 +126,30 @@ def swaps_background(swap_background, kind: str) -> bool:
 def tile_reader(source, plan: TilePlan, *, swap: bool, stain, batch_size: int):
     """``read(i) -> (tile, tile, C) uint8`` for tile ``i`` of ``plan``: the level-0 window, stain-normalised
     (``stain``: None, a fitted normaliser with ``.transform(uint8 tile)``, or a callable), background set
-    to 0 (``swap``), resized to ``plan.tile``. The first tile of each batch of ``batch_size`` asks the
-    source to decode the whole batch's windows at once (TIFF). Holds one tile at a time."""
+    to 0 (``swap``), resized to ``plan.tile``. The first tile read of each batch of
+    ``batch_size`` asks the source to read that batch's windows, and those of any earlier batch not yet
+    asked for, at once: a TIFF decodes them in parallel; a streamed PNG (:mod:`kagglekit.io.png`) reads
+    them in one forward sweep and keeps them until read, so the plan's row-major tiles cost one pass down
+    the slide whatever order reader threads take within a batch. Holds one tile at a time (and what the
+    source keeps: a streamed PNG's strip of rows and the batch's windows not yet read)."""
+    import threading
+
     import cv2
 
     from kagglekit.tiling.masks import is_foreground, swap_background
 
     side, coords = plan.side, plan.coords
     transform = getattr(stain, "transform", stain)
+    lock, asked = threading.Lock(), [0]  # asked[0]: the first batch whose windows were not yet prefetched
 
     def read(i: int) -> np.ndarray:
-        if i % batch_size == 0:
-            source.prefetch([(int(y), int(x), side, side) for y, x in coords[i : i + batch_size]])
+        batch = i // batch_size
+        if batch >= asked[0]:
+            with lock:
+                if batch >= asked[0]:
+                    source.prefetch([(int(y), int(x), side, side)
+                                     for y, x in coords[asked[0] * batch_size : (batch + 1) * batch_size]])
+                    asked[0] = batch + 1
         y, x = coords[i]
         pixels = source.read(int(y), int(x), side, side)
         if transform is not None:
