@@ -1,6 +1,6 @@
 """A pipeline kind is one object: a small base with a handful of hooks, and the registry every entry point reads.
 
-    class Count(PipelineKind):                     # one number per image, say
+    class Count(PipelineKind):                            # one number per image, say
         name, help = "count", "one number per image"
         config_type = CountConfig                         # declared (kagglekit.pipeline.schema)
         def plan(self, run, pending, report, state): ...  # Plan(predict, degrader, units, cost) or None
@@ -48,8 +48,8 @@ class Plan:
 
 
 class PipelineKind:
-    """The hooks a pipeline kind gives the execute template. Subclass, set the class attributes, implement
-    :meth:`read_config` and :meth:`plan`, and :func:`register` an instance.
+    """The hooks a pipeline kind gives the execute template. Subclass, set the class attributes (``name``,
+    ``help``, the declared ``config_type``), implement :meth:`plan`, and :func:`register` an instance.
 
     The checked config a kind reads must carry ``output`` (an ``OutputBase``: sample_submission,
     submission, ``columns``, ``fill``, ``check_columns``), ``device``, ``workers`` and ``budget``;
