@@ -16,7 +16,7 @@ import pytest
 
 from kagglekit.cli import main
 from kagglekit.models import create, register_model, save_checkpoint
-from kagglekit.pipeline import classify, run
+from kagglekit.pipeline import PipelineConfigError, classify, run
 from kagglekit.thresholds import Decision, write_decision
 
 from competitions import ColourLogits, FakeClock, colour_logits, read_csv, write_png
@@ -280,3 +280,33 @@ def test_a_last_batch_of_only_unreadable_images_costs_only_their_rows(comp):
     report, rows = run_config(comp, {"kind": "argmax"}, batch_size=2)
     assert sorted(report.predicted) == ["a", "b", "c", "d"] and list(report.fallback) == ["e"]
     assert rows["a"]["label"] == "red" and rows["e"]["label"] == "0"
+
+
+@pytest.mark.parametrize("value, k", [("green", 1), (2, 2)])
+def test_one_class_probability_from_a_multi_class_model(comp, value, k):
+    """SIIM-ISIC's route: a softmax over many classes, one column written (oracle: the softmax computed plainly)."""
+    _, rows = run_config(comp, {"kind": "probability"}, {"format": "probability", "value": value})
+    for i, c in COLOURS.items():
+        assert float(rows[i]["label"]) == pytest.approx(softmax(colour_logits(c))[k], abs=1e-6)
+
+
+def test_one_probability_from_many_outputs_without_a_value_stops_before_any_image(comp, capsys):
+    toml = comp / "p.toml"
+    toml.write_text('kind = "classify"\nnum_workers = 0\n[[models]]\npath = "m.safetensors"\n[inputs]\nglob = "test/*.png"\n'
+                    '[preprocess]\nsize = 32\n[decision]\nkind = "probability"\n[output]\nformat = "probability"\n')
+    assert main(["classify", str(toml), "--input", str(comp), "--output", str(comp / "out")]) == 1
+    err = capsys.readouterr().err
+    assert err.count("set output.value = \"<class>\" (one of ['red', 'green', 'blue']) or an index") == 1
+    assert [r["label"] for r in read_csv(comp / "out" / "submission.csv")] == ["0"] * 5  # the sample's rows
+    assert main(["classify", str(toml), "--input", str(comp), "--check"]) == 1
+    assert "problem: output value: output.format = 'probability' writes one probability, but the models have 3" in capsys.readouterr().out
+    toml.write_text(toml.read_text() + 'value = "blue"\n')
+    assert main(["classify", str(toml), "--input", str(comp), "--check"]) == 0
+    assert "output value: the probability of 'blue' (output 2 of 3)" in capsys.readouterr().out
+
+
+def test_a_value_needs_the_probability_format_and_a_known_class(comp):
+    with pytest.raises(PipelineConfigError, match="output.value: picks the class of format = 'probability'"):
+        run_config(comp, {"kind": "argmax"}, {"value": "green"})
+    with pytest.raises(PipelineConfigError, match=r"output.value: 'melanoma' is not a class of the models \(\['red'"):
+        run_config(comp, {"kind": "probability"}, {"format": "probability", "value": "melanoma"})

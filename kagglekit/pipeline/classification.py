@@ -110,6 +110,28 @@ def _classes(cfg: ClassifyConfig, kept, decision, reference, sample: Path) -> tu
     return tuple(names)
 
 
+def value_index(out, classes, n: int) -> int | None:
+    """The output written by ``format = 'probability'`` (None for another format): ``out.value`` as a class
+    name of ``classes`` or an index below ``n``, else the one output or the second of two; any other
+    case is a PipelineConfigError saying what to set."""
+    if out.format != "probability":
+        return None
+    if out.value is None:
+        if n in (1, 2):
+            return n - 1
+        named = f" (one of {list(classes)})" if classes else ""
+        raise PipelineConfigError(f"output.format = 'probability' writes one probability, but the models have {n} outputs; "
+                                  f"set output.value = \"<class>\"{named} or an index, or use format = 'columns'")
+    if isinstance(out.value, int):
+        if out.value >= n:
+            raise PipelineConfigError(f"output.value: index {out.value}, but the models have {n} outputs (0..{n - 1})")
+        return out.value
+    if out.value not in classes:
+        raise PipelineConfigError(f"output.value: {out.value!r} is not a class of the models ({list(classes) or 'none saved'}); "
+                                  "name one of them, or give an index")
+    return list(classes).index(out.value)
+
+
 def _find_inputs(cfg, input_dir: Path, ids: list[str], report, sample=None) -> tuple[dict, str]:
     """(input per id: a path, or a tuple of channel paths; where they were looked for); ``sample`` as
     :func:`~kagglekit.pipeline.loop.match_inputs`."""
@@ -127,8 +149,9 @@ def _find_inputs(cfg, input_dir: Path, ids: list[str], report, sample=None) -> t
     return found, f"with every channel file {list(cfg.inputs.channels)} under {input_dir}"
 
 
-def _formatter(cfg: ClassifyConfig, classes, decision, label_column: str):
-    """``rows(probabilities (b, C)) -> {column: [b strings]}`` for the output format."""
+def _formatter(cfg: ClassifyConfig, classes, decision, label_column: str, value: int | None):
+    """``rows(probabilities (b, C)) -> {column: [b strings]}`` for the output format (``value``: the column of
+    ``format = 'probability'``)."""
     out = cfg.output
     names = np.asarray(classes, dtype=object)
 
@@ -139,10 +162,7 @@ def _formatter(cfg: ClassifyConfig, classes, decision, label_column: str):
         if decision is None:  # kind 'probability'
             if out.format == "columns":
                 return probability_columns(p)
-            if p.shape[1] not in (1, 2):
-                raise PipelineConfigError(f"output.format = 'probability' writes one probability, but the models have "
-                                          f"{p.shape[1]} outputs; use format = 'columns'")
-            return {label_column: [repr(float(v)) for v in p[:, -1]]}
+            return {label_column: [repr(float(v)) for v in p[:, value]]}
         chosen = decision.apply(p)
         if chosen.ndim == 1:  # argmax: class indices, -1 for "Other"
             if out.format == "columns":
@@ -194,7 +214,8 @@ class Classify(PipelineKind):
         cfg, decision = run.config, state
         report.classes = _classes(cfg, kept, decision, run.reference, run.sample)
         label_column = cfg.output.columns(run.reference)[1]
-        rows = _formatter(cfg, report.classes, decision, label_column)
+        value = value_index(cfg.output, report.classes, kept[0].out_shape[1])  # before any image
+        rows = _formatter(cfg, report.classes, decision, label_column, value)
         store = row_store(run.guard, list(report.classes) if cfg.output.format == "columns" else [label_column])
         degrader, predict, chunk, unit = self.predictor(run, kept, loaded, decision,
                                                         lambda ids, p: store(ids, rows(p)), report)
@@ -208,7 +229,20 @@ class Classify(PipelineKind):
             files.append(("decision file", lambda: f"{_decision(cfg) or 'probability'}"))
         if cfg.output.classes_file is not None:
             files.append(("classes file", lambda: f"{cfg.output.classes_file}: {list(_read_classes(cfg.output.classes_file))}"))
+        if cfg.output.format == "probability":
+            files.append(("output value", lambda: _checked_value(cfg)))
         return files
+
+
+def _checked_value(cfg) -> str:
+    """For ``--check``: which class ``format = 'probability'`` writes, from the first checkpoint's class names."""
+    from kagglekit.models import checkpoint_info
+
+    classes = cfg.output.classes or checkpoint_info(cfg.models[0].path)["classes"]
+    if not classes:
+        return "the models' output count is known when they run (no class names saved)"
+    index = value_index(cfg.output, classes, len(classes))
+    return f"the probability of {classes[index]!r} (output {index} of {len(classes)})"
 
 
 def classify(config, input_dir=None, output_dir=None, *, base_dir=None, budget=None) -> ClassifyReport:

@@ -119,6 +119,10 @@ class DecisionConfig:
     other_file = Via("other", "file")
 
 
+CLASS_OR_INDEX = Rule("class name | index", (lambda v: (isinstance(v, str) and bool(v)) or (
+    isinstance(v, int) and not isinstance(v, bool) and v >= 0), "must be a class name or an output index >= 0"))
+
+
 @dataclass(frozen=True, kw_only=True)
 class OutputConfig(OutputBase):
     label_column: str | None = prediction_column("label")
@@ -127,10 +131,16 @@ class OutputConfig(OutputBase):
     format: str = option("labels", check=Choice(*FORMATS), help="labels, one probability, or a column per class")
     separator: str = option(" ", check=String(), help="between the labels of a row")
     fallback: str | None = option(None, check=String(), help="the label of a row that falls back (none: the sample's)")
+    value: str | int | None = option(None, check=CLASS_OR_INDEX,
+                                     help="with format = \"probability\": the class whose probability is written, a name "
+                                          "or an index (default: the one output, or the second of two)")
 
     def validate(self, t: Table) -> None:
         if self.classes is not None and self.classes_file is not None:
             t.fail("classes_file", "and classes say the same thing; give one of them")
+        if self.value is not None and self.format != "probability":
+            t.fail("value", "picks the class of format = 'probability' (one probability per id); set format = "
+                            "'probability', or drop value")
 
     def fill(self, reference) -> dict:
         """The fallback's replaced columns: ``fallback`` in the label column, or none (the sample's own rows)."""

@@ -40,7 +40,8 @@ def chunk_predictor(run, kept, decision, store_rows, report):
     cfg = run.config
     temperature = decision.temperature if decision is not None else 1.0
     models = [m.model if temperature == 1.0 else _Tempered(m.model, temperature) for m in kept]
-    activation = cfg.decision.activation or ("softmax" if decision is not None and decision.kind == "argmax" else "sigmoid")
+    one_of_many = decision is not None and decision.kind == "argmax" or cfg.output.value is not None
+    activation = cfg.decision.activation or ("softmax" if one_of_many else "sigmoid")
     degrader = Degrader(len(cfg.tta.views), len(models))
     predict = _chunk_predict(cfg, models, [m.weight for m in kept], input_channels_of(kept), activation, degrader,
                              report, store_rows, run.device)
