@@ -22,13 +22,14 @@ import numpy as np
 from kagglekit.errors import ImageReadError
 from kagglekit.io.channels import match_channels
 from kagglekit.io.decoded import header_shape
+from kagglekit.io.formats import DICOM_HINT, TIFF_SUFFIXES, file_format
 from kagglekit.io.images import RESIZE_MODES, image_size, load_image, resize_image
 from kagglekit.io.masks import read_mask
 from kagglekit.io.source import ArraySource, Source
 from kagglekit.io.stats import masked_mean_std, standardization
 from kagglekit.io.volume import VolumeSource, open_volume
 
-__all__ = ["RESIZE_MODES", "ArraySource", "Source", "VolumeSource", "header_shape", "image_size", "load_image",
+__all__ = ["RESIZE_MODES", "ArraySource", "Source", "VolumeSource", "file_format", "header_shape", "image_size", "load_image",
            "masked_mean_std", "match_channels", "open_image", "open_volume", "read_mask", "resize_image", "standardization"]
 
 
@@ -37,8 +38,9 @@ def open_image(path_or_array, level: int = 0, cache_bytes: int = 128 << 20, whol
 
     ``path_or_array``: a numpy (H, W) / (H, W, C) array, an existing :class:`Source` (returned
     as is), or a path to a TIFF (tiled or striped, ``level`` = pyramid level, at most
-    ``cache_bytes`` of decoded tiles held), to a PNG (by its content, whatever the suffix) or to a
-    JPEG/BMP/WebP (decoded once, RGB order).
+    ``cache_bytes`` of decoded tiles held), to a PNG or to a JPEG/BMP/WebP (decoded once, RGB order).
+    A file is opened by its content (:func:`~kagglekit.io.formats.file_format`), whatever its suffix
+    says; a DICOM file is an ImageReadError saying so.
 
     A PNG whose decoded size (H x W x C bytes, from its header) is above ``whole_bytes`` (None:
     ``kagglekit.io.png.WHOLE_BYTES``, 512 MB, e.g. 13k x 13k RGB), or above OpenCV's pixel limit, is a :class:`~kagglekit.io.png.StreamedPngSource`, read through libvips in forward
@@ -61,7 +63,10 @@ def open_image(path_or_array, level: int = 0, cache_bytes: int = 128 << 20, whol
     path = Path(path_or_array)
     if not path.is_file():
         raise ImageReadError(f"{path}: no such file")
-    if path.suffix.lower() in (".tif", ".tiff", ".svs", ".ndpi", ".btf"):
+    kind = file_format(path)
+    if kind == "dicom":
+        raise ImageReadError(f"{path}: a DICOM file; {DICOM_HINT}")
+    if kind == "tiff" or (kind is None and path.suffix.lower() in TIFF_SUFFIXES):
         from kagglekit.io.tiff import TiffSource
 
         return TiffSource(path, level=level, cache_bytes=cache_bytes)

@@ -44,10 +44,11 @@ def _scale(shape, size, resize) -> float:
 
 
 def _reduction(path: Path, size, resize) -> int:
-    """The largest of 8, 4, 2 that libjpeg may decode ``path`` at while staying at least the target size; 1 if none."""
+    """The largest of 8, 4, 2 that libjpeg may decode the JPEG ``path`` at while staying at least the target
+    size; 1 if none."""
     from kagglekit.io.decoded import header_shape
 
-    if size is None or resize is None or path.suffix.lower() not in (".jpg", ".jpeg"):
+    if size is None or resize is None:
         return 1
     header = header_shape(path)
     if header is None:
@@ -99,12 +100,14 @@ def load_image(item, size=None, resize="resize", reduced_decode: bool = True) ->
     """
     from kagglekit.io import Source, open_image
     from kagglekit.io.decoded import decode_image
+    from kagglekit.io.formats import file_format
 
     size = image_size(size)
     if isinstance(item, (str, os.PathLike)):
         path = Path(item)
-        if path.suffix.lower() in (".jpg", ".jpeg", ".png", ".bmp", ".webp"):
-            reduce = _reduction(path, size, resize) if reduced_decode else 1
+        kind = file_format(path)  # by content, whatever the suffix says
+        if kind in ("jpeg", "png", "bmp", "webp"):
+            reduce = _reduction(path, size, resize) if reduced_decode and kind == "jpeg" else 1
             image = decode_image(path, reduce)
         else:
             source = open_image(path)

@@ -43,6 +43,8 @@ as every mask (segment) or the sample's own values, or ``output.fallback`` in th
 | checkpoint | missing, truncated, not a kagglekit checkpoint, tensor bytes damaged (checksum), fails on a zero tile | that model is skipped and named in the report; the others run. None left: every row falls back (exit 3) |
 | checkpoints together | different input or output channel counts; for segment not one logit map (N, 1, h, w) (a classifier), for classify not (N, C) (a segmentation model) | PipelineConfigError before any image; fallback file (exit 1) |
 | input image | no file for an id (classify: one of its channel files) | fallback row "no input matches" / "channel file missing: <path>" (noted once with a count) |
+| input image | a DICOM file (SIIM-ISIC's `test/`) | passed over, noted once with the fix (`inputs.glob = "jpeg/test/*.jpg"`); its row falls back saying so |
+| input image | another format than its suffix says (a PNG named `.tif`) | opened by its content |
 | input image | corrupt or truncated | fallback row with the ImageReadError |
 | input image | a PNG above OpenCV's pixel limit (2^30 px, UBC-OCEAN's WSIs) | read: streamed by libvips in row strips, no environment variable needed (`kagglekit.io.png`); without pyvips an ImageReadError saying what to install |
 | input image | gray or RGBA for an RGB model (gray + alpha for a gray one) | adapted (replicated / alpha dropped), noted once per run |

@@ -237,24 +237,33 @@ def match_inputs(input_dir: Path, ids: list[str], pattern: str, id_from: str, re
     """Input path per id of ``ids``, from the files ``pattern`` matches under ``input_dir`` (the id is the
     file's stem, or its folder's name); ids without a file get a fallback reason. ``sample``: every id of
     the sample submission (default ``ids``); a worker's files of the other workers' ids are passed over
-    quietly, only files of no sample id are noted as ignored."""
+    quietly, only files of no sample id are noted as ignored. DICOM files are passed over with the fix
+    (read by content: kagglekit reads no DICOM)."""
+    from kagglekit.io.formats import DICOM_HINT, file_format
+
     found: dict[str, Path] = {}
     wanted, in_sample = set(ids), set(ids if sample is None else sample)
-    ignored = []
+    ignored, dicom = [], {}
     for path in sorted(input_dir.glob(pattern)):
         key = path.stem if id_from == "stem" else path.parent.name
         if key not in wanted:
             if key not in in_sample:
                 ignored.append(path.name)
+        elif path.is_file() and file_format(path) == "dicom":
+            dicom[key] = path.name
         elif key in found:
             report.note(f"{path} and {found[key]} both give id {key!r}; using the first")
         else:
             found[key] = path
     if ignored:
         report.note(f"{len(ignored)} input(s) not in the sample submission ignored, e.g. {ignored[:3]}", logging.INFO)
+    if dicom:
+        report.note(f"{len(dicom)} DICOM file(s) matching {pattern!r} passed over, e.g. {list(dicom.values())[:3]}: "
+                    f"{DICOM_HINT}")
     for i in ids:
         if i not in found:
-            report.fallback[i] = f"no input matches {pattern!r} under {input_dir}"
+            report.fallback[i] = (f"only a DICOM file matches {pattern!r}: {DICOM_HINT}" if i in dicom
+                                  else f"no input matches {pattern!r} under {input_dir}")
     return found
 
 
