@@ -27,14 +27,15 @@ def execute(config, input_dir=None, output_dir=None, *, base_dir=None, budget=No
             kind=None):
     """Run the pipeline kind the config names and return its report.
 
+    ``config``: TOML path, dict, :class:`~kagglekit.pipeline.config.ConfigSource` or checked config;
+    relative paths against ``base_dir`` (default: the TOML's folder, or the current folder).
+    ``input_dir``: the competition folder (default :func:`kagglekit.kaggle.env.input_dir`);
+    ``output_dir``: where the submission goes (default :func:`kagglekit.kaggle.env.working_dir`).
+    ``budget``: a :class:`kagglekit.kaggle.Budget` (default: from ``[budget]``, starting now).
     ``command``: the kind (or a variant of it) that the caller runs, e.g. "classify" for
     :func:`~kagglekit.pipeline.classify`; a config of another kind is refused, naming the command to use,
-    after the fallback is written. ``kind``: the kind itself (a worker is handed its parent's).
-    ``config``: TOML path, dict or checked config; relative paths against ``base_dir`` (default: the
-    TOML's folder, or the current folder). ``input_dir``: the competition folder (default
-    :func:`kagglekit.kaggle.env.input_dir`); ``output_dir``: where the submission goes (default
-    :func:`kagglekit.kaggle.env.working_dir`). ``budget``: a :class:`kagglekit.kaggle.Budget` (default:
-    from ``[budget]``, starting now). ``shard``: what a worker process is given (not for callers).
+    after the fallback is written. ``kind``: the kind itself, and ``shard`` its share of the ids: what a
+    worker process is handed (not for callers).
     """
     start = time.monotonic()
     source = read_config(config, base_dir)
