@@ -44,8 +44,8 @@ def decode_image(path, reduce: int = 1) -> np.ndarray:
     png = png_header(path)
     if png is not None and png.height * png.width > opencv_pixel_limit():  # beyond OpenCV: one libvips pass
         return StreamedPngSource(path, png).read(0, 0, png.height, png.width)
-    if reduce == 1:
-        direct = _read_rgb_png(cv2, path)
+    if reduce == 1 and png is not None:
+        direct = _read_rgb_png(cv2, path, png)
         if direct is not None:
             return direct
     data = path.read_bytes()
@@ -72,25 +72,23 @@ def decode_image(path, reduce: int = 1) -> np.ndarray:
 _PNG_END = b"\x00\x00\x00\x00IEND\xaeB`\x82"
 
 
-def _read_rgb_png(cv2, path: Path):
+def _read_rgb_png(cv2, path: Path, png):
     """An 8-bit RGB PNG decoded by OpenCV straight into an array allocated from its header, in RGB order:
     the decoded size and nothing more (reading the file's bytes and converting BGR to RGB, as for other
     files, peaks at 2.3 times it; bench_png.py measures both). None when the file is not such a PNG or
     this OpenCV cannot decode into a given array in RGB order (``imread(path, dst, IMREAD_COLOR_RGB)``,
-    OpenCV >= 4.11), so that the caller decodes it the general way."""
+    OpenCV >= 4.11), so that the caller decodes it the general way. ``png``: its
+    :class:`~kagglekit.io.png.PngHeader`."""
     flag = getattr(cv2, "IMREAD_COLOR_RGB", None)
-    if flag is None:
+    if flag is None or png.channels != 3 or png.dtype != np.uint8:
         return None
     with open(path, "rb") as fh:
-        header = _png_header(fh)
         size = fh.seek(0, os.SEEK_END)
         fh.seek(max(0, size - len(_PNG_END)))
         complete = fh.read(len(_PNG_END)) == _PNG_END
-    if header is None or header[2:] != (3, np.dtype(np.uint8)):
-        return None
     if not complete:  # OpenCV fills the given array without a word for a file cut short
         raise ImageReadError(f"{path}: the PNG is truncated (no IEND chunk at its end); re-copy or re-export the file")
-    out = np.empty(header[:3], np.uint8)
+    out = np.empty((png.height, png.width, 3), np.uint8)
     try:
         decoded = cv2.imread(str(path), out, flag)
     except (cv2.error, TypeError):  # an OpenCV without the dst argument
@@ -106,30 +104,6 @@ def _jpeg_is_complete(data: bytes) -> bool:
     below the cut) where 4.11 refuses it."""
     last_scan = data.rfind(b"\xff\xda")
     return last_scan >= 0 and data.find(b"\xff\xd9", last_scan) >= 0
-
-
-def _png_header(fh):
-    """(H, W, C, dtype) from a PNG's IHDR chunk, or None."""
-    head = fh.read(26)
-    if len(head) < 26 or head[:8] != b"\x89PNG\r\n\x1a\n" or head[12:16] != b"IHDR":
-        return None
-    width, height = int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
-    depth, color = head[24], head[25]
-    channels = {0: 1, 2: 3, 3: 3, 4: 4, 6: 4}.get(color)  # OpenCV returns gray+alpha (4) as BGRA
-    if channels is None or width == 0 or height == 0 or _png_has_transparency(fh):
-        return None
-    return height, width, channels, np.dtype(np.uint16 if depth == 16 else np.uint8)
-
-
-def _png_has_transparency(fh) -> bool:
-    """Whether a tRNS chunk precedes the image data (OpenCV then adds an alpha channel the colour type
-    does not announce)."""
-    fh.seek(33)  # signature (8), IHDR length, type, 13 bytes of data and CRC (25)
-    while len(head := fh.read(8)) == 8 and head[4:] != b"IDAT":
-        if head[4:] == b"tRNS":
-            return True
-        fh.seek(int.from_bytes(head[:4], "big") + 4, 1)  # chunk data and CRC
-    return False
 
 
 # start-of-frame markers (baseline, extended, progressive, lossless; Huffman or arithmetic coded)
@@ -164,14 +138,19 @@ def _jpeg_header(fh):
 
 
 def header_shape(path) -> tuple | None:
-    """(H, W, C, dtype) from a PNG or JPEG header without decoding (a few bytes read), or None for other formats."""
+    """(H, W, C, dtype) from a PNG or JPEG header without decoding (a few bytes read), or None for other
+    formats, a broken header, or a PNG with a tRNS chunk (OpenCV then adds an alpha channel that the
+    colour type does not announce)."""
+    from kagglekit.io.png import png_header
+
+    try:
+        png = png_header(path)
+    except ImageReadError:
+        return None
+    if png is not None:
+        return None if png.trns else (png.height, png.width, png.channels, png.dtype)
     with open(path, "rb") as fh:
-        for header in (_png_header, _jpeg_header):
-            fh.seek(0)
-            shape = header(fh)
-            if shape is not None:
-                return shape
-    return None
+        return _jpeg_header(fh)
 
 
 def _read_only(array: np.ndarray) -> np.ndarray:

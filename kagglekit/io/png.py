@@ -43,6 +43,7 @@ import struct
 import threading
 import zlib
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -57,34 +58,15 @@ _CHUNK_BYTES = 8 << 20  # rows fetched from libvips at a time
 _INSTALL = "pip install pyvips pyvips-binary cffi (kagglekit's wheel set has them: `kagglekit wheels build`)"
 
 
-class PngHeader(tuple):
-    """(height, width, bit_depth, color_type, interlaced, has_trns) of a PNG, from its first chunks."""
+class PngHeader(NamedTuple):
+    """A PNG's size and kind, from its first chunks."""
 
-    __slots__ = ()
-
-    @property
-    def height(self) -> int:
-        return self[0]
-
-    @property
-    def width(self) -> int:
-        return self[1]
-
-    @property
-    def depth(self) -> int:
-        return self[2]
-
-    @property
-    def color(self) -> int:
-        return self[3]
-
-    @property
-    def interlaced(self) -> bool:
-        return self[4]
-
-    @property
-    def trns(self) -> bool:
-        return self[5]
+    height: int
+    width: int
+    depth: int
+    color: int
+    interlaced: bool
+    trns: bool
 
     @property
     def channels(self) -> int:
@@ -121,7 +103,7 @@ def png_header(path) -> PngHeader | None:
         while len(chunk := fh.read(8)) == 8 and chunk[4:] != b"IDAT":
             trns |= chunk[4:] == b"tRNS"
             fh.seek(int.from_bytes(chunk[:4], "big") + 4, 1)  # chunk data and CRC
-    return PngHeader((height, width, depth, color, bool(interlace), trns))
+    return PngHeader(height, width, depth, color, bool(interlace), trns)
 
 
 def opencv_pixel_limit() -> int:
