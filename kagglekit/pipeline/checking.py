@@ -23,7 +23,6 @@ def check(config, input_dir=None, *, base_dir=None) -> list[tuple[bool, str]]:
     """
     from kagglekit.kaggle.env import input_dir as default_input
     from kagglekit.pipeline.config import kind_of, load_config, read_config
-    from kagglekit.pipeline.loop import RunReport
 
     source = read_config(config, base_dir)
     cfg, kind = load_config(source), kind_of(source)
@@ -45,7 +44,10 @@ def check(config, input_dir=None, *, base_dir=None) -> list[tuple[bool, str]]:
         attempt(what, action)
     lines += _model_lines(cfg, attempt)
     if ids:
-        found, where = kind.find_inputs(cfg, input_dir, ids, RunReport(Path()))
+        try:
+            found, where = kind.find_inputs(cfg, input_dir, ids, kind.report_type(Path()))
+        except KagglekitError as exc:
+            return [*lines, (False, f"inputs: {exc}")]
         missing = [i for i in ids if i not in found]
         lines.append((not missing, f"inputs: {len(found)} of {len(ids)} ids have an input {where}"
                                    + (f"; without an input: {missing[:5]}" if missing else "")))

@@ -21,7 +21,8 @@ import numpy as np
 from kagglekit.pipeline import classify_config
 from kagglekit.pipeline.classify_config import ClassifyConfig
 from kagglekit.pipeline.kind import PipelineKind, Plan
-from kagglekit.pipeline.loop import RunReport, match_inputs, row_store
+from kagglekit.pipeline.inputs import locate
+from kagglekit.pipeline.loop import RunReport, row_store
 from kagglekit.pipeline.sections import PipelineConfigError
 
 __all__ = ["Classify", "ClassifyReport", "classify"]
@@ -134,10 +135,9 @@ def value_index(out, classes, n: int) -> int | None:
 
 def _find_inputs(cfg, input_dir: Path, ids: list[str], report, sample=None) -> tuple[dict, str]:
     """(input per id: a path, or a tuple of channel paths; where they were looked for); ``sample`` as
-    :func:`~kagglekit.pipeline.loop.match_inputs`."""
+    :func:`~kagglekit.pipeline.inputs.locate`."""
     if cfg.inputs.channels is None:
-        found = match_inputs(input_dir, ids, cfg.inputs.glob, cfg.inputs.id_from, report, sample)
-        return found, f"matching {cfg.inputs.glob!r} under {input_dir}"
+        return locate(cfg.inputs, input_dir, ids, report, sample)
     found = {}
     for i in ids:
         paths = tuple(input_dir / pattern.format(id=i) for pattern in cfg.inputs.channels)

@@ -26,6 +26,7 @@ from pathlib import Path
 from kagglekit.pipeline import sections
 from kagglekit.pipeline.schema import (Choice, File, Integer, Name, Number, OneOf, PipelineConfigError, Rule, String, Table,
                                        Via, option, section)
+from kagglekit.pipeline.inputs import PatternInputs
 from kagglekit.pipeline.sections import ID_FROM, Normalize, OutputBase, PipelineBase, Relative, prediction_column
 
 __all__ = ["ClassifyConfig", "SlidesPipelineConfig"]
@@ -66,14 +67,17 @@ class Resize(String):
 
 
 @dataclass(frozen=True, kw_only=True)
-class InputsConfig:
+class InputsConfig(PatternInputs):
     glob: str | None = option("test/*", check=Relative("test/*.jpg"), help="the input files, relative to the input folder")
     channels: tuple[str, ...] | None = option(None, check=CHANNELS,
                                               help="one file per channel instead of glob, e.g. [\"test/{id}_red.png\", ...]")
     id_from: str = option("stem", check=ID_FROM, help="the image's id: its file's stem or its folder's name (with glob)")
 
     def validate(self, t: Table):
+        self.check_files(t)
         if self.channels is not None:
+            if self.files is not None:
+                t.fail("files", "and channels both name each id's files; give one of them")
             if "glob" in t.data:
                 t.fail("glob", "goes with files named by id, not with channels = [...]; give one of them")
             return dataclasses.replace(self, glob=None, id_from="stem")
@@ -170,6 +174,9 @@ class SlidesConfig:
     top_k: int | None = option(None, check=Integer(), help="at most K tiles, the most tissue first (none: all)")
     min_tissue: float = option(0.25, check=Number(0.0, 1.0), help="the tissue fraction a tile needs")
     kind: str = option("auto", check=Choice("auto", "tma", "wsi"), help="TMA (on white) or WSI (on black)")
+    tma_when: str | None = option(None, check=Name('a column or SQL expression over [inputs.table], e.g. "image_width < 6000"'),
+                                  help="each slide's kind from [inputs.table]: TMA where this column or SQL expression "
+                                       "is true (\"image_width < 6000\"), else WSI")
     tma_max_side: int = option(8192, check=Integer(), help="a slide of at most this side may be a TMA")
     swap_background: object = option(False, check=OneOf((False, True, "tma"), 'must be false, true or "tma" (only TMAs)'),
                                       help="the background made black")
@@ -215,10 +222,26 @@ class ClassifyConfig(PipelineBase):
         if out.format == "probability" and decision.kind not in ("probability", None):
             raise PipelineConfigError(f"decision.kind: output.format = 'probability' writes one probability per id, not "
                                       f"the decision of kind {decision.kind!r}; use kind = 'probability'")
+        self._check_inputs()
         for name in ("preprocess", "tta"):
             if self.slides is not None and name in t.data:
                 raise PipelineConfigError(f"{name}: does not apply with [slides] (tiles are sized by slides.tile, and "
                                           "a bag has no views); remove it")
+
+    def _check_inputs(self) -> None:
+        """A file's scale and a slide kind from the table go with [slides] (and the table with tma_when)."""
+        scaled = [f.pattern for f in self.inputs.files or () if f.scale is not None]
+        if scaled and self.slides is None:
+            raise PipelineConfigError(f"inputs.files: {scaled[0]!r} has a scale, but classify resizes every image to "
+                                      "preprocess.size, so its scale changes nothing; remove it (it matters to [slides] "
+                                      "and segment)")
+        if self.slides is not None and self.slides.tma_when is not None:
+            if self.inputs.table is None:
+                raise PipelineConfigError(f"slides.tma_when: {self.slides.tma_when!r} is read from [inputs.table]; add "
+                                          'it (UBC-OCEAN: path = "test.csv")')
+            if self.slides.kind != "auto":
+                raise PipelineConfigError(f"slides.kind: {self.slides.kind!r} and tma_when both set the slides' kind; "
+                                          "give one of them")
 
 
 @dataclass(frozen=True, kw_only=True)

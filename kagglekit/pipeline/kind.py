@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
-from kagglekit.pipeline.loop import RunReport, match_inputs
+from kagglekit.pipeline.loop import RunReport
 from kagglekit.pipeline.sections import PipelineConfigError
 
 __all__ = ["PipelineKind", "Plan", "get_kind", "kind_for", "kinds", "register", "unregister"]
@@ -53,7 +53,8 @@ class PipelineKind:
 
     The checked config a kind reads must carry ``output`` (an ``OutputBase``: sample_submission,
     submission, ``columns``, ``fill``, ``check_columns``), ``device``, ``workers`` and ``budget``;
-    the default :meth:`find_inputs` reads ``inputs.glob`` and ``inputs.id_from``.
+    the default :meth:`find_inputs` reads ``inputs.files`` or ``inputs.glob`` and ``inputs.id_from``
+    (:func:`kagglekit.pipeline.inputs.locate`).
     """
 
     name: ClassVar[str]
@@ -107,8 +108,9 @@ class PipelineKind:
 
     def find_inputs(self, cfg, input_dir: Path, ids: list[str], report, sample=None) -> tuple[dict, str]:
         """(input per id, where they were looked for); ids without one get a fallback reason in ``report``."""
-        found = match_inputs(input_dir, ids, cfg.inputs.glob, cfg.inputs.id_from, report, sample)
-        return found, f"matching {cfg.inputs.glob!r} under {input_dir}"
+        from kagglekit.pipeline.inputs import locate
+
+        return locate(cfg.inputs, input_dir, ids, report, sample)
 
     def plan(self, run, pending: list[tuple[str, object]], report, state) -> Plan | None:
         """Load the models for ``pending`` ``[(id, input)]`` and return the :class:`Plan`, or None when no

@@ -40,7 +40,8 @@ class RunReport:
     """What a run did: the submission's path and id column, the input file of each id, ``predicted`` ids,
     ``fallback`` ids with the reason, the ``events`` worth reading (skipped models, adapted inputs,
     dropped views/models, failures), the ``device``, the number of TTA ``views`` and ``models`` in
-    use at the end, the seconds it took and the pipeline ``kind`` that ran."""
+    use at the end, the seconds it took, the pipeline ``kind`` that ran, and the original's (height,
+    width) of each id read from a smaller file (``inputs.files`` with a scale: a thumbnail)."""
 
     submission: Path
     id_column: str = "id"
@@ -53,6 +54,7 @@ class RunReport:
     models: int = 0
     seconds: float = 0.0
     kind: str = ""
+    original_size: dict[str, tuple[int, int]] = field(default_factory=dict)
 
     def note(self, message: str, level: int = logging.WARNING) -> None:
         """Log ``message`` and keep it among the events."""

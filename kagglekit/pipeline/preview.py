@@ -32,9 +32,10 @@ def written_values(report, ids) -> dict[str, str]:
     return {i: rows[i] for i in ids}
 
 
-def overlay_prediction(source, rle: str, order: str = "C", max_side: int = 1024) -> np.ndarray:
+def overlay_prediction(source, rle: str, order: str = "C", max_side: int = 1024, size=None) -> np.ndarray:
     """(h, w, 3) uint8 RGB thumbnail (longer side ``max_side``) of ``source`` (path, array or Source)
-    with the mask ``rle`` (Kaggle RLE at the image's full size) drawn over it.
+    with the mask ``rle`` (Kaggle RLE at the image's full size, or at ``size`` (height, width): the
+    original's, when ``source`` is a smaller file of it) drawn over it.
 
     Holds the full-size mask as float32 (5 bytes per pixel at the peak: decoded as uint8, then cast,
     so that the thumbnail shows fractional coverage) and the thumbnail."""
@@ -46,7 +47,7 @@ def overlay_prediction(source, rle: str, order: str = "C", max_side: int = 1024)
 
     source = open_image(source)
     thumb = source.thumbnail(max_side)
-    mask = rle_decode(rle, source.shape[:2], order=order, dtype=np.float32)
+    mask = rle_decode(rle, tuple(size or source.shape[:2]), order=order, dtype=np.float32)
     small = cv2.resize(mask, (thumb.shape[1], thumb.shape[0]), interpolation=cv2.INTER_AREA)
     return overlay_mask(thumb, small)
 

@@ -20,6 +20,7 @@ from typing import ClassVar
 from kagglekit.errors import InvalidArgumentError
 from kagglekit.pipeline.schema import (Boolean, Check, Choice, File, Integer, Invalid, Number, PipelineConfigError, String,
                                        Table, lazy, option, section)
+from kagglekit.pipeline.inputs import PatternInputs
 from kagglekit.pipeline.sections import ID_FROM, OutputBase, PipelineBase, PreprocessConfig, Relative, prediction_column
 
 __all__ = ["SegmentConfig", "read_threshold_file"]
@@ -70,7 +71,7 @@ class MaskPattern(Relative):
 
 
 @dataclass(frozen=True, kw_only=True)
-class InputsConfig:
+class InputsConfig(PatternInputs):
     glob: str = option("test/*", check=Glob("test/*.png"), help="the input files, relative to the input folder")
     kind: str = option("image", check=Choice("image", "volume"), help="an image, or a volume (TIFF pages or a folder of slices)")
     z: tuple[int, int] | str | None = option(None, check=SliceRange(), help="a volume's slices (none: all)")
@@ -79,6 +80,7 @@ class InputsConfig:
                               help="a per-image mask: tiles only where it is set, 0 outside")
 
     def validate(self, t: Table) -> None:
+        self.check_files(t)
         if self.z is not None and self.kind != "volume":
             t.fail("z", "is a slice range [start, stop) or 'middle:N' for kind = 'volume' only")
 

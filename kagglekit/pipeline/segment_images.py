@@ -239,6 +239,16 @@ def _predict(strips, image: _Image, cfg: SegmentConfig, threshold: float | None,
     return mask, used
 
 
+def _at_size(mask: np.ndarray, size: tuple[int, int] | None) -> np.ndarray:
+    """``mask`` at the original's (height, width) ``size`` (nearest neighbour) when the input was a smaller
+    file of it (``inputs.files`` with a scale); holds the mask at both sizes."""
+    if size is None or mask.shape == tuple(size):
+        return mask
+    import cv2
+
+    return cv2.resize(mask.view(np.uint8), (size[1], size[0]), interpolation=cv2.INTER_NEAREST).view(bool)
+
+
 def _areas(pending, cfg: SegmentConfig) -> tuple[dict[str, int], dict[str, str]]:
     """Pixels per image, the unit of work the budget measures (0 for an unreadable file, reported when its
     turn comes), and why each unreadable file cannot be opened."""
@@ -269,6 +279,7 @@ def _image_predictor(cfg: SegmentConfig, models: Resident, strips: _Strips, in_c
             if counted.bad:
                 raise NonFiniteOutputError(f"the model returned {counted.bad} NaN or infinite logits out of {counted.pixels} "
                                            "tile output pixels; check the checkpoint (diverged training, float16 overflow)")
+            mask = _at_size(mask, report.original_size.get(i))
             store(ids, {report.mask_column: [rle_encode(mask, cfg.output.order)]})
         report.thresholds[i], report.peak_memory[i] = used, peak.bytes
         if image.skip is not None and counted.calls == 0:

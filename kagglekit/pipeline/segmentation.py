@@ -81,7 +81,8 @@ class Segment(PipelineKind):
         shown = report.predicted[0]
         rle = written_values(report, [shown])[shown]
         path = output_dir / "overlay.png"
-        save_png(path, overlay_prediction(report.inputs[shown], rle, order=report.order, max_side=1024))
+        save_png(path, overlay_prediction(report.inputs[shown], rle, order=report.order, max_side=1024,
+                                          size=report.original_size.get(shown)))
         return path
 
     def checked_files(self, cfg):

@@ -12,13 +12,14 @@ side is :mod:`kagglekit.pipeline.slide_heads`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 from kagglekit.pipeline import classify_config
-from kagglekit.pipeline.classification import Classify
+from kagglekit.pipeline.classification import Classify, ClassifyReport
 from kagglekit.pipeline.sections import PipelineConfigError
 
-__all__ = ["Slides", "check_backbone"]
+__all__ = ["Slides", "SlidesReport", "check_backbone"]
 
 
 def _expected_name(slides) -> str:
@@ -52,25 +53,75 @@ def check_backbone(cfg) -> str:
     return f"{name}; every head's bags came from it"
 
 
+@dataclass
+class SlidesReport(ClassifyReport):
+    """A :class:`ClassifyReport` with each slide's kind (``"tma"`` or ``"wsi"``) that ``slides.tma_when`` gave."""
+
+    slide_kind: dict[str, str] = field(default_factory=dict)
+
+
+def _of_file(scale, file_scale: float, note):
+    """``[slides] scale`` (a number or per kind, of the original) as the scale of a file at ``file_scale`` of
+    the original: at most 1, its own pixels (``note`` says once that a file holds less detail than asked)."""
+    def one(wanted: float) -> float:
+        if wanted > file_scale * 1.001:
+            note(f"slides.scale {wanted} asks for more detail than some inputs hold (a thumbnail): those are read at "
+                 "their own resolution; a smaller slides.scale reads every input at one magnification")
+        return min(1.0, wanted / file_scale)
+
+    return {k: one(v) for k, v in scale.items()} if isinstance(scale, dict) else one(scale)
+
+
 @dataclass(frozen=True)
 class _Bags:
-    """How each slide becomes a bag in this run (:func:`kagglekit.mil.extract_bag`'s settings), fixed once."""
+    """How each slide becomes a bag in this run (:func:`kagglekit.mil.extract_bag`'s settings), fixed once;
+    ``originals`` and ``kinds``: the original's (height, width) of slides read from a smaller file, and the
+    kinds the table gave."""
 
     slides: object  # the checked [slides] section
     stain: object
     num_workers: int
     device: object
     amp: object
+    originals: dict
+    kinds: dict
+    note: Callable
 
     def __call__(self, backbone, path, slide_id: str, name: str):
+        from kagglekit.io import open_image
         from kagglekit.mil import extract_bag
 
         s = self.slides
-        return extract_bag(backbone, path, slide=slide_id, name=name, tile=s.tile, scale=s.scale,
-                           threshold=s.threshold, min_tissue=s.min_tissue, top_k=s.top_k, kind=s.kind,
-                           tma_max_side=s.tma_max_side, swap_background=s.swap_background, stain=self.stain,
+        kind = self.kinds.get(slide_id, s.kind)
+        scale = s.scale[kind] if isinstance(s.scale, dict) and kind in s.scale else s.scale  # "auto": per kind
+        tma_max_side = s.tma_max_side
+        if slide_id in self.originals:  # a smaller file: scales and sides of the original, as this file's
+            file_scale = open_image(path).shape[1] / self.originals[slide_id][1]
+            scale, tma_max_side = _of_file(scale, file_scale, self.note), max(1, round(tma_max_side * file_scale))
+        return extract_bag(backbone, path, slide=slide_id, name=name, tile=s.tile, scale=scale,
+                           threshold=s.threshold, min_tissue=s.min_tissue, top_k=s.top_k,
+                           kind=kind, tma_max_side=tma_max_side,
+                           swap_background=s.swap_background, stain=self.stain,
                            normalize=s.normalize, batch_size=s.batch_size, num_workers=self.num_workers,
                            device=self.device, amp=self.amp)
+
+
+def _kinds_from_table(cfg, input_dir, found: dict, report) -> None:
+    """Each found slide's kind from ``slides.tma_when`` over ``[inputs.table]`` into ``report.slide_kind``;
+    a slide the table lacks falls back; a value that is not true or false is a PipelineConfigError."""
+    from kagglekit.pipeline.inputs import table_values
+
+    table, expression = cfg.inputs.table, cfg.slides.tma_when
+    is_tma = table_values(input_dir, table, {"slides.tma_when": expression}, list(found))["slides.tma_when"]
+    for i in list(found):
+        if is_tma.get(i) is None:
+            report.fallback[i] = f"{table.path} has no row of {i!r} to tell its kind (slides.tma_when)"
+            del found[i]
+        elif not isinstance(is_tma[i], bool):
+            raise PipelineConfigError(f"slides.tma_when: {expression!r} gives {is_tma[i]!r} for {i!r}, not true or false; "
+                                      'write a condition, e.g. "image_width < 6000" or a column of True/False')
+        else:
+            report.slide_kind[i] = "tma" if is_tma[i] else "wsi"
 
 
 class Slides(Classify):
@@ -80,8 +131,16 @@ class Slides(Classify):
     variant_of = "classify"
     config_type = classify_config.SlidesPipelineConfig
 
+    report_type = SlidesReport
+
     def claims(self, data: dict) -> bool:
         return "slides" in data
+
+    def find_inputs(self, cfg, input_dir, ids, report, sample=None):
+        found, where = super().find_inputs(cfg, input_dir, ids, report, sample)
+        if cfg.slides.tma_when is not None and found:
+            _kinds_from_table(cfg, input_dir, found, report)
+        return found, where
 
     def load(self, run, pending, report):
         from kagglekit.pipeline.ensemble import load_models
@@ -96,7 +155,8 @@ class Slides(Classify):
 
         backbone, name, stain = loaded
         cfg, degrader = run.config, Degrader(1, len(kept))
-        bags = _Bags(cfg.slides, stain, cfg.num_workers, run.device, cfg.amp)
+        bags = _Bags(cfg.slides, stain, cfg.num_workers, run.device, cfg.amp, report.original_size, report.slide_kind,
+                     report.note_once)
         temperature = decision.temperature if decision is not None else 1.0
         predict = slide_predictor(bags, backbone, name, [m.model for m in kept], [m.weight for m in kept], temperature,
                                   degrader, store_rows)
