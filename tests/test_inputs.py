@@ -187,3 +187,10 @@ def test_a_slide_scale_finer_than_the_thumbnail_reads_it_at_its_own_pixels_and_s
     assert sum("asks for more detail than some inputs hold" in e for e in report.events) == 1
     (row,) = read_csv(tmp_path / "out" / "submission.csv")
     assert row["label"] == s.CLASSES[int(np.argmax(s.expected_probabilities(wsi_thumb)))]
+
+
+def test_a_table_scale_without_the_tables_sizes_is_refused_by_the_check(tmp_path, capsys):
+    toml = write_toml(tmp_path / "s.toml", '[[models]]\npath = "m.safetensors"\n[inputs]\n'
+                      'files = [{ pattern = "thumbs/{id}_thumbnail.png", scale = "table" }]\n')
+    assert main(["segment", str(toml), "--input", str(tmp_path), "--check"]) == 1
+    assert 'inputs.files: has scale = "table", which reads the originals\' sizes from [inputs.table]' in capsys.readouterr().err

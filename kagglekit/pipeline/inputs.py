@@ -97,11 +97,16 @@ class PatternInputs:
     table: TableConfig | None = section(TableConfig, optional=True, help="the competition's table of the test images")
 
     def check_files(self, t: Table) -> None:
-        """Refuse ``files`` with the keys of a glob, which it replaces."""
+        """Refuse ``files`` with the keys of a glob, which it replaces, and ``scale = "table"`` without the
+        table's sizes."""
         for key in ("glob", "id_from"):
             if self.files is not None and key in t.data:
                 t.fail(key, "goes with files found by a glob, but files = [...] names each id's file itself; give one "
                             "of them")
+        sized = self.table is not None and self.table.width is not None and self.table.height is not None
+        if any(f.scale == TABLE_SCALE for f in self.files or ()) and not sized:
+            t.fail("files", 'has scale = "table", which reads the originals\' sizes from [inputs.table] width and '
+                            'height; add them (UBC-OCEAN: path = "test.csv", width = "image_width", height = "image_height")')
 
 
 def table_values(input_dir: Path, table: TableConfig, expressions: dict[str, str], ids: list[str]) -> dict[str, dict]:
@@ -162,11 +167,7 @@ def _original_sizes(input_dir, ids, chosen, table, report) -> dict[str, tuple[in
 
     from_table = [i for i in ids if chosen[i].scale == TABLE_SCALE]
     sizes = {}
-    if from_table:
-        if table is None or table.width is None or table.height is None:
-            raise PipelineConfigError('inputs.files: scale = "table" reads the originals\' sizes from [inputs.table] '
-                                      'width and height; add them (UBC-OCEAN: path = "test.csv", width = "image_width", '
-                                      'height = "image_height")')
+    if from_table:  # the config's check made sure the table has width and height
         values = table_values(input_dir, table, {"inputs.table.height": table.height, "inputs.table.width": table.width},
                               from_table)
         heights, widths = values["inputs.table.height"], values["inputs.table.width"]
