@@ -141,3 +141,21 @@ def kagglekit_wheel(tmp_path_factory) -> Path:
     wheels = build_wheels(tmp_path_factory.mktemp("kagglekit-wheel"), project=project, requirements=[], isolated=True)
     assert len(wheels) == 1, wheels  # requirements=[]: the project's own wheel alone
     return wheels[0]
+
+
+@pytest.fixture(scope="session")
+def ray_cluster():
+    """One local Ray cluster for the session (2 CPUs, no dashboard); the workers import the tests' modules."""
+    import sys
+
+    import ray
+    from raytools import MARK, TESTS, left_running
+
+    value = f"session-{os.getpid()}"
+    os.environ[MARK] = value
+    ray.init(address="local", num_cpus=2, include_dashboard=False, configure_logging=False, _node_ip_address="127.0.0.1",
+             runtime_env={"env_vars": {"PYTHONPATH": os.pathsep.join([TESTS, *sys.path])}})
+    del os.environ[MARK]  # the cluster's processes have it; later tests' own subprocesses must not
+    yield ray
+    ray.shutdown()
+    assert left_running(value) == [], "Ray processes were left running after the session"

@@ -7,11 +7,9 @@ import os
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import cv2
-import psutil
 import pytest
 import ray
 import torch
@@ -22,39 +20,7 @@ from kagglekit.models import create, save_checkpoint
 from helpers import tissue_slide
 from jobs_for_tests import Copy, attempts
 
-MARK = "KAGGLEKIT_RAY_TEST_RUN"  # every process a test's cluster starts inherits it: how leftovers are found
-TESTS = str(Path(__file__).parent)
-
-
-def marked_processes(value: str) -> list[psutil.Process]:
-    found = []
-    for p in psutil.process_iter():
-        try:
-            if p.pid != os.getpid() and p.environ().get(MARK) == value and "ray" in " ".join(p.cmdline()):
-                found.append(p)
-        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
-            continue
-    return found
-
-
-def left_running(value: str, wait: float = 20.0) -> list[str]:
-    """Processes still carrying ``value`` after up to ``wait`` seconds (Ray's processes exit within a few)."""
-    end = time.monotonic() + wait
-    while (left := marked_processes(value)) and time.monotonic() < end:
-        time.sleep(0.5)
-    return [" ".join(p.cmdline())[:120] for p in left if p.is_running()]
-
-
-@pytest.fixture(scope="session")
-def ray_cluster():
-    value = f"session-{os.getpid()}"
-    os.environ[MARK] = value
-    ray.init(address="local", num_cpus=2, include_dashboard=False, configure_logging=False, _node_ip_address="127.0.0.1",
-             runtime_env={"env_vars": {"PYTHONPATH": os.pathsep.join([TESTS, *sys.path])}})
-    del os.environ[MARK]  # the cluster's processes have it; later tests' own subprocesses must not
-    yield ray
-    ray.shutdown()
-    assert left_running(value) == [], "Ray processes were left running after the session"
+from raytools import MARK, TESTS, left_running
 
 
 def byte_slides(folder: Path, n: int = 5) -> Path:

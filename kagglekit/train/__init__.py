@@ -5,6 +5,9 @@
       gradient accumulation, clipping, freezing, layer-wise decay, MixUp/CutMix, best / EMA / top-k
       averaged weights; resumable from its last saved state (state.py); data-parallel under torchrun
       (distributed.py)
+    train_folds(model_fn, train, folds, out_dir, loss=, ...) -> FoldsResult(oof, cv)      folds.py
+      one fit per fold as a job (resumable, kept when the settings are the same, on Ray with engine="ray"),
+      self-describing checkpoints, the OOF table and the CV report
 
 Importing this package is cheap: each name is loaded from its submodule on first use.
 """
@@ -13,7 +16,8 @@ from __future__ import annotations
 
 from kagglekit._lazy import lazy_exports
 
-_EXPORTS = {"fit": "loop", "FitResult": "loop", "evaluate": "loop"}
+_EXPORTS = {"fit": "loop", "FitResult": "loop", "evaluate": "loop", "train_folds": "folds", "FoldsResult": "folds",
+            "fold_assignment": "folds"}
 
 __all__ = sorted(_EXPORTS)
 
