@@ -10,6 +10,7 @@ imported by the submodules that need them, when they are first used. Submodules:
     kagglekit.models      model factory (MIL heads included), offline weights, checkpoints, as_module, 2.5D models
     kagglekit.augment     albumentations presets, mixers, volume and stain transforms
     kagglekit.data        training datasets (TileDataset)
+    kagglekit.losses      losses: smp's, timm's, torchvision's wrapped; soft F-beta, LSEP, weighted sums, create_loss
     kagglekit.cv          fold makers
     kagglekit.metrics     F-beta, balanced accuracy, dice
     kagglekit.thresholds  threshold search, decision rules and files, calibration, blends

@@ -83,3 +83,17 @@ def check_one_label_kind(kinds: dict[str, set[str]], advice: str) -> None:
     if len(set().union(*kinds.values())) > 1:
         found = ", ".join(f"{name} holds {' and '.join(sorted(k))}" for name, k in kinds.items())
         raise InvalidArgumentError(f"mix of label kinds: {found}; {advice}")
+
+
+def number_in(name: str, value, low: float = -math.inf, high: float = math.inf, *,
+              open_low: bool = False, open_high: bool = False) -> float:
+    """``value`` as a float, or an InvalidArgumentError unless it is a finite real number between ``low``
+    and ``high`` (an end excluded when ``open_low`` / ``open_high``)."""
+    ok = isinstance(value, (int, float, np.number)) and not isinstance(value, bool) and math.isfinite(value)
+    if ok:
+        ok = (low < value if open_low else low <= value) and (value < high if open_high else value <= high)
+    if not ok:
+        left = "(" if open_low or low == -math.inf else "["
+        right = ")" if open_high or high == math.inf else "]"
+        raise InvalidArgumentError(f"{name} must be a number in {left}{low:g}, {high:g}{right}, got {value!r}")
+    return float(value)
