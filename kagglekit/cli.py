@@ -301,13 +301,44 @@ def _add_pipeline(kind):
     return add
 
 
+def _train(args) -> int:
+    from kagglekit.train.command import check_training, run_training
+
+    if args.check:
+        lines = check_training(args.config, args.input)
+        for ok, line in lines:
+            print(f"{'ok' if ok else 'problem'}: {line}")
+        problems = sum(not ok for ok, _ in lines)
+        print(f"{args.config}: {problems} problem(s)" if problems else f"{args.config}: ready to train")
+        return 1 if problems else 0
+    if args.out is None:
+        raise InvalidArgumentError("--out: the model folder to write (fold checkpoints, oof.parquet, classify.toml)")
+    print(run_training(args.config, args.input, args.out, progress=not args.quiet).summary())
+    return 0
+
+
+def _add_train(sub) -> None:
+    parser = _parser(sub, "train", "train every fold of a training TOML and write the kernel's model folder",
+                     "kagglekit train train.toml --input /kaggle/input/comp --out models/",
+                     description="Train one model per fold (kagglekit.train.train_folds) of a training TOML (see "
+                                 "kagglekit.train.config: [data] [preprocess] [model] [train] [augment] [folds] "
+                                 "[decision] [kernel]) and write the model folder: fold checkpoints, oof.parquet, "
+                                 "cv.json, decision.json, curves.png and classify.toml, ready for kagglekit bundle. "
+                                 "A rerun keeps the folds already trained with the same settings.")
+    parser.add_argument("config", metavar="CONFIG", help="the training TOML")
+    parser.add_argument("--input", required=True, help="the competition folder (the training table and images)")
+    parser.add_argument("--out", help="the model folder to write")
+    parser.add_argument("--check", action="store_true", help="check the config, the table, the images and the model; train nothing")
+    parser.set_defaults(handler=_train)
+
+
 def _commands():
     """Every command's adder: one per pipeline kind in the registry (variants run under their base's), then the rest."""
     from kagglekit.pipeline.kind import get_kind, kinds
 
     pipelines = [get_kind(name) for name in kinds()]
     return [*(_add_pipeline(k) for k in pipelines if k.variant_of is None),
-            _add_run, _add_demo, _add_wheels, _add_kernel, _add_bundle, _add_push]
+            _add_train, _add_run, _add_demo, _add_wheels, _add_kernel, _add_bundle, _add_push]
 
 
 _DESCRIPTION = "kagglekit: tiling, TTA, thresholds, pipelines and offline delivery for Kaggle image competitions."
@@ -315,6 +346,7 @@ _EPILOG = """examples:
   kagglekit segment --config models/segment.toml --input /kaggle/input/comp --output /kaggle/working
   kagglekit segment models/segment.toml --input /kaggle/input/comp --check
   kagglekit classify --config models/classify.toml --input /kaggle/input/comp --output /kaggle/working
+  kagglekit train train.toml --input /kaggle/input/comp --out models/
   kagglekit run bags --slides 'train/*.png' --out bags/ --backbone timm/resnet18 --weights r18.safetensors --workers 2
   kagglekit demo --out build/demo
   kagglekit demo multilabel

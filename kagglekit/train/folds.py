@@ -14,6 +14,7 @@ resumable, kept on a rerun with the same settings, and run in parallel on Ray wi
 from __future__ import annotations
 
 import json
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -124,6 +125,7 @@ class FoldJob(Job):
         save_checkpoint(result.model, out_path / "model.safetensors", metadata, classes=self.classes)
         _write_table(out_path / "oof.parquet", _oof_frame([self.ids[i] for i in held], k, logits, self.activation, self.classes))
         result.history.write_parquet(out_path / "history.parquet")
+        shutil.rmtree(out_path / "state", ignore_errors=True)  # only an unfinished fold resumes from it
         return {"score": score, "held_out": len(held)}
 
     def complete(self, out_path: Path) -> bool:

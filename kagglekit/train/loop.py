@@ -149,7 +149,8 @@ def fit(model: nn.Module, train, val=None, *, loss, **options) -> FitResult:
     train, val: map-style datasets of ``(input, target)`` (tensors or arrays; e.g.
         :class:`kagglekit.data.ImageDataset`, ``TileDataset``); a dataset with ``set_epoch(epoch)`` is
         told each epoch.
-    loss: ``loss(outputs, targets) -> scalar`` (e.g. from :mod:`kagglekit.losses`), computed in float32.
+    loss: ``loss(outputs, targets) -> scalar``, or a :func:`kagglekit.losses.create_loss` name or
+        ``{name: weight}`` sum; computed in float32.
     steps | epochs: how long, one of them; a step is one optimiser update of ``accumulate`` batches of
         ``batch_size`` (the global batch: under torchrun each of N ranks takes ``batch_size / N``).
     optimizer, lr, weight_decay, momentum, layer_decay: timm's ``create_optimizer_v2`` ("adamw", "sgd"
@@ -179,6 +180,10 @@ def fit(model: nn.Module, train, val=None, *, loss, **options) -> FitResult:
     """
     from kagglekit.infer.batching import resolve_device
 
+    if isinstance(loss, (str, dict)):
+        from kagglekit.losses import create_loss
+
+        loss = create_loss(loss)
     s = FitSettings(loss=loss, **options)
     s.check(train, val)
     ranks, device = distributed.start(resolve_device(s.device))

@@ -1,0 +1,206 @@
+"""``kagglekit train CONFIG``: from the competition folder to a model folder the kernel runs as it is.
+
+    <out>/fold<k>/model.safetensors   each fold's weights: classes, preprocessing, fold, score, settings' hash
+    <out>/oof.parquet, cv.json        the out-of-fold predictions and the CV report (kagglekit.train.train_folds)
+    <out>/decision.json               the decision fitted on them (kagglekit.thresholds.fit_decision)
+    <out>/curves.png                  each fold's training loss and validation points
+    <out>/classify.toml               the kernel config: the folds, the decision, the training's [preprocess]
+
+The kernel config is checked before any fold trains (a mistake in ``[kernel]`` costs no training), and
+read back once written.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from kagglekit.train.config import TrainConfig, fit_options, read_train_config
+
+__all__ = ["TrainingReport", "check_training", "run_training"]
+
+logger = logging.getLogger("kagglekit.train")
+
+
+@dataclass
+class TrainingReport:
+    """What ``kagglekit train`` wrote: the model folder, the kernel config, the CV report, the OOF decision."""
+
+    out_dir: Path
+    kernel_config: Path
+    cv: dict
+    decision: object
+
+    def summary(self) -> str:
+        rows = ["| fold | held out | score |", "| ---: | ---: | ---: |"]
+        rows += [f"| {f['fold']} | {f['held_out']} | {_fmt(f['score'])} |" for f in self.cv["folds"]]
+        rows.append(f"| all | {sum(f['held_out'] for f in self.cv['folds'])} | {_fmt(self.cv.get('overall'))} |")
+        return "\n".join([*rows, f"decision: {self.decision} (OOF score {_fmt(self.decision.score)})",
+                          f"kernel config: {self.kernel_config}"])
+
+
+def _fmt(value) -> str:
+    return "-" if value is None else f"{value:.4f}"
+
+
+def datasets(cfg: TrainConfig, input_dir: Path):
+    """(train, val): the table's rows as :class:`kagglekit.data.ImageDataset`, with and without augmentation."""
+    from kagglekit.data import ImageDataset
+    from kagglekit.kaggle import read_csv_strings
+
+    d, p = cfg.data, cfg.preprocess
+    table = read_csv_strings(input_dir / d.table, "training table")
+    common = {"root": input_dir, "id_column": d.id_column, "target": d.target, "label": d.label, "classes": d.classes,
+              "separator": d.separator, "size": p.size, "resize": p.resize, "normalize": p.normalize,
+              "seed": cfg.train.seed, "cache_dir": d.cache_dir}
+    images = d.images if isinstance(d.images, str) else list(d.images)
+    return (ImageDataset(table, images, transform=cfg.augment.transform, **common), ImageDataset(table, images, **common))
+
+
+def fold_numbers(cfg: TrainConfig, data) -> np.ndarray:
+    """Each row's fold: the table's fold column, or kagglekit.cv's split stratified on the targets."""
+    import polars as pl
+
+    from kagglekit.cv import MultilabelStratifiedKFold, StratifiedGroupKFold
+    from kagglekit.kaggle import read_csv_strings
+
+    f = cfg.folds
+    table = read_csv_strings(data.root / cfg.data.table, "training table") if (f.column or f.group) else None
+    if f.column is not None:
+        return table.get_column(f.column).cast(pl.Int64).to_numpy()
+    groups = table.get_column(f.group).to_numpy() if f.group else None
+    targets = np.asarray(data.targets)
+    if targets.ndim == 1:
+        return StratifiedGroupKFold(f.n, shuffle=True, random_state=f.seed).assign(np.empty(len(targets)), targets[:, None], groups)
+    return MultilabelStratifiedKFold(f.n, shuffle=True, random_state=f.seed).assign(None, targets.astype(int), groups)
+
+
+class Score:
+    """The CV metric of a target kind: accuracy of the argmax for one class per row, else the mean per-row
+    F-beta at 0.5 (picklable, for Ray)."""
+
+    def __init__(self, target: str, beta: float):
+        self.target, self.beta = target, beta
+
+    def __call__(self, y, p) -> float:
+        from kagglekit.metrics import fbeta_score
+
+        if self.target == "class":
+            return float(np.mean(np.asarray(p).argmax(axis=1) == np.asarray(y)))
+        return fbeta_score(np.asarray(y) > 0.5, np.asarray(p) >= 0.5, self.beta, average="samples")
+
+    def __repr__(self) -> str:
+        return f"Score({self.target!r}, beta={self.beta})"
+
+
+def model_maker(cfg: TrainConfig, classes: int, channels: int):
+    """``model_fn()`` for train_folds: kagglekit.models.create with the data's classes and channels (picklable)."""
+    from kagglekit.models import create
+
+    args = {"num_classes": classes, **cfg.model.args}
+    if channels != 3 and cfg.model.name.startswith("timm/"):
+        args.setdefault("in_chans", channels)
+    if cfg.model.weights is not None:
+        args["weights"] = str(cfg.model.weights)
+    return functools.partial(create, cfg.model.name, **args)
+
+
+def run_training(config, input_dir, out_dir, *, progress: bool = True) -> TrainingReport:
+    """Train every fold of the training config ``config`` on the competition folder ``input_dir`` and write
+    the model folder ``out_dir`` (see the module docstring). A rerun keeps the folds already trained
+    with the same settings."""
+    from kagglekit.thresholds import fit_decision, write_decision
+    from kagglekit.train.folds import train_folds
+
+    cfg, config = read_train_config(config), Path(config)
+    out_dir, input_dir = Path(out_dir), Path(input_dir)
+    check_kernel(cfg, config, out_dir)
+    train, val = datasets(cfg, input_dir)
+    classes, channels = list(train.classes), train.preprocessing["channels"]
+    folds = fold_numbers(cfg, train)
+    options = fit_options(cfg)
+    loss = options.pop("loss")
+    result = train_folds(model_maker(cfg, len(classes), channels), train, folds, out_dir, loss=loss, val_data=val,
+                         classes=classes, activation=cfg.activation, metric=Score(cfg.data.target, cfg.decision.beta),
+                         targets=np.asarray(train.targets), engine=cfg.folds.engine, workers=cfg.folds.workers,
+                         progress=progress, **options)
+    logits = result.oof.select([f"logit_{c}" for c in classes]).to_numpy()
+    probabilities = result.oof.select([f"prob_{c}" for c in classes]).to_numpy()
+    decision = fit_decision(probabilities, np.asarray(train.targets), cfg.decision_kind, beta=cfg.decision.beta,
+                            classes=classes, logits=logits)
+    write_decision(decision, out_dir / "decision.json")
+    from kagglekit.train.curves import save_curves
+
+    save_curves(out_dir / "curves.png", [out_dir / f"fold{k}" / "history.parquet" for k in np.unique(folds)])
+    kernel = write_kernel_config(cfg, config, out_dir, [p.relative_to(out_dir) for p in result.checkpoints])
+    return TrainingReport(out_dir, kernel, result.cv, decision)
+
+
+def kernel_data(cfg: TrainConfig, config: Path, checkpoints) -> dict:
+    """The kernel config as a dict: the training's ``[preprocess]`` (as written), the folds, the decision file,
+    and ``[kernel]``'s sections."""
+    from kagglekit.pipeline.sections import read_toml
+
+    preprocess = read_toml(config).get("preprocess", {})
+    data = {"kind": "classify", **{k: v for k, v in cfg.kernel.items() if k != "output"},
+            "preprocess": preprocess, "models": [{"path": str(p)} for p in checkpoints],
+            "decision": {"file": "decision.json"}, "output": dict(cfg.kernel.get("output", {}))}
+    if cfg.activation == "softmax":
+        data["decision"]["activation"] = "softmax"
+    return data
+
+
+def check_kernel(cfg: TrainConfig, config: Path, out_dir: Path) -> None:
+    """Read the kernel config training will write (placeholder checkpoints): its mistakes stop here, before training."""
+    from kagglekit.pipeline import load_config
+
+    load_config(kernel_data(cfg, config, [Path("fold0/model.safetensors")]), base_dir=out_dir, kind="classify")
+
+
+def write_kernel_config(cfg: TrainConfig, config: Path, out_dir: Path, checkpoints) -> Path:
+    """``out_dir/classify.toml`` (atomically), read back to prove it loads."""
+    from kagglekit._atomic import atomic_path
+    from kagglekit.pipeline import load_config
+    from kagglekit.train.toml_writer import dumps
+
+    path = out_dir / "classify.toml"
+    with atomic_path(path) as tmp:
+        tmp.write_text(f"# written by kagglekit train {config.name}\n" + dumps(kernel_data(cfg, config, checkpoints)))
+    load_config(path, kind="classify")
+    return path
+
+
+def check_training(config, input_dir) -> list[tuple[bool, str]]:
+    """``kagglekit train --check``: the config, the table and every image file, the model (built once), the
+    kernel config it would write; nothing trained. ``(ok, line)`` pairs."""
+    from kagglekit.errors import KagglekitError
+
+    cfg = read_train_config(config)
+    lines = [(True, f"config: {cfg.data.target} targets, {cfg.folds.n if cfg.folds.column is None else 'column'} folds, "
+                    f"model {cfg.model.name}")]
+
+    def attempt(what, action):
+        try:
+            lines.append((True, f"{what}: {action()}"))
+        except KagglekitError as exc:
+            lines.append((False, f"{what}: {exc}"))
+
+    attempt("kernel config", lambda: check_kernel(cfg, Path(config), Path(".")) or "reads")
+    found = []
+    attempt("data", lambda: _describe_data(cfg, Path(input_dir), found))
+    if found:
+        train = found[0]
+        attempt("model", lambda: type(model_maker(cfg, len(train.classes), train.preprocessing["channels"])()).__name__)
+        attempt("folds", lambda: f"{np.bincount(fold_numbers(cfg, train)).tolist()} rows held out per fold")
+    return lines
+
+
+def _describe_data(cfg: TrainConfig, input_dir: Path, found: list) -> str:
+    train, _ = datasets(cfg, input_dir)
+    found.append(train)
+    p = train.preprocessing
+    return f"{len(train)} rows, {len(train.classes)} classes, {p['channels']} channel(s), every image file present"
