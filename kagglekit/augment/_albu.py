@@ -16,6 +16,20 @@ def transform_rng(transform) -> np.random.Generator:
     return own if own is not None else np.random.default_rng(np.random.randint(2**31))
 
 
+def seed_transform(transform, key) -> None:
+    """Seed ``transform``'s draws from ``key`` (a list of ints, e.g. [seed, epoch, index]), so that one item's
+    augmentation depends on the key only, in whichever process or DataLoader worker it runs: albumentations'
+    own ``set_random_seed`` (1.4.21 on), else the global generators older releases draw from."""
+    seed = int(np.random.default_rng(key).integers(2**31))
+    if hasattr(transform, "set_random_seed"):
+        transform.set_random_seed(seed)
+    else:
+        import random
+
+        random.seed(seed)
+        np.random.seed(seed)
+
+
 def gauss_noise(std_fraction: tuple[float, float], p: float):
     """Gaussian noise whose standard deviation is a fraction of the dtype's range (255 or 1.0)."""
     if ALBUMENTATIONS_2:

@@ -1,5 +1,6 @@
-"""Training data: tiles of large images and volumes with their masks.
+"""Training data: images with image-level labels or masks, tiles of large images and volumes with their masks.
 
+    ImageDataset(table, images, target=, label=, classes=, size=, resize=, normalize=, transform=, cache_dir=)  images.py
     TileDataset(sources, masks, tile=, stride= | samples_per_epoch=, label_scale=, positive_fraction=)   tiles.py
 
 Importing this package is cheap: each name is loaded from its submodule on first use.
@@ -9,7 +10,7 @@ from __future__ import annotations
 
 from kagglekit._lazy import lazy_exports
 
-_EXPORTS = {"TileDataset": "tiles"}
+_EXPORTS = {"ImageDataset": "images", "TileDataset": "tiles"}
 
 __all__ = sorted(_EXPORTS)
 

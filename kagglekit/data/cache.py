@@ -1,21 +1,27 @@
-"""A tile cache: each source decoded once into an ``.npy`` file on disk, read back as a memory map.
+"""On-disk caches of decoded pixels, read back as memory maps: a tile cache (each source decoded once into an
+``.npy`` file) and an image cache (each training image decoded and resized once).
 
 The ink-detection write-ups pre-saved crops so that training did not decode 65-slice TIFFs every
 step. Here the crops are one decoded array per source ((H, W, C) in the source's own dtype, only the
 slices chosen), so any window is a slice of the page cache: no decoding, and forked DataLoader
 workers share the pages. A file is named by what it holds (the source's name, its slices, shape,
 dtype, and the files' sizes and modification times), so a changed source is decoded again.
+
+The image cache (:func:`cached_array`) holds what :class:`~kagglekit.data.ImageDataset` decodes per item:
+one small file per image, so that later epochs decode nothing.
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
 import re
+import tempfile
 from pathlib import Path
 
 import numpy as np
 
-__all__ = ["cached_source"]
+__all__ = ["cached_array", "cached_source", "file_stamp"]
 
 _STRIP_BYTES = 64 << 20
 
@@ -27,9 +33,23 @@ def _identity(source) -> str:
     for name in dict.fromkeys(re.sub(r"\[\d+\]$", "", n) for n in names):  # "v.tif[3]" is page 3 of v.tif
         path = Path(name)
         if path.is_file():
-            stat = path.stat()
-            parts.append(f"{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}")
+            parts.append(file_stamp(path))
+    return _digest(parts)
+
+
+def file_stamp(path) -> str:
+    """``path`` resolved, with its size and modification time: what tells a changed file from the one cached."""
+    path = Path(path)
+    stat = path.stat()
+    return f"{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}"
+
+
+def _digest(parts) -> str:
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
+
+
+def _stem(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", name)[:60] or "source"
 
 
 def cached_source(source, cache_dir) -> Path:
@@ -41,8 +61,7 @@ def cached_source(source, cache_dir) -> Path:
     from kagglekit._atomic import atomic_path
 
     cache_dir = Path(cache_dir)
-    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", Path(source.name).name)[:60] or "source"
-    path = cache_dir / f"{stem}-{_identity(source)}.npy"
+    path = cache_dir / f"{_stem(Path(source.name).name)}-{_identity(source)}.npy"
     if path.is_file():
         return path
     H, W, C = source.shape
@@ -54,3 +73,30 @@ def cached_source(source, cache_dir) -> Path:
         out.flush()
         del out
     return path
+
+
+def cached_array(cache_dir, name: str, identity, make) -> np.ndarray:
+    """The array ``make()`` returns, kept under ``cache_dir`` as ``<name>-<hash of identity>.npy``: read back as a
+    read-only memory map when there, else made and written (then returned as made).
+
+    ``identity``: strings that change whenever the array would (the files' :func:`file_stamp`, the size...).
+    Written to a temporary file and renamed into place, so that two DataLoader workers writing the same entry
+    each rename a whole file and a reader never sees half of one; not fsynced (an entry lost in a crash is
+    made again; one that does not load is too). Holds the array ``make`` returns.
+    """
+    path = Path(cache_dir) / f"{_stem(name)}-{_digest(identity)}.npy"
+    try:
+        return np.load(path, mmap_mode="r")
+    except (OSError, ValueError, EOFError):  # not there yet, or cut short by a crash
+        pass
+    array = make()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False)
+    try:
+        with tmp:
+            np.save(tmp, array)
+        os.replace(tmp.name, path)
+    except BaseException:
+        Path(tmp.name).unlink(missing_ok=True)
+        raise
+    return array

@@ -26,19 +26,6 @@ from kagglekit.io import read_mask
 __all__ = ["TileDataset"]
 
 
-def _seed(transform, seed: int) -> None:
-    """Seed ``transform``'s draws for one item, so that an item's augmentation depends on the seed, the
-    epoch and the index only, in whichever worker it runs: albumentations' own ``set_random_seed``
-    (1.4.21 on), else the global generators older releases draw from."""
-    if hasattr(transform, "set_random_seed"):
-        transform.set_random_seed(seed)
-    else:
-        import random
-
-        random.seed(seed)
-        np.random.seed(seed)
-
-
 class TileDataset:
     """Tiles of ``sources`` (image paths, opened once per process, or :class:`~kagglekit.io.Source` objects such
     as ``open_volume(...)``: their TIFF reads are fork-safe) with the same windows of ``masks`` ((H, W) arrays
@@ -174,7 +161,9 @@ class TileDataset:
         part = self.masks[k][y : y + self.tile, x : x + self.tile]
         mask[: part.shape[0], : part.shape[1]] = part
         if self.transform is not None:
-            _seed(self.transform, int(np.random.default_rng([self.seed, self.epoch, i, 1]).integers(2**31)))
+            from kagglekit.augment._albu import seed_transform
+
+            seed_transform(self.transform, [self.seed, self.epoch, i, 1])
             out = self.transform(image=image, mask=mask)
             image, mask = out["image"], out["mask"]
         x_ = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))).float()

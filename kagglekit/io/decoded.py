@@ -101,9 +101,10 @@ def _read_rgb_png(cv2, path: Path, png):
 def _jpeg_is_complete(data: bytes) -> bool:
     """Whether a JPEG's last scan ends in the end-of-image marker. Byte stuffing keeps FF D9 out of a
     scan's data, so a file cut inside or after a scan has none. OpenCV 4.8 decodes such a file (grey
-    below the cut) where 4.11 refuses it."""
-    last_scan = data.rfind(b"\xff\xda")
-    return last_scan >= 0 and data.find(b"\xff\xd9", last_scan) >= 0
+    below the cut) where 4.11 refuses it. Searched from the ends (the last EOI, then no scan after it; a
+    first scan before it), not through the scan data: 0.01 ms instead of 1.6 for a 1.7 MB photo."""
+    end = data.rfind(b"\xff\xd9")
+    return end >= 0 and data.find(b"\xff\xda", end) < 0 and 0 <= data.find(b"\xff\xda") < end
 
 
 # start-of-frame markers (baseline, extended, progressive, lossless; Huffman or arithmetic coded)

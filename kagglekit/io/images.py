@@ -57,11 +57,12 @@ def _reduction(path: Path, size, resize) -> int:
     return next((r for r in (8, 4, 2) if r * scale <= 1), 1)
 
 
-def resize_image(image: np.ndarray, size, resize="resize") -> np.ndarray:
+def resize_image(image: np.ndarray, size, resize="resize", interpolation: int | None = None) -> np.ndarray:
     """``image`` (H, W, C) of any dtype brought to ``size`` (h, w) by ``resize`` (one of :data:`RESIZE_MODES`):
-    INTER_AREA when shrinking, INTER_LINEAR when enlarging; "pad" keeps the aspect ratio and centres the image on
-    zeros, "center_crop" covers ``size`` and crops the middle; None (or no ``size``) returns ``image`` itself.
-    Returns (h, w, C) of ``image``'s dtype; holds the resized copy."""
+    INTER_AREA when shrinking, INTER_LINEAR when enlarging, or ``interpolation`` (an OpenCV flag such as
+    ``cv2.INTER_NEAREST`` for a mask: the same geometry as its image's); "pad" keeps the aspect ratio and centres
+    the image on zeros, "center_crop" covers ``size`` and crops the middle; None (or no ``size``) returns ``image``
+    itself. Returns (h, w, C) of ``image``'s dtype; holds the resized copy."""
     import cv2
 
     if size is None or resize is None or image.shape[:2] == size:
@@ -75,7 +76,8 @@ def resize_image(image: np.ndarray, size, resize="resize") -> np.ndarray:
         new = (max(1, round(image.shape[0] * scale)), max(1, round(image.shape[1] * scale)))
     if resize == "center_crop":
         new = (max(new[0], h), max(new[1], w))
-    interpolation = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
+    if interpolation is None:
+        interpolation = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
     out = cv2.resize(image, (new[1], new[0]), interpolation=interpolation).reshape(*new, C)
     if resize == "resize":
         return out
