@@ -17,8 +17,8 @@ def test_import_kagglekit_loads_no_heavy_library():
 
 def test_light_submodules_stay_light():
     loaded = modules_loaded_by("import kagglekit.tiling, kagglekit.io, kagglekit.mil, kagglekit.data, kagglekit.jobs, "
-                               "kagglekit.losses", ("torch", "timm", "albumentations", "ray"))
-    assert loaded == [], f"kagglekit.tiling / io / mil / data / jobs / losses loaded {loaded}"
+                               "kagglekit.losses, kagglekit.train", ("torch", "timm", "albumentations", "ray"))
+    assert loaded == [], f"kagglekit.tiling / io / mil / data / jobs / losses / train loaded {loaded}"
 
 
 def test_the_job_runner_loads_ray_only_for_the_ray_engine():

@@ -26,11 +26,16 @@ def test_readme_python_examples_run(capsys):
 def test_readme_toml_examples_are_valid_pipeline_configs():
     from kagglekit._toml import tomllib
     from kagglekit.pipeline import load_config
+    from kagglekit.pipeline.schema import read_top
+    from kagglekit.train.config import TrainConfig
 
     text = (Path(__file__).parents[1] / "README.md").read_text()
     blocks = re.findall(r"```toml\n(.*?)```", text, re.S)
     assert blocks, "the README has no TOML example"
     for block in blocks:
         data = tomllib.loads(block)
+        if "data" in data:  # a training config (kagglekit train)
+            read_top(TrainConfig, data)
+            continue
         data.setdefault("models", [{"path": "model.safetensors"}])
         load_config(data)  # raises PipelineConfigError naming the key on a mistake

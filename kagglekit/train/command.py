@@ -39,7 +39,8 @@ class TrainingReport:
         rows = ["| fold | held out | score |", "| ---: | ---: | ---: |"]
         rows += [f"| {f['fold']} | {f['held_out']} | {_fmt(f['score'])} |" for f in self.cv["folds"]]
         rows.append(f"| all | {sum(f['held_out'] for f in self.cv['folds'])} | {_fmt(self.cv.get('overall'))} |")
-        return "\n".join([*rows, f"decision: {self.decision} (OOF score {_fmt(self.decision.score)})",
+        return "\n".join([*rows, f"decision: {self.decision.kind}, fitted on the OOF predictions (OOF score "
+                                 f"{_fmt(self.decision.score)}): {self.out_dir / 'decision.json'}",
                           f"kernel config: {self.kernel_config}"])
 
 
@@ -101,7 +102,7 @@ def model_maker(cfg: TrainConfig, classes: int, channels: int):
     """``model_fn()`` for train_folds: kagglekit.models.create with the data's classes and channels (picklable)."""
     from kagglekit.models import create
 
-    args = {"num_classes": classes, **cfg.model.args}
+    args = {"num_classes": classes, **(cfg.model.args or {})}
     if channels != 3 and cfg.model.name.startswith("timm/"):
         args.setdefault("in_chans", channels)
     if cfg.model.weights is not None:
@@ -146,9 +147,10 @@ def kernel_data(cfg: TrainConfig, config: Path, checkpoints) -> dict:
     from kagglekit.pipeline.sections import read_toml
 
     preprocess = read_toml(config).get("preprocess", {})
-    data = {"kind": "classify", **{k: v for k, v in cfg.kernel.items() if k != "output"},
+    kernel = cfg.kernel or {}
+    data = {"kind": "classify", **{k: v for k, v in kernel.items() if k != "output"},
             "preprocess": preprocess, "models": [{"path": str(p)} for p in checkpoints],
-            "decision": {"file": "decision.json"}, "output": dict(cfg.kernel.get("output", {}))}
+            "decision": {"file": "decision.json"}, "output": dict(kernel.get("output", {}))}
     if cfg.activation == "softmax":
         data["decision"]["activation"] = "softmax"
     return data

@@ -63,7 +63,7 @@ class DataConfig:
 class ModelSpec:
     name: str = option(check=Name('a model of kagglekit.models.create, e.g. "timm/resnet18"'), help="the architecture")
     weights: Path | None = option(None, check=File("the pretrained weights' local file"), help="pretrained weights (a local file)")
-    args: dict = option({}, check=ARGS, help="more create() arguments (num_classes and in_chans come from the data)")
+    args: dict | None = option(None, check=ARGS, help="more create() arguments (num_classes and in_chans come from the data)")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -74,7 +74,7 @@ class TrainSection:
     steps: int | None = option(None, check=Integer(), help="optimiser steps per fold (or epochs)")
     batch_size: int = option(32, check=Integer(), help="images per step (the global batch)")
     loss: object = option(check=LOSS, help="a kagglekit.losses name or a weighted sum")
-    loss_args: dict = option({}, check=ARGS, help="the loss's arguments (a sum's keyed by part)")
+    loss_args: dict | None = option(None, check=ARGS, help="the loss's arguments (a sum's keyed by part)")
     optimizer: str = option("adamw", check=String(), help="timm's optimiser name")
     lr: float = option(1e-3, check=Number(0.0, open_low=True), help="the peak learning rate")
     weight_decay: float = option(0.05, check=Number(0.0), help="decoupled weight decay (not on biases and norms)")
@@ -130,14 +130,14 @@ class TrainConfig:
     augment: AugmentConfig = section(AugmentConfig, help="training augmentation")
     folds: FoldsConfig = section(FoldsConfig, help="the folds")
     decision: DecisionFit = section(DecisionFit, help="the decision fitted on the OOF predictions")
-    kernel: dict = option({}, check=ARGS, help="the kernel config's [inputs], [output], [tta] and [budget]")
+    kernel: dict | None = option(None, check=ARGS, help="the kernel config's [inputs], [output], [tta] and [budget]")
     notes: tuple[str, ...] = field(default=(), compare=False)
     kind: str = field(default="classify", init=False)
 
     def validate(self, t: Table) -> None:
         if t.data.get("kind", "classify") != "classify":
             raise PipelineConfigError(f"kind: training writes a classify kernel config for now, got {t.data.get('kind')!r}")
-        unknown = set(self.kernel) - set(KERNEL_SECTIONS)
+        unknown = set(self.kernel or {}) - set(KERNEL_SECTIONS)
         if unknown:
             t.fail("kernel", f"holds the kernel config's {list(KERNEL_SECTIONS)}, not {sorted(unknown)}")
         if self.data.target != "columns" and self.data.label is None:
@@ -179,5 +179,5 @@ def fit_options(cfg: TrainConfig) -> dict:
     t = cfg.train
     options = {f.name: getattr(t, f.name) for f in dataclasses.fields(t) if f.name not in ("loss", "loss_args")}
     options["scheduler"] = None if t.scheduler == "none" else t.scheduler
-    options["loss"] = create_loss(t.loss, **t.loss_args)
+    options["loss"] = create_loss(t.loss, **(t.loss_args or {}))
     return options

@@ -1,0 +1,113 @@
+"""``kagglekit train`` from the README's instructions on the multilabel demo's competition, then
+``kagglekit classify`` with the config it wrote, then ``kagglekit bundle``; and the one-preprocessing
+guarantee: a fold's OOF probabilities are what ``classify`` writes for its held-out images."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+
+from kagglekit.cli import main
+
+from competitions import read_csv
+
+README = Path(__file__).parents[1] / "README.md"
+
+
+def readme_training() -> tuple[str, list[str]]:
+    """The README's training TOML and its commands."""
+    section = README.read_text().split("\n## Training\n", 1)[1].split("\n## ", 1)[0]
+    (toml,) = re.findall(r"```toml\n(.*?)```", section, re.S)
+    (bash,) = re.findall(r"```bash\n(.*?)```", section, re.S)
+    return toml, [line.split("  #")[0].strip() for line in bash.strip().splitlines()]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, kagglekit_wheel):
+    """The README's commands run as written in a fresh folder, on a small copy of the demo's competition
+    (its steps and folds turned down), ``kagglekit wheels build`` standing for the session's wheel."""
+    from kagglekit.demo.multilabel_data import build_multilabel_competition
+
+    root = tmp_path_factory.mktemp("train")  # a fresh clone's root: what bundle reads from it
+    repo = README.parent
+    shutil.copy(repo / "kernel-metadata.json", root)
+    shutil.copytree(repo / "notebooks", root / "notebooks")
+    shutil.copytree(repo / "wheels", root / "wheels")
+    build_multilabel_competition(root / "build" / "demo", n_train=96, n_test=16, side=64, seed=0)
+    toml, commands = readme_training()
+    (root / "train.toml").write_text(toml.replace("steps = 120", "steps = 4").replace("n = 4", "n = 2"))
+    codes = {}
+    cwd = Path.cwd()
+    try:
+        os.chdir(root)
+        for command in commands:
+            argv = command.replace("<your-kaggle-username>", "you").split()[1:]
+            if argv[0] == "classify":
+                argv[argv.index("--output") + 1] = str(root / "out")
+            if argv[:2] == ["wheels", "build"]:  # tested in test_wheels.py; here its kagglekit wheel
+                shutil.copy(kagglekit_wheel, root / "wheels")
+                continue
+            codes[argv[0] + (" --check" if "--check" in argv else "")] = main(argv)
+    finally:
+        os.chdir(cwd)
+    return root, codes
+
+
+def test_the_readme_trains_classifies_and_bundles(trained, capsys):
+    root, codes = trained
+    assert codes == {"train --check": 0, "train": 0, "classify": 0, "bundle": 0}
+    models, comp = root / "models", root / "build" / "demo" / "input" / "kagglekit-multilabel"
+    for name in ("fold0/model.safetensors", "fold1/model.safetensors", "oof.parquet", "cv.json", "decision.json",
+                 "curves.png", "classify.toml"):
+        assert (models / name).is_file(), name
+    assert not (models / "fold0" / "state").exists()  # a finished fold keeps no optimiser state
+    rows = read_csv(root / "out" / "submission.csv")
+    sample = read_csv(comp / "sample_submission.csv")
+    assert [r["image_name"] for r in rows] == [r["image_name"] for r in sample]
+    assert (root / "dist" / "kaggle" / "models" / "classify.toml").is_file()
+    from kagglekit.models import checkpoint_info
+
+    info = checkpoint_info(models / "fold0" / "model.safetensors")
+    assert info["metadata"]["preprocess"]["size"] == [64, 64] and info["metadata"]["fold"] == 0
+    oof = pl.read_parquet(models / "oof.parquet")
+    train = read_csv(comp / "train.csv")
+    assert sorted(oof["id"].to_list()) == sorted(r["image_name"] for r in train) and set(oof["fold"]) == {0, 1}
+
+
+def test_a_folds_oof_probabilities_are_what_classify_writes_for_its_held_out_images(trained):
+    """The kernel's config as written, narrowed to fold 0's checkpoint, no TTA, probabilities in columns."""
+    from kagglekit._toml import tomllib
+    from kagglekit.pipeline import classify
+
+    root, _ = trained
+    models, comp = root / "models", root / "build" / "demo" / "input" / "kagglekit-multilabel"
+    oof = pl.read_parquet(models / "oof.parquet").filter(pl.col("fold") == 0)
+    classes = [c.removeprefix("prob_") for c in oof.columns if c.startswith("prob_")]
+    parity = root / "parity"
+    parity.mkdir()
+    (parity / "sample.csv").write_text("image_name," + ",".join(classes) + "\n"
+                                       + "".join(f"{i}{',0' * len(classes)}\n" for i in oof["id"]))
+    config = tomllib.loads((models / "classify.toml").read_text())
+    config.update(models=[{"path": "fold0/model.safetensors"}], tta={"views": ["identity"]},
+                  inputs={"glob": "train/*.jpg"}, decision={"kind": "probability"},
+                  output={"sample_submission": str(parity / "sample.csv"), "format": "columns"})
+    report = classify(config, comp, parity, base_dir=models)
+    assert len(report.predicted) == oof.height
+    written = {r["image_name"]: [float(r[c]) for c in classes] for r in read_csv(parity / "submission.csv")}
+    got = np.array([written[i] for i in oof["id"]])
+    np.testing.assert_allclose(got, oof.select([f"prob_{c}" for c in classes]).to_numpy(), rtol=0, atol=1e-5)
+
+
+def test_check_names_a_mistake_in_the_kernel_section_before_any_training(tmp_path, capsys):
+    toml, _ = readme_training()
+    (tmp_path / "train.toml").write_text(toml.replace('label_column = "tags"', 'label_colum = "tags"'))
+    (tmp_path / "train.csv").write_text("image_name,tags\n")
+    assert main(["train", str(tmp_path / "train.toml"), "--input", str(tmp_path), "--out", str(tmp_path / "m")]) == 1
+    assert "output: unknown key(s) ['label_colum'] (did you mean 'label_column'?)" in capsys.readouterr().err
+    assert not (tmp_path / "m").exists()
