@@ -93,11 +93,22 @@ def test_the_tiny_demo_retrained_from_its_seed_gives_the_same_models_and_classif
     again = train_folds(folder, tmp_path / "models", steps=SMALL["steps"], seed=0, log=lambda *_: None)
     assert again.oof_fbeta == {name: result["rows"][name][0] for name in ROWS[1:]}
     for fold in range(FOLDS):
-        assert same_safetensors(tmp_path / "models" / f"fold{fold}.safetensors", models / f"fold{fold}.safetensors"), fold
-    for name in ("per_class.json", "expected_f2.json", "classify.toml"):
+        assert same_safetensors(tmp_path / "models" / f"fold{fold}" / "model.safetensors", models / f"fold{fold}" / "model.safetensors"), fold
+    for name in ("decision.json", "expected_f2.json", "oof.parquet"):
         assert (tmp_path / "models" / name).read_bytes() == (models / name).read_bytes(), name
+    assert (tmp_path / "models" / "classify.toml").read_text().splitlines()[1:] == (models / "classify.toml").read_text().splitlines()[1:]
     classify(models / "classify.toml", folder, tmp_path / "working")
     assert (tmp_path / "working" / "submission.csv").read_bytes() == (root / "working" / "multilabel" / "submission.csv").read_bytes()
+
+
+def test_the_demos_training_config_is_the_readmes():
+    from pathlib import Path
+
+    from kagglekit._toml import tomllib
+    from kagglekit.demo.multilabel import train_config
+
+    readme = (Path(__file__).parents[1] / "README.md").read_text().split("\n## Training\n", 1)[1]
+    assert tomllib.loads(readme.split("```toml\n", 1)[1].split("```", 1)[0]) == train_config()
 
 
 @pytest.mark.demo

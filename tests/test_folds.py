@@ -44,6 +44,10 @@ class Items(torch.utils.data.Dataset):
         self.y = torch.stack([self.x[:, 0] > 0, self.x[:, 1] + self.x[:, 2] > 0], dim=1).float()
         self.ids = [f"item{k}" for k in range(N)]
 
+    @property
+    def targets(self):
+        return self.y.numpy()
+
     def __len__(self):
         return N
 
@@ -86,6 +90,10 @@ def test_a_rerun_keeps_finished_folds_and_a_changed_setting_redoes_them(tmp_path
     assert again.report.skipped == ["fold0", "fold1", "fold2", "fold3"] and again.oof.equals(first.oof)
     changed = train_folds(small_model, Items(), FOLDS, tmp_path, **{**OPTIONS, "lr": 0.02})
     assert changed.report.done == ["fold0", "fold1", "fold2", "fold3"] and not changed.oof.equals(first.oof)
+    relabelled = Items()
+    relabelled.y[0] = 1 - relabelled.y[0]
+    redone = train_folds(small_model, relabelled, FOLDS, tmp_path, **{**OPTIONS, "lr": 0.02})
+    assert redone.report.done == ["fold0", "fold1", "fold2", "fold3"]  # other labels: every fold again
 
 
 def test_folds_from_a_splitter_and_their_mistakes(tmp_path):

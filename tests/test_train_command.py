@@ -111,3 +111,18 @@ def test_check_names_a_mistake_in_the_kernel_section_before_any_training(tmp_pat
     assert main(["train", str(tmp_path / "train.toml"), "--input", str(tmp_path), "--out", str(tmp_path / "m")]) == 1
     assert "output: unknown key(s) ['label_colum'] (did you mean 'label_column'?)" in capsys.readouterr().err
     assert not (tmp_path / "m").exists()
+
+
+def test_a_kernel_config_that_feeds_the_models_otherwise_is_refused_naming_the_fix(trained, capsys):
+    root, _ = trained
+    models, comp = root / "models", root / "build" / "demo" / "input" / "kagglekit-multilabel"
+    text = (models / "classify.toml").read_text()
+    assert "size = 64" in text
+    wrong = models / "wrong.toml"
+    wrong.write_text(text.replace("size = 64", "size = 96"))
+    assert main(["classify", str(wrong), "--input", str(comp), "--check"]) == 1
+    assert "set [preprocess] size = [64, 64] (not [96, 96])" in capsys.readouterr().out
+    assert main(["classify", str(wrong), "--input", str(comp), "--output", str(root / "wrong")]) == 1
+    assert "the kernel must feed it what training fed it: set [preprocess] size = [64, 64]" in capsys.readouterr().err
+    assert [r["image_name"] for r in read_csv(root / "wrong" / "submission.csv")] == [
+        r["image_name"] for r in read_csv(comp / "sample_submission.csv")]  # the fallback stays

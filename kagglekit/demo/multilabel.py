@@ -2,16 +2,19 @@
 submitted through the classify pipeline and the inference notebook.
 
     1. the competition (multilabel_data.py): JPEG chips of 1 to 4 regions of scikit-image's images
-    2. folds: MultilabelStratifiedKFold(4, shuffle=True, random_state=seed); a small timm model per
-       fold, trained from scratch for a fixed number of steps (D4 and brightness augmentation)
-    3. out-of-fold predictions (D4 TTA) -> decision files: per-class F2 thresholds and the
-       expected-F2 decision, each with a temperature fitted on the out-of-fold logits
+    2. ``kagglekit train`` on a written train.toml (:func:`train_config`, the README's): 4 folds
+       (MultilabelStratifiedKFold), a small timm model per fold from scratch for a fixed number of steps
+       (D4 augmentation), out-of-fold predictions, per-class F2 thresholds fitted on them
+       (decision.json, with a temperature) and the kernel's classify.toml; the expected-F2 decision
+       fitted on the same out-of-fold predictions (expected_f2.json)
     4. the notebook, headless and offline, runs classify.toml (the per-class thresholds) on the test chips;
        the pipeline runs twice more in-process for the other rows of the table
     5. mean per-chip F2 (Planet's metric) on the hidden tags for each decision and the all-labels baseline
 
     <out>/input/kagglekit-multilabel/          the competition
-    <out>/input/kagglekit-multilabel-models/   fold*.safetensors, decision files, classify.toml
+    <out>/input/multilabel-train.toml          the training config
+    <out>/input/kagglekit-multilabel-models/   fold*/model.safetensors, oof.parquet, cv.json, decision files,
+                                               curves.png, classify.toml
     <out>/working/                             submission.csv, predictions.png, the executed notebook
 """
 
@@ -38,69 +41,51 @@ class FoldsResult:
     oof_fbeta: dict[str, float]
 
 
-def _batches(images: np.ndarray, labels: np.ndarray, rng: np.random.Generator):
-    """Endless (x, y) float32 batches of random chips, each turned by a random element of D4 and its
-    brightness scaled by 0.8 to 1.2."""
-    import torch
-
-    while True:
-        k = rng.integers(0, len(images), BATCH)
-        x = images[k].astype(np.float32) / 255.0
-        x *= rng.uniform(0.8, 1.2, (BATCH, 1, 1, 1)).astype(np.float32)
-        turns, flips = rng.integers(0, 4, BATCH), rng.random(BATCH) < 0.5
-        x = np.stack([np.rot90(c[:, ::-1] if f else c, t) for c, t, f in zip(x, turns, flips)])
-        yield (torch.from_numpy(np.clip(x, 0, 1)).permute(0, 3, 1, 2).contiguous(),
-               torch.from_numpy(labels[k].astype(np.float32)))
+def train_config(steps: int = STEPS, folds: int = FOLDS, seed: int = 0) -> dict:
+    """The demo's ``kagglekit train`` config (the README's ``train.toml`` at the default knobs): a small timm
+    model per fold from scratch, D4 augmentation, BCE, per-class F2 thresholds fitted out of fold, and
+    the kernel's D4 TTA."""
+    return {"kind": "classify",
+            "data": {"table": "train.csv", "images": "train/{id}.jpg", "label": "tags", "target": "multi_hot"},
+            "preprocess": {"size": SIZE, "normalize": "scale"},
+            "model": {"name": MODEL},
+            "train": {"steps": steps, "batch_size": BATCH, "lr": 2e-3, "weight_decay": 1e-4, "loss": "bce", "num_workers": 0,
+                      "seed": seed},
+            "augment": {"transform": "d4"},
+            "folds": {"n": folds, "seed": seed},
+            "decision": {"kind": "per_class", "beta": BETA},
+            "kernel": {"inputs": {"glob": "test/*.jpg"}, "output": {"label_column": "tags"}, "tta": {"views": "d4"}}}
 
 
 def train_folds(folder: Path, models_dir: Path, *, steps: int = STEPS, folds: int = FOLDS, seed: int = 0,
                 log=print) -> FoldsResult:
-    """Train one model per fold, write the model dataset (checkpoints with their class names, decision
-    files fitted on the out-of-fold predictions, classify.toml) and return the out-of-fold F2 of each
-    decision. Holds the training chips (64 x 64 x 3 bytes each) and the out-of-fold tables."""
-    import torch
+    """``kagglekit train`` on the demo's competition (the config: :func:`train_config`, written beside the
+    model folder), plus the expected-F2 decision fitted on the same out-of-fold predictions; return the
+    out-of-fold F2 of each decision. Holds what kagglekit.train.train_folds holds."""
+    import polars as pl
 
-    from kagglekit.cv import MultilabelStratifiedKFold
-    from kagglekit.demo.multilabel_data import SOURCES, read_tags
-    from kagglekit.demo.train import fit
-    from kagglekit.infer import predict
-    from kagglekit.io import load_image
+    from kagglekit.demo.multilabel_data import read_tags
     from kagglekit.metrics import fbeta_score
-    from kagglekit.models import create, save_checkpoint
     from kagglekit.thresholds import fit_decision, write_decision
+    from kagglekit.train.command import run_training
+    from kagglekit.train.toml_writer import dumps
 
-    ids, labels = read_tags(folder / "train.csv")
-    images = np.stack([load_image(folder / "train" / f"{i}.jpg") for i in ids])
-    oof_z = np.zeros(labels.shape, np.float64)
-    models_dir.mkdir(parents=True, exist_ok=True)
-    splitter = MultilabelStratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
-    for fold, (train_rows, valid_rows) in enumerate(splitter.split(images, labels)):
-        log(f"fold {fold}: {len(train_rows)} chips to train on, {len(valid_rows)} held out; {steps} steps")
-        torch.manual_seed(seed * 100 + fold)
-        model = create(MODEL, num_classes=len(SOURCES))
-        batches = _batches(images[train_rows], labels[train_rows], np.random.default_rng(seed * 100 + fold))
-        fit(model, batches, steps, lr=2e-3, log=log)
-        model.eval()
-        oof_z[valid_rows] = predict(model, list(images[valid_rows]), tta="d4", progress=False)  # mean logits of the views
-        save_checkpoint(model, models_dir / f"fold{fold}.safetensors", classes=list(SOURCES),
-                        metadata={"fold": fold, "steps": steps, "seed": seed})
-    oof_p = 1 / (1 + np.exp(-oof_z))
-    per_class = fit_decision(oof_p, labels, "per_class", beta=BETA, classes=SOURCES, logits=oof_z)
-    expected = fit_decision(oof_p, labels, "expected_fbeta", beta=BETA, classes=SOURCES, logits=oof_z)
-    write_decision(per_class, models_dir / "per_class.json")
+    config = models_dir.parent / "multilabel-train.toml"
+    config.parent.mkdir(parents=True, exist_ok=True)
+    config.write_text(dumps(train_config(steps, folds, seed)))
+    trained = run_training(config, folder, models_dir, progress=False)
+    log(trained.summary())
+    oof = pl.read_parquet(models_dir / "oof.parquet")
+    classes = [c.removeprefix("prob_") for c in oof.columns if c.startswith("prob_")]  # the checkpoints' order
+    ids, labels = read_tags(folder / "train.csv", classes)
+    assert oof["id"].to_list() == ids  # the OOF table is in the training table's order
+    oof_z = oof.select([f"logit_{c}" for c in classes]).to_numpy()
+    oof_p = oof.select([f"prob_{c}" for c in classes]).to_numpy()
+    expected = fit_decision(oof_p, labels, "expected_fbeta", beta=BETA, classes=classes, logits=oof_z)
     write_decision(expected, models_dir / "expected_f2.json")
-    (models_dir / "classify.toml").write_text(_toml("per_class.json", folds))
-    oof = {"threshold 0.5": fbeta_score(labels, oof_p >= 0.5, BETA, average="samples"),
-           "per-class thresholds": per_class.score, "expected-F2 decision": expected.score}
-    return FoldsResult(models_dir, oof)
-
-
-def _toml(decision_file: str, folds: int = FOLDS) -> str:
-    models = "".join(f'[[models]]\npath = "fold{k}.safetensors"\n' for k in range(folds))
-    return (f'kind = "classify"\nbatch_size = 64\nnum_workers = 2\n\n[inputs]\nglob = "test/*.jpg"\n\n'
-            f'[preprocess]\nsize = {SIZE}\nnormalize = "scale"\n\n{models}\n[tta]\nviews = "d4"\n\n'
-            f'[decision]\nfile = "{decision_file}"\n\n[output]\nlabel_column = "tags"\nformat = "labels"\n\n'
-            f'[budget]\nseconds = 1800\nreserve = 60\n')
+    oof_f2 = {"threshold 0.5": fbeta_score(labels, oof_p >= 0.5, BETA, average="samples"),
+              "per-class thresholds": trained.decision.score, "expected-F2 decision": expected.score}
+    return FoldsResult(models_dir, oof_f2)
 
 
 def score(submission, solution) -> float:

@@ -149,6 +149,34 @@ def _find_inputs(cfg, input_dir: Path, ids: list[str], report, sample=None) -> t
     return found, f"with every channel file {list(cfg.inputs.channels)} under {input_dir}"
 
 
+def preprocess_mismatch(cfg: ClassifyConfig, trained: dict | None) -> str | None:
+    """How ``[preprocess]`` differs from the ``preprocess`` a checkpoint records (``kagglekit train`` writes
+    it: the size, resize and normalisation the model was trained on), as ``key = value`` fixes; None when
+    they agree or the checkpoint says nothing."""
+    from kagglekit.infer.batching import IMAGENET
+
+    if not trained:
+        return None
+    p = cfg.preprocess
+    normalize = {"scale": "scale", "imagenet": IMAGENET, "none": None}.get(trained.get("normalize"), trained.get("normalize"))
+    if isinstance(normalize, dict):
+        normalize = (tuple(normalize["mean"]), tuple(normalize["std"]))
+    ours = {"size": list(p.size) if p.size else None, "resize": p.resize or "none", "normalize": p.normalize}
+    theirs = {"size": trained.get("size"), "resize": trained.get("resize", "none"), "normalize": normalize}
+    differ = [k for k in ours if ours[k] != theirs[k] and not (k == "resize" and theirs["size"] is None)]
+    written = {"size": trained.get("size"), "resize": trained.get("resize"), "normalize": trained.get("normalize")}
+    return ", ".join(f"{k} = {written[k]!r} (not {ours[k]!r})" for k in differ) or None
+
+
+def _check_preprocessing(cfg: ClassifyConfig, infos) -> None:
+    """Refuse a ``[preprocess]`` other than the one a checkpoint was trained with (``infos``: (path, metadata))."""
+    for path, metadata in infos:
+        fix = preprocess_mismatch(cfg, (metadata or {}).get("preprocess"))
+        if fix:
+            raise PipelineConfigError(f"preprocess: {path} was trained on other inputs; the kernel must feed it what "
+                                      f"training fed it: set [preprocess] {fix}")
+
+
 def _formatter(cfg: ClassifyConfig, classes, decision, label_column: str, value: int | None):
     """``rows(probabilities (b, C)) -> {column: [b strings]}`` for the output format (``value``: the column of
     ``format = 'probability'``)."""
@@ -212,6 +240,8 @@ class Classify(PipelineKind):
         if not kept:
             return None
         cfg, decision = run.config, state
+        if cfg.slides is None:
+            _check_preprocessing(cfg, [(m.path, getattr(m.model, "kagglekit_metadata", None)) for m in kept])
         report.classes = _classes(cfg, kept, decision, run.reference, run.sample)
         label_column = cfg.output.columns(run.reference)[1]
         value = value_index(cfg.output, report.classes, kept[0].out_shape[1])  # before any image
@@ -231,7 +261,19 @@ class Classify(PipelineKind):
             files.append(("classes file", lambda: f"{cfg.output.classes_file}: {list(_read_classes(cfg.output.classes_file))}"))
         if cfg.output.format == "probability":
             files.append(("output value", lambda: _checked_value(cfg)))
+        if cfg.slides is None:
+            files.append(("preprocessing", lambda: _checked_preprocessing(cfg)))
         return files
+
+
+def _checked_preprocessing(cfg) -> str:
+    """For ``--check``: the checkpoints that record their training's preprocessing agree with ``[preprocess]``."""
+    from kagglekit.models import checkpoint_info
+
+    infos = [(m.path, checkpoint_info(m.path)["metadata"]) for m in cfg.models if m.path.is_file()]
+    _check_preprocessing(cfg, infos)
+    recorded = sum(bool((meta or {}).get("preprocess")) for _, meta in infos)
+    return f"{recorded} of {len(infos)} checkpoint(s) record their training's preprocessing; [preprocess] agrees"
 
 
 def _checked_value(cfg) -> str:

@@ -105,6 +105,7 @@ class FoldJob(Job):
                             "classes": self.classes, "activation": self.activation, "metric": self.metric})
 
     def run(self, slide, out_path: Path) -> dict:
+        import torch
         from torch.utils.data import Subset
 
         from kagglekit.jobs.contract import settings_hash
@@ -116,6 +117,7 @@ class FoldJob(Job):
         train, val = Subset(self.train_data, np.flatnonzero(self.folds != k).tolist()), Subset(self.val_data, held.tolist())
         metric = OnProbabilities(self.metric, self.activation) if self.metric is not None else None
         out_path.mkdir(parents=True, exist_ok=True)
+        torch.manual_seed(self.fit_options.get("seed", 0) * 1_000_003 + k)  # the fold's initial weights, whatever ran before
         result = fit(self.model_fn(), train, val, metric=metric, state_dir=out_path / "state", **self.fit_options)
         options = self.fit_options
         _, targets, logits = evaluate(result.model, val, options["loss"], batch_size=options.get("batch_size", 32))
@@ -132,13 +134,16 @@ class FoldJob(Job):
         return (out_path / "model.safetensors").is_file() and (out_path / "oof.parquet").is_file()
 
 
-def _describe(dataset) -> object:
-    """What a dataset's settings are for the hash: its own ``settings()`` or ``preprocessing``, else its repr."""
-    for name in ("settings", "preprocessing"):
-        value = getattr(dataset, name, None)
-        if value is not None:
-            return value() if callable(value) else value
-    return repr(dataset)
+def _describe(dataset) -> dict:
+    """What a dataset contributes to the folds' settings: its type and length, its ``preprocessing`` and
+    ``transform`` (an ImageDataset's), and a hash of its ``targets``, so that other labels redo the folds."""
+    import hashlib
+
+    targets = getattr(dataset, "targets", None)
+    digest = hashlib.sha256(np.ascontiguousarray(np.asarray(targets, dtype=object).astype(str)).tobytes()).hexdigest()[:16]
+    return {"type": f"{type(dataset).__module__}.{type(dataset).__qualname__}", "items": len(dataset),
+            "preprocessing": getattr(dataset, "preprocessing", None), "transform": repr(getattr(dataset, "transform", None)),
+            "targets": digest if targets is not None else None}
 
 
 def _oof_frame(ids, fold: int, logits: np.ndarray, activation: str, classes):
