@@ -261,12 +261,7 @@ def _run_pipeline(kind: str):
         source = read_config(args.config)
         if args.check:
             load_config(source, kind=kind)  # a config of another kind is named as such
-            lines = check(source, args.input)
-            for ok, line in lines:
-                print(f"{'ok' if ok else 'problem'}: {line}")
-            problems = sum(not ok for ok, _ in lines)
-            print(f"{args.config}: {problems} problem(s)" if problems else f"{args.config}: ready to run")
-            return 1 if problems else 0
+            return _print_check(check(source, args.input), args.config, "ready to run")
         report = execute(source, args.input, args.output, command=kind)
         try:
             print(report.summary(), flush=True)
@@ -301,16 +296,20 @@ def _add_pipeline(kind):
     return add
 
 
+def _print_check(lines: list[tuple[bool, str]], config, ready: str) -> int:
+    """Print a ``--check``'s (ok, line) pairs and its verdict; the exit code (1 when anything is a problem)."""
+    for ok, line in lines:
+        print(f"{'ok' if ok else 'problem'}: {line}")
+    problems = sum(not ok for ok, _ in lines)
+    print(f"{config}: {problems} problem(s)" if problems else f"{config}: {ready}")
+    return 1 if problems else 0
+
+
 def _train(args) -> int:
     from kagglekit.train.command import check_training, run_training
 
     if args.check:
-        lines = check_training(args.config, args.input)
-        for ok, line in lines:
-            print(f"{'ok' if ok else 'problem'}: {line}")
-        problems = sum(not ok for ok, _ in lines)
-        print(f"{args.config}: {problems} problem(s)" if problems else f"{args.config}: ready to train")
-        return 1 if problems else 0
+        return _print_check(check_training(args.config, args.input), args.config, "ready to train")
     if args.out is None:
         raise InvalidArgumentError("--out: the model folder to write (fold checkpoints, oof.parquet, classify.toml)")
     print(run_training(args.config, args.input, args.out, progress=not args.quiet).summary())
