@@ -120,24 +120,40 @@ def test_the_size_knobs_reach_each_demo_that_has_them(monkeypatch, tmp_path):
         suite.run_demos(["volume"], tmp_path, seeds=2, log=lines.append)
 
 
-def test_training_is_a_fixed_number_of_steps_and_repeats_exactly():
-    """Two trainings of the same steps from the same seed give the same weights (no wall-clock stop)."""
-    import torch
+@pytest.mark.slow
+def test_training_is_a_fixed_number_of_steps_through_fit_and_repeats_exactly(tmp_path):
+    """Two trainings of the same steps from the same seed write the same weights, threshold and config (no
+    wall-clock stop); the loss logged is the mean of fit's history, and segment.toml reads back as its dict."""
+    from helpers import same_safetensors
 
-    from kagglekit.demo.train import fit
+    from kagglekit.pipeline import load_config
 
-    def once():
-        torch.manual_seed(0)
-        model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, padding=1), torch.nn.ReLU(), torch.nn.Conv2d(4, 1, 1))
-        rng = np.random.default_rng(0)
-        batches = iter(lambda: (torch.from_numpy(rng.random((2, 3, 8, 8), np.float32)),
-                                torch.from_numpy((rng.random((2, 1, 8, 8)) > 0.5).astype(np.float32))), None)
-        seen = []
-        fit(model, batches, 7, lr=1e-2, log=seen.append)
-        return [p.detach().clone() for p in model.parameters()], seen
+    comp = build_competition(tmp_path, n_train=2, n_test=1, side=448, seed=1)
+    settings = InferenceSettings(tile=128, stride=96, views="flips")
+    runs = []
+    for k in range(2):
+        lines = []
+        result = train(comp.folder, tmp_path / f"models{k}", steps=4, size=64, batch_size=2, settings=settings,
+                       log=lines.append)
+        runs.append((result, lines))
+    (a, log_a), (b, log_b) = runs
+    assert same_safetensors(a.models_dir / "model.safetensors", b.models_dir / "model.safetensors")
+    assert (a.threshold, a.held_out_fbeta) == (b.threshold, b.held_out_fbeta) and log_a == log_b
+    assert "  loss " in log_a[1] and log_a[1].endswith("over the last 4")
+    toml = (a.models_dir / "segment.toml").read_text()
+    assert toml == (b.models_dir / "segment.toml").read_text()
+    assert tomllib.loads(toml) == settings.kernel_config("threshold.json")
+    assert load_config(a.models_dir / "segment.toml").tiling.tile == 128
 
-    (a, log_a), (b, log_b) = once(), once()
-    assert all(torch.equal(x, y) for x, y in zip(a, b)) and log_a == log_b and log_a[-1].startswith("  step 7/7")
+
+def test_a_kernel_config_the_pipeline_cannot_read_stops_the_demo(tmp_path):
+    from kagglekit.demo.train import write_kernel_config
+    from kagglekit.errors import KagglekitError
+
+    config = InferenceSettings().kernel_config("threshold.json")
+    assert tomllib.loads(write_kernel_config(tmp_path / "segment.toml", config).read_text()) == config
+    with pytest.raises(KagglekitError, match="stride"):
+        write_kernel_config(tmp_path / "bad.toml", {**config, "tiling": {**config["tiling"], "stride": 0}})
 
 
 @pytest.mark.demo

@@ -66,14 +66,14 @@ def make_backbone(path: Path, seed: int = 0):
     return load_checkpoint(path)
 
 
-def _toml(folds: int = FOLDS) -> str:
-    models = "".join(f'[[models]]\npath = "heads_fold{k}.safetensors"\n' for k in range(folds))
-    o = BAG_OPTIONS
-    return (f'kind = "classify"\nnum_workers = 1\n\n[inputs]\nglob = "test_images/*.png"\n\n{models}\n'
-            f'[slides]\nbackbone = "backbone.safetensors"\ntile = {o["tile"]}\nscale = {{ tma = 0.5, wsi = 1.0 }}\n'
-            f'threshold = {{ tma = 245, wsi = 25 }}\nmin_tissue = {o["min_tissue"]}\nswap_background = "tma"\n'
-            f'tma_max_side = {o["tma_max_side"]}\nbatch_size = {o["batch_size"]}\n\n'
-            f'[decision]\nfile = "decision.json"\n\n[output]\nlabel_column = "label"\n\n[budget]\nseconds = 1800\nreserve = 60\n')
+def _kernel_config(folds: int = FOLDS) -> dict:
+    """``classify.toml`` as a dict: the heads of each fold on bags made as :data:`BAG_OPTIONS` says, the decision file."""
+    from kagglekit.demo.train import BUDGET
+
+    return {"kind": "classify", "num_workers": 1, "inputs": {"glob": "test_images/*.png"},
+            "models": [{"path": f"heads_fold{k}.safetensors"} for k in range(folds)],
+            "slides": {"backbone": "backbone.safetensors", **BAG_OPTIONS}, "decision": {"file": "decision.json"},
+            "output": {"label_column": "label"}, "budget": BUDGET}
 
 
 def _fit_decision(trained, held_out: np.ndarray, y: np.ndarray, classes):
@@ -136,6 +136,7 @@ def run_slides(out="build/demo", *, n_train: int = N_TRAIN, n_test: int = N_TEST
     from kagglekit.delivery.notebook import run_kernel
     from kagglekit.demo.run import default_notebook
     from kagglekit.demo.slides_data import OTHER, SUBTYPES, build_slide_competition, read_labels
+    from kagglekit.demo.train import write_kernel_config
     from kagglekit.errors import InvalidArgumentError
     from kagglekit.jobs import extract_bags
     from kagglekit.kaggle import read_csv_strings
@@ -172,7 +173,7 @@ def run_slides(out="build/demo", *, n_train: int = N_TRAIN, n_test: int = N_TEST
     held_out = leave_class_out(train_bags, y, n_seeds=n_seeds, seed=seed, progress=False, **training)
     decision = _fit_decision(ensemble, held_out, y, SUBTYPES)
     write_decision(decision, models_dir / "decision.json")
-    (models_dir / "classify.toml").write_text(_toml(folds))
+    write_kernel_config(models_dir / "classify.toml", _kernel_config(folds))
     log(f"   out-of-fold balanced accuracy: one Chowder {one.score:.3f}, ensemble {ensemble.score:.3f}; "
         f"temperature {decision.temperature:.2f}, Other above entropy {decision.other_cut:.3f}")
     log(f"4/5 running {Path(notebook or default_notebook())} headless on the test slides")

@@ -2,12 +2,17 @@
 
 Tiles of the training slides form a polars table (slide, position, tissue and DAB fractions);
 ``kagglekit.cv.make_folds`` splits it by slide, stratified on "has DAB". Fold 0's slides are held
-out; the model trains on random crops centred on the other folds' tissue, drawn by
-``kagglekit.data.TileDataset`` through ``kagglekit.augment.preset("histology")``, for a fixed number of steps (learning rate on a cosine over
-them), so that two runs give the same figures however busy the machine is; then the held-out slides go through ``kagglekit.infer.sliding_window`` exactly as the
-pipeline will run them, and ``kagglekit.thresholds.best_fbeta_threshold`` (beta 0.5) picks the
-threshold on those predictions. The model dataset gets the checkpoint, ``threshold.json`` and the
-pipeline's ``segment.toml``.
+out; the model trains through ``kagglekit.train.fit`` (AdamW, the learning rate on a cosine over a
+fixed number of steps, a seed: two runs give the same figures however busy the machine is) on random
+crops centred on the other folds' tissue, drawn by ``kagglekit.data.TileDataset`` through
+``kagglekit.augment.preset("histology")``; then the held-out slides go through
+``kagglekit.infer.sliding_window`` exactly as the pipeline will run them, and
+``kagglekit.thresholds.best_fbeta_threshold`` (beta 0.5) picks the threshold on those predictions.
+The model dataset gets the checkpoint, ``threshold.json`` and the pipeline's ``segment.toml``, written
+from a dict by :func:`write_kernel_config` and read back by ``kagglekit.pipeline.load_config``.
+
+``fit_tiles`` and ``write_kernel_config`` serve the volume and slides demos too. ``fit`` is the old
+private loop, left only for :mod:`kagglekit.demo.multilabel` until it trains through ``kagglekit.train``.
 """
 
 from __future__ import annotations
@@ -23,6 +28,9 @@ import numpy as np
 MODEL = "smp/unet/tu-lcnet_050"
 MODEL_KWARGS = {"encoder_depth": 3, "decoder_channels": [32, 16, 8]}
 BETA = 0.5
+BUDGET = {"seconds": 1800, "reserve": 60}  # every demo kernel's [budget]
+# kagglekit.train.fit's options for the demos' tile models, besides steps, batch size, learning rate and seed
+FIT = {"loss": "bce", "weight_decay": 1e-4, "progress": False}
 
 
 @dataclass(frozen=True)
@@ -33,12 +41,13 @@ class InferenceSettings:
     stride: int = 192
     views: str = "d4"  # cycled per window (kagglekit.tta.ViewCycle): no extra cost
 
-    def toml(self, threshold_file: str) -> str:
-        return (f'batch_size = 8\n\n[inputs]\nglob = "test/*.png"\n\n[tiling]\ntile = {self.tile}\nstride = {self.stride}\n'
-                f'window = "gaussian"\ntissue_only = true\nthumbnail = 512\nmin_tissue = 0.02\n\n'
-                f'[[models]]\npath = "model.safetensors"\nweight = 1.0\n\n[tta]\nviews = "{self.views}"\nmode = "cycle"\n\n'
-                f'[threshold]\nkind = "file"\nfile = "{threshold_file}"\n\n[output]\nfallback = ""\n\n'
-                f'[budget]\nseconds = 1800\nreserve = 60\n')
+    def kernel_config(self, threshold_file: str) -> dict:
+        """``segment.toml`` as a dict: these settings, the model and its threshold file."""
+        return {"kind": "segment", "batch_size": 8, "inputs": {"glob": "test/*.png"},
+                "tiling": {"tile": self.tile, "stride": self.stride, "window": "gaussian", "tissue_only": True,
+                           "thumbnail": 512, "min_tissue": 0.02},
+                "models": [{"path": "model.safetensors", "weight": 1.0}], "tta": {"views": self.views, "mode": "cycle"},
+                "threshold": {"kind": "file", "file": threshold_file}, "output": {"fallback": ""}, "budget": BUDGET}
 
 
 @dataclass(frozen=True)
@@ -77,25 +86,36 @@ def tissue_regions(images: dict) -> dict:
             for i, image in images.items()}
 
 
-def _batches(images, masks, slides, size: int, batch_size: int, steps: int, seed: int):
-    """``steps`` (x, y) float32 NCHW batches of augmented crops centred on the tissue of ``slides``, from a
-    :class:`kagglekit.data.TileDataset` (crops of 1.5 x ``size``, randomly cropped to ``size`` by the preset)."""
-    import torch
+def fit_tiles(model, tiles, steps: int, *, batch_size: int, lr: float, seed: int, log):
+    """Train ``model`` on ``tiles`` (a map-style dataset of (x, y) tiles, e.g. a TileDataset of ``steps x
+    batch_size`` random tiles: one epoch) for ``steps`` steps with ``kagglekit.train.fit`` and :data:`FIT`;
+    log the mean loss of the first and last 20 steps. Returns the model in eval mode. Holds the model, its
+    AdamW state and one batch of tiles."""
+    from kagglekit.train import fit as train_fit
 
-    from kagglekit.augment import preset
-    from kagglekit.data import TileDataset
+    result = train_fit(model, tiles, steps=steps, batch_size=batch_size, lr=lr, seed=seed, **FIT)
+    loss = result.history["loss"].to_numpy()
+    k = min(20, len(loss))
+    log(f"  loss {loss[:k].mean():.3f} over the first {k} steps, {loss[-k:].mean():.3f} over the last {k}")
+    return result.model
 
-    regions = tissue_regions({i: images[i] for i in slides})
-    dataset = TileDataset([images[i] for i in slides], [masks[i] for i in slides], tile=size * 3 // 2,
-                          samples_per_epoch=steps * batch_size, regions=[regions[i] for i in slides],
-                          transform=preset("histology", size=size), seed=seed)
-    return iter(torch.utils.data.DataLoader(dataset, batch_size=batch_size))
+
+def write_kernel_config(path, config: dict) -> Path:
+    """Write ``config`` (a kernel config as a dict) to ``path`` as TOML (``kagglekit.train.toml_writer``) and
+    read it back with ``kagglekit.pipeline.load_config``, so a config the kernel could not run stops the demo here."""
+    from kagglekit.pipeline import load_config
+    from kagglekit.train.toml_writer import dumps
+
+    path = Path(path)
+    path.write_text(dumps(config))
+    load_config(path)
+    return path
 
 
 def fit(model, batches, steps: int, lr: float, log, loss_fn=None) -> float:
-    """Train ``model`` for ``steps`` batches of ``batches`` with AdamW, the learning rate on a cosine over
-    the steps; log the smoothed loss every 20 steps and return the last one. The same steps and seed give
-    the same model, whatever the machine's load."""
+    """The old private loop, kept for :mod:`kagglekit.demo.multilabel` alone until it trains through
+    ``kagglekit.train.fit`` (then it goes): ``steps`` batches of the iterator ``batches`` with AdamW, the
+    learning rate on a cosine; logs the smoothed loss every 20 steps and returns the last one."""
     import torch
 
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
@@ -130,15 +150,18 @@ STEPS = 250  # about 80 s on the 2-core CI machine (0.3 s a step)
 
 def train(competition_dir, models_dir, steps: int = STEPS, *, size: int = 192, batch_size: int = 8,
           n_folds: int = 4, seed: int = 0, settings: InferenceSettings = InferenceSettings(), log=print) -> TrainResult:
-    """Train on ``competition_dir``'s train slides for ``steps`` batches; write the model dataset to ``models_dir``.
+    """Train on ``competition_dir``'s train slides for ``steps`` steps of ``batch_size`` tiles; write the model
+    dataset to ``models_dir``.
 
-    Holds every training slide and mask in memory (the demo's slides are small) and one held-out
-    slide's logits.
+    Holds every training slide, mask and tissue mask in memory (the demo's slides are small) and the
+    held-out slides' logits.
     """
     import polars as pl
     import torch
 
+    from kagglekit.augment import preset
     from kagglekit.cv import make_folds
+    from kagglekit.data import TileDataset
     from kagglekit.demo.data import read_masks
     from kagglekit.io import open_image
     from kagglekit.models import create, save_checkpoint
@@ -158,10 +181,12 @@ def train(competition_dir, models_dir, steps: int = STEPS, *, size: int = 192, b
     torch.manual_seed(seed)
     model = create(MODEL, in_channels=3, num_classes=1, **MODEL_KWARGS)
     train_slides = sorted(train_tiles.get_column("slide").unique().to_list())
-    batches = _batches(images, masks, train_slides, size, batch_size, steps, seed)
-    fit(model, batches, steps, lr=3e-3, log=log)
+    regions = tissue_regions({i: images[i] for i in train_slides})
+    crops = TileDataset([images[i] for i in train_slides], [masks[i] for i in train_slides], tile=size * 3 // 2,
+                        samples_per_epoch=steps * batch_size, regions=[regions[i] for i in train_slides],
+                        transform=preset("histology", size=size), seed=seed)  # crops of 1.5 x size, cropped to size
+    model = fit_tiles(model, crops, steps, batch_size=batch_size, lr=3e-3, seed=seed, log=log)
 
-    model.eval()
     logits = np.concatenate([predict_logits(model, images[i], settings).ravel() for i in held_out])
     truth = np.concatenate([masks[i].ravel() for i in held_out])
     best = best_fbeta_threshold(truth, 1.0 / (1.0 + np.exp(-logits)), beta=BETA)
@@ -171,5 +196,5 @@ def train(competition_dir, models_dir, steps: int = STEPS, *, size: int = 192, b
     save_checkpoint(model, models_dir / "model.safetensors",
                     metadata={"steps": steps, "held_out": list(held_out), "fbeta": best.fbeta, "beta": BETA})
     (models_dir / "threshold.json").write_text(json.dumps({"threshold": best.threshold, "fbeta": best.fbeta, "beta": BETA}) + "\n")
-    (models_dir / "segment.toml").write_text(settings.toml("threshold.json"))
+    write_kernel_config(models_dir / "segment.toml", settings.kernel_config("threshold.json"))
     return TrainResult(models_dir, steps, time.monotonic() - start, held_out, best.threshold, best.fbeta)

@@ -35,29 +35,36 @@ SLICE_2D = 9  # the one slice the 2D model reads: an inked one
 MODEL_KWARGS = {"backbone": "resnet10t", "feature_index": 2, "neck_channels": 32, "num_blocks": 1}
 
 
-def _model_toml(q: float, z: str, checkpoint: str) -> str:
-    return (f'kind = "segment"\nbatch_size = 8\n\n[inputs]\nglob = "test/*/volume.tif"\nkind = "volume"\nz = {z}\nid_from = "parent"\n'
-            f'mask = "test/{{id}}/mask.png"\n\n[preprocess]\nnormalize = "volume"\n\n'
-            f'[tiling]\ntile = {TILE}\nstride = {STRIDE}\n\n'
-            f'[[models]]\npath = "{checkpoint}"\n\n[tta]\nviews = "d4"\nmode = "cycle"\n\n'
-            f'[threshold]\nkind = "percentile"\nq = {q:.6f}\n\n'
-            f'[output]\nid_column = "Id"\nmask_column = "Predicted"\n\n[budget]\nseconds = 1800\nreserve = 60\n')
+def kernel_config(q: float, z, checkpoint: str) -> dict:
+    """The ``segment.toml`` of a model that reads slices ``z`` (as the config takes them: ``"middle:N"`` or
+    ``[start, stop]``) from ``checkpoint``, thresholded at the ``q`` quantile inside each fragment's mask."""
+    from kagglekit.demo.train import BUDGET
+
+    return {"kind": "segment", "batch_size": 8,
+            "inputs": {"glob": "test/*/volume.tif", "kind": "volume", "z": z, "id_from": "parent", "mask": "test/{id}/mask.png"},
+            "preprocess": {"normalize": "volume"}, "tiling": {"tile": TILE, "stride": STRIDE},
+            "models": [{"path": checkpoint}], "tta": {"views": "d4", "mode": "cycle"},
+            "threshold": {"kind": "percentile", "q": q}, "output": {"id_column": "Id", "mask_column": "Predicted"},
+            "budget": BUDGET}
 
 
 def train_model(competition, z, group_size: int, steps: int, *, batch_size: int = 8, seed: int = 0, cache_dir=None,
                 log=print):
-    """A VolumeSegmenter trained on the train fragments' slices ``z`` (as ``open_volume`` takes it) for ``steps``
-    batches of TileDataset tiles; returns the model in eval mode."""
+    """A VolumeSegmenter trained through ``kagglekit.train.fit`` on the train fragments' slices ``z`` (as the
+    kernel config takes them) for ``steps`` steps of ``batch_size`` TileDataset tiles; returns the model in
+    eval mode. Holds the fragments' masks and ink labels, the model and one batch (the tiles are read from
+    the cache in ``cache_dir``)."""
     import albumentations as A
     import torch
 
     from kagglekit.data import TileDataset
-    from kagglekit.demo.train import fit
+    from kagglekit.demo.train import fit_tiles
     from kagglekit.io import open_volume
     from kagglekit.models import create
 
     folder = competition.folder / "train"
     ids = competition.train_ids
+    z = slice(*z) if isinstance(z, list) else z
     dataset = TileDataset([open_volume(folder / i / "volume.tif", z=z) for i in ids],
                           [folder / i / "inklabels.png" for i in ids], tile=TILE, samples_per_epoch=steps * batch_size,
                           label_scale=OUT_SCALE, positive_fraction=0.5, regions=[folder / i / "mask.png" for i in ids],
@@ -65,8 +72,7 @@ def train_model(competition, z, group_size: int, steps: int, *, batch_size: int 
                           cache_dir=cache_dir, seed=seed)
     torch.manual_seed(seed)
     model = create("kagglekit/volume_segmenter", group_size=group_size, **MODEL_KWARGS)
-    fit(model, iter(torch.utils.data.DataLoader(dataset, batch_size=batch_size)), steps, lr=2e-3, log=log)
-    return model.eval()
+    return fit_tiles(model, dataset, steps, batch_size=batch_size, lr=2e-3, seed=seed, log=log)
 
 
 def ink_quantile(competition) -> float:
@@ -135,6 +141,7 @@ def run_volume(out="build/demo/volume", *, steps: int | None = None, n_train: in
     ``make demo-check`` asserts; the test suite runs a small size."""
     from kagglekit.delivery.notebook import run_kernel
     from kagglekit.demo.run import default_notebook
+    from kagglekit.demo.train import write_kernel_config
     from kagglekit.demo.volume_data import build_ink_competition
     from kagglekit.errors import ConfigError
     from kagglekit.models import save_checkpoint
@@ -154,24 +161,22 @@ def run_volume(out="build/demo/volume", *, steps: int | None = None, n_train: in
 
     models_dir, working = out / "input" / MODELS, out / "working"
     models_dir.mkdir(parents=True, exist_ok=True)
-    trained = {}
-    for step, (name, z, group, toml_z) in enumerate((("2.5D", f"middle:{MIDDLE}", 2, f'"middle:{MIDDLE}"'),
-                                                      ("2D", [SLICE_2D], 1, f"[{SLICE_2D}, {SLICE_2D + 1}]")), start=2):
-        log(f"{step}/5 training the {name} model on CPU for {steps} steps (slices {z})")
+    configs = {}
+    models = (("2.5D", f"the {MIDDLE} middle slices", f"middle:{MIDDLE}", 2, "segment.toml"),
+              ("2D", f"slice {SLICE_2D} alone", [SLICE_2D, SLICE_2D + 1], 1, "segment_2d.toml"))  # z as the config takes it
+    for step, (name, slices, z, group, config) in enumerate(models, start=2):
+        log(f"{step}/5 training the {name} model on CPU for {steps} steps ({slices})")
         t = time.monotonic()
         model = train_model(competition, z, group, steps, seed=seed, cache_dir=out / "tile_cache", log=log)
         checkpoint = f"ink_{name.lower().replace('.', '')}.safetensors"
-        save_checkpoint(model, models_dir / checkpoint, metadata={"steps": steps, "slices": str(z)})
-        trained[name] = (checkpoint, _model_toml(q, toml_z, checkpoint))
+        save_checkpoint(model, models_dir / checkpoint, metadata={"steps": steps, "slices": slices})
+        configs[name] = write_kernel_config(models_dir / config, kernel_config(q, z, checkpoint))
         times[f"train {name}"] = time.monotonic() - t
-    (models_dir / "segment.toml").write_text(trained["2.5D"][1])
 
     log(f"4/5 running {notebook} headless on the 2.5D model, and segment on the 2D model")
     t = time.monotonic()
-    run_kernel(notebook, out, competition.folder.name, MODELS, working)
-    toml_2d = models_dir / "segment_2d.toml"
-    toml_2d.write_text(trained["2D"][1])
-    segment(toml_2d, competition.folder, working / "2d")
+    run_kernel(notebook, out, competition.folder.name, MODELS, working)  # the notebook runs segment.toml
+    segment(configs["2D"], competition.folder, working / "2d")
     times["inference"] = time.monotonic() - t
 
     log("5/5 scoring against the hidden ink labels (F0.5 per fragment, averaged)")
