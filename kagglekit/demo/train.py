@@ -11,14 +11,13 @@ crops centred on the other folds' tissue, drawn by ``kagglekit.data.TileDataset`
 The model dataset gets the checkpoint, ``threshold.json`` and the pipeline's ``segment.toml``, written
 from a dict by :func:`write_kernel_config` and read back by ``kagglekit.pipeline.load_config``.
 
-``fit_tiles`` and ``write_kernel_config`` serve the volume and slides demos too. ``fit`` is the old
-private loop, left only for :mod:`kagglekit.demo.multilabel` until it trains through ``kagglekit.train``.
+``fit_tiles`` and ``write_kernel_config`` serve the volume and slides demos too (the multilabel demo
+trains through ``kagglekit train`` itself).
 """
 
 from __future__ import annotations
 
 import json
-import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -110,30 +109,6 @@ def write_kernel_config(path, config: dict) -> Path:
     path.write_text(dumps(config))
     load_config(path)
     return path
-
-
-def fit(model, batches, steps: int, lr: float, log, loss_fn=None) -> float:
-    """The old private loop, kept for :mod:`kagglekit.demo.multilabel` alone until it trains through
-    ``kagglekit.train.fit`` (then it goes): ``steps`` batches of the iterator ``batches`` with AdamW, the
-    learning rate on a cosine; logs the smoothed loss every 20 steps and returns the last one."""
-    import torch
-
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
-    loss_fn = loss_fn or torch.nn.BCEWithLogitsLoss()
-    model.train()
-    running = math.nan
-    for step in range(steps):
-        for group in opt.param_groups:
-            group["lr"] = lr * 0.5 * (1 + math.cos(math.pi * step / steps))
-        x, y = next(batches)
-        loss = loss_fn(model(x), y)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        running = loss.item() if step == 0 else 0.9 * running + 0.1 * loss.item()
-        if (step + 1) % 20 == 0 or step + 1 == steps:
-            log(f"  step {step + 1}/{steps}: loss {running:.3f}")
-    return running
 
 
 def predict_logits(model, image: np.ndarray, settings: InferenceSettings) -> np.ndarray:
