@@ -303,7 +303,7 @@ def test_a_percentile_counts_real_logits_that_equal_any_value():
     cfg = load_config({"models": [{"path": "unused"}], "tiling": {"tile": 32}, "threshold": {"kind": "percentile", "q": 0.9}})
     source = open_image(image)
     strips = ((row, strip[0]) for row, strip in iter_strips(clamped, source, tile=32, progress=False))
-    mask, _ = _predict(strips, _Image(source, None, None, 0.0, "scale"), cfg, None, 1)
+    mask, _, _ = _predict(strips, _Image(source, None, None, 0.0, "scale"), cfg, None, 1)
     logits = (100 * (image[:, :, 0].astype(np.float32) / 255 - 0.5)).clip(-30)
     cut = np.quantile(logits.astype(np.float16), 0.9, method="lower")
     assert np.array_equal(mask, logits.astype(np.float16) >= cut)

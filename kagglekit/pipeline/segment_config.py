@@ -140,6 +140,9 @@ class OutputConfig(OutputBase):
     mask_column: str | None = prediction_column("mask")
     order: str = option("C", check=String(lazy("kagglekit.kaggle.rle", "ORDERS")), help="RLE pixel order (F: column-major)")
     fallback: str = option("", check=String(), help="the mask of a row that falls back (RLE)")
+    probabilities: str | None = option(None, check=Relative("probabilities"),
+                                       help="a folder under the output folder for each image's probability map "
+                                            "(<id>.npy, float32 (H, W) at the input's size; 0 where no tile ran)")
 
     def fill(self, reference) -> dict:
         """The fallback's replaced columns: the mask column set to ``fallback``."""

@@ -206,37 +206,55 @@ def _full_resolution(strips, scale: int, H: int, W: int):
         yield row * scale, strip
 
 
-def _predict(strips, image: _Image, cfg: SegmentConfig, threshold: float | None, scale: int) -> tuple[np.ndarray, float]:
-    """(H, W) bool mask of the image and the probability threshold used (``threshold`` None: percentile).
+def _probabilities(logits: np.ndarray) -> np.ndarray:
+    """float32 sigmoid of ``logits`` (tanh form: no overflow), 0 where a tile did not run (NaN)."""
+    p = np.tanh(np.asarray(logits, np.float32) / 2, dtype=np.float32)
+    p += 1
+    p *= 0.5
+    return np.nan_to_num(p, nan=0.0, copy=False)
+
+
+def _predict(strips, image: _Image, cfg: SegmentConfig, threshold: float | None, scale: int,
+             keep: bool = False) -> tuple[np.ndarray, float, np.ndarray | None]:
+    """(H, W) bool mask of the image, the probability threshold used (``threshold`` None: percentile) and,
+    with ``keep``, the (H, W) float32 probability map (0 outside the image's mask and where no tile ran).
 
     Pixels outside the image's mask are False and are left out of a percentile threshold, like the
     skipped (NaN) pixels of tiles that did not run. Holds the mask (1 byte per pixel), for a percentile
-    threshold float16 logits and which pixels count (3 more bytes per pixel), and one strip.
+    threshold float16 logits and which pixels count (3 more bytes per pixel), with ``keep`` the map (4
+    more), and one strip.
     """
     from kagglekit.thresholds import percentile_threshold
 
     H, W = image.source.shape[:2]
     strips = _full_resolution(strips, scale, H, W)
+    kept = np.zeros((H, W), np.float32) if keep else None
     if threshold is not None:
         cut = _logit(threshold)
         mask = np.empty((H, W), bool)
         for row, strip in strips:
             np.greater_equal(strip, cut, out=mask[row : row + len(strip)])
+            if keep:
+                kept[row : row + len(strip)] = _probabilities(strip)
         used = threshold
     else:
         logits = np.empty((H, W), np.float16)
         for row, strip in strips:
             logits[row : row + len(strip)] = strip
+            if keep:
+                kept[row : row + len(strip)] = _probabilities(strip)
         counts = ~np.isnan(logits)  # the quantile is of the predicted pixels, not of skipped background
         if image.inside is not None:
             counts &= image.inside
         if not counts.any():
-            return np.zeros((H, W), bool), 1.0
+            return np.zeros((H, W), bool), 1.0, kept
         cut = percentile_threshold(logits, cfg.threshold.q, mask=counts)
         mask, used = logits >= cut, 0.5 * (1.0 + math.tanh(cut / 2))  # the sigmoid without exp's overflow
     if image.inside is not None:
         mask &= image.inside
-    return mask, used
+        if keep:
+            kept[~image.inside] = 0.0
+    return mask, used, kept
 
 
 def _at_size(mask: np.ndarray, size: tuple[int, int] | None) -> np.ndarray:
@@ -261,11 +279,21 @@ def _areas(pending, cfg: SegmentConfig) -> tuple[dict[str, int], dict[str, str]]
     return areas, errors
 
 
+def _save_map(path: Path, probabilities: np.ndarray) -> None:
+    """``probabilities`` as ``path`` (.npy), atomically."""
+    from kagglekit._atomic import atomic_open
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_open(path, "wb") as f:
+        np.save(f, probabilities)
+
+
 def _image_predictor(cfg: SegmentConfig, models: Resident, strips: _Strips, in_channels, input_dir: Path, threshold,
-                     degrader: Degrader, report: SegmentReport, store):
+                     degrader: Degrader, report: SegmentReport, store, maps: Path | None):
     """``predict([id], path)`` for :func:`~kagglekit.pipeline.loop.run_items`: one image through the current
-    setting of ``degrader``, its RLE handed to ``store`` (:func:`~kagglekit.pipeline.loop.row_store`);
-    non-finite logits raise NonFiniteOutputError."""
+    setting of ``degrader``, its RLE handed to ``store`` (:func:`~kagglekit.pipeline.loop.row_store`) and,
+    with ``maps`` (``output.probabilities``), its probability map saved there; non-finite logits raise
+    NonFiniteOutputError."""
     from kagglekit._memory import PeakMemory
     from kagglekit.kaggle.rle import rle_encode
 
@@ -275,10 +303,12 @@ def _image_predictor(cfg: SegmentConfig, models: Resident, strips: _Strips, in_c
             image = _prepare(i, path, cfg, input_dir, in_channels, report)
             counted = _CountNonFinite()
             logits = _logit_strips(strips, models, degrader.models, degrader.views, image, cfg.tta, counted)
-            mask, used = _predict(logits, image, cfg, threshold, strips.out_scale)
+            mask, used, probabilities = _predict(logits, image, cfg, threshold, strips.out_scale, maps is not None)
             if counted.bad:
                 raise NonFiniteOutputError(f"the model returned {counted.bad} NaN or infinite logits out of {counted.pixels} "
                                            "tile output pixels; check the checkpoint (diverged training, float16 overflow)")
+            if maps is not None:
+                _save_map(maps / f"{i}.npy", probabilities)
             mask = _at_size(mask, report.original_size.get(i))
             store(ids, {report.mask_column: [rle_encode(mask, cfg.output.order)]})
         report.thresholds[i], report.peak_memory[i] = used, peak.bytes
@@ -362,7 +392,8 @@ def plan(run, pending: list[tuple[str, Path]], report: SegmentReport, threshold:
     _note_memory(cfg, models, report)
     degrader = Degrader(len(cfg.tta.views), len(kept), views_cost=cfg.tta.mode == "merge")
     store = row_store(run.guard, [report.mask_column])
+    maps = run.output_dir / cfg.output.probabilities if cfg.output.probabilities else None
     predict = _image_predictor(cfg, models, _Strips.of(cfg, scale, models), in_channels, run.input_dir, threshold,
-                               degrader, report, store)
+                               degrader, report, store, maps)
     areas = _areas(pending, cfg)[0]
     return Plan(predict, degrader, [([i], path) for i, path in pending], [areas[i] for i, _ in pending])

@@ -7,7 +7,8 @@
       (distributed.py)
     train_folds(model_fn, train, folds, out_dir, loss=, ...) -> FoldsResult(oof, cv)      folds.py
       one fit per fold as a job (resumable, kept when the settings are the same, on Ray with engine="ray"),
-      self-describing checkpoints, the OOF table and the CV report
+      self-describing checkpoints, the OOF table and the CV report; with kernel=SegmentKernel(...) the
+      OOF maps are the kernel's own segment run on each fold's held-out images        held_out.py
 
 Importing this package is cheap: each name is loaded from its submodule on first use.
 """
@@ -17,7 +18,7 @@ from __future__ import annotations
 from kagglekit._lazy import lazy_exports
 
 _EXPORTS = {"fit": "loop", "FitResult": "loop", "evaluate": "loop", "train_folds": "folds", "FoldsResult": "folds",
-            "fold_assignment": "folds"}
+            "fold_assignment": "folds", "SegmentKernel": "held_out"}
 
 __all__ = sorted(_EXPORTS)
 

@@ -94,22 +94,22 @@ class FoldJob(Job):
 
     name, suffix = "fold", ""
 
-    def __init__(self, model_fn, train_data, val_data, ids, folds, *, classes, activation, fit_options: dict, metric):
+    def __init__(self, model_fn, train_data, val_data, ids, folds, *, classes, activation, fit_options: dict, metric,
+                 kernel=None):
         self.model_fn, self.train_data, self.val_data = model_fn, train_data, val_data
         self.ids, self.folds, self.classes, self.activation = list(ids), np.asarray(folds), classes, activation
-        self.fit_options, self.metric = fit_options, metric
+        self.fit_options, self.metric, self.kernel = fit_options, metric, kernel
 
     def settings(self) -> dict:
         return stable_name({"fit": self.fit_options, "model": self.model_fn, "data": _describe(self.train_data),
                             "val": _describe(self.val_data), "folds": self.folds.tolist(), "ids": self.ids,
-                            "classes": self.classes, "activation": self.activation, "metric": self.metric})
+                            "classes": self.classes, "activation": self.activation, "metric": self.metric,
+                            "kernel": getattr(self.kernel, "config", None)})
 
     def run(self, slide, out_path: Path) -> dict:
         import torch
         from torch.utils.data import Subset
 
-        from kagglekit.jobs.contract import settings_hash
-        from kagglekit.models import save_checkpoint
         from kagglekit.train.loop import evaluate, fit
 
         k = int(slide.id.removeprefix("fold"))
@@ -119,16 +119,29 @@ class FoldJob(Job):
         out_path.mkdir(parents=True, exist_ok=True)
         torch.manual_seed(self.fit_options.get("seed", 0) * 1_000_003 + k)  # the fold's initial weights, whatever ran before
         result = fit(self.model_fn(), train, val, metric=metric, state_dir=out_path / "state", **self.fit_options)
-        options = self.fit_options
-        _, targets, logits = evaluate(result.model, val, options["loss"], batch_size=options.get("batch_size", 32))
-        score = metric(targets, logits) if metric is not None else None
-        metadata = {"fold": k, "score": score, "settings": settings_hash(self), "activation": self.activation,
-                    "preprocess": getattr(self.val_data, "preprocessing", None)}
-        save_checkpoint(result.model, out_path / "model.safetensors", metadata, classes=self.classes)
-        _write_table(out_path / "oof.parquet", _oof_frame([self.ids[i] for i in held], k, logits, self.activation, self.classes))
+        held_ids = list(dict.fromkeys(self.ids[i] for i in held))  # items of one image (tiles) share its id
+        if self.kernel is None:
+            _, targets, logits = evaluate(result.model, val, self.fit_options["loss"],
+                                          batch_size=self.fit_options.get("batch_size", 32))
+            score = metric(targets, logits) if metric is not None else None
+            self._save(result.model, out_path, k, score)
+            frame = _oof_frame(held_ids, k, logits, self.activation, self.classes)
+        else:  # the kernel's own pipeline on the held-out images, with this fold's checkpoint
+            score = result.best_score
+            frame = self.kernel(self._save(result.model, out_path, k, score), held_ids, k, out_path)
+        _write_table(out_path / "oof.parquet", frame)
         result.history.write_parquet(out_path / "history.parquet")
         shutil.rmtree(out_path / "state", ignore_errors=True)  # only an unfinished fold resumes from it
-        return {"score": score, "held_out": len(held)}
+        return {"score": score, "held_out": len(held_ids)}
+
+    def _save(self, model, out_path: Path, fold: int, score) -> Path:
+        """The fold's self-describing checkpoint: classes, preprocessing, fold, score, the settings' hash."""
+        from kagglekit.jobs.contract import settings_hash
+        from kagglekit.models import save_checkpoint
+
+        metadata = {"fold": fold, "score": score, "settings": settings_hash(self), "activation": self.activation,
+                    "preprocess": getattr(self.val_data, "preprocessing", None)}
+        return save_checkpoint(model, out_path / "model.safetensors", metadata, classes=self.classes)
 
     def complete(self, out_path: Path) -> bool:
         return (out_path / "model.safetensors").is_file() and (out_path / "oof.parquet").is_file()
@@ -175,8 +188,9 @@ class FoldsResult:
 
 
 def train_folds(model_fn, train_data, folds, out_dir, *, loss, val_data=None, ids=None, classes=None,
-                activation: str = "sigmoid", metric=None, targets=None, engine: str = "local", workers: int | None = None,
-                address: str | None = None, gpus_per_worker: float = 0, progress: bool = True, **fit_options) -> FoldsResult:
+                activation: str = "sigmoid", metric=None, targets=None, kernel=None, engine: str = "local",
+                workers: int | None = None, address: str | None = None, gpus_per_worker: float = 0, progress: bool = True,
+                **fit_options) -> FoldsResult:
     """Train one model per fold and return the OOF table and the CV report (files: see the module docstring).
 
     model_fn: ``model_fn()`` builds a fresh model (picklable for Ray: a function of a module, or a
@@ -187,6 +201,9 @@ def train_folds(model_fn, train_data, folds, out_dir, *, loss, val_data=None, id
     activation: "sigmoid" (multi-label), "softmax" or "none": how the OOF logits become probabilities.
     metric: ``metric(targets, probabilities) -> float`` for the CV report and ``keep="best"``; targets:
         the items' targets for the overall score (default: read back from ``val_data``).
+    kernel: None (the OOF predictions are the model's outputs on ``val_data``), or a
+        :class:`kagglekit.train.held_out.SegmentKernel`: the kernel's own ``segment`` on each fold's
+        held-out images (``ids`` then names each item's image; tiles of one image share its id).
     engine, workers, address, gpus_per_worker: as :func:`kagglekit.jobs.run_slides` ("ray": folds in
         parallel). The rest are :func:`~kagglekit.train.fit`'s options.
     """
@@ -205,12 +222,12 @@ def train_folds(model_fn, train_data, folds, out_dir, *, loss, val_data=None, id
         tmp.write_text(json.dumps({"ids": [str(i) for i in ids], "folds": assigned.tolist()}))
     fit_options = {"loss": loss, **fit_options, "progress": False}
     job = FoldJob(model_fn, train_data, val_data, ids, assigned, classes=classes, activation=activation,
-                  fit_options=fit_options, metric=metric)
+                  fit_options=fit_options, metric=metric, kernel=kernel)
     report = run_slides(job, {f"fold{k}": out_dir / "folds.json" for k in np.unique(assigned)}, out_dir, engine=engine,
                         workers=workers, address=address, gpus_per_worker=gpus_per_worker, progress=progress, retries=0)
     if report.failed:
         raise InvalidArgumentError(f"folds failed: {report.failed}")
-    return _gather(out_dir, ids, assigned, metric, targets, val_data, report)
+    return _gather(out_dir, ids, assigned, metric if kernel is None else None, targets, val_data, report)
 
 
 def _gather(out_dir: Path, ids, assigned, metric, targets, val_data, report) -> FoldsResult:
