@@ -16,6 +16,7 @@ import pytest
 from kagglekit.cli import main
 
 from competitions import read_csv
+from helpers import plain_rle_decode
 
 README = Path(__file__).parents[1] / "README.md"
 
@@ -126,3 +127,74 @@ def test_a_kernel_config_that_feeds_the_models_otherwise_is_refused_naming_the_f
     assert "the kernel must feed it what training fed it: set [preprocess] size = [64, 64]" in capsys.readouterr().err
     assert [r["image_name"] for r in read_csv(root / "wrong" / "submission.csv")] == [
         r["image_name"] for r in read_csv(comp / "sample_submission.csv")]  # the fallback stays
+
+
+SEGMENT_TOML = """kind = "segment"
+
+[data]
+table = "train.csv"
+images = "train/{id}.png"
+label = "rle"
+target = "mask"
+
+[preprocess]
+normalize = "scale"
+
+[model]
+name = "kagglekit/test_oof_segmenter"
+
+[train]
+steps = 4
+batch_size = 2
+lr = 0.05
+loss = "bce"
+num_workers = 0
+
+[folds]
+n = 2
+
+[decision]
+beta = 0.5
+
+[kernel.inputs]
+glob = "test/*.png"
+
+[kernel.tiling]
+tile = 32
+stride = 16
+margin = 4
+"""
+
+
+def test_kagglekit_train_segments_with_a_threshold_fitted_on_the_kernels_oof_maps(tmp_path, capsys):
+    """The OOF maps come from the kernel's own segment; the threshold is F0.5's best over their pixels
+    (checked against a brute force over every distinct probability); then segment runs on the test images."""
+    import test_segment_oof  # noqa: F401  (registers the tiny segmenter)
+    from kagglekit.kaggle.rle import rle_encode
+    from kagglekit.metrics import fbeta_score
+
+    from competitions import write_png
+
+    rng = np.random.default_rng(5)
+    for split in ("train", "test"):
+        (tmp_path / split).mkdir()
+    rows = []
+    for k in range(6):
+        image = rng.integers(0, 256, (36, 36, 3), np.uint8)
+        write_png(tmp_path / "train" / f"t{k}.png", image)
+        rows.append((f"t{k}", rle_encode(image[..., 0] > 140)))
+        write_png(tmp_path / "test" / f"s{k}.png", image[::-1])
+    (tmp_path / "train.csv").write_text("id,rle\n" + "".join(f"{i},{r}\n" for i, r in rows))
+    (tmp_path / "sample_submission.csv").write_text("id,rle\n" + "".join(f"s{k},\n" for k in range(6)))
+    (tmp_path / "train.toml").write_text(SEGMENT_TOML)
+    assert main(["train", str(tmp_path / "train.toml"), "--input", str(tmp_path), "--out", str(tmp_path / "models")]) == 0
+    models = tmp_path / "models"
+    oof = pl.read_parquet(models / "oof.parquet")
+    maps = [np.load(models / m) for m in oof["map"]]
+    truth = [plain_rle_decode(dict(rows)[i], (36, 36)) for i in oof["id"]]
+    scores, y = np.concatenate([m.astype(np.float16).ravel() for m in maps]), np.concatenate([t.ravel() for t in truth])
+    best = max(fbeta_score(y, scores >= t, 0.5) for t in np.unique(scores))
+    chosen = __import__("json").loads((models / "threshold.json").read_text())
+    assert fbeta_score(y, scores >= chosen["threshold"], 0.5) == pytest.approx(best)
+    assert main(["segment", str(models / "segment.toml"), "--input", str(tmp_path), "--output", str(tmp_path / "out")]) == 0
+    assert [r["id"] for r in read_csv(tmp_path / "out" / "submission.csv")] == [f"s{k}" for k in range(6)]

@@ -2,9 +2,11 @@
 
     <out>/fold<k>/model.safetensors   each fold's weights: classes, preprocessing, fold, score, settings' hash
     <out>/oof.parquet, cv.json        the out-of-fold predictions and the CV report (kagglekit.train.train_folds)
-    <out>/decision.json               the decision fitted on them (kagglekit.thresholds.fit_decision)
+    <out>/decision.json               classify: the decision fitted on them (kagglekit.thresholds.fit_decision)
+    <out>/threshold.json              segment: the F-beta threshold of the OOF maps' pixels (fold<k>/oof/<id>.npy,
+                                      made by the kernel's own segment on each fold's held-out images)
     <out>/curves.png                  each fold's training loss and validation points
-    <out>/classify.toml               the kernel config: the folds, the decision, the training's [preprocess]
+    <out>/classify.toml|segment.toml  the kernel config: the folds, the decision, the training's [preprocess]
 
 The kernel config is checked before any fold trains (a mistake in ``[kernel]`` costs no training), and
 read back once written.
@@ -19,7 +21,9 @@ from pathlib import Path
 
 import numpy as np
 
+from kagglekit._atomic import atomic_path
 from kagglekit.train.config import TrainConfig, fit_options, read_train_config
+from kagglekit.train.held_out import SegmentKernel
 
 __all__ = ["TrainingReport", "check_training", "run_training"]
 
@@ -56,7 +60,7 @@ def datasets(cfg: TrainConfig, input_dir: Path):
     d, p = cfg.data, cfg.preprocess
     table = read_csv_strings(input_dir / d.table, "training table")
     common = {"root": input_dir, "id_column": d.id_column, "target": d.target, "label": d.label, "classes": d.classes,
-              "separator": d.separator, "size": p.size, "resize": p.resize, "normalize": p.normalize,
+              "separator": d.separator, "masks": d.masks, "size": p.size, "resize": p.resize, "normalize": p.normalize,
               "seed": cfg.train.seed, "cache_dir": d.cache_dir}
     images = d.images if isinstance(d.images, str) else list(d.images)
     return (ImageDataset(table, images, transform=cfg.augment.transform, **common), ImageDataset(table, images, **common))
@@ -74,7 +78,11 @@ def fold_numbers(cfg: TrainConfig, data) -> np.ndarray:
     if f.column is not None:
         return table.get_column(f.column).cast(pl.Int64).to_numpy()
     groups = table.get_column(f.group).to_numpy() if f.group else None
-    targets = np.asarray(data.targets)
+    if cfg.data.target == "mask":  # stratified on whether the image has any positive pixel (an RLE that is not empty)
+        empty = data.targets is None or data.mask_pattern is not None
+        targets = np.zeros(len(data), int) if empty else np.array([bool(t) for t in data.targets], int)
+    else:
+        targets = np.asarray(data.targets)
     if targets.ndim == 1:
         return StratifiedGroupKFold(f.n, shuffle=True, random_state=f.seed).assign(np.empty(len(targets)), targets[:, None], groups)
     return MultilabelStratifiedKFold(f.n, shuffle=True, random_state=f.seed).assign(None, targets.astype(int), groups)
@@ -99,12 +107,15 @@ class Score:
 
 
 def model_maker(cfg: TrainConfig, classes: int, channels: int):
-    """``model_fn()`` for train_folds: kagglekit.models.create with the data's classes and channels (picklable)."""
+    """``model_fn()`` for train_folds: kagglekit.models.create with the data's classes and channels (for timm
+    and smp names; a registered ``kagglekit/`` model takes ``[model] args`` alone). Picklable."""
     from kagglekit.models import create
 
-    args = {"num_classes": classes, **(cfg.model.args or {})}
-    if channels != 3 and cfg.model.name.startswith("timm/"):
-        args.setdefault("in_chans", channels)
+    args = dict(cfg.model.args or {})
+    if cfg.model.name.startswith(("timm/", "smp/")):
+        args.setdefault("num_classes", classes)
+        if channels != 3:
+            args.setdefault("in_channels", channels)
     if cfg.model.weights is not None:
         args["weights"] = str(cfg.model.weights)
     return functools.partial(create, cfg.model.name, **args)
@@ -114,65 +125,105 @@ def run_training(config, input_dir, out_dir, *, progress: bool = True) -> Traini
     """Train every fold of the training config ``config`` on the competition folder ``input_dir`` and write
     the model folder ``out_dir`` (see the module docstring). A rerun keeps the folds already trained
     with the same settings."""
-    from kagglekit.thresholds import fit_decision, write_decision
+    from kagglekit.thresholds import write_decision
+    from kagglekit.train.curves import save_curves
     from kagglekit.train.folds import train_folds
 
     cfg, config = read_train_config(config), Path(config)
     out_dir, input_dir = Path(out_dir), Path(input_dir)
     check_kernel(cfg, config, out_dir)
     train, val = datasets(cfg, input_dir)
-    classes, channels = list(train.classes), train.preprocessing["channels"]
+    segmenting = cfg.kind == "segment"
+    classes = None if segmenting else list(train.classes)
     folds = fold_numbers(cfg, train)
     options = fit_options(cfg)
     loss = options.pop("loss")
-    result = train_folds(model_maker(cfg, len(classes), channels), train, folds, out_dir, loss=loss, val_data=val,
-                         classes=classes, activation=cfg.activation, metric=Score(cfg.data.target, cfg.decision.beta),
-                         targets=np.asarray(train.targets), engine=cfg.folds.engine, workers=cfg.folds.workers,
-                         progress=progress, **options)
-    logits = result.oof.select([f"logit_{c}" for c in classes]).to_numpy()
-    probabilities = result.oof.select([f"prob_{c}" for c in classes]).to_numpy()
-    decision = fit_decision(probabilities, np.asarray(train.targets), cfg.decision_kind, beta=cfg.decision.beta,
-                            classes=classes, logits=logits)
-    write_decision(decision, out_dir / "decision.json")
-    from kagglekit.train.curves import save_curves
-
+    kernel = SegmentKernel(oof_kernel_data(cfg, config), input_dir) if segmenting else None
+    result = train_folds(model_maker(cfg, 1 if segmenting else len(classes), train.preprocessing["channels"]), train, folds,
+                         out_dir, loss=loss, val_data=val, classes=classes, activation=cfg.activation,
+                         metric=None if segmenting else Score(cfg.data.target, cfg.decision.beta),
+                         targets=None if segmenting else np.asarray(train.targets), kernel=kernel,
+                         engine=cfg.folds.engine, workers=cfg.folds.workers, progress=progress, **options)
+    if segmenting:
+        decision = fit_mask_threshold(result.oof, train, out_dir, cfg.decision.beta)
+    else:
+        decision = fit_oof_decision(cfg, result.oof, classes, np.asarray(train.targets))
+        write_decision(decision, out_dir / "decision.json")
     save_curves(out_dir / "curves.png", [out_dir / f"fold{k}" / "history.parquet" for k in np.unique(folds)])
-    kernel = write_kernel_config(cfg, config, out_dir, [p.relative_to(out_dir) for p in result.checkpoints])
-    return TrainingReport(out_dir, kernel, result.cv, decision)
+    kernel_config = write_kernel_config(cfg, config, out_dir, [p.relative_to(out_dir) for p in result.checkpoints])
+    return TrainingReport(out_dir, kernel_config, result.cv, decision)
 
 
-def kernel_data(cfg: TrainConfig, config: Path, checkpoints) -> dict:
-    """The kernel config as a dict: the training's ``[preprocess]`` (as written), the folds, the decision file,
-    and ``[kernel]``'s sections."""
+def fit_oof_decision(cfg: TrainConfig, oof, classes, targets):
+    """The ``[decision]`` fitted on the OOF logits and probabilities (kagglekit.thresholds.fit_decision)."""
+    from kagglekit.thresholds import fit_decision
+
+    logits = oof.select([f"logit_{c}" for c in classes]).to_numpy()
+    probabilities = oof.select([f"prob_{c}" for c in classes]).to_numpy()
+    return fit_decision(probabilities, targets, cfg.decision_kind, beta=cfg.decision.beta, classes=classes, logits=logits)
+
+
+def fit_mask_threshold(oof, data, out_dir: Path, beta: float):
+    """The probability threshold that maximises F-beta over every OOF pixel (the maps against the masks at
+    their full size), written as ``threshold.json``; returned as a threshold Decision. Holds one map and
+    mask at a time, and the maps' pixels as float16 with the masks' (3 bytes per pixel of all images)."""
+    import json
+
+    from kagglekit.thresholds import Decision, best_fbeta_threshold
+
+    position = {i: k for k, i in enumerate(data.ids)}
+    scores, truth = [], []
+    for image_id, path in oof.select(["id", "map"]).iter_rows():
+        p, mask = np.load(out_dir / path), data.mask(position[image_id])  # segment trains at full size: the map's
+        scores.append(p.astype(np.float16).ravel())
+        truth.append(mask.astype(bool).ravel())
+    best = best_fbeta_threshold(np.concatenate(truth), np.concatenate(scores), beta)
+    with atomic_path(out_dir / "threshold.json") as tmp:
+        tmp.write_text(json.dumps({"threshold": float(best.threshold), "fbeta": float(best.fbeta), "beta": beta}))
+    return Decision("threshold", threshold=float(best.threshold), beta=beta, score=float(best.fbeta))
+
+
+def kernel_data(cfg: TrainConfig, config: Path, checkpoints, threshold: str | None = "threshold.json") -> dict:
+    """The kernel config as a dict: the training's ``[preprocess]`` (as written), the folds, the OOF decision
+    (classify: ``decision.json``; segment: the ``threshold`` file, or a fixed 0.5 while the folds' OOF maps
+    are made) and ``[kernel]``'s sections."""
     from kagglekit.pipeline.sections import read_toml
 
-    preprocess = read_toml(config).get("preprocess", {})
+    preprocess = {k: v for k, v in read_toml(config).get("preprocess", {}).items() if k != "size" or cfg.kind != "segment"}
     kernel = cfg.kernel or {}
-    data = {"kind": "classify", **{k: v for k, v in kernel.items() if k != "output"},
-            "preprocess": preprocess, "models": [{"path": str(p)} for p in checkpoints],
-            "decision": {"file": "decision.json"}, "output": dict(kernel.get("output", {}))}
-    if cfg.activation == "softmax":
-        data["decision"]["activation"] = "softmax"
+    data = {"kind": cfg.kind, **{k: v for k, v in kernel.items() if k != "output"}, "preprocess": preprocess,
+            "models": [{"path": str(p)} for p in checkpoints], "output": dict(kernel.get("output", {}))}
+    if cfg.kind == "segment":
+        data["threshold"] = {"kind": "file", "file": threshold} if threshold else {"kind": "fixed", "value": 0.5}
+    else:
+        data["decision"] = {"file": "decision.json", **({"activation": "softmax"} if cfg.activation == "softmax" else {})}
     return data
+
+
+def oof_kernel_data(cfg: TrainConfig, config: Path) -> dict:
+    """The segment kernel config the folds' OOF maps are made with: the kernel's, reading the training images
+    (``[data] images``, and the kernel's volume ``kind`` and ``z``) at a fixed threshold."""
+    data = kernel_data(cfg, config, [], threshold=None)
+    inputs = {k: v for k, v in data.get("inputs", {}).items() if k in ("kind", "z")}
+    return {**data, "inputs": {**inputs, "files": [cfg.data.images]}}
 
 
 def check_kernel(cfg: TrainConfig, config: Path, out_dir: Path) -> None:
     """Read the kernel config training will write (placeholder checkpoints): its mistakes stop here, before training."""
     from kagglekit.pipeline import load_config
 
-    load_config(kernel_data(cfg, config, [Path("fold0/model.safetensors")]), base_dir=out_dir, kind="classify")
+    load_config(kernel_data(cfg, config, [Path("fold0/model.safetensors")]), base_dir=out_dir, kind=cfg.kind)
 
 
 def write_kernel_config(cfg: TrainConfig, config: Path, out_dir: Path, checkpoints) -> Path:
-    """``out_dir/classify.toml`` (atomically), read back to prove it loads."""
-    from kagglekit._atomic import atomic_path
+    """``out_dir/<kind>.toml`` (atomically), read back to prove it loads."""
     from kagglekit.pipeline import load_config
     from kagglekit.train.toml_writer import dumps
 
-    path = out_dir / "classify.toml"
+    path = out_dir / f"{cfg.kind}.toml"
     with atomic_path(path) as tmp:
         tmp.write_text(f"# written by kagglekit train {config.name}\n" + dumps(kernel_data(cfg, config, checkpoints)))
-    load_config(path, kind="classify")
+    load_config(path, kind=cfg.kind)
     return path
 
 

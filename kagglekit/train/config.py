@@ -1,6 +1,6 @@
 """The training config behind ``kagglekit train CONFIG``, declared like the kernel's (:mod:`kagglekit.pipeline.schema`).
 
-    kind = "classify"                      # the kernel pipeline the models are for
+    kind = "classify"                      # the kernel pipeline the models are for: classify or segment
     [data]                                 # the training table and images (kagglekit.data.ImageDataset)
     table = "train.csv"; images = "train/{id}.jpg"; label = "tags"; target = "multi_hot"
     [preprocess]                           # the kernel's own section: size, resize, normalize
@@ -28,7 +28,8 @@ from kagglekit.pipeline.sections import AMP, Device, Relative
 
 __all__ = ["TrainConfig", "read_train_config", "reference"]
 
-TARGETS = ("class", "multi_hot", "columns")
+TARGETS = ("class", "multi_hot", "columns", "mask")
+KINDS = ("classify", "segment")
 DECISIONS = ("argmax", "threshold", "per_class", "expected_fbeta")
 
 
@@ -44,7 +45,8 @@ LOSS = Rule('name | {name = weight}', (lambda v: isinstance(v, str) or (
     _table(v) and bool(v) and all(isinstance(w, (int, float)) and not isinstance(w, bool) for w in v.values())),
     'must be a loss name ("bce", "focal", "ce", "asl", "lsep", "soft_fbeta", ...) or a weighted sum {bce = 1.0, soft_fbeta = 0.5}'))
 ARGS = Rule("table", (_table, "must be a table of keyword arguments, e.g. { drop_rate = 0.2 }"))
-KERNEL_SECTIONS = ("inputs", "output", "tta", "budget")
+KERNEL_SECTIONS = {"classify": ("inputs", "output", "tta", "budget"),
+                   "segment": ("inputs", "output", "tta", "budget", "tiling", "memory")}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -52,8 +54,10 @@ class DataConfig:
     table: str = option(check=Relative("train.csv"), help="the training table, relative to the input folder")
     images: object = option(check=IMAGES, help="each id's image, relative to the input folder, or one file per channel")
     id_column: str | None = option(None, check=String(), help="the id column (default: the table's first)")
-    label: str | None = option(None, check=String(), help="the label column (target class or multi_hot)")
-    target: str = option("class", check=Choice(*TARGETS), help="a class per row, labels in one string, or a column per class")
+    label: str | None = option(None, check=String(), help="the label column (class, multi_hot; mask: an RLE column)")
+    target: str = option("class", check=Choice(*TARGETS),
+                         help="a class per row, labels in one string, a column per class, or a mask (segment)")
+    masks: str | None = option(None, check=String(), help="target mask: each id's mask file instead of an RLE column")
     classes: tuple[str, ...] | None = option(None, check=CLASSES, help="the class names in output order (default: the table's)")
     separator: str = option(" ", check=String(), help="between the labels of a multi_hot row")
     cache_dir: str | None = option(None, check=String(), help="decoded, resized images kept here between epochs and folds")
@@ -130,18 +134,31 @@ class TrainConfig:
     augment: AugmentConfig = section(AugmentConfig, help="training augmentation")
     folds: FoldsConfig = section(FoldsConfig, help="the folds")
     decision: DecisionFit = section(DecisionFit, help="the decision fitted on the OOF predictions")
-    kernel: dict | None = option(None, check=ARGS, help="the kernel config's [inputs], [output], [tta] and [budget]")
+    kernel: dict | None = option(None, check=ARGS, help="the kernel config's [inputs], [output], [tta], [budget] "
+                                                         "(segment also [tiling], [memory])")
     notes: tuple[str, ...] = field(default=(), compare=False)
-    kind: str = field(default="classify", init=False)
+    kind: str = "classify"  # read from the TOML's top-level kind (an EXTRA_KEYS key)
 
-    def validate(self, t: Table) -> None:
-        if t.data.get("kind", "classify") != "classify":
-            raise PipelineConfigError(f"kind: training writes a classify kernel config for now, got {t.data.get('kind')!r}")
-        unknown = set(self.kernel or {}) - set(KERNEL_SECTIONS)
+    def validate(self, t: Table):
+        kind = t.data.get("kind", "classify")
+        if kind not in KINDS:
+            raise PipelineConfigError(f"kind: training writes a {' or '.join(KINDS)} kernel config, got {kind!r}")
+        unknown = set(self.kernel or {}) - set(KERNEL_SECTIONS[kind])
         if unknown:
-            t.fail("kernel", f"holds the kernel config's {list(KERNEL_SECTIONS)}, not {sorted(unknown)}")
-        if self.data.target != "columns" and self.data.label is None:
+            t.fail("kernel", f"holds the {kind} kernel config's {list(KERNEL_SECTIONS[kind])}, not {sorted(unknown)}")
+        if (kind == "segment") != (self.data.target == "mask"):
+            raise PipelineConfigError(f"data.target: {self.data.target!r} trains a {'segment' if self.data.target == 'mask' else 'classify'} "
+                                      f"model, but kind = {kind!r}; a mask target goes with kind = 'segment'")
+        if kind == "segment" and not isinstance(self.data.images, str):
+            t.fail("kind", "segment reads one image file per id; data.images must be one pattern")
+        if kind == "segment" and self.preprocess.size is not None:
+            raise PipelineConfigError("preprocess.size: segment tiles each image at its own size; train at that size too "
+                                      "(crops of one size come from [augment]) and drop size")
+        if self.data.target not in ("columns", "mask") and self.data.label is None:
             raise PipelineConfigError(f"data.label: target = {self.data.target!r} reads the label column; name it")
+        if self.data.target == "mask" and (self.data.label is None) == (self.data.masks is None):
+            raise PipelineConfigError("data.label: a mask target reads an RLE column (label) or mask files (masks); give one")
+        return dataclasses.replace(self, kind=kind)
 
     @property
     def activation(self) -> str:
@@ -150,6 +167,9 @@ class TrainConfig:
 
     @property
     def decision_kind(self) -> str:
+        """The decision fitted on the OOF predictions (segment: the F-beta threshold of the masks' pixels)."""
+        if self.kind == "segment":
+            return "threshold"
         return self.decision.kind or ("argmax" if self.data.target == "class" else "per_class")
 
 
