@@ -187,6 +187,8 @@ def test_kagglekit_train_segments_with_a_threshold_fitted_on_the_kernels_oof_map
     (tmp_path / "train.csv").write_text("id,rle\n" + "".join(f"{i},{r}\n" for i, r in rows))
     (tmp_path / "sample_submission.csv").write_text("id,rle\n" + "".join(f"s{k},\n" for k in range(6)))
     (tmp_path / "train.toml").write_text(SEGMENT_TOML)
+    assert main(["train", str(tmp_path / "train.toml"), "--input", str(tmp_path), "--check"]) == 0
+    assert "6 rows, masks, 3 channel(s)" in capsys.readouterr().out
     assert main(["train", str(tmp_path / "train.toml"), "--input", str(tmp_path), "--out", str(tmp_path / "models")]) == 0
     models = tmp_path / "models"
     oof = pl.read_parquet(models / "oof.parquet")

@@ -247,7 +247,8 @@ def check_training(config, input_dir) -> list[tuple[bool, str]]:
     attempt("data", lambda: _describe_data(cfg, Path(input_dir), found))
     if found:
         train = found[0]
-        attempt("model", lambda: type(model_maker(cfg, len(train.classes), train.preprocessing["channels"])()).__name__)
+        outputs = 1 if cfg.kind == "segment" else len(train.classes)
+        attempt("model", lambda: type(model_maker(cfg, outputs, train.preprocessing["channels"])()).__name__)
         attempt("folds", lambda: f"{np.bincount(fold_numbers(cfg, train)).tolist()} rows held out per fold")
     return lines
 
@@ -256,4 +257,5 @@ def _describe_data(cfg: TrainConfig, input_dir: Path, found: list) -> str:
     train, _ = datasets(cfg, input_dir)
     found.append(train)
     p = train.preprocessing
-    return f"{len(train)} rows, {len(train.classes)} classes, {p['channels']} channel(s), every image file present"
+    classes = "masks" if cfg.kind == "segment" else f"{len(train.classes)} classes"
+    return f"{len(train)} rows, {classes}, {p['channels']} channel(s), every image file present"
