@@ -27,6 +27,7 @@ from kagglekit.jobs.contract import Job
 __all__ = ["FoldJob", "FoldsResult", "fold_assignment", "probabilities", "stable_name", "train_folds"]
 
 ACTIVATIONS = ("sigmoid", "softmax", "none")
+QUIET = ("progress", "num_workers", "device")  # fit options that change how fast, not the weights
 
 
 def probabilities(logits: np.ndarray, activation: str) -> np.ndarray:
@@ -101,7 +102,8 @@ class FoldJob(Job):
         self.fit_options, self.metric, self.kernel = fit_options, metric, kernel
 
     def settings(self) -> dict:
-        return stable_name({"fit": self.fit_options, "model": self.model_fn, "data": _describe(self.train_data),
+        shaping = {k: v for k, v in self.fit_options.items() if k not in QUIET}
+        return stable_name({"fit": shaping, "model": self.model_fn, "data": _describe(self.train_data),
                             "val": _describe(self.val_data), "folds": self.folds.tolist(), "ids": self.ids,
                             "classes": self.classes, "activation": self.activation, "metric": self.metric,
                             "kernel": getattr(self.kernel, "config", None)})
@@ -220,7 +222,7 @@ def train_folds(model_fn, train_data, folds, out_dir, *, loss, val_data=None, id
     out_dir.mkdir(parents=True, exist_ok=True)
     with atomic_path(out_dir / "folds.json") as tmp:
         tmp.write_text(json.dumps({"ids": [str(i) for i in ids], "folds": assigned.tolist()}))
-    fit_options = {"loss": loss, **fit_options, "progress": False}
+    fit_options = {"loss": loss, **fit_options, "progress": progress and engine == "local"}  # a bar per fold's steps
     job = FoldJob(model_fn, train_data, val_data, ids, assigned, classes=classes, activation=activation,
                   fit_options=fit_options, metric=metric, kernel=kernel)
     report = run_slides(job, {f"fold{k}": out_dir / "folds.json" for k in np.unique(assigned)}, out_dir, engine=engine,
