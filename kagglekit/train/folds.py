@@ -191,8 +191,8 @@ class FoldsResult:
 
 def train_folds(model_fn, train_data, folds, out_dir, *, loss, val_data=None, ids=None, classes=None,
                 activation: str = "sigmoid", metric=None, targets=None, kernel=None, engine: str = "local",
-                workers: int | None = None, address: str | None = None, gpus_per_worker: float = 0, progress: bool = True,
-                **fit_options) -> FoldsResult:
+                workers: int | None = None, address: str | None = None, cpus_per_worker: float = 1,
+                gpus_per_worker: float = 0, progress: bool = True, **fit_options) -> FoldsResult:
     """Train one model per fold and return the OOF table and the CV report (files: see the module docstring).
 
     model_fn: ``model_fn()`` builds a fresh model (picklable for Ray: a function of a module, or a
@@ -206,8 +206,9 @@ def train_folds(model_fn, train_data, folds, out_dir, *, loss, val_data=None, id
     kernel: None (the OOF predictions are the model's outputs on ``val_data``), or a
         :class:`kagglekit.train.held_out.SegmentKernel`: the kernel's own ``segment`` on each fold's
         held-out images (``ids`` then names each item's image; tiles of one image share its id).
-    engine, workers, address, gpus_per_worker: as :func:`kagglekit.jobs.run_slides` ("ray": folds in
-        parallel). The rest are :func:`~kagglekit.train.fit`'s options.
+    engine, workers, address, cpus_per_worker, gpus_per_worker: as :func:`kagglekit.jobs.run_slides` ("ray":
+        folds in parallel; on a small machine one worker of all its CPUs trains as fast as two of half:
+        bench_train.py (c)). The rest are :func:`~kagglekit.train.fit`'s options.
     """
     from kagglekit.jobs import run_slides
 
@@ -226,7 +227,8 @@ def train_folds(model_fn, train_data, folds, out_dir, *, loss, val_data=None, id
     job = FoldJob(model_fn, train_data, val_data, ids, assigned, classes=classes, activation=activation,
                   fit_options=fit_options, metric=metric, kernel=kernel)
     report = run_slides(job, {f"fold{k}": out_dir / "folds.json" for k in np.unique(assigned)}, out_dir, engine=engine,
-                        workers=workers, address=address, gpus_per_worker=gpus_per_worker, progress=progress, retries=0)
+                        workers=workers, address=address, cpus_per_worker=cpus_per_worker, gpus_per_worker=gpus_per_worker,
+                        progress=progress, retries=0)
     if report.failed:
         raise InvalidArgumentError(f"folds failed: {report.failed}")
     return _gather(out_dir, ids, assigned, metric if kernel is None else None, targets, val_data, report)

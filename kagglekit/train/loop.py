@@ -288,6 +288,8 @@ def _update(run: _Run, group: list, s: FitSettings) -> dict:
                 outputs = run.wrapped(inputs)
             value = criterion(outputs.float())
             scaled = value / len(group)
+            if k == 0:  # the last step's gradients go here, not right after it: freed then, glibc hands the
+                run.optimizer.zero_grad(set_to_none=True)  # memory back and the next step faults it in (bench a)
             (run.scaler.scale(scaled) if run.scaler is not None else scaled).backward()
         losses.append(float(value.detach()))
     _optimizer_step(run, s)
@@ -298,7 +300,7 @@ def _update(run: _Run, group: list, s: FitSettings) -> dict:
 
 
 def _optimizer_step(run: _Run, s: FitSettings) -> None:
-    """Clip, step (through the scaler under fp16), clear the gradients, update the EMA."""
+    """Clip, step (through the scaler under fp16), update the EMA; the gradients are cleared in the next step."""
     if run.scaler is not None:
         run.scaler.unscale_(run.optimizer)
     if s.clip is not None:
@@ -308,7 +310,6 @@ def _optimizer_step(run: _Run, s: FitSettings) -> None:
         run.scaler.update()
     else:
         run.optimizer.step()
-    run.optimizer.zero_grad(set_to_none=True)
     if run.ema is not None:  # timm's count of updates, 1-based: the first update copies the weights
         run.ema.update(run.model, step=run.step + 1)
 
