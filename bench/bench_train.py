@@ -6,7 +6,7 @@
         torch AdamW (lr 1e-3, weight_decay 0 in both: timm's factory puts biases and norms in a no-decay group,
         which at 0 is one group, as in the plain loop), cross-entropy, no schedule, fp32, the same number of steps
         (default 30). Two plain loops: ``zero_grad(set_to_none=True)`` between forward and backward, and after the
-        optimiser's step (PyTorch's tutorial order, and fit's). Then fit with amp="bf16", channels_last=True, and
+        optimiser's step (PyTorch's tutorial order; fit clears them just before the next backward). Then fit with amp="bf16", channels_last=True, and
         both. Each run starts from a copy of the same initial weights; every variant is warmed up first (3 steps),
         then ``--repeats`` rounds run each variant once, the order reversed every other round. Per variant: seconds
         per step of the whole call (fit's set-up and history included; the median over the rounds), the median gap
@@ -486,15 +486,16 @@ def bench_fit(args) -> tuple[str, str]:
               f"{median[FIT] * 1000:.0f} against {plain_ms:.0f} ms per step; the median of the {args.repeats} rounds' "
               f"paired ratios: {overhead_paired:+.1f} %; median steps: {overhead_step:+.1f} %, {step[FIT] * 1000:.0f} "
               f"against {step[PLAIN] * 1000:.0f} ms). Against the plain loop in PyTorch's tutorial order, which frees "
-              f"the gradients after the step as fit does: {tutorial:+.1f} % (whole calls), {tutorial_step:+.1f} % "
+              f"the gradients right after the step: {tutorial:+.1f} % (whole calls), {tutorial_step:+.1f} % "
               f"(median steps); that order alone costs the plain loop {placement:+.1f} % (median steps). The loss curves "
               f"of fit and the plain loops differ by at most "
               f"{max(np.abs(np.array(curves[n]) - fp32).max() for n in (PLAIN, TUTORIAL)):.1e}: the same work. Every "
               f"variant's reruns gave the same curve to {max(rerun.values()):.0e}.\n\n"
               f"Why: page faults. Each step here allocates and frees hundreds of MB of activations and gradients; "
               f"glibc's malloc hands large freed blocks back to the kernel (munmap, heap trimming) and the next step "
-              f"faults them in again, zeroed. How much it gives back depends on the order of the frees: freeing the "
-              f"gradients after the step (fit, the tutorial loop) and a freshly collated batch per step (fit) make "
+              f"faults them in again, zeroed. How much it gives back depends on the order of the frees (freeing the "
+              f"gradients right after the step, as the tutorial loop does, costs most) and on a freshly collated batch "
+              f"per step (fit): fit makes "
               f"{np.median(faults[FIT]) / 1000:.0f}k faults per step against {np.median(faults[PLAIN]) / 1000:.0f}k. "
               f"The same {len(tuned_rows)} fp32 runs in a child process whose glibc keeps what it frees "
               f"(`GLIBC_TUNABLES={MALLOC_TUNED}`; {args.malloc_repeats} rounds, the same protocol):\n\n"
