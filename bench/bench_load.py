@@ -19,6 +19,9 @@ Parts:
       (DataLoader per fold with 2 worker processes, ttach D4; bench_classify.py)
   (c) extract_bag, the MIL bench's 20000² JPEG-in-TIFF (resnet10t, 224 px tiles, the 256 most tissue-filled,
       defaults: batches of 16, one reader thread) against the plain loop (one tile at a time; bench_mil.py)
+  (d) not a target: a model whose forward dominates, where threads matter for the model itself:
+      sliding_window of an smp Unet-r18 (random weights) over 1024² RGB, tile 256, stride 192, batch 8
+      (bench_sliding.py (c) at a quarter of the area), idle and beside one CPU loop only
 
 Run: .venv/bin/python bench/bench_load.py [a b c]   (peers: pip install pytorch-toolbelt monai, the bench extra)
 """
@@ -34,9 +37,12 @@ from pathlib import Path
 
 HERE = Path(__file__).parent
 DATA = HERE / "_data"
-CALLS = {"a": 2, "b": 1, "c": 1}  # calls per child: the best is kept (a: the second finds oneDNN's kernels made)
+CALLS = {"a": 3, "b": 1, "c": 1, "d": 2}  # calls per child, the best kept: (a)'s first call also page-faults its
+# 256 MB output, which costs 0.02 to 1.5 s on this VM depending on how the host backs the memory (a first-call column shows it)
+ONE_CALL = ("MONAI sliding_window_inference",)  # 7 s idle: one call
 LOADS = ("idle", "1 CPU loop", "1 DataLoader", "loop + DataLoader")
 POLICY, ONE, ALL = "kagglekit, thread policy (default)", "kagglekit, threads=1", "kagglekit, threads=all cores"
+SPLIT = "kagglekit, own ops on 1 thread, model on the usable cores less readers (no load measured)"
 
 
 # -- the neighbours ------------------------------------------------------------------------------------------
@@ -63,12 +69,23 @@ def neighbour_jpegs() -> list[str]:
     return [str(p) for p in jpegs(16, (1000, 1500), DATA / "load_neighbour")]
 
 
+def _die_with_parent() -> None:
+    """In a neighbour: be killed when the bench dies (Linux prctl PR_SET_PDEATHSIG), even if it is killed."""
+    try:
+        import ctypes
+        import signal
+
+        ctypes.CDLL("libc.so.6").prctl(1, signal.SIGKILL)
+    except (OSError, AttributeError):
+        pass
+
+
 def start_load(load: str) -> list[subprocess.Popen]:
     procs = []
     if "loop" in load:
-        procs.append(subprocess.Popen([sys.executable, "-c", LOOP]))
+        procs.append(subprocess.Popen([sys.executable, "-c", LOOP], preexec_fn=_die_with_parent))
     if "DataLoader" in load:
-        procs.append(subprocess.Popen([sys.executable, "-c", DATALOADER, *neighbour_jpegs()]))
+        procs.append(subprocess.Popen([sys.executable, "-c", DATALOADER, *neighbour_jpegs()], preexec_fn=_die_with_parent))
     time.sleep(3.0 if procs else 0.5)  # the DataLoader's imports and first batches
     return procs
 
@@ -96,9 +113,14 @@ class Recording:
 
 
 def _threads_arg(method: str):
-    import os
+    """``threads=`` for a kagglekit row; SPLIT is the policy with its load measurement switched off (the
+    cores are then the usable ones less kagglekit's reader threads, whatever else runs)."""
+    if method == SPLIT:
+        from kagglekit import _threads
 
-    return {POLICY: None, ONE: 1, ALL: len(os.sched_getaffinity(0))}[method]
+        cpus, cores, _ = _threads._cpus()
+        _threads._cpus = lambda: (cpus, cores, False)
+    return {POLICY: None, SPLIT: None, ONE: 1, ALL: len(os.sched_getaffinity(0))}[method]
 
 
 def child_a(method: str):
@@ -117,6 +139,22 @@ def child_a(method: str):
     return lambda: sliding_window(model, image, *args, window="gaussian", progress=False, threads=threads), rec
 
 
+def child_d(method: str):
+    import segmentation_models_pytorch as smp
+    import torch
+
+    from bench_sliding import make_image
+
+    from kagglekit.infer import sliding_window
+
+    torch.manual_seed(0)
+    model, rec = smp.Unet("resnet18", encoder_weights=None, in_channels=3, classes=1).eval(), Recording()
+    image = make_image(1024, seed=1)
+    model.register_forward_pre_hook(rec.hook)
+    threads = _threads_arg(method)
+    return lambda: sliding_window(model, image, 256, 192, 8, window="gaussian", progress=False, threads=threads), rec
+
+
 def classify_models():
     import torch
 
@@ -131,7 +169,7 @@ def child_b(method: str):
 
     from kagglekit.infer import predict
 
-    paths = jpegs(200, (2000, 3000), DATA / "classify" / "a")[:64]
+    paths = jpegs(64, (2000, 3000), DATA / "classify" / "a")
     models, rec = classify_models(), Recording()
     if method == "usual loop: DataLoader per fold, ttach D4":
         return lambda: usual_loop(models, paths, 128), rec
@@ -175,12 +213,14 @@ def child_c(method: str):
 
 PARTS = {
     "a": ("(a) sliding_window 8192² 1x1 conv", child_a,
-          [POLICY, ONE, ALL, "pytorch-toolbelt ImageSlicer+TileMerger", "MONAI sliding_window_inference"]),
+          [POLICY, ONE, ALL, SPLIT, "pytorch-toolbelt ImageSlicer+TileMerger", "MONAI sliding_window_inference"]),
     "b": ("(b) predict, 64 JPEGs 3000x2000 -> 128, 5 folds x D4", child_b,
           [POLICY, ONE, ALL, "usual loop: DataLoader per fold, ttach D4"]),
     "c": ("(c) extract_bag, 20000² JPEG-in-TIFF, 256 tiles", child_c,
           [POLICY, ONE, ALL, "plain loop, one tile at a time"]),
+    "d": ("(d) sliding_window 1024² smp Unet-r18", child_d, [POLICY, ONE, ALL, SPLIT]),
 }
+PART_LOADS = {"d": LOADS[:2]}
 SKIP = {("a", "MONAI sliding_window_inference"): ("1 DataLoader", "loop + DataLoader")}  # 7 s idle: not in every load
 
 
@@ -188,19 +228,49 @@ def child(part: str, method: str) -> None:
     sys.path.insert(0, str(HERE))
     fn, rec = PARTS[part][1](method)
     times = []
-    for _ in range(CALLS[part]):
+    for _ in range(1 if method in ONE_CALL else CALLS[part]):
         start = time.perf_counter()
         fn()
         times.append(time.perf_counter() - start)
     print(json.dumps({"seconds": min(times), "first": times[0], "threads": rec.seen}))
 
 
-def run_child(part: str, method: str) -> dict:
+def _busy_seconds() -> float:
+    """CPU seconds the whole machine has been busy since boot (/proc/stat)."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+    return (sum(fields) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")
+
+
+def _cpu_of(procs) -> float:
+    """CPU seconds used so far by ``procs`` and their children (the DataLoader's worker)."""
+    import psutil
+
+    total = 0.0
+    for p in procs:
+        try:
+            ps = psutil.Process(p.pid)
+            for q in [ps, *ps.children(recursive=True)]:
+                t = q.cpu_times()
+                total += t.user + t.system
+        except psutil.NoSuchProcess:
+            pass
+    return total
+
+
+def run_child(part: str, method: str, neighbours) -> dict:
+    """The child's result, and ``foreign``: the cores kept busy during it by anything but the child and the
+    neighbours this bench started (another user's processes: should be near 0 for a clean figure)."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(HERE.parent), os.environ.get("PYTHONPATH")]))}
+    before = (time.monotonic(), _busy_seconds(), _cpu_of(neighbours), os.times())
     done = subprocess.run([sys.executable, __file__, "--child", part, method], capture_output=True, text=True, env=env)
+    after = (time.monotonic(), _busy_seconds(), _cpu_of(neighbours), os.times())
     if done.returncode:
         raise RuntimeError(f"{part} {method}: {done.stderr[-2000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    child_cpu = (after[3].children_user + after[3].children_system) - (before[3].children_user + before[3].children_system)
+    foreign = (after[1] - before[1]) - child_cpu - (after[2] - before[2])
+    result["foreign"] = max(0.0, foreign / (after[0] - before[0]))
+    return result
 
 
 # -- the parent ----------------------------------------------------------------------------------------------
@@ -213,7 +283,7 @@ def prepare(part: str) -> None:
     if part == "b":
         from bench_classify import jpegs
 
-        jpegs(200, (2000, 3000), DATA / "classify" / "a")
+        jpegs(64, (2000, 3000), DATA / "classify" / "a")
     if part == "c":
         tiff_slide()
 
@@ -227,30 +297,30 @@ def measure_part(part: str, rounds: int) -> tuple[list[list], dict]:
     name, _, methods = PARTS[part]
     prepare(part)
     best: dict = {}
-    for load in LOADS:
+    for load in PART_LOADS.get(part, LOADS):
         procs = start_load(load)
         try:
             for _ in range(rounds):
                 for method in methods:
                     if load in SKIP.get((part, method), ()):
                         continue
-                    r = run_child(part, method)
+                    r = run_child(part, method, procs)
                     key = (load, method)
                     if key not in best or r["seconds"] < best[key]["seconds"]:
                         best[key] = r
                     print(f"{name} | {load} | {method}: {r['seconds']:.2f} s (first call {r['first']:.2f} s) "
-                          f"{threads_note(r['threads'])}", flush=True)
+                          f"{threads_note(r['threads'])}; foreign load {r['foreign']:.2f} cores", flush=True)
         finally:
             stop_load(procs)
     rows = []
-    for load in LOADS:
+    for load in PART_LOADS.get(part, LOADS):
         idle_policy = best[("idle", POLICY)]["seconds"]
         for method in methods:
             r = best.get((load, method))
             if r is None:
                 continue
-            rows.append([name, load, method, r["seconds"], r["seconds"] / idle_policy,
-                         r["seconds"] / best[(load, POLICY)]["seconds"], threads_note(r["threads"])])
+            rows.append([name, load, method, r["seconds"], r["first"], r["seconds"] / idle_policy,
+                         r["seconds"] / best[(load, POLICY)]["seconds"], threads_note(r["threads"]), r["foreign"]])
     return rows, best
 
 
@@ -269,6 +339,10 @@ def verdicts(part: str, best: dict) -> list[str]:
             lines.append(f"- (a) {load} (not a target): {s(load, POLICY) / s('idle', POLICY):.2f}x its idle time, "
                          f"{s(load, tb) / s(load, POLICY):.2f}x faster than toolbelt")
         return lines
+    if part == "d":
+        return [f"- (d) not a target: idle, the policy takes {s('idle', POLICY) / s('idle', ALL):.2f}x the all-cores "
+                f"time and {s('idle', POLICY) / s('idle', ONE):.2f}x the one-thread time; beside one CPU loop "
+                f"{s('1 CPU loop', POLICY) / s('1 CPU loop', ALL):.2f}x and {s('1 CPU loop', POLICY) / s('1 CPU loop', ONE):.2f}x"]
     idle_best = min(s("idle", m) for m in (POLICY, ONE, ALL))
     within = s("idle", POLICY) / idle_best
     lines.append(f"- ({part}) idle: within 5 % of the best idle kagglekit figure ({idle_best:.2f} s): "
@@ -280,27 +354,30 @@ def verdicts(part: str, best: dict) -> list[str]:
     return lines
 
 
-SECTION = "Thread policy under load (bench_load.py)"
-HEADERS = ["workload", "load beside it", "method", "best s", "x its idle policy run", "x the policy under this load",
-           "model forwards on N threads"]
+HEADERS = ["workload", "load beside it", "method", "best s", "first call s", "x the idle policy run",
+           "x the policy under this load", "model forwards on N threads", "foreign load (cores)"]
+SECTIONS = {"a": "Thread policy under load (a): sliding_window (bench_load.py)",
+            "b": "Thread policy under load (b): predict, decode-bound (bench_load.py)",
+            "c": "Thread policy under load (c): extract_bag on a TIFF (bench_load.py)",
+            "d": "Thread policy under load (d): sliding_window of a Unet, the model's own threads (bench_load.py)"}
 
 
 def main(parts, rounds: int = 1) -> None:
     from _common import machine, markdown_table, record
 
-    line = machine()
-    lines, tables = [], []
     for part in parts:
+        load = os.getloadavg()[0]
+        line = machine().rsplit(", load average", 1)[0] + f", load average {load:.2f} when the part started"
         start = time.perf_counter()
         rows, best = measure_part(part, rounds)
-        tables.append(markdown_table(HEADERS, rows))
-        lines += verdicts(part, best)
-        print(f"({part}: {time.perf_counter() - start:.0f} s)")
-    body = ("Each figure: a fresh child process, the best of its calls; the neighbours run for the whole part. "
-            f"Loads: {', '.join(LOADS)} (see the script's docstring). `threads=all cores`: "
-            f"{len(os.sched_getaffinity(0))}, torch's default here. Command: `.venv/bin/python bench/bench_load.py "
-            f"{' '.join(parts)}`.\n\n" + "\n\n".join(tables) + "\n\n" + "\n".join(lines))
-    record(SECTION, body, line)
+        body = (f"Each figure: a fresh child process, the best of its calls ({CALLS[part]}; MONAI 1) and of {rounds} "
+                f"round(s); the neighbours run for the whole load's rows. Loads: {', '.join(LOADS)} (see the script's "
+                f"docstring). `threads=all cores`: {len(os.sched_getaffinity(0))}, torch's default here; the peers run "
+                "with torch's default. Foreign load: cores kept busy during the row by processes other than the run "
+                "and its neighbours (another user's; /proc/stat less their CPU time), so a figure far from 0 is not "
+                f"clean. Command: `.venv/bin/python bench/bench_load.py {part}`, {time.perf_counter() - start:.0f} s.\n\n"
+                + markdown_table(HEADERS, rows) + "\n\n" + "\n".join(verdicts(part, best)))
+        record(SECTIONS[part], body, line)
 
 
 if __name__ == "__main__":
@@ -308,4 +385,5 @@ if __name__ == "__main__":
         child(sys.argv[2], sys.argv[3])
     else:
         sys.path.insert(0, str(HERE))
-        main([a for a in sys.argv[1:] if not a.startswith("--")] or ["a", "b", "c"])
+        rounds = next((int(a.split("=")[1]) for a in sys.argv[1:] if a.startswith("--rounds=")), 1)
+        main([a for a in sys.argv[1:] if not a.startswith("--")] or ["a", "b", "c", "d"], rounds)
