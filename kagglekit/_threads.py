@@ -24,7 +24,8 @@ What is chosen, and why (bench/bench_load.py measures it; bench/RESULTS.md, "Thr
   used (their ``time.thread_time``), over windows of at least a quarter of a second, re-estimated between
   forwards; a core is counted busy when other work takes at least half of it. Before the first window
   (a fresh process, or the last estimate is more than a few seconds old) the instantaneous count of
-  runnable tasks (``procs_running``) less this process's own gives the first estimate. Where
+  runnable tasks (``procs_running``) less this process's own gives the first estimate (where that count
+  is a larger machine's, the usable cores less the reader threads do). Where
   ``/proc/stat`` cannot tell (no such file, or a CPU quota smaller than the affinity set, so that the
   cores' counters are mostly other containers'), the free cores are the usable cores less the number of
   reader threads kagglekit started.
@@ -154,11 +155,8 @@ class _Monitor:
         self.lock = threading.Lock()
         self.readers = 0.0  # CPU seconds the background reader threads used, ever
         self.readers_alive = 0  # background reader threads running now
-        self.reset()
-
-    def reset(self) -> None:
         self.snapshot = None  # (wall time, busy ticks, process CPU seconds, readers' CPU seconds)
-        self.others, self.at = None, -math.inf
+        self.others = None  # the last estimate, in cores
 
     def add_reader_time(self, seconds: float) -> None:
         with self.lock:
@@ -176,8 +174,7 @@ class _Monitor:
         with self.lock:
             now = time.monotonic()
             if self.snapshot is None or now - self.snapshot[0] > STALE:
-                self.snapshot = self._take(cpus)
-                self.others, self.at = _running_others(), now
+                self.snapshot, self.others = self._take(cpus), _running_others()
                 return self.others
             if now - self.snapshot[0] >= MIN_WINDOW:
                 new = self._take(cpus)
@@ -186,7 +183,7 @@ class _Monitor:
                     busy = (new[1] - self.snapshot[1]) / _TICK
                     own = (new[2] - self.snapshot[2]) - (new[3] - self.snapshot[3])  # the model's team and the caller
                     self.others = min(float(cores), max(0.0, (busy - own) / wall))
-                    self.snapshot, self.at = new, now
+                    self.snapshot = new
             return self.others
 
 
