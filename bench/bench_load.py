@@ -23,7 +23,10 @@ Parts:
       sliding_window of an smp Unet-r18 (random weights) over 1024² RGB, tile 256, stride 192, batch 8
       (bench_sliding.py (c) at a quarter of the area), idle and beside one CPU loop only
 
-Run: .venv/bin/python bench/bench_load.py [a b c]   (peers: pip install pytorch-toolbelt monai, the bench extra)
+Run: .venv/bin/python bench/bench_load.py [a b c d] [--rounds=N] [--resume]   (peers: the bench extra's
+pytorch-toolbelt and monai). The machine may be shared: each run waits until no other process keeps a core
+busy and is measured again (up to 4 tries) when another user's load came during it. --resume keeps the rows
+already measured (bench/_data/load_rows.json).
 """
 
 from __future__ import annotations
@@ -56,7 +59,7 @@ paths = sys.argv[1:]
 class Jpegs(torch.utils.data.Dataset):
     def __len__(self): return len(paths)
     def __getitem__(self, k): return torch.from_numpy(cv2.resize(cv2.imread(paths[k]), (256, 256)))
-loader = torch.utils.data.DataLoader(Jpegs(), batch_size=4, num_workers=1)
+loader = torch.utils.data.DataLoader(Jpegs(), batch_size=4, num_workers=1, persistent_workers=True)
 while True:
     for batch in loader: pass
 """
@@ -83,16 +86,23 @@ def _die_with_parent() -> None:
 def start_load(load: str) -> list[subprocess.Popen]:
     procs = []
     if "loop" in load:
-        procs.append(subprocess.Popen([sys.executable, "-c", LOOP], preexec_fn=_die_with_parent))
+        procs.append(subprocess.Popen([sys.executable, "-c", LOOP], preexec_fn=_die_with_parent, start_new_session=True))
     if "DataLoader" in load:
-        procs.append(subprocess.Popen([sys.executable, "-c", DATALOADER, *neighbour_jpegs()], preexec_fn=_die_with_parent))
+        procs.append(subprocess.Popen([sys.executable, "-c", DATALOADER, *neighbour_jpegs()], preexec_fn=_die_with_parent,
+                                      start_new_session=True))
     time.sleep(3.0 if procs else 0.5)  # the DataLoader's imports and first batches
     return procs
 
 
 def stop_load(procs) -> None:
+    """Kill each neighbour's process group (the DataLoader's worker with it) and reap it."""
+    import signal
+
     for p in procs:
-        p.kill()
+        try:
+            os.killpg(p.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
         p.wait()
 
 
@@ -242,7 +252,8 @@ def _busy_seconds() -> float:
 
 
 def _cpu_of(procs) -> float:
-    """CPU seconds used so far by ``procs`` and their children (the DataLoader's worker)."""
+    """CPU seconds used so far by ``procs`` and their descendants, living (the DataLoader's worker) or ended
+    and waited for (each process's ``children_*`` times)."""
     import psutil
 
     total = 0.0
@@ -251,7 +262,7 @@ def _cpu_of(procs) -> float:
             ps = psutil.Process(p.pid)
             for q in [ps, *ps.children(recursive=True)]:
                 t = q.cpu_times()
-                total += t.user + t.system
+                total += t.user + t.system + t.children_user + t.children_system
         except psutil.NoSuchProcess:
             pass
     return total
@@ -328,16 +339,25 @@ def threads_note(seen: dict) -> str:
     return ", ".join(f"{n}: {100 * c / total:.0f} %" for n, c in sorted(seen.items(), key=lambda kv: int(kv[0]))) if total else ""
 
 
-def measure_part(part: str, rounds: int) -> tuple[list[list], dict]:
+CACHE = DATA / "load_rows.json"  # each row's result as measured, so that --resume goes on after an interruption
+
+
+def measure_part(part: str, rounds: int, resume: bool = False) -> tuple[list[list], dict]:
     name, _, methods = PARTS[part]
     prepare(part)
+    cache = json.loads(CACHE.read_text()) if CACHE.is_file() else {}
     best: dict = {}
     for load in PART_LOADS.get(part, LOADS):
-        for _ in range(rounds):
+        for n in range(rounds):
             for method in methods:
                 if load in SKIP.get((part, method), ()):
                     continue
-                r = clean_child(part, method, load)
+                key = f"{part} | {load} | {method} | {n}"
+                if resume and key in cache:
+                    r = cache[key]
+                else:
+                    r = cache[key] = clean_child(part, method, load)
+                    CACHE.write_text(json.dumps(cache, indent=1))
                 key = (load, method)
                 if key not in best or r["seconds"] < best[key]["seconds"]:
                     best[key] = r
@@ -393,14 +413,14 @@ SECTIONS = {"a": "Thread policy under load (a): sliding_window (bench_load.py)",
             "d": "Thread policy under load (d): sliding_window of a Unet, the model's own threads (bench_load.py)"}
 
 
-def main(parts, rounds: int = 1) -> None:
+def main(parts, rounds: int = 1, resume: bool = False) -> None:
     from _common import machine, markdown_table, record
 
     for part in parts:
         load = os.getloadavg()[0]
         line = machine().rsplit(", load average", 1)[0] + f", load average {load:.2f} when the part started"
         start = time.perf_counter()
-        rows, best = measure_part(part, rounds)
+        rows, best = measure_part(part, rounds, resume)
         body = (f"Each figure: a fresh child process, the best of its calls ({CALLS[part]}; MONAI 1) and of {rounds} "
                 f"round(s); its neighbours are started for it (and stopped after it) once the machine is quiet. Loads: {', '.join(LOADS)} (see the script's "
                 f"docstring). `threads=all cores`: {len(os.sched_getaffinity(0))}, torch's default here; the peers run "
@@ -417,4 +437,4 @@ if __name__ == "__main__":
     else:
         sys.path.insert(0, str(HERE))
         rounds = next((int(a.split("=")[1]) for a in sys.argv[1:] if a.startswith("--rounds=")), 1)
-        main([a for a in sys.argv[1:] if not a.startswith("--")] or ["a", "b", "c", "d"], rounds)
+        main([a for a in sys.argv[1:] if not a.startswith("--")] or ["a", "b", "c", "d"], rounds, "--resume" in sys.argv)
