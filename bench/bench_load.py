@@ -339,6 +339,14 @@ def threads_note(seen: dict) -> str:
     return ", ".join(f"{n}: {100 * c / total:.0f} %" for n, c in sorted(seen.items(), key=lambda kv: int(kv[0]))) if total else ""
 
 
+def rounds_for(load: str, method: str, rounds: int) -> int:
+    """``rounds`` for kagglekit's rows idle (the best idle figure is a target's yardstick) and for the policy
+    and threads=1 under load (the rows a target compares); one for the rest (peers and all-cores runs under
+    load take up to minutes each, and no target compares them to a few percent)."""
+    ours = (POLICY, ONE, ALL, SPLIT) if load == "idle" else (POLICY, ONE)
+    return rounds if method in ours else 1
+
+
 CACHE = DATA / "load_rows.json"  # each row's result as measured, so that --resume goes on after an interruption
 
 
@@ -350,7 +358,7 @@ def measure_part(part: str, rounds: int, resume: bool = False) -> tuple[list[lis
     for load in PART_LOADS.get(part, LOADS):
         for n in range(rounds):
             for method in methods:
-                if load in SKIP.get((part, method), ()):
+                if load in SKIP.get((part, method), ()) or n >= rounds_for(load, method, rounds):
                     continue
                 key = f"{part} | {load} | {method} | {n}"
                 if resume and key in cache:
@@ -422,7 +430,8 @@ def main(parts, rounds: int = 1, resume: bool = False) -> None:
         start = time.perf_counter()
         rows, best = measure_part(part, rounds, resume)
         body = (f"Each figure: a fresh child process, the best of its calls ({CALLS[part]}; MONAI 1) and of {rounds} "
-                f"round(s); its neighbours are started for it (and stopped after it) once the machine is quiet. Loads: {', '.join(LOADS)} (see the script's "
+                "rounds for kagglekit's rows idle and for the policy and threads=1 under load (one for the others); "
+                f"its neighbours are started for it (and stopped after it) once the machine is quiet. Loads: {', '.join(LOADS)} (see the script's "
                 f"docstring). `threads=all cores`: {len(os.sched_getaffinity(0))}, torch's default here; the peers run "
                 "with torch's default. Foreign load: cores kept busy during the row by processes other than the run "
                 "and its neighbours (another user's; /proc/stat less their CPU time), so a figure far from 0 is not "

@@ -3,20 +3,24 @@
 key) and the training datasets (``ImageDataset``, ``TileDataset``) use.
 
     plan = CpuThreads(threads, device)
-    with plan.small():          # kagglekit's own small ops: casts, normalisation, stitching, TTA flips, merges
+    with plan.small():          # kagglekit's per-tile ops: a tile's cast into the batch, its stitching
         ...
-        with plan.model():      # the model's forward: the cores that are free
-            y = model(x)
+    with plan.model():          # whole-batch ops (normalisation, TTA views, merges) and the forward: the free cores
+        y = model(x)
     # each context restores the torch.get_num_threads() it found, on return and on an exception
 
 What is chosen, and why (bench/bench_load.py measures it; bench/RESULTS.md, "Thread policy under load"):
 
-- **kagglekit's own small ops run on one torch thread.** Each is a memory-bound pass over a tile or a
-  batch (the cast of a batch of uint8 tiles into float, the stitcher's fused multiply-add of a 512² tile,
-  a flip, a merge), well under a millisecond on one thread. On two threads they are no faster on an
-  idle machine, and many times slower when another process keeps one of the cores busy: an OpenMP team
-  waits at every op's barrier for its thread that shares a core to get its next time slice.
-- **the model's forward runs on the cores that are free**: the cores this process may use
+- **kagglekit's per-tile ops run on one torch thread**: each tile's cast into the batch buffer and the
+  stitcher's fused multiply-add of each tile's output (a memory-bound pass over about a megabyte, hundreds
+  of them per image). On two threads they are no faster on an idle machine and slower when another
+  process keeps one of the cores busy: an OpenMP team waits at every op's barrier for its thread that
+  shares a core to get its next time slice (bench_load.py (a): the model on the free cores with these ops
+  on one thread, 0.28 s idle; everything on both cores, 0.31 s idle and 0.64 s to 8.1 s beside a busy
+  process, against 0.30 s for the policy).
+- **whole-batch ops and the model's forward run on the cores that are free**: the batch's normalisation,
+  TTA views, merges and activations (several megabytes each: two threads help on an idle machine,
+  bench_load.py (b)) and the forward, on the cores this process may use
   (``os.sched_getaffinity``, capped by a cgroup CPU quota) less the cores kept busy by other processes and
   by kagglekit's own background reader threads (``num_workers`` of ``predict`` / ``extract_bag``), at
   least one. Busy cores are measured, not assumed: from ``/proc/stat`` (the CPU time spent on this
@@ -299,11 +303,12 @@ class CpuThreads:
         self.on_cuda = device is not None and getattr(device, "type", str(device).split(":")[0]) == "cuda"
 
     def small(self):
-        """The context for kagglekit's own CPU-side ops: one thread (or ``threads``)."""
+        """The context for kagglekit's per-tile ops: one thread (or ``threads``)."""
         return _scope(self.fixed or 1)
 
     def model(self):
-        """The context for the model's forward: the free cores on a CPU (or ``threads``); on CUDA unchanged."""
+        """The context for whole-batch ops and the model's forward: the free cores on a CPU (or ``threads``);
+        on CUDA unchanged."""
         if self.on_cuda:
             return _scope(self.fixed)
         return _scope(self.fixed or free_cores())

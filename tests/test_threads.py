@@ -1,7 +1,7 @@
 """The thread policy (kagglekit._threads): outputs are the same bit for bit whatever it chooses (threads=1,
 threads=2 and the default, against threads=1 as the oracle); ``threads=`` and the pipelines' ``threads`` key
-reach the model's forward (seen by a module that records torch.get_num_threads()); kagglekit's own small ops
-run on one thread; the caller's torch.get_num_threads() is the same after every call, an exception included;
+reach the model's forward (seen by a module that records torch.get_num_threads()); the stitching runs on one
+thread, the batch's normalisation with the model; the caller's torch.get_num_threads() is the same after every call, an exception included;
 the free-core estimate from /proc/stat counters against the arithmetic done by hand."""
 
 from __future__ import annotations
@@ -61,9 +61,9 @@ def image(h=150, w=190, seed=0):
     return np.random.default_rng(seed).integers(0, 256, (h, w, 3), dtype=np.uint8)
 
 
-def recorded_small_ops():
-    """A ``normalize`` callable (applied by kagglekit to the float batch, one of its small ops) that records
-    the thread count it runs on."""
+def recorded_batch_ops():
+    """A ``normalize`` callable (applied by kagglekit to the float batch, a whole-batch op) that records the
+    thread count it runs on."""
     seen = []
 
     def normalize(x):
@@ -71,6 +71,21 @@ def recorded_small_ops():
         return x / 255
 
     return normalize, seen
+
+
+@pytest.fixture
+def stitching(monkeypatch):
+    """The thread counts the stitcher's per-tile accumulation ran on."""
+    from kagglekit.tiling import stitcher
+
+    seen, accumulate = [], stitcher._accumulate
+
+    def recorded(*args):
+        seen.append(torch.get_num_threads())
+        return accumulate(*args)
+
+    monkeypatch.setattr(stitcher, "_accumulate", recorded)
+    return seen
 
 
 # -- the same outputs whatever the policy chooses --------------------------------------------------------------
@@ -115,20 +130,23 @@ def test_extract_bag_is_identical_on_any_thread_count(tmp_path):
 
 
 @pytest.mark.parametrize("threads", [1, 2, 5])
-def test_threads_reaches_the_forward_and_the_small_ops(threads):
-    normalize, small = recorded_small_ops()
+def test_threads_reaches_the_forward_the_batch_and_the_stitching(threads, stitching):
+    normalize, batch = recorded_batch_ops()
     sliding_window(Recording(), image(), tile=64, stride=48, progress=False, normalize=normalize, threads=threads)
-    assert set(Recording.seen) == {threads} and set(small) == {threads}
+    assert set(Recording.seen) == {threads} and set(batch) == {threads} and set(stitching) == {threads}
     Recording.seen = []
     predict(Recording(pooled=True), [image(30, 30)] * 3, batch_size=2, num_workers=1, progress=False, threads=threads)
     assert set(Recording.seen) == {threads}
 
 
-def test_the_policy_runs_small_ops_on_one_thread_and_the_model_on_the_free_cores(monkeypatch):
-    normalize, small = recorded_small_ops()
+def test_the_policy_stitches_on_one_thread_and_runs_the_batch_on_the_free_cores(monkeypatch, stitching):
+    normalize, batch = recorded_batch_ops()
     monkeypatch.setattr(_threads, "free_cores", lambda: 2)
     sliding_window(Recording(), image(), tile=64, stride=48, progress=False, normalize=normalize)
-    assert set(small) == {1} and set(Recording.seen) == {2}
+    assert set(stitching) == {1} and set(batch) == {2} and set(Recording.seen) == {2}
+    stitching.clear()
+    list(iter_strips(Recording(), image(), tile=64, stride=48, progress=False))
+    assert set(stitching) == {1}
     Recording.seen = []
     monkeypatch.setattr(_threads, "free_cores", lambda: 1)
     predict(Recording(pooled=True), [image(30, 30)] * 3, batch_size=2, progress=False)

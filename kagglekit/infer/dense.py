@@ -8,9 +8,9 @@ soon as no later tile touches them (:func:`iter_strips`).
 
 On a CPU the steps take turns on the caller's thread. Running them concurrently on threads was slower
 (bench_sliding.py): any other busy thread stalls the model's OpenMP team at each of its barriers. For
-the same reason kagglekit's own steps (cast, normalisation, stitching) run on one torch thread and only
-the model's forward on the cores that are free, measured as it runs (:mod:`kagglekit._threads`;
-``threads=`` overrides it; bench_load.py). On CUDA, reading runs a batch ahead on one thread and the
+the same reason kagglekit's per-tile steps (each tile's cast into the batch, its stitching) run on one
+torch thread, and the batch's normalisation and the model's forward on the cores that are free, measured
+as it runs (:mod:`kagglekit._threads`; ``threads=`` overrides it; bench_load.py). On CUDA, reading runs a batch ahead on one thread and the
 model on another, so that neither the GPU nor the stitching waits.
 """
 
@@ -89,15 +89,17 @@ def _batch_outputs(model, plan: _Plan, device, amp, channels_last, normalize, tt
     out_h, out_w = weights.tile_out
     for start, tiles in prefetch(read_batches(), depth=1) if on_cuda else read_batches():
         # per batch: the caller's code between yields runs in its own mode and on its own threads
-        with torch.inference_mode(), cpu.small():
-            batch = affine(tiles.to(device, non_blocking=True).float() if on_cuda else cast_into_buffer(tiles))
+        with torch.inference_mode(), cpu.small():  # per tile: one thread
+            batch = tiles.to(device, non_blocking=True).float() if on_cuda else cast_into_buffer(tiles)
+        with torch.inference_mode(), cpu.model():  # the whole batch: the free cores
+            batch = affine(batch)
             # NCHW view of NHWC memory (channels-last strides): no copy, and convolutions on CPU
             # run several times faster on it than on contiguous NCHW. Models that need
             # contiguous input must call .contiguous() themselves.
             batch = batch.permute(0, 3, 1, 2)
             if affine.then is not None:
                 batch = affine.then(batch)
-            with mixed, cpu.model():
+            with mixed:
                 pred = tta(model, batch, start) if tta is not None else model(batch)
             if not isinstance(pred, torch.Tensor) or pred.ndim != 4 or pred.shape[0] != len(batch) or tuple(pred.shape[2:]) != (out_h, out_w):
                 got = tuple(pred.shape) if isinstance(pred, torch.Tensor) else type(pred).__name__
@@ -170,10 +172,10 @@ _DOC_ARGS = """
     tta: None, or a callable ``tta(model, batch, first_index)`` returning the model output for the
         batch (e.g. :class:`kagglekit.tta.ViewCycle`).
     progress: show a tqdm progress bar.
-    threads: torch threads for the CPU-side work. None / ``"auto"`` (default): kagglekit's own steps (cast,
-        normalisation, stitching) on one thread, the model's forward on the cores that are free (this
-        process's cores less those other processes keep busy, measured while it runs); on CUDA the GPU
-        work is unchanged. An integer: everything on that many threads. The caller's
+    threads: torch threads for the CPU-side work. None / ``"auto"`` (default): the per-tile steps (each
+        tile's cast into the batch, its stitching) on one thread, the batch's normalisation and the model's
+        forward on the cores that are free (this process's cores less those other processes keep busy,
+        measured while it runs); on CUDA the GPU work is unchanged. An integer: everything on that many threads. The caller's
         ``torch.get_num_threads()`` is restored on return. Outputs are the same either way; why this is
         the default: :mod:`kagglekit._threads` and bench/bench_load.py.
 """

@@ -133,7 +133,7 @@ def iter_predictions(models, inputs: Sequence, *, size=None, resize="resize", no
     affines = {}  # the normalisation per (dtype, channels), built once, not per batch
 
     def run(images: list[np.ndarray]) -> np.ndarray:
-        """The merged outputs of one batch; kagglekit's own steps on one thread, the forwards on the free cores."""
+        """The merged outputs of one batch: every step is a whole-batch op, all on the free cores."""
         first = images[0]
         for image in images[1:]:
             if image.shape != first.shape or image.dtype != first.dtype:
@@ -142,16 +142,15 @@ def iter_predictions(models, inputs: Sequence, *, size=None, resize="resize", no
         batch = torch.from_numpy(np.stack(images)).to(device)
         key = (first.dtype, first.shape[2])
         affine = affines.get(key) or affines.setdefault(key, Affine(normalize, first.dtype, device, first.shape[2]))
-        with torch.inference_mode(), cpu.small():
+        with torch.inference_mode(), cpu.model():
             x = affine(batch.float()).permute(0, 3, 1, 2)  # NCHW with channels-last strides: no copy
             if affine.then is not None:
                 x = affine.then(x)
             merger = Merger(merge, merge_outputs)
             for model, w in zip(models, weights):
                 for view in views:
-                    x_view = view.apply(x)
-                    with mixed, cpu.model():
-                        y = model(x_view)
+                    with mixed:
+                        y = model(view.apply(x))
                     if not isinstance(y, torch.Tensor) or y.ndim != 2 or len(y) != len(x):
                         got = tuple(y.shape) if isinstance(y, torch.Tensor) else type(y).__name__
                         raise ShapeError(f"a model returned {got} for a batch of {tuple(x.shape)}; predict needs one "
@@ -204,10 +203,10 @@ def predict(models, inputs: Sequence, *, size=None, resize="resize", normalize="
         convolutions on CPU and CUDA, equal outputs up to float rounding.
     reduced_decode: decode a JPEG at 1/2, 1/4 or 1/8 of its size when the target allows (see above).
     progress: a tqdm bar over images.
-    threads: torch threads for the CPU-side work. None / ``"auto"`` (default): the cast, normalisation, TTA
-        views and merges on one thread, each model's forward on the cores that are free: this process's
-        cores less those kept busy by other processes and by the ``num_workers`` decoding threads (their
-        CPU use, measured while it runs), at least one; on CUDA the GPU work is unchanged. An integer:
+    threads: torch threads for the CPU-side work. None / ``"auto"`` (default): each batch's cast,
+        normalisation, TTA views, forwards and merges on the cores that are free: this process's cores
+        less those kept busy by other processes and by the ``num_workers`` decoding threads (their CPU
+        use, measured while it runs), at least one; on CUDA the GPU work is unchanged. An integer:
         everything on that many threads. The caller's ``torch.get_num_threads()`` is restored on return;
         outputs are the same either way. Why: :mod:`kagglekit._threads`, bench/bench_load.py.
 

@@ -90,7 +90,7 @@ def extract_bag(backbone, source, *, slide: str | None = None, name: str | None 
         The backbone dominates on a CPU: ``amp="auto"`` (bfloat16 where the CPU has it) extracts 1.7x
         faster, features within about 1e-2 of float32's (bench_mil.py (b)).
     threads: torch threads for the CPU-side work, as :func:`kagglekit.infer.predict`: None / ``"auto"``
-        (default) runs the normalisation on one thread and the backbone on the cores that are free (this
+        (default) runs the normalisation and the backbone on the cores that are free (this
         process's cores less those kept busy by other processes and by the reader threads, which decode
         a batch of TIFF tiles on a thread per core), measured as it runs; an integer runs everything on
         that many threads. The caller's ``torch.get_num_threads()`` is restored on return; the features
