@@ -13,14 +13,15 @@ What is chosen, and why (bench/bench_load.py measures it; bench/RESULTS.md, "Thr
 
 - **kagglekit's per-tile ops run on one torch thread**: each tile's cast into the batch buffer and the
   stitcher's fused multiply-add of each tile's output (a memory-bound pass over about a megabyte, hundreds
-  of them per image). On two threads they are no faster on an idle machine and slower when another
-  process keeps one of the cores busy: an OpenMP team waits at every op's barrier for its thread that
-  shares a core to get its next time slice (bench_load.py (a): the model on the free cores with these ops
-  on one thread, 0.28 s idle; everything on both cores, 0.31 s idle and 0.64 s to 8.1 s beside a busy
-  process, against 0.30 s for the policy).
+  of them per image). On two threads they gain nothing measurable on an idle machine and are much slower
+  when another process keeps one of the cores busy: an OpenMP team waits at every op's barrier for its
+  thread that shares a core to get its next time slice (bench_load.py (a), 8192² through a 1x1 conv: idle,
+  0.26-0.31 s whichever the threads; beside one busy process, everything on both cores 0.64 s to 8.1 s,
+  the model alone on both cores 0.95 s, the policy 0.27-0.30 s).
 - **whole-batch ops and the model's forward run on the cores that are free**: the batch's normalisation,
-  TTA views, merges and activations (several megabytes each: two threads help on an idle machine,
-  bench_load.py (b)) and the forward, on the cores this process may use
+  TTA views, merges and activations (several megabytes each: two threads help on an idle machine) and
+  the forward (bench_load.py: idle, the policy runs a Unet in 0.91 s against 1.53 s on one thread (d),
+  predict in 1.79 s against 1.98 s (b), extract_bag in 3.57 s against 4.92 s (c)), on the cores this process may use
   (``os.sched_getaffinity``, capped by a cgroup CPU quota) less the cores kept busy by other processes and
   by kagglekit's own background reader threads (``num_workers`` of ``predict`` / ``extract_bag``), at
   least one. Busy cores are measured, not assumed: from ``/proc/stat`` (the CPU time spent on this
