@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from kagglekit._checks import one_of
+from kagglekit._threads import one_thread
 from kagglekit.errors import ImageReadError, InvalidArgumentError, KagglekitError
 from kagglekit.io.images import RESIZE_MODES, image_size
 
@@ -181,8 +182,9 @@ class ImageDataset:
         key = (dtype, channels)
         if key not in self._affines:
             self._affines[key] = Affine(self.normalize, dtype, torch.device("cpu"), channels)
-        x = self._affines[key](torch.from_numpy(np.ascontiguousarray(image)).float())
-        return x.permute(2, 0, 1).contiguous()
+        with one_thread():  # a per-item op: see kagglekit._threads
+            x = self._affines[key](torch.from_numpy(np.ascontiguousarray(image)).float())
+            return x.permute(2, 0, 1).contiguous()
 
     def _decode(self, files: list[Path]) -> np.ndarray:
         from kagglekit.io import load_image

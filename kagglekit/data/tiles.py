@@ -20,6 +20,7 @@ import os
 import numpy as np
 
 from kagglekit._checks import positive_int
+from kagglekit._threads import one_thread
 from kagglekit.errors import InvalidArgumentError, ShapeError
 from kagglekit.io import read_mask
 
@@ -166,10 +167,11 @@ class TileDataset:
             seed_transform(self.transform, [self.seed, self.epoch, i, 1])
             out = self.transform(image=image, mask=mask)
             image, mask = out["image"], out["mask"]
-        x_ = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))).float()
-        if np.issubdtype(image.dtype, np.integer):
-            x_ /= float(np.iinfo(image.dtype).max)
-        if self.stats is not None:
-            mean, std = self.stats[k]
-            x_.sub_(mean).div_(std)
+        with one_thread():  # per-item ops: see kagglekit._threads
+            x_ = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))).float()
+            if np.issubdtype(image.dtype, np.integer):
+                x_ /= float(np.iinfo(image.dtype).max)
+            if self.stats is not None:
+                mean, std = self.stats[k]
+                x_.sub_(mean).div_(std)
         return x_, torch.from_numpy(block_mean(mask, self.label_scale))[None]

@@ -6,10 +6,12 @@ blending weight while accumulating it (one fused pass) in a :class:`~kagglekit.t
 either into one (C, H, W) array (:func:`sliding_window`) or into row strips that are handed out as
 soon as no later tile touches them (:func:`iter_strips`).
 
-On a CPU the steps take turns on the caller's thread, each on all cores. Running them concurrently
-on threads was slower (bench_sliding.py): any other busy thread stalls the model's OpenMP team at
-each of its barriers. On CUDA, reading runs a batch ahead on one thread and the model on another, so
-that neither the GPU nor the stitching waits.
+On a CPU the steps take turns on the caller's thread. Running them concurrently on threads was slower
+(bench_sliding.py): any other busy thread stalls the model's OpenMP team at each of its barriers. For
+the same reason kagglekit's per-tile steps (each tile's cast into the batch, its stitching) run on one
+torch thread, and the batch's normalisation and the model's forward on the cores that are free, measured
+as it runs (:mod:`kagglekit._threads`; ``threads=`` overrides it; bench_load.py). On CUDA, reading runs a batch ahead on one thread and the
+model on another, so that neither the GPU nor the stitching waits.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from kagglekit._checks import positive_int
+from kagglekit._threads import CpuThreads
 from kagglekit._tensors import as_tensor, reading_view
 from kagglekit.errors import InvalidArgumentError, ShapeError
 from kagglekit.infer.batching import Affine, autocast, prefetch, resolve_device
@@ -48,7 +51,7 @@ def _plan(source, tile, stride, batch_size, window, sigma, margin, out_scale, sk
     return _Plan(source, TileWeights(grid, window, sigma, margin, out_scale), positive_int("batch_size", batch_size))
 
 
-def _batch_outputs(model, plan: _Plan, device, amp, channels_last, normalize, tta):
+def _batch_outputs(model, plan: _Plan, device, amp, channels_last, normalize, tta, cpu: CpuThreads):
     """Yield (first tile index, outputs (B, C, h, w) float32 numpy) for the plan's batches, in order."""
     import torch
 
@@ -85,8 +88,11 @@ def _batch_outputs(model, plan: _Plan, device, amp, channels_last, normalize, tt
     mixed = autocast(amp, device)
     out_h, out_w = weights.tile_out
     for start, tiles in prefetch(read_batches(), depth=1) if on_cuda else read_batches():
-        with torch.inference_mode():  # per batch: the caller's code between yields runs in its own mode
-            batch = affine(tiles.to(device, non_blocking=True).float() if on_cuda else cast_into_buffer(tiles))
+        # per batch: the caller's code between yields runs in its own mode and on its own threads
+        with torch.inference_mode(), cpu.small():  # per tile: one thread
+            batch = tiles.to(device, non_blocking=True).float() if on_cuda else cast_into_buffer(tiles)
+        with torch.inference_mode(), cpu.model():  # the whole batch: the free cores
+            batch = affine(batch)
             # NCHW view of NHWC memory (channels-last strides): no copy, and convolutions on CPU
             # run several times faster on it than on contiguous NCHW. Models that need
             # contiguous input must call .contiguous() themselves.
@@ -104,12 +110,11 @@ def _batch_outputs(model, plan: _Plan, device, amp, channels_last, normalize, tt
         yield start, outputs
 
 
-def _tile_outputs(model, plan: _Plan, device, amp, channels_last, normalize, tta, progress):
-    """Yield (tile index, output (C, h, w)) for every tile, in order."""
+def _tile_outputs(model, plan: _Plan, device, amp, channels_last, normalize, tta, progress, cpu: CpuThreads):
+    """Yield (tile index, output (C, h, w)) for every tile, in order (``device`` resolved)."""
     from tqdm.auto import tqdm
 
-    device = resolve_device(device)
-    outputs = _batch_outputs(model, plan, device, amp, channels_last, normalize, tta)
+    outputs = _batch_outputs(model, plan, device, amp, channels_last, normalize, tta, cpu)
     if device.type == "cuda":
         outputs = prefetch(outputs)
     with tqdm(total=len(plan.grid), unit="tile", desc="sliding window", disable=not progress, leave=False) as bar:
@@ -125,11 +130,13 @@ def _add(stitcher: Stitcher, weights: TileWeights, k: int, values: np.ndarray) -
     stitcher.add(y + top, x + left, values[:, top:bottom, left:right], weights.weight(k)[top:bottom, left:right])
 
 
-def _pop_in_chunks(stitcher: Stitcher, upto: int, rows: int) -> Iterator[tuple[int, np.ndarray]]:
+def _pop_in_chunks(stitcher: Stitcher, upto: int, rows: int, cpu: CpuThreads) -> Iterator[tuple[int, np.ndarray]]:
     """Hand out the finished rows below ``upto`` as strips of at most ``rows`` rows each."""
     while stitcher.row0 < upto:
         row0 = stitcher.row0
-        yield row0, stitcher.pop(min(upto, row0 + rows))
+        with cpu.small():
+            strip = stitcher.pop(min(upto, row0 + rows))
+        yield row0, strip
 
 
 def _channels_when_empty(out_channels) -> int:
@@ -165,6 +172,12 @@ _DOC_ARGS = """
     tta: None, or a callable ``tta(model, batch, first_index)`` returning the model output for the
         batch (e.g. :class:`kagglekit.tta.ViewCycle`).
     progress: show a tqdm progress bar.
+    threads: torch threads for the CPU-side work. None / ``"auto"`` (default): the per-tile steps (each
+        tile's cast into the batch, its stitching) on one thread, the batch's normalisation and the model's
+        forward on the cores that are free (this process's cores less those other processes keep busy,
+        measured while it runs); on CUDA the GPU work is unchanged. An integer: everything on that many threads. The caller's
+        ``torch.get_num_threads()`` is restored on return. Outputs are the same either way; why this is
+        the default: :mod:`kagglekit._threads` and bench/bench_load.py.
 """
 
 
@@ -172,7 +185,7 @@ def sliding_window(model, source, tile=512, stride=None, batch_size: int = 8, wi
                    margin: int = 0, out_scale: int = 1, device=None, amp: bool = False, channels_last: bool = False,
                    normalize="scale", skip_mask=None, progress: bool = True, *, sigma: float = 0.125,
                    min_fraction: float = 0.05, fill_value: float = 0.0, out_channels: int | None = None,
-                   dtype=np.float32, tta: Callable | None = None, out: np.ndarray | None = None) -> np.ndarray:
+                   dtype=np.float32, tta: Callable | None = None, out: np.ndarray | None = None, threads=None) -> np.ndarray:
     """Run ``model`` over ``source`` tile by tile and return the stitched (C_out, H_out, W_out) array of ``dtype``.
 
     Holds the output, one float batch, one batch of raw windows (views, for an in-memory image; on
@@ -187,23 +200,26 @@ def sliding_window(model, source, tile=512, stride=None, batch_size: int = 8, wi
     dtype = accumulator_dtype(dtype)  # checked before the model runs
     if out is not None:  # checked before the model runs; the channel count is checked again by the stitcher
         checked_out(out, None, H, W, dtype)
+    device = resolve_device(device)
+    cpu = CpuThreads(threads, device)
     stitcher = None
-    for k, values in _tile_outputs(model, plan, device, amp, channels_last, normalize, tta, progress):
+    with cpu.small():
+        for k, values in _tile_outputs(model, plan, device, amp, channels_last, normalize, tta, progress, cpu):
+            if stitcher is None:
+                stitcher = Stitcher(len(values), H, W, normalized=plan.weights.normalized, dtype=dtype, fill_value=fill_value, out=out)
+            _add(stitcher, plan.weights, k, values)
         if stitcher is None:
-            stitcher = Stitcher(len(values), H, W, normalized=plan.weights.normalized, dtype=dtype, fill_value=fill_value, out=out)
-        _add(stitcher, plan.weights, k, values)
-    if stitcher is None:
-        result = out if out is not None else np.empty((_channels_when_empty(out_channels), H, W), dtype)
-        result.fill(fill_value)
-        return result
-    return stitcher.finish()
+            result = out if out is not None else np.empty((_channels_when_empty(out_channels), H, W), dtype)
+            result.fill(fill_value)
+            return result
+        return stitcher.finish()
 
 
 def iter_strips(model, source, tile=512, stride=None, batch_size: int = 8, window: str = "gaussian",
                 margin: int = 0, out_scale: int = 1, device=None, amp: bool = False, channels_last: bool = False,
                 normalize="scale", skip_mask=None, progress: bool = True, *, sigma: float = 0.125,
                 min_fraction: float = 0.05, fill_value: float = 0.0, out_channels: int | None = None,
-                dtype=np.float32, tta: Callable | None = None, strip_rows: int = 128) -> Iterator[tuple[int, np.ndarray]]:
+                dtype=np.float32, tta: Callable | None = None, strip_rows: int = 128, threads=None) -> Iterator[tuple[int, np.ndarray]]:
     """Like :func:`sliding_window`, but yield ``(first_row, strip)`` pairs as rows are finished.
 
     ``strip`` is a new float32 (C_out, rows, W_out) array of output rows ``first_row:first_row + rows``
@@ -215,20 +231,23 @@ def iter_strips(model, source, tile=512, stride=None, batch_size: int = 8, windo
     weights, grid = plan.weights, plan.grid
     H, W = weights.out_shape
     strip_rows = positive_int("strip_rows", strip_rows)
+    device = resolve_device(device)
+    cpu = CpuThreads(threads, device)  # each step in its own scope: the caller's code between yields runs on its threads
     stitcher = None
-    for k, values in _tile_outputs(model, plan, device, amp, channels_last, normalize, tta, progress):
+    for k, values in _tile_outputs(model, plan, device, amp, channels_last, normalize, tta, progress, cpu):
         if stitcher is None:
             stitcher = Stitcher(len(values), H, W, normalized=weights.normalized, dtype=dtype,
                                 fill_value=fill_value, max_rows=weights.tile_out[0])
         if k == 0 or grid.index[k][0] != grid.index[k - 1][0]:  # a new tile row: rows above it are final
-            yield from _pop_in_chunks(stitcher, weights.origin(k)[0] + weights.crop(k)[0], strip_rows)
-        _add(stitcher, weights, k, values)
+            yield from _pop_in_chunks(stitcher, weights.origin(k)[0] + weights.crop(k)[0], strip_rows, cpu)
+        with cpu.small():
+            _add(stitcher, weights, k, values)
     if stitcher is None:
         channels, step = _channels_when_empty(out_channels), strip_rows
         for row0 in range(0, H, step):
             yield row0, np.full((channels, min(step, H - row0), W), fill_value, np.float32)
         return
-    yield from _pop_in_chunks(stitcher, H, strip_rows)
+    yield from _pop_in_chunks(stitcher, H, strip_rows, cpu)
 
 
 sliding_window.__doc__ += "\n    Args:" + _DOC_ARGS

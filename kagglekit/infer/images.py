@@ -25,6 +25,7 @@ import numpy as np
 
 from kagglekit._checks import one_of, positive_int, positive_weights
 from kagglekit._lazy import moved_names
+from kagglekit._threads import CpuThreads, reader_task, readers
 from kagglekit.errors import InvalidArgumentError, KagglekitError, ShapeError
 from kagglekit.infer.batching import Affine, autocast, resolve_device, resolve_normalize
 from kagglekit.io import images as io_images
@@ -81,10 +82,11 @@ def _loaded(inputs, load, num_workers: int, lookahead: int, on_error: str):
         for k, item in enumerate(inputs):
             yield k, one(item)
         return
-    with ThreadPoolExecutor(max_workers=num_workers, thread_name_prefix="kagglekit-decode") as pool:
+    task = reader_task(one)  # their CPU time counts as busy for the model's threads (kagglekit._threads)
+    with readers(num_workers), ThreadPoolExecutor(max_workers=num_workers, thread_name_prefix="kagglekit-decode") as pool:
         pending = []
         for k, item in enumerate(inputs):
-            pending.append((k, pool.submit(one, item)))
+            pending.append((k, pool.submit(task, item)))
             if len(pending) > lookahead:
                 k0, future = pending.pop(0)
                 yield k0, future.result()
@@ -96,7 +98,7 @@ def iter_predictions(models, inputs: Sequence, *, size=None, resize="resize", no
                      activation=None, tta=None, merge: str = "mean", weights=None, batch_size: int = 32,
                      num_workers: int = 0, device=None, amp=False, channels_last: bool = True,
                      reduced_decode: bool = True, on_error: str = "raise",
-                     loader=None) -> Iterator[tuple[np.ndarray, np.ndarray, dict]]:
+                     loader=None, threads=None) -> Iterator[tuple[np.ndarray, np.ndarray, dict]]:
     """Yield ``(indices, outputs, errors)`` per batch: the input positions (int64), their merged outputs
     ((b, C) float32) and, with ``on_error="skip"``, ``{position: KagglekitError}`` of inputs that could not
     be read (they are left out of ``indices``). ``loader(item) -> (h, w, C) array`` replaces
@@ -119,6 +121,7 @@ def iter_predictions(models, inputs: Sequence, *, size=None, resize="resize", no
     batch_size = positive_int("batch_size", batch_size)
     num_workers = positive_int("num_workers", num_workers, minimum=0)
     device = resolve_device(device)
+    cpu = CpuThreads(threads, device)
     normalize = resolve_normalize(normalize, models[0])
     size = image_size(size)
     mixed = autocast(amp, device)
@@ -130,6 +133,7 @@ def iter_predictions(models, inputs: Sequence, *, size=None, resize="resize", no
     affines = {}  # the normalisation per (dtype, channels), built once, not per batch
 
     def run(images: list[np.ndarray]) -> np.ndarray:
+        """The merged outputs of one batch: every step is a whole-batch op, all on the free cores."""
         first = images[0]
         for image in images[1:]:
             if image.shape != first.shape or image.dtype != first.dtype:
@@ -138,7 +142,7 @@ def iter_predictions(models, inputs: Sequence, *, size=None, resize="resize", no
         batch = torch.from_numpy(np.stack(images)).to(device)
         key = (first.dtype, first.shape[2])
         affine = affines.get(key) or affines.setdefault(key, Affine(normalize, first.dtype, device, first.shape[2]))
-        with torch.inference_mode():
+        with torch.inference_mode(), cpu.model():
             x = affine(batch.float()).permute(0, 3, 1, 2)  # NCHW with channels-last strides: no copy
             if affine.then is not None:
                 x = affine.then(x)
@@ -173,7 +177,8 @@ def iter_predictions(models, inputs: Sequence, *, size=None, resize="resize", no
 
 def predict(models, inputs: Sequence, *, size=None, resize="resize", normalize="scale", activation=None,
             tta=None, merge: str = "mean", weights=None, batch_size: int = 32, num_workers: int = 0, device=None,
-            amp=False, channels_last: bool = True, reduced_decode: bool = True, progress: bool = True) -> np.ndarray:
+            amp=False, channels_last: bool = True, reduced_decode: bool = True, progress: bool = True,
+            threads=None) -> np.ndarray:
     """Run every model and TTA view over every input; return the merged (N, C) float32 outputs in input order.
 
     models: a torch module, a checkpoint path, or a list of them (any callable on NCHW tensors too),
@@ -198,6 +203,12 @@ def predict(models, inputs: Sequence, *, size=None, resize="resize", normalize="
         convolutions on CPU and CUDA, equal outputs up to float rounding.
     reduced_decode: decode a JPEG at 1/2, 1/4 or 1/8 of its size when the target allows (see above).
     progress: a tqdm bar over images.
+    threads: torch threads for the CPU-side work. None / ``"auto"`` (default): each batch's cast,
+        normalisation, TTA views, forwards and merges on the cores that are free: this process's cores
+        less those kept busy by other processes and by the ``num_workers`` decoding threads (their CPU
+        use, measured while it runs), at least one; on CUDA the GPU work is unchanged. An integer:
+        everything on that many threads. The caller's ``torch.get_num_threads()`` is restored on return;
+        outputs are the same either way. Why: :mod:`kagglekit._threads`, bench/bench_load.py.
 
     Holds the models, the outputs (N * C floats) and at most about three batches of decoded images;
     memory does not grow with N otherwise. Raises the first :class:`KagglekitError` of an unreadable input.
@@ -209,7 +220,7 @@ def predict(models, inputs: Sequence, *, size=None, resize="resize", normalize="
         for indices, outputs, _ in iter_predictions(
                 models, inputs, size=size, resize=resize, normalize=normalize, activation=activation, tta=tta,
                 merge=merge, weights=weights, batch_size=batch_size, num_workers=num_workers, device=device, amp=amp,
-                channels_last=channels_last, reduced_decode=reduced_decode):
+                channels_last=channels_last, reduced_decode=reduced_decode, threads=threads):
             if out is None:
                 out = np.full((len(inputs), outputs.shape[1]), math.nan, np.float32)
             elif outputs.shape[1] != out.shape[1]:

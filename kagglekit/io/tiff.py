@@ -16,6 +16,7 @@ from collections import OrderedDict
 
 import numpy as np
 
+from kagglekit._threads import counted
 from kagglekit.errors import ImageReadError, InvalidArgumentError, KagglekitError
 from kagglekit.io.source import Source
 
@@ -149,7 +150,7 @@ class TiffPageReader:
         with self.lock:
             missing = sorted(i for i in needed if self.cache.get(i) is None)  # get(): keeps the cached ones recent
         if len(missing) > 1 and len(needed) * self.seg_bytes <= self.cache.max_bytes:
-            list(_decode_pool().map(self._segment, missing))
+            list(_decode_pool().map(counted(self._segment), missing))
 
     def _segment(self, index: int) -> np.ndarray:
         """Decoded segment ``index`` as (seg_h, seg_w, samples), padded to the full tile size."""

@@ -19,7 +19,7 @@ from kagglekit.jobs.models import ModelRef
 
 __all__ = ["BagJob", "extract_bags"]
 
-SPEED_ONLY = ("batch_size", "num_workers", "device")  # how fast, not what
+SPEED_ONLY = ("batch_size", "num_workers", "device", "threads")  # how fast, not what
 
 
 class BagJob(Job):

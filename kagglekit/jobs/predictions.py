@@ -22,7 +22,7 @@ from kagglekit.jobs.models import ModelRef
 
 __all__ = ["PredictionJob"]
 
-SPEED_ONLY = ("batch_size", "device", "progress")
+SPEED_ONLY = ("batch_size", "device", "progress", "threads")
 
 
 class PredictionJob(Job):

@@ -64,7 +64,7 @@ def extract_bag(backbone, source, *, slide: str | None = None, name: str | None 
                 tissue=None, threshold=None, min_tissue: float = 0.25, top_k: int | None = None, kind: str = "auto",
                 tma_max_side: int = 8192, swap_background=False, stain=None, normalize="imagenet",
                 batch_size: int | None = None, num_workers: int = 1, device=None, amp=False, channels_last: bool = True,
-                thumbnail_side: int = 1024) -> Bag:
+                thumbnail_side: int = 1024, threads=None) -> Bag:
     """One slide's :class:`~kagglekit.mil.Bag`: features of its tissue tiles.
 
     backbone: a torch module or callable taking (B, 3, tile, tile) float and returning (B, D) features,
@@ -89,6 +89,12 @@ def extract_bag(backbone, source, *, slide: str | None = None, name: str | None 
         (``num_workers`` reader threads ahead of the model; ``batch_size`` None: 64 on CUDA, 16 on a CPU).
         The backbone dominates on a CPU: ``amp="auto"`` (bfloat16 where the CPU has it) extracts 1.7x
         faster, features within about 1e-2 of float32's (bench_mil.py (b)).
+    threads: torch threads for the CPU-side work, as :func:`kagglekit.infer.predict`: None / ``"auto"``
+        (default) runs the normalisation and the backbone on the cores that are free (this
+        process's cores less those kept busy by other processes and by the reader threads, which decode
+        a batch of TIFF tiles on a thread per core), measured as it runs; an integer runs everything on
+        that many threads. The caller's ``torch.get_num_threads()`` is restored on return; the features
+        are the same either way (bench/bench_load.py).
 
     Raises :class:`NoTissueError` when no tile qualifies. Holds the source's own memory (a small PNG's
     decoded array; a streamed PNG's strip of rows, full width, and the batch of windows it read ahead; a
@@ -123,7 +129,8 @@ def extract_bag(backbone, source, *, slide: str | None = None, name: str | None 
         features = None
         for indices, outputs, _ in iter_predictions([backbone], range(len(plan.coords)), normalize=normalize,
                                                     batch_size=batch_size, num_workers=num_workers, device=device,
-                                                    amp=amp, channels_last=channels_last, loader=read):
+                                                    amp=amp, channels_last=channels_last, loader=read,
+                                                    threads=threads):
             if features is None:
                 features = np.empty((len(plan.coords), outputs.shape[1]), np.float16)
             features[indices] = outputs

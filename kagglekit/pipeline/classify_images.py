@@ -75,7 +75,7 @@ def _chunk_predict(cfg, models, weights, in_channels, activation, degrader: Degr
                 models[: degrader.models], items, normalize=cfg.preprocess.normalize, activation=activation,
                 tta=list(cfg.tta.views[: degrader.views]), merge=cfg.tta.merge, weights=weights[: degrader.models],
                 batch_size=cfg.batch_size, num_workers=cfg.num_workers, device=device, amp=cfg.amp, on_error="skip",
-                loader=matched):
+                loader=matched, threads=cfg.threads):
             failed.update({chunk_ids[k]: f"{type(e).__name__}: {e}" for k, e in errors.items()})
             good = np.isfinite(out).all(axis=1)
             failed.update({chunk_ids[k]: "NonFiniteOutputError: the models returned NaN or infinite scores"

@@ -1,7 +1,7 @@
 """What every pipeline configuration shares, declared once (see :mod:`.schema`): the TOML reader, the
 value checks both kinds use, and the sections and top-level keys that are the same in every kind:
 ``[[models]]``, ``[tta]``, ``[preprocess] normalize``, ``[memory]``, ``[budget]``, ``[output]`` (its
-shared keys), ``device``, ``workers`` and ``amp``. Each kind's own sections are in
+shared keys), ``device``, ``workers``, ``amp`` and ``threads``. Each kind's own sections are in
 :mod:`.segment_config` and :mod:`.classify_config`; the reference table of every key is
 :func:`kagglekit.pipeline.config.reference` (the README's "Configuration reference").
 
@@ -99,6 +99,11 @@ class Device(Check):
                                           "'cuda' or 'cuda:N'") from None
         return value
 
+
+THREADS = Rule('integer >= 1 | "auto"', (lambda v: v == "auto" or (isinstance(v, int) and not isinstance(v, bool) and v >= 1),
+                                         "must be an integer >= 1 (torch threads for the CPU-side work) or 'auto'"))
+"""``threads``: a top-level key beside ``device``, ``workers`` and ``amp``, the other settings of how a run uses
+the machine (the config has no ``[runtime]`` section, and one key would not make one)."""
 
 WORKERS = Rule('integer >= 1 | "gpus"', (lambda v: v == "gpus" or (isinstance(v, int) and not isinstance(v, bool) and v >= 1),
                                          "must be an integer >= 1 or 'gpus' (one worker process per GPU)"))
@@ -231,6 +236,9 @@ class PipelineBase:
                                 help='1: this process; N: N processes; "gpus": a worker process per GPU')
     amp: object = option(False, check=AMP, help="autocast: false (float32), true / \"auto\" (fp16 on CUDA, bf16 on CPU), "
                                                 "\"fp16\", \"bf16\"")
+    threads: int | str = option("auto", check=THREADS,
+                                help='torch threads on the CPU ("auto": kagglekit\'s own steps on one, each model\'s forward on '
+                                     "the cores other processes and the decoding threads leave free; N: everything on N)")
     notes: tuple[str, ...] = field(default=(), compare=False)
 
 

@@ -150,12 +150,13 @@ class _Strips:
     out_scale: int
     device: object
     amp: object
+    threads: object = "auto"
 
     @classmethod
     def of(cls, cfg: SegmentConfig, scale: int, models: Resident) -> _Strips:
         t = cfg.tiling
         return cls(t.tile, t.stride, cfg.batch_size, t.window, t.margin, scale, models.device,
-                   "fp16" if models.half else cfg.amp)
+                   "fp16" if models.half else cfg.amp, cfg.threads)
 
     @property
     def rows(self) -> int:
@@ -169,7 +170,7 @@ class _Strips:
                            window=self.window, margin=self.margin, out_scale=self.out_scale, device=self.device,
                            amp=self.amp, normalize=image.normalize, skip_mask=image.skip, progress=False,
                            min_fraction=image.min_fraction, fill_value=SKIPPED, out_channels=1, tta=tta,
-                           strip_rows=self.rows)
+                           strip_rows=self.rows, threads=self.threads)
 
 
 def _logit_strips(strips: _Strips, models: Resident, n_models: int, n_views: int, image: _Image, tta_config,

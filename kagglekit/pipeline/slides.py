@@ -86,6 +86,7 @@ class _Bags:
     originals: dict
     kinds: dict
     note: Callable
+    threads: object = "auto"
 
     def __call__(self, backbone, path, slide_id: str, name: str):
         from kagglekit.io import open_image
@@ -103,7 +104,7 @@ class _Bags:
                            kind=kind, tma_max_side=tma_max_side,
                            swap_background=s.swap_background, stain=self.stain,
                            normalize=s.normalize, batch_size=s.batch_size, num_workers=self.num_workers,
-                           device=self.device, amp=self.amp)
+                           device=self.device, amp=self.amp, threads=self.threads)
 
 
 def _kinds_from_table(cfg, input_dir, found: dict, report) -> None:
@@ -156,7 +157,7 @@ class Slides(Classify):
         backbone, name, stain = loaded
         cfg, degrader = run.config, Degrader(1, len(kept))
         bags = _Bags(cfg.slides, stain, cfg.num_workers, run.device, cfg.amp, report.original_size, report.slide_kind,
-                     report.note_once)
+                     report.note_once, cfg.threads)
         temperature = decision.temperature if decision is not None else 1.0
         predict = slide_predictor(bags, backbone, name, [m.model for m in kept], [m.weight for m in kept], temperature,
                                   degrader, store_rows)

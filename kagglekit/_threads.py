@@ -1,0 +1,315 @@
+"""The thread policy of kagglekit's CPU-side torch work: how many intra-op threads ``sliding_window``,
+``iter_strips``, ``predict`` / ``iter_predictions``, ``extract_bag``, the pipelines (their top-level ``threads``
+key) and the training datasets (``ImageDataset``, ``TileDataset``) use.
+
+    plan = CpuThreads(threads, device)
+    with plan.small():          # kagglekit's per-tile ops: a tile's cast into the batch, its stitching
+        ...
+    with plan.model():          # whole-batch ops (normalisation, TTA views, merges) and the forward: the free cores
+        y = model(x)
+    # each context restores the torch.get_num_threads() it found, on return and on an exception
+
+What is chosen, and why (bench/bench_load.py measures it; bench/RESULTS.md, "Thread policy under load"):
+
+- **kagglekit's per-tile ops run on one torch thread**: each tile's cast into the batch buffer and the
+  stitcher's fused multiply-add of each tile's output (a memory-bound pass over about a megabyte, hundreds
+  of them per image). On two threads they gain nothing measurable on an idle machine and are much slower
+  when another process keeps one of the cores busy: an OpenMP team waits at every op's barrier for its
+  thread that shares a core to get its next time slice (bench_load.py (a), 8192² through a 1x1 conv: idle,
+  0.26-0.31 s whichever the threads; beside one busy process, everything on both cores 0.64 s to 8.1 s,
+  the model alone on both cores 0.95 s, the policy 0.27-0.30 s).
+- **whole-batch ops and the model's forward run on the cores that are free**: the batch's normalisation,
+  TTA views, merges and activations (several megabytes each: two threads help on an idle machine) and
+  the forward (bench_load.py: idle, the policy runs a Unet in 0.91 s against 1.53 s on one thread (d),
+  predict in 1.79 s against 1.98 s (b), extract_bag in 3.57 s against 4.92 s (c)), on the cores this process may use
+  (``os.sched_getaffinity``, capped by a cgroup CPU quota) less the cores kept busy by other processes and
+  by kagglekit's own background reader threads (``num_workers`` of ``predict`` / ``extract_bag``), at
+  least one. Busy cores are measured, not assumed: from ``/proc/stat`` (the CPU time spent on this
+  process's cores) less this process's own CPU time (``time.process_time``) plus what the reader threads
+  used (their ``time.thread_time``), over windows of at least a quarter of a second, re-estimated between
+  forwards; a core is counted busy when other work takes at least half of it. Before the first window
+  (a fresh process, or the last estimate is more than a few seconds old) the instantaneous count of
+  runnable tasks (``procs_running``) less this process's own gives the first estimate (where that count
+  is a larger machine's, the usable cores less the reader threads do). Where
+  ``/proc/stat`` cannot tell (no such file, or a CPU quota smaller than the affinity set, so that the
+  cores' counters are mostly other containers'), the free cores are the usable cores less the number of
+  reader threads kagglekit started.
+- **``threads=N`` overrides both**: everything, the model included, runs on N torch threads
+  (``threads=torch.get_num_threads()`` is kagglekit's behaviour before the policy).
+- **on CUDA** the GPU work is unchanged (the model's context changes nothing); only the CPU-side
+  stitching runs on one thread.
+
+Outputs do not depend on the thread count: kagglekit's ops are elementwise (each value computed the same
+way by whichever thread), and tests/test_threads.py checks them bit for bit; a model's own kernels are the
+model's business (oneDNN's convolutions give the same float32 outputs on any thread count here).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import math
+import os
+import threading
+import time
+
+from kagglekit.errors import InvalidArgumentError
+
+__all__ = ["CpuThreads", "counted", "free_cores", "one_thread", "reader_task", "readers", "resolve_threads", "usable_cores"]
+
+MIN_WINDOW = 0.25  # seconds of /proc/stat between two estimates: its counters tick every 10 ms (±4 % of a core)
+STALE = 5.0  # an estimate older than this is not trusted: the load may have changed since
+BUSY = 0.5  # a core is busy when other work takes at least this share of it
+
+
+def resolve_threads(threads):
+    """``None`` / ``"auto"``: the policy (returns None); an integer >= 1: that many threads; else a clear error."""
+    if threads is None or threads == "auto":
+        return None
+    if isinstance(threads, bool) or not hasattr(threads, "__index__") or int(threads) < 1:
+        raise InvalidArgumentError(f"threads must be an integer >= 1 (torch threads for kagglekit's CPU work) or "
+                                   f"None / 'auto' (the thread policy: one thread for small ops, the free cores for "
+                                   f"the model), got {threads!r}")
+    return int(threads)
+
+
+def _quota() -> float | None:
+    """The cgroup's CPU quota in cores (cgroup v2 ``cpu.max``, else v1), None when unlimited or unknown."""
+    for path, parse in (("/sys/fs/cgroup/cpu.max", lambda t: t.split()),
+                        ("/sys/fs/cgroup/cpu/cpu.cfs_quota_us", lambda t: [t.strip(), _read("/sys/fs/cgroup/cpu/cpu.cfs_period_us")])):
+        text = _read(path)
+        if text is None:
+            continue
+        try:
+            quota, period = parse(text)
+            if quota in ("max", "-1") or period is None:
+                return None
+            return int(quota) / int(period)
+        except (ValueError, TypeError):
+            return None
+    return None
+
+
+def _read(path: str) -> str | None:
+    try:
+        with open(path) as f:
+            return f.read()
+    except OSError:
+        return None
+
+
+@functools.cache
+def _cpus() -> tuple[frozenset, int, bool]:
+    """(this process's CPUs, how many cores it may use, whether /proc/stat's per-CPU counters tell the load)."""
+    cpus = frozenset(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else frozenset(range(os.cpu_count() or 1))
+    quota = _quota()
+    cores = len(cpus) if quota is None else max(1, min(len(cpus), math.ceil(quota - 1e-9)))
+    measurable = cores == len(cpus) and _busy_ticks(cpus) is not None
+    return cpus, cores, measurable
+
+
+def usable_cores() -> int:
+    """The cores this process may use: its CPU affinity, capped by a cgroup CPU quota."""
+    return _cpus()[1]
+
+
+_TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def _busy_ticks(cpus) -> int | None:
+    """Clock ticks the CPUs ``cpus`` spent busy (user, nice, system, irq, softirq, steal) since boot."""
+    text = _read("/proc/stat")
+    if text is None:
+        return None
+    busy, seen = 0, 0
+    for line in text.splitlines():
+        if not (line.startswith("cpu") and line[3:4].isdigit()):
+            continue
+        name, *fields = line.split()
+        if int(name[3:]) in cpus:
+            user, nice, system, idle, iowait, irq, softirq, steal = (int(v) for v in (fields + ["0"] * 8)[:8])
+            busy += user + nice + system + irq + softirq + steal
+            seen += 1
+    return busy if seen else None
+
+
+def _running_others() -> float | None:
+    """Runnable tasks now (``procs_running``) that are not this process's, or None when that count is not
+    about this process's cores only (the machine has more CPUs than the process may use)."""
+    if (os.cpu_count() or 0) != len(_cpus()[0]):
+        return None
+    text = _read("/proc/stat")
+    running = next((int(line.split()[1]) for line in (text or "").splitlines() if line.startswith("procs_running")), None)
+    if running is None:
+        return None
+    own = 0
+    try:
+        for tid in os.listdir("/proc/self/task"):
+            stat = _read(f"/proc/self/task/{tid}/stat")
+            if stat and stat[stat.rfind(")") + 2 : stat.rfind(")") + 3] == "R":
+                own += 1
+    except OSError:
+        own = 1
+    return float(max(0, running - max(own, 1)))
+
+
+class _Monitor:
+    """Process-wide estimate of the cores kept busy by work other than the model's threads."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.readers = 0.0  # CPU seconds the background reader threads used, ever
+        self.readers_alive = 0  # background reader threads running now
+        self.snapshot = None  # (wall time, busy ticks, process CPU seconds, readers' CPU seconds)
+        self.others = None  # the last estimate, in cores
+
+    def add_reader_time(self, seconds: float) -> None:
+        with self.lock:
+            self.readers += seconds
+
+    def _take(self, cpus):
+        ticks = _busy_ticks(cpus)
+        return None if ticks is None else (time.monotonic(), ticks, time.process_time(), self.readers)
+
+    def busy_elsewhere(self) -> float | None:
+        """Cores busy with other work (other processes, kagglekit's readers) over the last window."""
+        cpus, cores, measurable = _cpus()
+        if not measurable:
+            return None
+        with self.lock:
+            now = time.monotonic()
+            if self.snapshot is None or now - self.snapshot[0] > STALE:
+                self.snapshot, self.others = self._take(cpus), _running_others()
+                return self.others
+            if now - self.snapshot[0] >= MIN_WINDOW:
+                new = self._take(cpus)
+                if new is not None:
+                    wall = new[0] - self.snapshot[0]
+                    busy = (new[1] - self.snapshot[1]) / _TICK
+                    own = (new[2] - self.snapshot[2]) - (new[3] - self.snapshot[3])  # the model's team and the caller
+                    self.others = min(float(cores), max(0.0, (busy - own) / wall))
+                    self.snapshot = new
+            return self.others
+
+
+_MONITOR = _Monitor()
+
+
+def _after_fork() -> None:
+    """A forked child (a DataLoader worker) may be pinned elsewhere and has no reader threads: it starts afresh."""
+    global _MONITOR
+    _cpus.cache_clear()
+    _MONITOR = _Monitor()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork)
+
+
+def free_cores() -> int:
+    """How many torch threads the policy gives a model's forward now (see the module docstring)."""
+    cores = usable_cores()
+    others = _MONITOR.busy_elsewhere()
+    if others is None:
+        return max(1, cores - _MONITOR.readers_alive)
+    return max(1, min(cores, int(cores - others + BUSY)))  # a core counts busy when others take >= BUSY of it
+
+
+_local = threading.local()
+
+
+@contextlib.contextmanager
+def readers(count: int):
+    """While inside, ``count`` background reader threads of kagglekit decode beside the model (for the
+    policy where the load cannot be measured); their tasks are wrapped with :func:`reader_task`."""
+    with _MONITOR.lock:
+        _MONITOR.readers_alive += count
+    try:
+        yield
+    finally:
+        with _MONITOR.lock:
+            _MONITOR.readers_alive -= count
+
+
+def reader_task(fn):
+    """``fn`` wrapped to run as one task of a background reader thread: the CPU time it takes on this
+    thread, and on the threads it hands :func:`counted` work to, counts as busy for the policy."""
+
+    @functools.wraps(fn)
+    def task(*args, **kwargs):
+        start, _local.reader = time.thread_time(), True
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            _local.reader = False
+            _MONITOR.add_reader_time(time.thread_time() - start)
+
+    return task
+
+
+def _timed(fn):
+    @functools.wraps(fn)
+    def task(*args, **kwargs):
+        start = time.thread_time()
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            _MONITOR.add_reader_time(time.thread_time() - start)
+
+    return task
+
+
+def counted(fn):
+    """``fn`` as it is, or, when called from a background reader's task (:func:`reader_task`), wrapped so
+    that the CPU time it takes on another thread (a pool decoding a batch of TIFF tiles) counts as the reader's."""
+    return _timed(fn) if getattr(_local, "reader", False) else fn
+
+
+def _set(n: int) -> None:
+    import torch
+
+    if torch.get_num_threads() != n:
+        torch.set_num_threads(n)
+
+
+@contextlib.contextmanager
+def _scope(n: int | None):
+    """torch on ``n`` threads inside (None: unchanged); the caller's count restored after, also on an exception."""
+    if n is None:
+        yield
+        return
+    import torch
+
+    before = torch.get_num_threads()
+    _set(n)
+    try:
+        yield
+    finally:
+        _set(before)
+
+
+def one_thread():
+    """torch on one thread inside, the caller's count restored after: for per-item work such as a training
+    dataset's cast and normalisation of one image (a DataLoader worker is on one thread already; this is for
+    the items a main process reads itself, with ``num_workers=0``)."""
+    return _scope(1)
+
+
+class CpuThreads:
+    """The thread plan of one call (see the module docstring): ``threads`` None / ``"auto"`` (the policy) or
+    an integer >= 1 (everything on that many torch threads); ``device`` the torch device the model runs on."""
+
+    def __init__(self, threads=None, device=None):
+        self.fixed = resolve_threads(threads)
+        self.on_cuda = device is not None and getattr(device, "type", str(device).split(":")[0]) == "cuda"
+
+    def small(self):
+        """The context for kagglekit's per-tile ops: one thread (or ``threads``)."""
+        return _scope(self.fixed or 1)
+
+    def model(self):
+        """The context for whole-batch ops and the model's forward: the free cores on a CPU (or ``threads``);
+        on CUDA unchanged."""
+        if self.on_cuda:
+            return _scope(self.fixed)
+        return _scope(self.fixed or free_cores())
