@@ -100,6 +100,25 @@ def test_the_learning_rate_of_each_step_is_timms_scheduler_called_plainly():
     assert expected[0] < expected[3] and expected[-1] < expected[3]  # warm-up, then decay
 
 
+@pytest.mark.parametrize("scheduler", [None, "cosine"])
+def test_layer_decay_scales_each_blocks_step_by_the_decay_to_its_depth_from_the_head(scheduler):
+    import timm
+
+    def resnet():
+        torch.manual_seed(0)
+        return timm.create_model("resnet10t", num_classes=2)
+
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(8, 3, 32, 32, generator=g), torch.randint(0, 2, (8,), generator=g)
+    plain = resnet()
+    nn.functional.cross_entropy(plain(x), y).backward()
+    depth = {"conv1": 5, "bn1": 5, "layer1": 4, "layer2": 3, "layer3": 2, "layer4": 1, "fc": 0}  # blocks below the head
+    expected = {n: p.detach() - 0.1 * 0.5 ** depth[n.split(".")[0]] * p.grad for n, p in plain.named_parameters()}
+    trained = fit(resnet(), torch.utils.data.TensorDataset(x, y), loss=nn.CrossEntropyLoss(), steps=1, batch_size=8,
+                  lr=0.1, layer_decay=0.5, keep="last", **{**PLAIN, "scheduler": scheduler}).model
+    assert_same_weights(dict(trained.named_parameters()), expected)
+
+
 def test_the_ema_is_its_closed_form_over_the_weights_of_each_step():
     """timm's convention: the EMA starts at the weights after the first step, then ema = d * ema + (1 - d) * w."""
     decay, trail = 0.8, []

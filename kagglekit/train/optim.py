@@ -36,8 +36,11 @@ def make_optimizer(model: nn.Module, name: str, lr: float, weight_decay: float, 
 def make_scheduler(optimizer, name: str | None, steps: int, warmup: int, min_lr: float, extra: dict | None):
     """timm's scheduler ``name`` over ``steps`` optimiser steps, the first ``warmup`` a linear warm-up from
     timm's ``warmup_lr`` (1e-5 unless ``extra`` says); None: a constant rate. ``extra``: more of
-    ``create_scheduler_v2``'s arguments (``decay_epochs``, ``decay_rate``, ``warmup_lr``: in steps here)."""
+    ``create_scheduler_v2``'s arguments (``decay_epochs``, ``decay_rate``, ``warmup_lr``: in steps here).
+    Each parameter group's ``lr_scale`` (``layer_decay``'s) scales its rate, with or without a schedule."""
     if name is None:
+        for group in optimizer.param_groups:  # timm's schedulers apply lr_scale at each step; a constant rate once here
+            group["lr"] *= group.get("lr_scale", 1.0)
         return None
     from timm.scheduler import create_scheduler_v2
 
