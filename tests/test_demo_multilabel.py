@@ -10,25 +10,30 @@ import pytest
 from sklearn.metrics import fbeta_score as sk_fbeta
 
 from kagglekit.demo.multilabel import run_multilabel, score
-from kagglekit.demo.multilabel_data import SOURCES, build_multilabel_competition, make_chip, read_tags
+from kagglekit.demo.multilabel_data import CLASSES, SOURCES, WEATHER, build_multilabel_competition, make_chip, read_tags
 
 
-def test_chips_show_one_to_four_distinct_sources_and_repeat_for_a_seed():
-    a = [make_chip(np.random.default_rng(5), 64) for _ in range(1)][0]
+def test_chips_show_one_to_four_distinct_sources_under_exactly_one_weather_and_repeat_for_a_seed():
+    a = make_chip(np.random.default_rng(5), 64)
     b = make_chip(np.random.default_rng(5), 64)
     assert np.array_equal(a[0], b[0]) and a[1] == b[1]
-    counts = [len(make_chip(np.random.default_rng(s), 48)[1]) for s in range(200)]
-    assert set(counts) == {1, 2, 3, 4}
-    for s in range(20):
-        chip, labels = make_chip(np.random.default_rng(s), 48)
+    chips = [make_chip(np.random.default_rng(s), 48) for s in range(200)]
+    assert {len([t for t in labels if t in SOURCES]) for _, labels in chips} == {0, 1, 2, 3, 4}
+    for chip, labels in chips:
         assert chip.shape == (48, 48, 3) and chip.dtype == np.uint8 and len(set(labels)) == len(labels)
-        assert labels == [c for c in SOURCES if c in labels]  # in SOURCES order
+        assert labels == [c for c in CLASSES if c in labels]  # in CLASSES order
+        assert len([t for t in labels if t in WEATHER]) == 1  # Planet's weather: exactly one
+        assert labels == ["cloudy"] or "cloudy" not in labels  # and "cloudy" alone
+        grey = chip.mean(axis=2)
+        if labels == ["cloudy"]:  # the veil leaves 12 % of the ground: bright and flat
+            assert grey.mean() > 190 and grey.std() < 40
+    assert {labels[-1] for _, labels in chips} == set(WEATHER)
 
 
 def test_the_competition_folder_looks_like_planets(tmp_path):
     comp = build_multilabel_competition(tmp_path, n_train=12, n_test=5, seed=2)
     ids, tags = read_tags(comp.folder / "train.csv")
-    assert ids == [f"train_{k}" for k in range(12)] and tags.shape == (12, len(SOURCES)) and (tags.sum(1) >= 1).all()
+    assert ids == [f"train_{k}" for k in range(12)] and tags.shape == (12, len(CLASSES)) and (tags.sum(1) >= 1).all()
     for i in ids:
         assert cv2.imread(str(comp.folder / "train" / f"{i}.jpg")).shape == (64, 64, 3)
     with open(comp.folder / "sample_submission.csv", newline="") as f:
@@ -49,7 +54,7 @@ def test_score_is_the_mean_of_per_chip_f2_as_scikit_learn_computes_it(tmp_path):
         writer = csv.writer(f)
         writer.writerow(["image_name", "tags"])
         for i, row in reversed(list(zip(ids, guess))):  # another row order than the solution's
-            writer.writerow([i, " ".join(c for c, g in zip(SOURCES, row) if g)])
+            writer.writerow([i, " ".join(c for c, g in zip(CLASSES, row) if g)])
     expected = sk_fbeta(truth, guess, beta=2, average="samples", zero_division=0)
     assert score(tmp_path / "sub.csv", comp.solution) == pytest.approx(expected)
 

@@ -131,10 +131,10 @@ def run_multilabel(out="build/demo", *, steps: int = STEPS, n_train: int = 1200,
         classify({**config, "decision": decision}, comp.folder, scratch, base_dir=trained.models_dir)
         test[name] = score(scratch / "submission.csv", comp.solution)
     everything = working / "all_labels.csv"
-    from kagglekit.demo.multilabel_data import SOURCES, read_tags
+    from kagglekit.demo.multilabel_data import CLASSES, read_tags
 
     ids, _ = read_tags(comp.solution)
-    everything.write_text("image_name,tags\n" + "".join(f"{i},{' '.join(SOURCES)}\n" for i in ids))
+    everything.write_text("image_name,tags\n" + "".join(f"{i},{' '.join(CLASSES)}\n" for i in ids))
     rows = {"all labels (baseline)": (None, score(everything, comp.solution))}
     rows.update({name: (trained.oof_fbeta[name], test[name]) for name in ("threshold 0.5", "per-class thresholds",
                                                                         "expected-F2 decision")})

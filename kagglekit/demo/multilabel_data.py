@@ -3,8 +3,10 @@
 Each chip is a small JPEG cut into 1 to 4 regions (a split, then splits of the parts), each region
 filled with a random crop (random scale and dihedral turn) of a different source image: the textures
 ``brick``, ``grass``, ``gravel`` and ``moon`` (grey) and the photographs ``coffee``, ``chelsea``,
-``hubble_deep_field`` and ``immunohistochemistry``. A chip's labels are the sources it shows, written
-as Planet writes its tags: space-separated names.
+``hubble_deep_field`` and ``immunohistochemistry``. Over it lies exactly one weather, as in Planet: ``clear``
+(nothing), ``haze`` (a bright veil that halves the contrast), ``partly_cloudy`` (one to three soft white
+clouds) or ``cloudy`` (a veil that leaves a trace of the ground; as in Planet, a cloudy chip has no other tag).
+A chip's labels are its weather and the sources it shows, written as Planet writes its tags: space-separated names.
 
     <root>/input/kagglekit-multilabel/   train/*.jpg, test/*.jpg, train.csv (image_name, tags),
                                          sample_submission.csv (image_name, tags)
@@ -24,6 +26,9 @@ from kagglekit._checks import positive_int
 
 COMPETITION = "kagglekit-multilabel"
 SOURCES = ("brick", "grass", "gravel", "moon", "coffee", "chelsea", "hubble_deep_field", "immunohistochemistry")
+WEATHER = ("clear", "cloudy", "haze", "partly_cloudy")  # exactly one per chip; "cloudy" goes alone
+WEATHER_ODDS = (0.5, 0.12, 0.18, 0.2)
+CLASSES = SOURCES + WEATHER
 REGIONS = (1, 2, 3, 4)
 REGION_ODDS = (0.3, 0.3, 0.25, 0.15)
 QUALITY = 92  # JPEG quality of the chips
@@ -34,7 +39,7 @@ class MultilabelCompetition:
     root: Path
     folder: Path
     solution: Path
-    classes: tuple[str, ...] = SOURCES
+    classes: tuple[str, ...] = CLASSES
 
 
 @functools.cache
@@ -76,14 +81,35 @@ def _crop(rng: np.random.Generator, name: str, h: int, w: int) -> np.ndarray:
     return np.rot90(crop, rng.integers(0, 4)) if h == w else (crop[::-1] if rng.random() < 0.5 else crop)
 
 
+def _clouds(rng: np.random.Generator, side: int, count: int) -> np.ndarray:
+    """(side, side, 1) float32 cover in [0, 1]: ``count`` soft round clouds of random place and size."""
+    yy, xx = np.mgrid[0:side, 0:side].astype(np.float32) / side
+    cover = np.zeros((side, side), np.float32)
+    for _ in range(count):
+        cy, cx, radius = rng.uniform(0, 1), rng.uniform(0, 1), rng.uniform(0.15, 0.35)
+        cover = np.maximum(cover, np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * radius**2)))
+    return cover[:, :, None]
+
+
+def _weather(rng: np.random.Generator, chip: np.ndarray, weather: str) -> np.ndarray:
+    """``chip`` under ``weather``: veiled towards a bright grey by haze and clouds (cloudy: 88 %)."""
+    cover = {"clear": 0.0, "haze": 0.5, "cloudy": 0.88}.get(weather)
+    if cover is None:
+        cover = 0.95 * _clouds(rng, chip.shape[0], int(rng.integers(1, 4)))
+    veil = 225 + rng.normal(0, 6, chip.shape[:2] + (1,))
+    return np.clip(chip * (1 - cover) + veil * cover, 0, 255).astype(np.uint8)
+
+
 def make_chip(rng: np.random.Generator, side: int = 64) -> tuple[np.ndarray, list[str]]:
-    """One (side, side, 3) uint8 chip and its labels (in SOURCES order)."""
+    """One (side, side, 3) uint8 chip and its labels (in CLASSES order: the sources shown, then the weather)."""
     count = rng.choice(REGIONS, p=REGION_ODDS)
     names = rng.choice(len(SOURCES), size=count, replace=False)
     chip = np.empty((side, side, 3), np.uint8)
     for (y0, x0, y1, x1), k in zip(_regions(rng, side, count), names):
         chip[y0:y1, x0:x1] = _crop(rng, SOURCES[k], y1 - y0, x1 - x0)
-    return chip, [SOURCES[k] for k in sorted(names)]
+    weather = WEATHER[rng.choice(len(WEATHER), p=WEATHER_ODDS)]
+    chip = _weather(rng, chip, weather)
+    return chip, [weather] if weather == "cloudy" else [SOURCES[k] for k in sorted(names)] + [weather]
 
 
 def build_multilabel_competition(root, n_train: int = 1200, n_test: int = 400, side: int = 64,
@@ -122,7 +148,7 @@ def _write(path: Path, rows) -> None:
         writer.writerows(rows)
 
 
-def read_tags(path, classes=SOURCES) -> tuple[list[str], np.ndarray]:
+def read_tags(path, classes=CLASSES) -> tuple[list[str], np.ndarray]:
     """(ids, (n, C) 0/1 int8 label matrix) of a tags CSV (image_name, tags)."""
     from kagglekit.kaggle import read_csv_strings
 
