@@ -15,7 +15,7 @@ import pytest
 from kagglekit.errors import InvalidArgumentError, KagglekitError
 from kagglekit.pipeline import PipelineConfigError, classify
 from kagglekit.cli import main
-from kagglekit.thresholds import Decision, LabelStructure, expected_fbeta_decision, read_decision, write_decision
+from kagglekit.thresholds import Decision, DecisionFileError, LabelStructure, expected_fbeta_decision, read_decision, write_decision
 
 from competitions import colour_logits, read_csv, write_png
 
@@ -159,6 +159,12 @@ def test_a_structured_decision_round_trips_and_old_files_still_read(tmp_path):
     plain = write_decision(Decision("threshold", threshold=0.3, beta=2.0, score=0.7), tmp_path / "plain.json")
     assert plain.read_text() == write_decision(read_decision(old), tmp_path / "again.json").read_text()
     assert '"format": 1' in plain.read_text() and "structure" not in plain.read_text()
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"format": 2, "kind": "threshold", "threshold": 0.3, "structure": {"groups": [{"labels": ["a"], '
+                   '"rule": "exactly_one"}]}}')
+    with pytest.raises(DecisionFileError) as info:
+        read_decision(bad)
+    assert str(info.value).count("group 0 has 1 label") == 1 and str(bad) in str(info.value)
 
 
 @pytest.mark.parametrize("make, words", [

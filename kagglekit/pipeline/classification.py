@@ -49,12 +49,13 @@ def _decision(cfg: ClassifyConfig):
         return None
     if decision is None:
         decision = Decision(d.kind, threshold=d.value if d.kind == "threshold" else None, beta=d.beta)
-    if d.label_structure() is not None:
+    structure = d.label_structure()
+    if structure is not None:
         if decision.structure is not None or decision.kind == "argmax":
             raise PipelineConfigError(f"decision.groups / alone: {d.file} holds " + (
                 "a label structure already; give it in one place" if decision.structure is not None else
                 "an argmax decision (one label per id); a label structure goes with the multi-label kinds"))
-        decision = _changed(decision, structure=d.label_structure())
+        decision = _changed(decision, structure=structure)
     if d.other_label is not None:
         cut = d.other_cut if d.other_file is None else read_decision(d.other_file).other_cut
         if cut is None:

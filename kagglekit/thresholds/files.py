@@ -77,13 +77,17 @@ class Decision:
         if self.classes is not None and self.thresholds is not None and len(self.classes) != len(self.thresholds):
             raise InvalidArgumentError(f"{len(self.thresholds)} thresholds for {len(self.classes)} classes")
         if self.structure is not None:
+            if not isinstance(self.structure, LabelStructure):
+                raise InvalidArgumentError(f"structure must be a LabelStructure, got {type(self.structure).__name__}")
             if self.kind == "argmax":
                 raise InvalidArgumentError("a label structure goes with the multi-label kinds (threshold, per_class, "
                                            "expected_fbeta); argmax already writes one label per row")
             if self.classes is not None:
                 self.structure.bind(self.classes)
         positive_int("repeats", self.repeats)
-        if self.folds is None and self.repeats != 1:
+        if self.folds is not None:
+            positive_int("folds", self.folds, minimum=2)
+        elif self.repeats != 1:
             raise InvalidArgumentError(f"repeats={self.repeats} needs folds= (the fold count of each repeated split)")
 
     def apply(self, P) -> np.ndarray:

@@ -120,7 +120,7 @@ class LabelStructure:
         out = np.array(chosen, dtype=bool)
         if out.shape != p.shape or p.ndim != 2:
             raise InvalidArgumentError(f"chosen and P must be (n, m) arrays of one shape, got {out.shape} and {p.shape}")
-        return enforce_bound(self.bind(classes, p.shape[1]), out, p)
+        return _enforce_bound(self.bind(classes, p.shape[1]), out, p)
 
 
 def _check_consistent(bound: Bound, names) -> None:
@@ -146,7 +146,7 @@ def _check_consistent(bound: Bound, names) -> None:
                                        "one label: that is a single-label decision (kind 'argmax')")
 
 
-def enforce_bound(bound: Bound, out: np.ndarray, p: np.ndarray) -> np.ndarray:
+def _enforce_bound(bound: Bound, out: np.ndarray, p: np.ndarray) -> np.ndarray:
     """:meth:`LabelStructure.enforce` on a bound structure; ``out`` (n, m) bool is changed in place and returned."""
     rows = np.arange(len(p))
     for idx, exactly in bound.groups:
