@@ -161,6 +161,9 @@ def test_planet_two_test_folders_in_the_v2_samples_order(tmp_path, capsys):
     rows, _ = run_recipe(tmp_path, recipe("Planet"), comp, capsys)
     assert_sample_order(rows, comp / "sample_submission_v2.csv")
     assert all(set(r["tags"].split()) <= set(PLANET_TAGS) for r in rows)
+    weather = {"clear", "partly_cloudy", "haze", "cloudy"}  # the recipe's group: exactly one; "cloudy" alone
+    for tags in (set(r["tags"].split()) for r in rows):
+        assert len(tags & weather) == 1 and ("cloudy" not in tags or tags == {"cloudy"})
 
 
 def test_vesuvius_per_slice_tiffs_with_masks_give_valid_rles(tmp_path, capsys):

@@ -13,7 +13,7 @@ config, decision, classes and rows, another way of loading models and predicting
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -49,19 +49,35 @@ def _decision(cfg: ClassifyConfig):
         return None
     if decision is None:
         decision = Decision(d.kind, threshold=d.value if d.kind == "threshold" else None, beta=d.beta)
+    structure = d.label_structure()
+    if structure is not None:
+        if decision.structure is not None or decision.kind == "argmax":
+            raise PipelineConfigError(f"decision.groups / alone: {d.file} holds " + (
+                "a label structure already; give it in one place" if decision.structure is not None else
+                "an argmax decision (one label per id); a label structure goes with the multi-label kinds"))
+        decision = _changed(decision, structure=structure)
     if d.other_label is not None:
         cut = d.other_cut if d.other_file is None else read_decision(d.other_file).other_cut
         if cut is None:
             raise PipelineConfigError(f"decision.other.file: {d.other_file} holds no entropy cut (fit_decision with other=)")
         if decision.kind != "argmax":
             raise PipelineConfigError("decision.other: an entropy cut for 'Other' goes with kind = 'argmax' (one label per id)")
-        from dataclasses import replace
-
         decision = replace(decision, other_cut=cut, other=d.other_label)
     if decision.other_cut is not None and cfg.output.format == "columns":
         raise PipelineConfigError(f"decision: rows rejected as {decision.other!r} (an entropy cut) have no column in "
                                   "format = 'columns'; use format = 'labels', or a decision without other")
     return decision
+
+
+def _changed(decision, **changes):
+    """``decision`` with ``changes`` (a label structure, class names); a structure that does not fit the
+    classes is a PipelineConfigError naming the label."""
+    from kagglekit.errors import InvalidArgumentError
+
+    try:
+        return replace(decision, **changes)
+    except InvalidArgumentError as exc:
+        raise PipelineConfigError(f"decision: {exc}") from None
 
 
 def _read_classes(path: Path) -> tuple[str, ...]:
@@ -243,6 +259,8 @@ class Classify(PipelineKind):
         if cfg.slides is None:
             _check_preprocessing(cfg, [(m.path, getattr(m.model, "kagglekit_metadata", None)) for m in kept])
         report.classes = _classes(cfg, kept, decision, run.reference, run.sample)
+        if decision is not None and decision.structure is not None and decision.classes is None:
+            decision = _changed(decision, classes=report.classes)
         label_column = cfg.output.columns(run.reference)[1]
         value = value_index(cfg.output, report.classes, kept[0].out_shape[1])  # before any image
         rows = _formatter(cfg, report.classes, decision, label_column, value)
@@ -261,6 +279,8 @@ class Classify(PipelineKind):
             files.append(("classes file", lambda: f"{cfg.output.classes_file}: {list(_read_classes(cfg.output.classes_file))}"))
         if cfg.output.format == "probability":
             files.append(("output value", lambda: _checked_value(cfg)))
+        if cfg.decision.label_structure() is not None:
+            files.append(("label structure", lambda: _checked_structure(cfg)))
         if cfg.slides is None:
             files.append(("preprocessing", lambda: _checked_preprocessing(cfg)))
         return files
@@ -274,6 +294,20 @@ def _checked_preprocessing(cfg) -> str:
     _check_preprocessing(cfg, infos)
     recorded = sum(bool((meta or {}).get("preprocess")) for _, meta in infos)
     return f"{recorded} of {len(infos)} checkpoint(s) record their training's preprocessing; [preprocess] agrees"
+
+
+def _checked_structure(cfg) -> str:
+    """For ``--check``: every label of ``[decision] groups`` and ``alone`` is a class (the config's or the first
+    checkpoint's class names)."""
+    from kagglekit.models import checkpoint_info
+
+    classes = cfg.output.classes or (_read_classes(cfg.output.classes_file) if cfg.output.classes_file else None)
+    classes = classes or checkpoint_info(cfg.models[0].path)["classes"]
+    if not classes:
+        return "the models save no class names; the structure is checked against output.classes when given"
+    _changed(_decision(cfg), classes=tuple(classes))
+    structure = cfg.decision.label_structure()
+    return f"{len(structure.groups)} group(s), alone {list(structure.alone)}: every label is one of the {len(classes)} classes"
 
 
 def _checked_value(cfg) -> str:

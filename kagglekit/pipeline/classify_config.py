@@ -23,9 +23,10 @@ import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from kagglekit.errors import InvalidArgumentError
 from kagglekit.pipeline import sections
 from kagglekit.pipeline.schema import (Choice, File, Integer, Name, Number, OneOf, PipelineConfigError, Rule, String, Table,
-                                       Via, option, section)
+                                       Tables, Via, option, section)
 from kagglekit.pipeline.inputs import PatternInputs
 from kagglekit.pipeline.sections import ID_FROM, Normalize, OutputBase, PipelineBase, Relative, prediction_column
 
@@ -101,9 +102,22 @@ class OtherConfig:
             t.fail("cut", "give the entropy cut itself (cut = 0.9) or a decision file that holds it (file = ...), one of them")
 
 
+NAMES = Rule("[class names]", (lambda v: isinstance(v, list) and bool(v) and all(isinstance(c, str) and c for c in v),
+                                "must be a list of class names"), hold=tuple)
+STRUCTURED = ("threshold", "per_class", "expected_fbeta", None)
+
+
+@dataclass(frozen=True, kw_only=True)
+class GroupConfig:
+    labels: tuple[str, ...] = option(check=NAMES, help="class names of which a row gets one (exactly_one) or at most one")
+    rule: str = option(check=Choice("exactly_one", "at_most_one"), help="how many of the group's labels a row gets")
+
+
 @dataclass(frozen=True, kw_only=True)
 class DecisionConfig:
-    """``kind`` None: the decision file's; ``activation`` None: softmax for argmax, sigmoid for the others."""
+    """``kind`` None: the decision file's; ``activation`` None: softmax for argmax, sigmoid for the others.
+    ``groups`` and ``alone`` make a :class:`~kagglekit.thresholds.LabelStructure` (the class names are checked
+    when the classes are known: ``--check`` and the run)."""
 
     kind: str | None = option("argmax", check=Choice(*DECISION_KINDS), help="the decision (with file and no kind: the file's)")
     value: float = option(0.5, check=Number(0.0, 1.0), help="the probability cut of kind = \"threshold\"")
@@ -112,11 +126,33 @@ class DecisionConfig:
                                help="fit_decision's file: thresholds, an entropy cut, a temperature")
     activation: str | None = option(None, check=Choice("sigmoid", "softmax"), help="none: softmax for argmax, else sigmoid")
     other: OtherConfig | None = section(OtherConfig, optional=True, help='rows of an unseen class ("Other")')
+    groups: tuple[GroupConfig, ...] | None = option(None, check=Tables(GroupConfig, "group", '[[decision.groups]] labels = '
+                                                                       '["clear", "haze"], rule = "exactly_one"'),
+                                                    help="exclusive labels")
+    alone: tuple[str, ...] | None = option(None, check=NAMES, help='labels that, when chosen, are a row\'s only label '
+                                                                   '(Planet: ["cloudy"])')
 
     def validate(self, t: Table):
         if self.kind == "per_class" and self.file is None:
             t.fail("file", "is required for kind = 'per_class' (the thresholds fitted on out-of-fold predictions)")
-        return dataclasses.replace(self, kind=None) if "kind" not in t.data and self.file is not None else None
+        kind = None if "kind" not in t.data and self.file is not None else self.kind
+        if self.groups or self.alone:
+            key = "groups" if self.groups else "alone"
+            if kind not in STRUCTURED:
+                t.fail(key, f"a label structure goes with kind = 'threshold', 'per_class' or 'expected_fbeta', not {kind!r}")
+            try:  # its own consistency, on the names it uses (the classes are checked once known)
+                self.label_structure().bind(sorted({n for g in self.groups or () for n in g.labels} | set(self.alone or ())))
+            except InvalidArgumentError as exc:
+                raise PipelineConfigError(f"{t.where(key)}: {exc}") from None
+        return dataclasses.replace(self, kind=None) if kind is None else None
+
+    def label_structure(self):
+        """The :class:`~kagglekit.thresholds.LabelStructure` of ``groups`` and ``alone`` (None without either)."""
+        from kagglekit.thresholds.structure import LabelStructure
+
+        if not self.groups and not self.alone:
+            return None
+        return LabelStructure(tuple((g.labels, g.rule) for g in self.groups or ()), self.alone or ())
 
     other_label = Via("other", "label")
     other_cut = Via("other", "cut")

@@ -1,7 +1,10 @@
 """Thresholds, decision rules, calibration and blends of prediction tables, one module per job.
 
     sweeps.py       best_fbeta_threshold (exact), percentile_threshold, per_class_thresholds, apply_threshold
-    decisions.py    expected_fbeta_decision (Bayes-optimal F-beta), entropy, reject_by_entropy, fit_entropy_cut
+    decisions.py    expected_fbeta_decision (Bayes-optimal F-beta, with a label structure), entropy, reject_by_entropy,
+                    fit_entropy_cut
+    structure.py    LabelStructure: exclusive groups (exactly_one, at_most_one) and alone labels, enforced on label sets
+    repeats.py      repeated_fit: thresholds averaged over repeated fold splits, with a held-out score
     calibration.py  TemperatureScaler
     blends.py       blend: mean, logit_mean, gmean, rank, median of (N, C) prediction tables
     files.py        decision files: what was fitted on out-of-fold predictions, as a small JSON the pipeline reads
@@ -19,6 +22,8 @@ from kagglekit.thresholds.decisions import (
     fit_entropy_cut,
     reject_by_entropy,
 )
+from kagglekit.thresholds.repeats import RepeatedFit, repeated_fit
+from kagglekit.thresholds.structure import GROUP_RULES, LabelStructure
 from kagglekit.thresholds.files import DECISION_KINDS, Decision, DecisionFileError, fit_decision, read_decision, write_decision
 from kagglekit.thresholds.sweeps import (
     ClassThresholds,
@@ -33,5 +38,5 @@ __all__ = [
     "ThresholdResult", "ClassThresholds", "FbetaDecision", "EntropyCut", "apply_threshold", "best_fbeta_threshold",
     "percentile_threshold", "per_class_thresholds", "expected_fbeta_decision", "entropy", "reject_by_entropy",
     "fit_entropy_cut", "TemperatureScaler", "blend", "BLEND_MODES", "Decision", "DecisionFileError", "DECISION_KINDS",
-    "fit_decision", "read_decision", "write_decision",
+    "fit_decision", "read_decision", "write_decision", "LabelStructure", "GROUP_RULES", "RepeatedFit", "repeated_fit",
 ]

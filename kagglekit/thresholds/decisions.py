@@ -65,15 +65,25 @@ def _expected_fbeta_topk(p_desc: np.ndarray, beta2: float, empty_fbeta: float) -
     return expected
 
 
-def expected_fbeta_decision(P, beta: float = 1.0, empty_fbeta: float = 1.0, chunk: int = 4096) -> FbetaDecision:
+def expected_fbeta_decision(P, beta: float = 1.0, empty_fbeta: float = 1.0, chunk: int = 4096, *,
+                            structure=None, classes=None) -> FbetaDecision:
     """The 0/1 prediction of each sample that maximises its expected F-beta.
 
-    ``P``: (n, m) independent label probabilities. F-beta of an empty truth with an empty prediction
-    is ``empty_fbeta`` (1.0; pass 0.0 for the other convention); otherwise F = (1+b^2)TP/(b^2|Y|+|S|).
-    Under independence an optimal prediction is the set of the k most probable labels for some k
-    (Lewis 1995; Ye et al. 2012), so every k is scored exactly with Poisson-binomial distributions:
-    O(m^3) per sample, vectorised over ``chunk`` samples at a time (memory ~ chunk * m^2 * 4 bytes).
-    Ties between k go to the smaller k.
+    ``P``: (n, m) label probabilities, taken as independent. F-beta of an empty truth with an empty
+    prediction is ``empty_fbeta`` (1.0; pass 0.0 for the other convention); otherwise
+    F = (1+b^2)TP/(b^2|Y|+|S|). Under independence an optimal prediction is the set of the k most
+    probable labels for some k (Lewis 1995; Ye et al. 2012), so every k is scored exactly with
+    Poisson-binomial distributions: O(m^3) per sample, vectorised over ``chunk`` samples at a time
+    (memory ~ chunk * m^2 * 4 bytes). Ties between k go to the smaller k.
+
+    ``structure``: a :class:`~kagglekit.thresholds.LabelStructure` (names resolved by ``classes``); the
+    prediction is then the best *valid* set. The expectation is the same one, over truths drawn from
+    independent labels with these marginals (truths that break the structure included): only the
+    predicted set is constrained. It is exact for any m, by exchanging a chosen label for a more probable
+    unchosen one whose swap keeps the set valid (that never lowers E[F] under independence): the best
+    valid set is a single alone label, or the most probable non-alone label of each exactly_one group
+    plus the k most probable of a pool (the most probable non-alone label of each at_most_one group and
+    every label in no group and not alone), for some k. Ties go to the smaller set, alone sets last.
     """
     beta2 = check_beta(beta) ** 2
     chunk = positive_int("chunk", chunk)
@@ -82,17 +92,67 @@ def expected_fbeta_decision(P, beta: float = 1.0, empty_fbeta: float = 1.0, chun
             f"empty_fbeta must be in [0, 1] (1.0 or 0.0 are the usual conventions), got {empty_fbeta!r}"
         )
     p = _check_probabilities("P", P, 2)
-    order = np.argsort(-p, axis=1, kind="stable")
-    p_desc = np.take_along_axis(p, order, axis=1)
-    best_k = np.empty(len(p), dtype=np.int64)
+    bound = None if structure is None else structure.bind(classes, p.shape[1])
+    labels = np.zeros(p.shape, dtype=bool)
     best_value = np.empty(len(p))
     for start in range(0, len(p), chunk):
-        expected = _expected_fbeta_topk(p_desc[start : start + chunk], beta2, float(empty_fbeta))
-        best_k[start : start + chunk] = expected.argmax(axis=1)
-        best_value[start : start + chunk] = expected.max(axis=1)
+        rows = slice(start, start + chunk)
+        labels[rows], best_value[rows] = _best_sets(p[rows], beta2, float(empty_fbeta), bound)
+    return FbetaDecision(labels, best_value)
+
+
+def _candidate_order(p: np.ndarray, bound) -> tuple[np.ndarray, int, int]:
+    """(each row's columns: the forced labels, then the pool by descending probability, then the rest (see
+    :func:`expected_fbeta_decision`); the number forced; forced + pool). Without a structure: (all by
+    descending probability, 0, m)."""
+    order = np.argsort(-p, axis=1, kind="stable")
+    if bound is None:
+        return order, 0, p.shape[1]
+    rank = np.ones(p.shape, dtype=np.int64)  # 0: forced, 1: pool, 2: the rest
+    for idx, _ in bound.groups:
+        rank[:, idx] = 2
+    rank[:, bound.alone] = 2
+    rows = np.arange(len(p))
+    for idx, exactly in bound.groups:
+        candidates = idx[~np.isin(idx, bound.alone)]
+        if candidates.size:  # an exactly_one group always has one (LabelStructure.bind)
+            rank[rows, candidates[p[:, candidates].argmax(axis=1)]] = 0 if exactly else 1
+    counts = np.bincount(rank[0], minlength=3)
+    by_rank = np.argsort(np.take_along_axis(rank, order, axis=1), axis=1, kind="stable")
+    return np.take_along_axis(order, by_rank, axis=1), int(counts[0]), int(counts[0] + counts[1])
+
+
+def _alone_values(p: np.ndarray, beta2: float, alone: np.ndarray) -> np.ndarray:
+    """E[F-beta] of predicting alone label a only, for each a: p_a E[(1+b^2) / (b^2 (1 + B) + 1)], B the count of
+    the other true labels (a Poisson-binomial)."""
+    values = np.empty((len(p), alone.size))
+    for j, a in enumerate(alone.tolist()):
+        dist = np.ones((len(p), 1))
+        for k in range(p.shape[1]):
+            if k != a:
+                dist = _add_bernoulli(dist, p[:, k])
+        b = np.arange(dist.shape[1])
+        values[:, j] = p[:, a] * (dist @ ((1 + beta2) / (beta2 * (1 + b) + 1)))
+    return values
+
+
+def _best_sets(p: np.ndarray, beta2: float, empty_fbeta: float, bound) -> tuple[np.ndarray, np.ndarray]:
+    """((n, m) bool best sets, (n,) their expected F-beta) of a chunk of rows."""
+    order, forced, most = _candidate_order(p, bound)
+    expected = _expected_fbeta_topk(np.take_along_axis(p, order, axis=1), beta2, empty_fbeta)
+    if bound is not None:
+        expected[:, :forced] = -np.inf
+        expected[:, most + 1 :] = -np.inf
+        expected = np.concatenate([expected, _alone_values(p, beta2, bound.alone)], axis=1)
+    best = expected.argmax(axis=1)
     rank = np.empty_like(order)
     np.put_along_axis(rank, order, np.arange(p.shape[1])[None, :], axis=1)
-    return FbetaDecision(rank < best_k[:, None], best_value)
+    top_k = np.where(best <= p.shape[1], best, 0)
+    labels = rank < top_k[:, None]
+    single = np.flatnonzero(best > p.shape[1])
+    if single.size:
+        labels[single, bound.alone[best[single] - p.shape[1] - 1]] = True
+    return labels, expected[np.arange(len(p)), best]
 
 
 # ---------------------------------------------------------------------------------------------
