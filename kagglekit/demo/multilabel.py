@@ -26,6 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
+from kagglekit.demo.multilabel_data import WEATHER
+
 MODEL = "timm/resnet10t"
 SIZE = 64
 STEPS = 120  # per fold: about 25 s on the 2-core CI machine
@@ -53,7 +55,8 @@ def train_config(steps: int = STEPS, folds: int = FOLDS, seed: int = 0) -> dict:
                       "seed": seed},
             "augment": {"transform": "d4"},
             "folds": {"n": folds, "seed": seed},
-            "decision": {"kind": "per_class", "beta": BETA},
+            "decision": {"kind": "per_class", "beta": BETA, "folds": 5, "repeats": 4, "alone": ["cloudy"],
+                         "groups": [{"labels": list(WEATHER), "rule": "exactly_one"}]},
             "kernel": {"inputs": {"glob": "test/*.jpg"}, "output": {"label_column": "tags"}, "tta": {"views": "d4"}}}
 
 

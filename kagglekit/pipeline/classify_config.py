@@ -113,8 +113,44 @@ class GroupConfig:
     rule: str = option(check=Choice("exactly_one", "at_most_one"), help="how many of the group's labels a row gets")
 
 
+def groups_option():
+    """The ``groups`` key of a ``[decision]``: exclusive labels (a fresh field for each section that has it)."""
+    return option(None, check=Tables(GroupConfig, "group", '[[decision.groups]] labels = ["clear", "haze"], '
+                                                           'rule = "exactly_one"'), help="exclusive labels")
+
+
+def alone_option():
+    """The ``alone`` key of a ``[decision]``: labels that go alone."""
+    return option(None, check=NAMES, help='labels that, when chosen, are a row\'s only label (Planet: ["cloudy"])')
+
+
+class StructureKeys:
+    """``groups`` and ``alone`` of a ``[decision]`` as a :class:`~kagglekit.thresholds.LabelStructure`."""
+
+    def label_structure(self):
+        """The :class:`~kagglekit.thresholds.LabelStructure` of ``groups`` and ``alone`` (None without either)."""
+        from kagglekit.thresholds.structure import LabelStructure
+
+        if not self.groups and not self.alone:
+            return None
+        return LabelStructure(tuple((g.labels, g.rule) for g in self.groups or ()), self.alone or ())
+
+    def check_structure(self, t: Table, kind: str | None) -> None:
+        """Refuse a structure for ``kind`` other than the threshold kinds, or one that contradicts itself (on the
+        names it uses; the classes are checked once known)."""
+        if not self.groups and not self.alone:
+            return
+        key = "groups" if self.groups else "alone"
+        if kind not in STRUCTURED:
+            t.fail(key, f"a label structure goes with kind = 'threshold', 'per_class' or 'expected_fbeta', not {kind!r}")
+        try:
+            self.label_structure().bind(sorted({n for g in self.groups or () for n in g.labels} | set(self.alone or ())))
+        except InvalidArgumentError as exc:
+            raise PipelineConfigError(f"{t.where(key)}: {exc}") from None
+
+
 @dataclass(frozen=True, kw_only=True)
-class DecisionConfig:
+class DecisionConfig(StructureKeys):
     """``kind`` None: the decision file's; ``activation`` None: softmax for argmax, sigmoid for the others.
     ``groups`` and ``alone`` make a :class:`~kagglekit.thresholds.LabelStructure` (the class names are checked
     when the classes are known: ``--check`` and the run)."""
@@ -126,33 +162,15 @@ class DecisionConfig:
                                help="fit_decision's file: thresholds, an entropy cut, a temperature")
     activation: str | None = option(None, check=Choice("sigmoid", "softmax"), help="none: softmax for argmax, else sigmoid")
     other: OtherConfig | None = section(OtherConfig, optional=True, help='rows of an unseen class ("Other")')
-    groups: tuple[GroupConfig, ...] | None = option(None, check=Tables(GroupConfig, "group", '[[decision.groups]] labels = '
-                                                                       '["clear", "haze"], rule = "exactly_one"'),
-                                                    help="exclusive labels")
-    alone: tuple[str, ...] | None = option(None, check=NAMES, help='labels that, when chosen, are a row\'s only label '
-                                                                   '(Planet: ["cloudy"])')
+    groups: tuple[GroupConfig, ...] | None = groups_option()
+    alone: tuple[str, ...] | None = alone_option()
 
     def validate(self, t: Table):
         if self.kind == "per_class" and self.file is None:
             t.fail("file", "is required for kind = 'per_class' (the thresholds fitted on out-of-fold predictions)")
         kind = None if "kind" not in t.data and self.file is not None else self.kind
-        if self.groups or self.alone:
-            key = "groups" if self.groups else "alone"
-            if kind not in STRUCTURED:
-                t.fail(key, f"a label structure goes with kind = 'threshold', 'per_class' or 'expected_fbeta', not {kind!r}")
-            try:  # its own consistency, on the names it uses (the classes are checked once known)
-                self.label_structure().bind(sorted({n for g in self.groups or () for n in g.labels} | set(self.alone or ())))
-            except InvalidArgumentError as exc:
-                raise PipelineConfigError(f"{t.where(key)}: {exc}") from None
+        self.check_structure(t, kind)
         return dataclasses.replace(self, kind=None) if kind is None else None
-
-    def label_structure(self):
-        """The :class:`~kagglekit.thresholds.LabelStructure` of ``groups`` and ``alone`` (None without either)."""
-        from kagglekit.thresholds.structure import LabelStructure
-
-        if not self.groups and not self.alone:
-            return None
-        return LabelStructure(tuple((g.labels, g.rule) for g in self.groups or ()), self.alone or ())
 
     other_label = Via("other", "label")
     other_cut = Via("other", "cut")

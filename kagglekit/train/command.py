@@ -43,8 +43,10 @@ class TrainingReport:
         rows = ["| fold | held out | score |", "| ---: | ---: | ---: |"]
         rows += [f"| {f['fold']} | {f['held_out']} | {_fmt(f['score'])} |" for f in self.cv["folds"]]
         rows.append(f"| all | {sum(f['held_out'] for f in self.cv['folds'])} | {_fmt(self.cv.get('overall'))} |")
+        held_out = getattr(self.decision, "held_out_score", None)
+        honest = "" if held_out is None else f", held out over {self.decision.repeats} x {self.decision.folds} splits {_fmt(held_out)}"
         return "\n".join([*rows, f"decision: {self.decision.kind}, fitted on the OOF predictions (OOF score "
-                                 f"{_fmt(self.decision.score)}): {self.out_dir / 'decision.json'}",
+                                 f"{_fmt(self.decision.score)}{honest}): {self.out_dir / 'decision.json'}",
                           f"kernel config: {self.kernel_config}"])
 
 
@@ -160,7 +162,9 @@ def fit_oof_decision(cfg: TrainConfig, oof, classes, targets):
 
     logits = oof.select([f"logit_{c}" for c in classes]).to_numpy()
     probabilities = oof.select([f"prob_{c}" for c in classes]).to_numpy()
-    return fit_decision(probabilities, targets, cfg.decision_kind, beta=cfg.decision.beta, classes=classes, logits=logits)
+    d = cfg.decision
+    return fit_decision(probabilities, targets, cfg.decision_kind, beta=d.beta, classes=classes, logits=logits,
+                        structure=d.label_structure(), folds=d.folds, repeats=d.repeats, seed=cfg.folds.seed)
 
 
 def fit_mask_threshold(oof, data, out_dir: Path, beta: float):
@@ -250,7 +254,15 @@ def check_training(config, input_dir) -> list[tuple[bool, str]]:
         outputs = 1 if cfg.kind == "segment" else len(train.classes)
         attempt("model", lambda: type(model_maker(cfg, outputs, train.preprocessing["channels"])()).__name__)
         attempt("folds", lambda: f"{np.bincount(fold_numbers(cfg, train)).tolist()} rows held out per fold")
+        structure = cfg.decision.label_structure()
+        if structure is not None:
+            attempt("label structure", lambda: _bound_to(structure, train.classes))
     return lines
+
+
+def _bound_to(structure, classes) -> str:
+    structure.bind(classes)
+    return "its labels are classes of the table"
 
 
 def _describe_data(cfg: TrainConfig, input_dir: Path, found: list) -> str:

@@ -21,7 +21,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from kagglekit.pipeline.classify_config import CLASSES, PreprocessConfig
+from kagglekit.pipeline.classify_config import CLASSES, GroupConfig, PreprocessConfig, StructureKeys, alone_option, groups_option
 from kagglekit.pipeline.schema import (Boolean, Choice, File, Integer, Name, Number, PipelineConfigError, Rule, String,
                                        Table, option, read_top, reference_rows, section)
 from kagglekit.pipeline.sections import AMP, Device, Relative
@@ -118,9 +118,19 @@ class FoldsConfig:
 
 
 @dataclass(frozen=True, kw_only=True)
-class DecisionFit:
+class DecisionFit(StructureKeys):
     kind: str | None = option(None, check=Choice(*DECISIONS), help="fitted on the OOF (default: argmax for class, per_class otherwise)")
     beta: float = option(1.0, check=Number(0.0, open_low=True), help="the F-beta the thresholds maximise")
+    folds: int | None = option(None, check=Integer(2), help="thresholds fitted on k-1 of k splits of the OOF rows and "
+                                                            "averaged, with their held-out score (none: on all rows)")
+    repeats: int = option(1, check=Integer(), help="with folds: that many reshuffled splits (HPA's teams: 5 x 20)")
+    groups: tuple[GroupConfig, ...] | None = groups_option()
+    alone: tuple[str, ...] | None = alone_option()
+
+    def validate(self, t: Table):
+        if self.repeats > 1 and self.folds is None:
+            t.fail("repeats", "goes with folds (the number of splits of each repeat)")
+        self.check_structure(t, self.kind or "per_class")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -158,6 +168,9 @@ class TrainConfig:
             raise PipelineConfigError(f"data.label: target = {self.data.target!r} reads the label column; name it")
         if self.data.target == "mask" and (self.data.label is None) == (self.data.masks is None):
             raise PipelineConfigError("data.label: a mask target reads an RLE column (label) or mask files (masks); give one")
+        if self.decision.label_structure() is not None and (kind == "segment" or self.data.target == "class"):
+            raise PipelineConfigError(f"decision.groups: a label structure is for multi-label targets; target = "
+                                      f"{self.data.target!r} is decided {'by a threshold on pixels' if kind == 'segment' else 'by argmax'}")
         return dataclasses.replace(self, kind=kind)
 
     @property
