@@ -1,4 +1,4 @@
-"""Blends of prediction tables and decision files, against scipy / numpy computed plainly."""
+"""Blends of prediction tables, decision and blend files, against scipy / numpy computed plainly."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from scipy.stats import rankdata
 
 from kagglekit.errors import InvalidArgumentError, KagglekitError, ShapeError
 from kagglekit.thresholds import (
+    BlendFileError,
     Decision,
     DecisionFileError,
     best_fbeta_threshold,
@@ -19,6 +20,7 @@ from kagglekit.thresholds import (
     fit_decision,
     fit_entropy_cut,
     per_class_thresholds,
+    read_blend,
     read_decision,
     write_decision,
 )
@@ -109,17 +111,31 @@ def test_argmax_with_an_entropy_cut_and_a_temperature():
     assert (chosen[:40] == -1).mean() > 0.8 and (chosen[40:] == y[40:]).mean() > 0.9
 
 
-@pytest.mark.parametrize("content, words", [
-    (None, "not found"), ("{", "cannot be used"), ('{"kind": "per_class"}', "needs thresholds"),
-    ('{"kind": "argmax", "temperature": -1}', "temperature must be a positive number"),
-    ('{"kind": "argmax", "format": 9}', "newer kagglekit"), ('{"kind": "vote"}', "unknown decision kind"),
+BLEND_FILE = {"format": 1, "kind": "blend", "mode": "mean", "weights": [1.0], "models": None, "method": "nnls",
+              "in_sample": 1, "nested": 1}
+
+
+@pytest.mark.parametrize("read, content, words", [
+    (read_decision, None, "not found"), (read_decision, "{", "cannot be used"),
+    (read_decision, '{"kind": "per_class"}', "needs thresholds"),
+    (read_decision, '{"kind": "argmax", "temperature": -1}', "temperature must be a positive number"),
+    (read_decision, '{"kind": "argmax", "format": 9}', "newer kagglekit"),
+    (read_decision, '{"kind": "vote"}', "unknown decision kind"),
+    (read_blend, None, "not found"), (read_blend, "{not json", "cannot be used"),
+    (read_blend, json.dumps({"format": 1, "kind": "decision"}), '"kind": "blend"'),
+    (read_blend, json.dumps({"format": 2, "kind": "blend"}), "upgrade kagglekit"),
+    (read_blend, json.dumps({**BLEND_FILE, "weights": [1.5, -0.5]}), "non-negative"),
+    (read_blend, json.dumps({**BLEND_FILE, "mode": "median"}), "median"),
+    (read_blend, json.dumps({**BLEND_FILE, "models": ["a", "b"]}), "1 names"),
+    (read_blend, json.dumps({"format": 1, "kind": "blend", "weights": [1.0]}), "missing"),
 ])
-def test_a_bad_decision_file_names_itself(tmp_path, content, words):
-    path = tmp_path / "decision.json"
+def test_a_bad_decision_or_blend_file_names_itself(tmp_path, read, content, words):
+    path = tmp_path / "fitted.json"
     if content is not None:
         path.write_text(content)
-    with pytest.raises(DecisionFileError, match=words) as info:
-        read_decision(path)
+    error = DecisionFileError if read is read_decision else BlendFileError
+    with pytest.raises(error, match=words) as info:
+        read(path)
     assert str(path) in str(info.value)
 
 

@@ -159,23 +159,6 @@ class TrainedHeads:
     paths: list[Path] = field(default_factory=list)
 
 
-def _fold_pairs(folds, y: np.ndarray, seed: int):
-    """(train, validation) index pairs from a fold count (stratified, shuffled with ``seed``), an (n,) array of
-    fold numbers, or the pairs themselves."""
-    if isinstance(folds, (int, np.integer)) and not isinstance(folds, bool):
-        from sklearn.model_selection import StratifiedKFold
-
-        return list(StratifiedKFold(positive_int("folds", folds, minimum=2), shuffle=True, random_state=seed).split(y, y))
-    array = np.asarray(folds) if not isinstance(folds, list) or not folds or np.ndim(folds[0]) == 0 else None
-    if array is not None and array.shape == y.shape:
-        return [(np.flatnonzero(array != f), np.flatnonzero(array == f)) for f in np.unique(array[array >= 0])]
-    try:
-        return [(np.asarray(t, np.int64), np.asarray(v, np.int64)) for t, v in folds]
-    except (TypeError, ValueError):
-        raise InvalidArgumentError("folds must be a number of folds, an (n,) array of fold numbers, or (train, validation) "
-                                   "index pairs") from None
-
-
 def _labels(y, classes):
     """Class indices (n,) int64 and the class names (or None) from indices or names."""
     y = np.asarray(y)
@@ -206,6 +189,7 @@ def train_heads(bags, y, *, head: str = "chowder", folds=5, n_seeds: int = 10, e
 
     Holds every bag's features (as given), one fold's heads and a padded batch.
     """
+    from kagglekit.cv import fold_pairs
     from kagglekit.metrics import balanced_accuracy
 
     features, backbone = _features(bags)
@@ -220,7 +204,7 @@ def train_heads(bags, y, *, head: str = "chowder", folds=5, n_seeds: int = 10, e
     num_classes = len(classes) if classes is not None else int(y.max()) + 1
     oof = np.full((len(features), num_classes), np.nan, np.float32)
     heads, scores, paths = [], [], []
-    for fold, (train, val) in enumerate(_fold_pairs(folds, y, seed)):
+    for fold, (train, val) in enumerate(fold_pairs(folds, y, seed)):
         ensemble = fit_heads(features, y, train, head=head, seeds=head_seeds(seed, fold, n_seeds), epochs=epochs, lr=lr,
                              weight_decay=weight_decay, batch_size=batch_size, data_seed=[seed, fold],
                              num_classes=num_classes, device=device, head_kwargs=head_kwargs, progress=progress)

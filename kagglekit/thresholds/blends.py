@@ -18,7 +18,7 @@ import numpy as np
 from kagglekit._checks import one_of, positive_weights
 from kagglekit.errors import InvalidArgumentError, ShapeError
 
-__all__ = ["BLEND_MODES", "blend", "rank_columns"]
+__all__ = ["BLEND_MODES", "blend", "from_space", "rank_columns", "to_space"]
 
 BLEND_MODES = ("mean", "logit_mean", "gmean", "rank", "median")
 LOGIT_EPS = 1e-7  # probabilities are clipped to [eps, 1 - eps] before the logit
@@ -96,15 +96,26 @@ def blend(tables, weights=None, mode: str = "mean") -> np.ndarray:
         _check_probabilities(arrays, mode)
     total = np.zeros(arrays[0].shape)
     for w, a in zip(weights, arrays):
-        if mode == "rank":
-            a = rank_columns(a)
-        elif mode == "logit_mean":
-            p = np.clip(a, LOGIT_EPS, 1 - LOGIT_EPS, dtype=np.float64)
-            a = np.log(p) - np.log1p(-p)
-        elif mode == "gmean":
-            with np.errstate(divide="ignore"):
-                a = np.log(a, dtype=np.float64)
-        total += w * a
+        total += w * to_space(a, mode)
+    return from_space(total, mode)
+
+
+def to_space(table: np.ndarray, mode: str) -> np.ndarray:
+    """``table`` where ``mode`` takes its weighted mean, float64: the table itself (``mean``), its column ranks
+    divided by N (``rank``), its logits (``logit_mean``) or its logarithm (``gmean``; log 0 is -inf)."""
+    if mode == "rank":
+        return rank_columns(table)
+    if mode == "logit_mean":
+        p = np.clip(table, LOGIT_EPS, 1 - LOGIT_EPS, dtype=np.float64)
+        return np.log(p) - np.log1p(-p)
+    if mode == "gmean":
+        with np.errstate(divide="ignore"):
+            return np.log(table, dtype=np.float64)
+    return np.asarray(table, np.float64)
+
+
+def from_space(total: np.ndarray, mode: str) -> np.ndarray:
+    """The blend from the weighted mean ``total`` of :func:`to_space` tables (the sigmoid or exp where it applies)."""
     if mode == "logit_mean":
         return 1.0 / (1.0 + np.exp(-total))
     if mode == "gmean":

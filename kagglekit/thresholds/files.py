@@ -28,6 +28,7 @@ import numpy as np
 from kagglekit._atomic import atomic_open
 from kagglekit._checks import one_of, positive_int
 from kagglekit.errors import ConfigError, InvalidArgumentError, ShapeError
+from kagglekit.thresholds._json_files import read_json_file
 from kagglekit.thresholds.structure import LabelStructure
 
 __all__ = ["DECISION_KINDS", "Decision", "DecisionFileError", "fit_decision", "read_decision", "write_decision"]
@@ -209,19 +210,13 @@ def write_decision(decision: Decision, path) -> Path:
 
 def read_decision(path) -> Decision:
     """The :class:`Decision` in a file written by :func:`write_decision`; a DecisionFileError naming the file otherwise."""
-    path = Path(path)
-    if not path.is_file():
-        raise DecisionFileError(f"decision file {path} not found; write it with kagglekit.thresholds.write_decision "
-                                "after fitting on out-of-fold predictions, or fix the path")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-        if not isinstance(data, dict) or "kind" not in data:
-            raise ValueError("not an object with a 'kind'")
-        if data.pop("format", _FORMAT) > _FORMAT:
-            raise ValueError("written by a newer kagglekit; upgrade kagglekit to read it")
-        fields = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
-        if fields.get("structure") is not None:
-            fields["structure"] = LabelStructure.from_dict(data["structure"])
-        return Decision(**fields)
-    except (ValueError, TypeError, InvalidArgumentError) as exc:
-        raise DecisionFileError(f"decision file {path} cannot be used: {exc}") from None
+    return read_json_file(path, DecisionFileError, "decision", "write_decision", _FORMAT, _decision)
+
+
+def _decision(data: dict) -> Decision:
+    if "kind" not in data:
+        raise ValueError("not an object with a 'kind'")
+    fields = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
+    if fields.get("structure") is not None:
+        fields["structure"] = LabelStructure.from_dict(data["structure"])
+    return Decision(**fields)
