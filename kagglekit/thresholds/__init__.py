@@ -5,6 +5,9 @@
     calibration.py  TemperatureScaler
     blends.py       blend: mean, logit_mean, gmean, rank, median of (N, C) prediction tables
     files.py        decision files: what was fitted on out-of-fold predictions, as a small JSON the pipeline reads
+    stacking.py     fit_stacker: a second level on out-of-fold tables (honest OOF, repeats), Stacker, load_stacker
+    stack_heads.py  a stacker's fitted estimators as arrays, predicted in numpy (its file needs no pickle)
+    stack_files.py  read_stack_file: the stacker or blend file classify's [stack] applies
 
 Convention used everywhere here: a score is predicted positive when ``score >= threshold``.
 """
@@ -19,6 +22,8 @@ from kagglekit.thresholds.decisions import (
     fit_entropy_cut,
     reject_by_entropy,
 )
+from kagglekit.thresholds.stack_files import BlendFile, read_stack_file
+from kagglekit.thresholds.stacking import StackFileError, Stacker, fit_stacker, load_stacker, repeat_folds
 from kagglekit.thresholds.files import DECISION_KINDS, Decision, DecisionFileError, fit_decision, read_decision, write_decision
 from kagglekit.thresholds.sweeps import (
     ClassThresholds,
@@ -33,5 +38,6 @@ __all__ = [
     "ThresholdResult", "ClassThresholds", "FbetaDecision", "EntropyCut", "apply_threshold", "best_fbeta_threshold",
     "percentile_threshold", "per_class_thresholds", "expected_fbeta_decision", "entropy", "reject_by_entropy",
     "fit_entropy_cut", "TemperatureScaler", "blend", "BLEND_MODES", "Decision", "DecisionFileError", "DECISION_KINDS",
-    "fit_decision", "read_decision", "write_decision",
+    "fit_decision", "read_decision", "write_decision", "Stacker", "StackFileError", "fit_stacker", "load_stacker",
+    "repeat_folds", "BlendFile", "read_stack_file",
 ]
