@@ -17,6 +17,7 @@ from kagglekit.cli import main
 from kagglekit.errors import InvalidArgumentError, ShapeError
 from kagglekit.models import create, save_checkpoint
 from kagglekit.pipeline import PipelineConfigError, classify
+from kagglekit.pipeline.degrade import Degrader
 from kagglekit.thresholds import (Decision, StackFileError, blend, fit_stacker, load_stacker, repeat_folds,
                                   write_decision)
 from kagglekit.thresholds.stack_heads import export_head, head_proba
@@ -59,8 +60,23 @@ def test_logistic_per_class_equals_sklearn_fitted_plainly_on_the_same_folds():
     test_tables, _, _ = problem(seed=7, n=50)
     for c in range(C):
         model = LogisticRegression(max_iter=1000).fit(np.stack([t[:, c] for t in tables], 1), y[:, c])
-        np.testing.assert_allclose(stacker.predict(test_tables)[:, c],
-                                   model.predict_proba(np.stack([t[:, c] for t in test_tables], 1))[:, 1], rtol=0, atol=1e-12)
+        expected = model.predict_proba(np.stack([t[:, c] for t in test_tables], 1))[:, 1]
+        np.testing.assert_allclose(stacker.predict(test_tables)[:, c], expected, rtol=0, atol=1e-12)
+
+
+def test_extra_features_follow_each_class_columns():
+    tables, y, folds = problem()
+    extra = np.random.default_rng(2).random((N, 2))
+    stacker = fit_stacker(tables, y, folds, "logistic", extra_features=extra)
+    for c in range(C):
+        X = np.column_stack([tables[0][:, c], tables[1][:, c], extra])
+        expected = np.empty(N)
+        for f in range(4):
+            model = LogisticRegression(max_iter=1000).fit(X[folds != f], y[folds != f, c])
+            expected[folds == f] = model.predict_proba(X[folds == f])[:, 1]
+        np.testing.assert_allclose(stacker.oof[:, c], expected, rtol=0, atol=1e-12)
+    with pytest.raises(ShapeError, match=r"fitted with 2 extra feature column\(s\); pass extra_features of shape \(N, 2\)"):
+        stacker.predict(tables)
 
 
 def test_single_label_multinomial_stacker_sees_every_column_table_by_table():
@@ -72,7 +88,8 @@ def test_single_label_multinomial_stacker_sees_every_column_table_by_table():
     X = np.hstack(tables)  # table m's column c at m * 3 + c
     expected = np.empty((150, 3))
     for f in range(3):
-        expected[folds == f] = LogisticRegression(max_iter=1000).fit(X[folds != f], y[folds != f]).predict_proba(X[folds == f])
+        model = LogisticRegression(max_iter=1000).fit(X[folds != f], y[folds != f])
+        expected[folds == f] = model.predict_proba(X[folds == f])
     np.testing.assert_allclose(stacker.oof, expected, rtol=0, atol=1e-12)
     one_vs_rest = fit_stacker(tables, y, 3, "logistic")
     np.testing.assert_allclose(one_vs_rest.oof.sum(axis=1), 1.0, rtol=0, atol=1e-12)
@@ -153,7 +170,7 @@ def test_mistakes_are_named_once(tmp_path):
     stacker.save(tmp_path / "newer.json")
     (tmp_path / "newer.json").write_text((tmp_path / "newer.json").read_text().replace('"format": 1', '"format": 2'))
     for name, words in (("decision.json", "its kind is 'threshold', not 'stacker'"), ("blend.json", "its kind is 'blend'"),
-                        ("newer.json", "format 2, newer than"), ("absent.json", "not found")):
+                        ("newer.json", "format 2, not one this kagglekit reads"), ("absent.json", "not found")):
         with pytest.raises(StackFileError, match=words) as info:
             load_stacker(tmp_path / name)
         assert str(info.value).count(name) == 1
@@ -181,9 +198,13 @@ def comp(tmp_path):
     return tmp_path
 
 
-def first_level() -> list[np.ndarray]:
-    """Each model's (5, 3) sigmoid probabilities of the colour images, in closed form (D4 views change nothing)."""
-    return [np.array([sigmoid(colour_logits(c, 3, gain)) for c in COLOURS.values()]) for gain in GAINS]
+def softmax(z):
+    return np.exp(z - z.max()) / np.exp(z - z.max()).sum()
+
+
+def first_level(activation=sigmoid) -> list[np.ndarray]:
+    """Each model's (5, 3) probabilities of the colour images, in closed form (D4 views change nothing)."""
+    return [np.array([activation(colour_logits(c, 3, gain)) for c in COLOURS.values()]) for gain in GAINS]
 
 
 def classify_with(comp, stack_file, decision=None, models=None, **top):
@@ -211,18 +232,22 @@ def test_classify_applies_a_blend_file_written_to_the_contract(comp):
                                                  "models": ["m0", "m1"], "score": 0.9}))
     _, written = classify_with(comp, "blend.json")
     np.testing.assert_allclose(written, blend(first_level(), [3, 1], "logit_mean"), rtol=0, atol=1e-6)
+    _, written = classify_with(comp, "blend.json", {"kind": "argmax"})  # each model's own softmax, then the blend
+    assert np.array_equal(written, np.eye(3)[blend(first_level(softmax), [3, 1], "logit_mean").argmax(axis=1)])
 
 
 def test_a_stack_that_does_not_fit_the_models_is_refused_by_the_run_and_by_check(comp, capsys):
     (comp / "blend.json").write_text(json.dumps({"format": 1, "kind": "blend", "mode": "mean", "weights": [1, 1, 1],
                                                  "models": ["x", "y", "z"]}))
-    with pytest.raises(PipelineConfigError, match=r"blend.json combines 3 model\(s\) but \[\[models\]\] lists 2; list") as info:
+    refusal = r"blend.json combines 3 model\(s\) but \[\[models\]\] lists 2; list"
+    with pytest.raises(PipelineConfigError, match=refusal) as info:
         classify_with(comp, "blend.json")
     assert str(info.value).count("blend.json") == 1
     assert [r["id"] for r in read_csv(comp / "out" / "submission.csv")] == list(COLOURS)  # the fallback is written
     (comp / "classify.toml").write_text('kind = "classify"\nnum_workers = 0\n[preprocess]\nsize = 16\n[[models]]\n'
                                         'path = "m0.safetensors"\n[[models]]\npath = "m1.safetensors"\n[stack]\n'
-                                        'file = "blend.json"\n[decision]\nkind = "probability"\n[output]\nformat = "columns"\n')
+                                        'file = "blend.json"\n[decision]\nkind = "probability"\n[output]\n'
+                                        'format = "columns"\n')
     assert main(["classify", "--check", "--config", str(comp / "classify.toml"), "--input", str(comp)]) == 1
     assert "problem: stack file: stack.file:" in capsys.readouterr().out
     (comp / "blend.json").write_text(json.dumps({"format": 1, "kind": "blend", "mode": "rank", "weights": [1, 1],
@@ -235,3 +260,27 @@ def test_a_stack_that_does_not_fit_the_models_is_refused_by_the_run_and_by_check
     assert "ok: stack file:" in capsys.readouterr().out
     with pytest.raises(PipelineConfigError, match=r"models\[1\].weight: with \[stack\] the stack file combines"):
         classify_with(comp, "blend.json", models=[{"path": "m0.safetensors"}, {"path": "m1.safetensors", "weight": 2.0}])
+
+
+def test_a_stack_needs_every_model_its_classes_and_no_temperature(comp):
+    rng = np.random.default_rng(0)
+    y = (rng.random((80, 3)) < 0.5).astype(int)
+    fit_stacker([rng.random((80, 3)), rng.random((80, 3))], y, 4, classes=["a", "b", "c"]).save(comp / "stacker.json")
+    with pytest.raises(PipelineConfigError, match=r"fitted on 3 classes \['a', 'b', 'c'\], the models return 3 "
+                                                  r"\(\['red', 'green', 'blue'\]\)"):
+        classify_with(comp, "stacker.json")
+    (comp / "blend.json").write_text(json.dumps({"format": 1, "kind": "blend", "mode": "mean", "weights": [1, 1],
+                                                 "models": ["x", "y"]}))
+    write_decision(Decision("threshold", threshold=0.5, temperature=2.0), comp / "decision.json")
+    with pytest.raises(PipelineConfigError, match="its temperature divides each model's logits, but with .stack."):
+        classify_with(comp, "blend.json", decision={"file": "decision.json"})
+    (comp / "m1.safetensors").write_bytes(b"not a checkpoint")
+    with pytest.raises(PipelineConfigError, match=r"needs every model, but \[.*m1.safetensors'\] could not load or run"):
+        classify_with(comp, "blend.json")
+
+
+def test_the_budget_drops_views_but_never_a_stacks_model():
+    degrader, steps = Degrader(8, 3, models_dropped=False), []
+    while (step := degrader.step()) is not None:
+        steps.append((degrader.views, degrader.models))
+    assert steps == [(4, 3), (2, 3), (1, 3)]  # views halved to one; the three models stay

@@ -97,7 +97,8 @@ def _stack(cfg: ClassifyConfig, decision=None):
 
 
 def _stack_fits(cfg: ClassifyConfig, stack, kept, classes) -> None:
-    """Refuse a run whose models did not all load and run (a stack needs each), or whose classes the stacker's differ from."""
+    """Refuse a run whose models did not all load and run (a stack needs each), or whose classes differ from the
+    stacker's."""
     lost = [str(m.path) for m in cfg.models if m.path not in {k.path for k in kept}]
     if lost:
         raise PipelineConfigError(f"stack: {cfg.stack.file} needs every model, but {lost} could not load or run (see "
@@ -327,7 +328,8 @@ def _checked_preprocessing(cfg) -> str:
 def _checked_stack(cfg) -> str:
     """For ``--check``: the ``[stack]`` file reads and fits ``[[models]]`` and the decision."""
     stack = _stack(cfg, _decision(cfg))
-    what = f"a {stack.mode!r} blend" if hasattr(stack, "mode") else f"a {stack.estimator} stacker of {stack.n_classes} class(es)"
+    what = (f"a {stack.mode!r} blend" if hasattr(stack, "mode")
+            else f"a {stack.estimator} stacker of {stack.n_classes} class(es)")
     return f"{cfg.stack.file}: {what} over {stack.n_models} model(s)"
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import torch
 from torch import nn
 
 from kagglekit.pipeline.degrade import Degrader
@@ -32,14 +33,11 @@ class _SideBySide(nn.Module):
         self.models = nn.ModuleList(models)
 
     def forward(self, x):
-        import torch
-
         return torch.cat([m(x) for m in self.models], dim=1)
 
 
 def _per_model(activation: str, n_models: int):
     """``activation`` applied to each model's block of a (B, M*C) output."""
-    import torch
 
     def activate(y):
         blocks = y.float().unflatten(1, (n_models, -1))

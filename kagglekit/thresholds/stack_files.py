@@ -14,7 +14,7 @@ import numpy as np
 
 from kagglekit._checks import positive_weights
 from kagglekit.errors import InvalidArgumentError
-from kagglekit.thresholds.stacking import STACK_FORMAT, StackFileError, Stacker, read_json, stacker_from
+from kagglekit.thresholds.stacking import StackFileError, Stacker, check_format, read_json, stacker_from
 
 __all__ = ["BlendFile", "read_stack_file"]
 
@@ -41,9 +41,7 @@ class BlendFile:
 
 
 def _blend_from(data: dict, path) -> BlendFile:
-    if not isinstance(data.get("format"), int) or data["format"] > STACK_FORMAT:
-        raise StackFileError(f"{path} has format {data.get('format')!r}, newer than this kagglekit reads "
-                             f"({STACK_FORMAT}); upgrade kagglekit")
+    check_format(data, path)
     mode, models = data.get("mode"), data.get("models")
     if mode not in BLEND_FILE_MODES:
         raise StackFileError(f"blend file {path}: mode must be one of {list(BLEND_FILE_MODES)}, got {mode!r}")

@@ -90,7 +90,8 @@ def _trees_proba(head: dict, X: np.ndarray) -> np.ndarray:
 
 def _pack_array(a: np.ndarray) -> dict:
     a = np.ascontiguousarray(a, np.float64 if a.dtype.kind == "f" else np.int64)
-    return {"dtype": a.dtype.str, "shape": list(a.shape), "zlib_base64": base64.b64encode(zlib.compress(a.tobytes())).decode()}
+    packed = base64.b64encode(zlib.compress(a.tobytes())).decode()
+    return {"dtype": a.dtype.str, "shape": list(a.shape), "zlib_base64": packed}
 
 
 def _unpack_array(packed: dict) -> np.ndarray:

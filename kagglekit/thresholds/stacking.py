@@ -44,7 +44,8 @@ from kagglekit._checks import as_binary, one_of, positive_int
 from kagglekit.errors import ConfigError, InvalidArgumentError, ShapeError
 from kagglekit.thresholds.stack_heads import export_head, head_proba, pack_head, unpack_head
 
-__all__ = ["ESTIMATORS", "StackFileError", "Stacker", "fit_stacker", "load_stacker", "read_json", "repeat_folds", "stacker_from"]
+__all__ = ["ESTIMATORS", "StackFileError", "Stacker", "check_format", "fit_stacker", "load_stacker", "read_json",
+           "repeat_folds", "stacker_from"]
 
 ESTIMATORS = ("logistic", "extra_trees")
 TASKS = ("multilabel", "single_label")
@@ -76,15 +77,19 @@ class Stacker:
         one_of("stacker task", self.task, TASKS)
         for name, low in (("n_models", 1), ("n_classes", 1), ("n_extra", 0)):
             positive_int(name, getattr(self, name), low)
+        if not isinstance(self.per_class, bool):
+            raise InvalidArgumentError(f"per_class must be true or false, got {self.per_class!r}")
         heads = 1 if self.task == "single_label" and not self.per_class else self.n_classes
         if len(self.heads) != heads:
-            raise InvalidArgumentError(f"a {self.task} stacker with per_class={self.per_class} has {heads} head(s), got {len(self.heads)}")
+            raise InvalidArgumentError(f"a {self.task} stacker with per_class={self.per_class} has {heads} head(s), "
+                                       f"got {len(self.heads)}")
         if self.classes is not None and len(self.classes) != self.n_classes:
             raise InvalidArgumentError(f"{len(self.classes)} class names for {self.n_classes} classes")
         width = _width(self.per_class, self.n_models, self.n_classes, self.n_extra)
-        for h in self.heads:
-            used = h["coef"].shape[1] if h["kind"] == "logistic" else int(h["feature"].max()) + 1
-            if used > width if h["kind"] == "trees" else used != width:
+        for h in self.heads:  # a logistic head weighs every feature; a tree may leave some unused
+            logistic = h["kind"] == "logistic"
+            used = h["coef"].shape[1] if logistic else int(h["feature"].max()) + 1
+            if (used != width) if logistic else (used > width):
                 raise InvalidArgumentError(f"a head uses {used} features but the layout has {width}")
 
     def predict(self, tables, extra_features=None) -> np.ndarray:
@@ -290,15 +295,20 @@ def stacker_from(data: dict, path) -> Stacker:
         kind = data.get("kind") if isinstance(data, dict) else None
         raise StackFileError(f"{path} is not a stacker file (its kind is {kind!r}, not 'stacker'); write one with "
                              "fit_stacker(...).save(path), or point at the right file")
-    if not isinstance(data.get("format"), int) or data["format"] > STACK_FORMAT:
-        raise StackFileError(f"{path} has format {data.get('format')!r}, newer than this kagglekit reads "
-                             f"({STACK_FORMAT}); upgrade kagglekit, or save the stacker again with this one")
+    check_format(data, path)
     try:
         fields = {k: data[k] for k in ("estimator", "task", "per_class", "n_models", "n_classes", "n_extra")}
         classes = None if data.get("classes") is None else tuple(data["classes"])
         return Stacker(**fields, heads=tuple(unpack_head(h) for h in data["heads"]), classes=classes)
     except (KeyError, TypeError, InvalidArgumentError) as exc:
         raise StackFileError(f"stacker file {path} cannot be used: {exc}") from None
+
+
+def check_format(data: dict, path) -> None:
+    """Refuse a stack file whose ``format`` is missing or newer than this kagglekit reads, naming ``path``."""
+    if not isinstance(data.get("format"), int) or data["format"] > STACK_FORMAT:
+        raise StackFileError(f"{path} has format {data.get('format')!r}, not one this kagglekit reads (up to "
+                             f"{STACK_FORMAT}); upgrade kagglekit, or write the file again with this one")
 
 
 def read_json(path, what: str) -> dict:
