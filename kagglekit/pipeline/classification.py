@@ -80,6 +80,51 @@ def _changed(decision, **changes):
         raise PipelineConfigError(f"decision: {exc}") from None
 
 
+@dataclass(frozen=True)
+class Prepared:
+    """What a classify run reads before its inputs: the decision (None for kind 'probability') and the
+    ``[stack]`` file's stacker or blend (None without one)."""
+
+    decision: object
+    stack: object = None
+
+
+def _stack(cfg: ClassifyConfig, decision=None):
+    """The ``[stack]`` file's stacker or blend (None without ``[stack]``), refused unless it fits ``[[models]]``
+    and the decision; its mistakes raise naming the file."""
+    from kagglekit.thresholds.stack_files import BlendFile, read_stack_file
+
+    if cfg.stack is None:
+        return None
+    path, stack = cfg.stack.file, read_stack_file(cfg.stack.file)
+    if stack.n_models != len(cfg.models):
+        raise PipelineConfigError(f"stack.file: {path} combines {stack.n_models} model(s) but [[models]] lists "
+                                  f"{len(cfg.models)}; list the models it was fitted on, in its order, or fit it on these")
+    if isinstance(stack, BlendFile) and stack.mode == "rank":
+        raise PipelineConfigError(f"stack.file: {path} blends ranks, which need every test row at once, but classify "
+                                  "predicts a chunk at a time; write a 'mean' or 'logit_mean' blend file")
+    if not isinstance(stack, BlendFile) and stack.n_extra:
+        raise PipelineConfigError(f"stack.file: {path} was fitted with {stack.n_extra} extra feature(s) that classify "
+                                  "does not have; fit it on the models' out-of-fold tables alone")
+    if decision is not None and decision.temperature != 1.0:
+        raise PipelineConfigError(f"decision.file: its temperature divides each model's logits, but with [stack] the "
+                                  f"decision applies to {path}'s output; fit the decision on that output without logits=")
+    return stack
+
+
+def _stack_fits(cfg: ClassifyConfig, stack, kept, classes) -> None:
+    """Refuse a run whose models did not all load and run (a stack needs each), or whose classes differ from the
+    stacker's."""
+    lost = [str(m.path) for m in cfg.models if m.path not in {k.path for k in kept}]
+    if lost:
+        raise PipelineConfigError(f"stack: {cfg.stack.file} needs every model, but {lost} could not load or run (see "
+                                  "the notes above); fix them, or refit the stack without them")
+    names, n = getattr(stack, "classes", None), getattr(stack, "n_classes", kept[0].out_shape[1])
+    if n != kept[0].out_shape[1] or (names and classes and tuple(names) != tuple(classes)):
+        raise PipelineConfigError(f"stack.file: {cfg.stack.file} was fitted on {n} classes {list(names or [])}, the models "
+                                  f"return {kept[0].out_shape[1]} ({list(classes)})")
+
+
 def _read_classes(path: Path) -> tuple[str, ...]:
     if not path.is_file():
         raise PipelineConfigError(f"output.classes_file: {path} not found; write one class name per line, or a JSON list")
@@ -230,7 +275,8 @@ class Classify(PipelineKind):
 
 
     def prepare(self, run, report):
-        return _decision(run.config)
+        decision = _decision(run.config)
+        return Prepared(decision, _stack(run.config, decision))
 
     def find_inputs(self, cfg, input_dir, ids, report, sample=None):
         return _find_inputs(cfg, input_dir, ids, report, sample)
@@ -241,11 +287,11 @@ class Classify(PipelineKind):
 
         return load_models_for(run, pending, report), None
 
-    def predictor(self, run, kept, loaded, decision, store_rows, report):
-        """(degrader, predict(ids, payloads), ids per unit, unit name) for the kept models."""
+    def predictor(self, run, kept, loaded, state, store_rows, report):
+        """(degrader, predict(ids, payloads), ids per unit, unit name) for the kept models (``state``: :class:`Prepared`)."""
         from kagglekit.pipeline.classify_images import chunk_predictor
 
-        return chunk_predictor(run, kept, decision, store_rows, report)
+        return chunk_predictor(run, kept, state.decision, store_rows, report, state.stack)
 
     def plan(self, run, pending, report, state):
         kept, loaded = self.load(run, pending, report)
@@ -255,18 +301,19 @@ class Classify(PipelineKind):
                                           "row of class scores per input (N, C): is it a segmentation model?")
         if not kept:
             return None
-        cfg, decision = run.config, state
+        cfg, decision = run.config, state.decision
         if cfg.slides is None:
             _check_preprocessing(cfg, [(m.path, getattr(m.model, "kagglekit_metadata", None)) for m in kept])
         report.classes = _classes(cfg, kept, decision, run.reference, run.sample)
         if decision is not None and decision.structure is not None and decision.classes is None:
             decision = _changed(decision, classes=report.classes)
+        if state.stack is not None:
+            _stack_fits(cfg, state.stack, kept, report.classes)
         label_column = cfg.output.columns(run.reference)[1]
         value = value_index(cfg.output, report.classes, kept[0].out_shape[1])  # before any image
         rows = _formatter(cfg, report.classes, decision, label_column, value)
         store = row_store(run.guard, list(report.classes) if cfg.output.format == "columns" else [label_column])
-        degrader, predict, chunk, unit = self.predictor(run, kept, loaded, decision,
-                                                        lambda ids, p: store(ids, rows(p)), report)
+        degrader, predict, chunk, unit = self.predictor(run, kept, loaded, state, lambda ids, p: store(ids, rows(p)), report)
         units = [([i for i, _ in pending[k : k + chunk]], [p for _, p in pending[k : k + chunk]])
                  for k in range(0, len(pending), chunk)]
         return Plan(predict, degrader, units, [len(ids) for ids, _ in units], unit)
@@ -275,6 +322,8 @@ class Classify(PipelineKind):
         files = []
         if cfg.decision.file is not None or cfg.decision.other_file is not None:
             files.append(("decision file", lambda: f"{_decision(cfg) or 'probability'}"))
+        if cfg.stack is not None:
+            files.append(("stack file", lambda: _checked_stack(cfg)))
         if cfg.output.classes_file is not None:
             files.append(("classes file", lambda: f"{cfg.output.classes_file}: {list(_read_classes(cfg.output.classes_file))}"))
         if cfg.output.format == "probability":
@@ -308,6 +357,14 @@ def _checked_structure(cfg) -> str:
     _changed(_decision(cfg), classes=tuple(classes))
     structure = cfg.decision.label_structure()
     return f"{len(structure.groups)} group(s), alone {list(structure.alone)}: every label is one of the {len(classes)} classes"
+
+
+def _checked_stack(cfg) -> str:
+    """For ``--check``: the ``[stack]`` file reads and fits ``[[models]]`` and the decision."""
+    stack = _stack(cfg, _decision(cfg))
+    what = (f"a {stack.mode!r} blend" if hasattr(stack, "mode")
+            else f"a {stack.estimator} stacker of {stack.n_classes} class(es)")
+    return f"{cfg.stack.file}: {what} over {stack.n_models} model(s)"
 
 
 def _checked_value(cfg) -> str:

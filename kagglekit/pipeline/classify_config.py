@@ -13,6 +13,10 @@ one probability per id (a model with one output, or the second of two); ``column
 named as in the sample submission, with probabilities (``probability``) or 0/1 (the other kinds). The
 fallback is the sample submission's own rows, or ``fallback`` in the label column.
 
+``[stack] file``: a stacker (``fit_stacker(...).save``) or blend file (:mod:`kagglekit.thresholds.stack_files`)
+applied to each model's probabilities (its views merged; models in ``[[models]]`` order) instead of their
+weighted mean, before the decision. Every model is then needed: none is dropped for time or skipped.
+
 ``[memory]`` is read as in segment, but only ``offload`` is taken for now: ``max_resident`` and ``fp16``
 are refused (classify keeps every model on the device; ``amp`` is its mixed precision).
 """
@@ -207,6 +211,12 @@ class OutputConfig(OutputBase):
 
 
 @dataclass(frozen=True, kw_only=True)
+class StackConfig:
+    file: Path = option(check=File('a stacker (fit_stacker(...).save) or blend file, e.g. "stacker.json"'),
+                        help="applied to the models' probabilities (in [[models]] order) instead of their weighted mean")
+
+
+@dataclass(frozen=True, kw_only=True)
 class StainConfig:
     method: str = option(check=Choice("macenko", "reinhard"), help="the stain normaliser")
     reference: Path = option(check=File('the tile image to match, e.g. "reference_tile.png"'), help="the tile it matches")
@@ -258,6 +268,7 @@ class ClassifyConfig(PipelineBase):
     batch_size: int = option(32, check=Integer(), help="images per model call")
     num_workers: int = option(2, check=Integer(0), help="image decoding threads")
     decision: DecisionConfig = section(DecisionConfig, help="probabilities -> labels")
+    stack: StackConfig | None = section(StackConfig, optional=True, help="a second level over the models' probabilities")
     output: OutputConfig = section(OutputConfig, help="the submission")
     slides: SlidesConfig | None = section(SlidesConfig, optional=True, help="each input a whole slide: a bag, then MIL heads")
     kind: str = field(default="classify", init=False)
@@ -277,10 +288,24 @@ class ClassifyConfig(PipelineBase):
             raise PipelineConfigError(f"decision.kind: output.format = 'probability' writes one probability per id, not "
                                       f"the decision of kind {decision.kind!r}; use kind = 'probability'")
         self._check_inputs()
+        self._check_stack(t)
         for name in ("preprocess", "tta"):
             if self.slides is not None and name in t.data:
                 raise PipelineConfigError(f"{name}: does not apply with [slides] (tiles are sized by slides.tile, and "
                                           "a bag has no views); remove it")
+
+    def _check_stack(self, t: Table) -> None:
+        """``[stack]`` combines the models itself: no weights, no MIL heads (the file's fit: at run and ``--check``)."""
+        if self.stack is None:
+            return
+        if self.slides is not None:
+            raise PipelineConfigError("stack: does not apply with [slides] (the MIL heads' probabilities are averaged "
+                                      "by weight); remove [stack]")
+        models = t.data.get("models")
+        weighted = [k for k, m in enumerate(models if isinstance(models, list) else [models]) if "weight" in m]
+        if weighted:
+            raise PipelineConfigError(f"models[{weighted[0]}].weight: with [stack] the stack file combines the models "
+                                      "(its weights or stacker); remove weight from [[models]]")
 
     def _check_inputs(self) -> None:
         """A file's scale and a slide kind from the table go with [slides] (and the table with tma_when)."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import torch
 from torch import nn
 
 from kagglekit.pipeline.degrade import Degrader
@@ -24,6 +25,32 @@ class _Tempered(nn.Module):
         return self.model(x) / self.temperature
 
 
+class _SideBySide(nn.Module):
+    """Every model's (B, C) output side by side, (B, M*C): the models of a stack, each merged over views alone."""
+
+    def __init__(self, models):
+        super().__init__()
+        self.models = nn.ModuleList(models)
+
+    def forward(self, x):
+        return torch.cat([m(x) for m in self.models], dim=1)
+
+
+def _per_model(activation: str, n_models: int):
+    """``activation`` applied to each model's block of a (B, M*C) output."""
+
+    def activate(y):
+        blocks = y.float().unflatten(1, (n_models, -1))
+        return (torch.softmax(blocks, dim=2) if activation == "softmax" else torch.sigmoid(blocks)).flatten(1)
+
+    return activate
+
+
+def _stacked(store_rows, stack, n_models: int):
+    """``store_rows`` of the stack's (b, C) output for the (b, M*C) per-model probabilities."""
+    return lambda ids, p: store_rows(ids, stack.predict(list(p.reshape(len(p), n_models, -1).transpose(1, 0, 2))))
+
+
 def load_models_for(run, pending, report) -> list:
     """The checkpoints that load and run a zero input of the configured size, with the channels of the
     first input that reads (3 when none does: each fails in turn)."""
@@ -35,15 +62,20 @@ def load_models_for(run, pending, report) -> list:
     return probe_models(load_models(cfg.models, report), spatial, channels, report)
 
 
-def chunk_predictor(run, kept, decision, store_rows, report):
-    """(degrader, predict, images per unit, "image") for the kept models, each divided by the decision's temperature."""
+def chunk_predictor(run, kept, decision, store_rows, report, stack=None):
+    """(degrader, predict, images per unit, "image") for the kept models, each divided by the decision's
+    temperature; with ``stack`` (a stacker or blend file's) its output of the models' probabilities."""
     cfg = run.config
     temperature = decision.temperature if decision is not None else 1.0
     models = [m.model if temperature == 1.0 else _Tempered(m.model, temperature) for m in kept]
+    weights = [m.weight for m in kept]
     one_of_many = decision is not None and decision.kind == "argmax" or cfg.output.value is not None
     activation = cfg.decision.activation or ("softmax" if one_of_many else "sigmoid")
-    degrader = Degrader(len(cfg.tta.views), len(models))
-    predict = _chunk_predict(cfg, models, [m.weight for m in kept], input_channels_of(kept), activation, degrader,
+    degrader = Degrader(len(cfg.tta.views), len(models), models_dropped=stack is None)
+    if stack is not None:
+        models, weights = [_SideBySide(models)], [1.0]  # one module runs the M models the degrader counts (never fewer)
+        activation, store_rows = _per_model(activation, len(kept)), _stacked(store_rows, stack, len(kept))
+    predict = _chunk_predict(cfg, models, weights, input_channels_of(kept), activation, degrader,
                              report, store_rows, run.device)
     return degrader, predict, cfg.batch_size * CHUNK_BATCHES, "image"
 

@@ -6,14 +6,16 @@ from __future__ import annotations
 class Degrader:
     """The number of TTA views and models in use, and the next cheaper setting.
 
-    ``views_cost`` is False for per-window view cycling, where views cost nothing and are never dropped.
-    Models are assumed ordered heaviest-weighted first, so dropping keeps the first ``models``.
+    ``views_cost`` is False for per-window view cycling, where views cost nothing and are never dropped;
+    ``models_dropped`` False when every model is needed (a stacker's inputs). Models are assumed ordered
+    heaviest-weighted first, so dropping keeps the first ``models``.
     """
 
-    def __init__(self, n_views: int, n_models: int, views_cost: bool = True):
+    def __init__(self, n_views: int, n_models: int, views_cost: bool = True, models_dropped: bool = True):
         self.views = n_views
         self.models = n_models
         self._views_cost = views_cost
+        self._models_dropped = models_dropped
 
     @property
     def key(self) -> str:
@@ -25,7 +27,7 @@ class Degrader:
         if self._views_cost and self.views > 1:
             before, self.views = self.views, max(1, self.views // 2)
             return f"dropped TTA views {before} -> {self.views}"
-        if self.models > 1:
+        if self._models_dropped and self.models > 1:
             self.models -= 1
             return f"dropped a model: {self.models + 1} -> {self.models}"
         return None

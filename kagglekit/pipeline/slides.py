@@ -150,7 +150,7 @@ class Slides(Classify):
         backbone, name, kept, stain = slide_models(run.config, load_models(run.config.models, report), report)
         return kept, (backbone, name, stain)
 
-    def predictor(self, run, kept, loaded, decision, store_rows, report):
+    def predictor(self, run, kept, loaded, state, store_rows, report):
         from kagglekit.pipeline.degrade import Degrader
         from kagglekit.pipeline.slide_heads import slide_predictor
 
@@ -158,7 +158,7 @@ class Slides(Classify):
         cfg, degrader = run.config, Degrader(1, len(kept))
         bags = _Bags(cfg.slides, stain, cfg.num_workers, run.device, cfg.amp, report.original_size, report.slide_kind,
                      report.note_once, cfg.threads)
-        temperature = decision.temperature if decision is not None else 1.0
+        temperature = state.decision.temperature if state.decision is not None else 1.0
         predict = slide_predictor(bags, backbone, name, [m.model for m in kept], [m.weight for m in kept], temperature,
                                   degrader, store_rows)
         return degrader, predict, 1, "slide"

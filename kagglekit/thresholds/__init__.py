@@ -11,6 +11,9 @@
                       Nelder-Mead, nnls) with a nested-fold estimate of their gain
     blend_files.py    write_blend, read_blend: fitted blend weights as a small JSON the pipeline reads
     files.py          decision files: what was fitted on out-of-fold predictions, as a small JSON the pipeline reads
+    stacking.py       fit_stacker: a second level on out-of-fold tables (honest OOF, repeats), Stacker, load_stacker
+    stack_heads.py    a stacker's fitted estimators as arrays, predicted in numpy (its file needs no pickle)
+    stack_files.py    read_stack_file: the stacker or blend file classify's [stack] applies
 
 Convention used everywhere here: a score is predicted positive when ``score >= threshold``.
 """
@@ -29,6 +32,8 @@ from kagglekit.thresholds.decisions import (
 from kagglekit.thresholds.fitted_blends import FIT_METHODS, FIT_MODES, METRICS, BlendFit, fit_blend
 from kagglekit.thresholds.repeats import RepeatedFit, repeated_fit
 from kagglekit.thresholds.structure import GROUP_RULES, LabelStructure
+from kagglekit.thresholds.stack_files import BlendFile, read_stack_file
+from kagglekit.thresholds.stacking import StackFileError, Stacker, fit_stacker, load_stacker, repeat_folds
 from kagglekit.thresholds.files import DECISION_KINDS, Decision, DecisionFileError, fit_decision, read_decision, write_decision
 from kagglekit.thresholds.sweeps import (
     ClassThresholds,
@@ -45,4 +50,6 @@ __all__ = [
     "fit_entropy_cut", "TemperatureScaler", "blend", "BLEND_MODES", "Decision", "DecisionFileError", "DECISION_KINDS",
     "fit_decision", "read_decision", "write_decision", "LabelStructure", "GROUP_RULES", "RepeatedFit", "repeated_fit",
     "BlendFit", "fit_blend", "FIT_METHODS", "FIT_MODES", "METRICS", "BlendFileError", "read_blend", "write_blend",
+    "Stacker", "StackFileError", "fit_stacker", "load_stacker",
+    "repeat_folds", "BlendFile", "read_stack_file",
 ]

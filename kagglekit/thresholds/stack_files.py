@@ -1,0 +1,65 @@
+"""The second-level file classify's ``[stack]`` applies to the models' first-level probabilities: a stacker
+(``fit_stacker(...).save(path)``, kind ``"stacker"``) or a blend, dispatched on the file's ``kind``.
+
+A blend file is JSON ``{"format": 1, "kind": "blend", "mode": "mean" | "logit_mean" | "gmean" | "rank",
+"weights": [one per model], "models": [one name per model], ...}`` (other keys are kept for its
+reader), applied with :func:`kagglekit.thresholds.blend`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from kagglekit._checks import positive_weights
+from kagglekit.errors import InvalidArgumentError
+from kagglekit.thresholds.stacking import StackFileError, Stacker, check_format, read_json, stacker_from
+
+__all__ = ["BlendFile", "read_stack_file"]
+
+BLEND_FILE_MODES = ("mean", "logit_mean", "gmean", "rank")
+
+
+@dataclass(frozen=True)
+class BlendFile:
+    """A blend file's mode, weights (one per model) and model names."""
+
+    mode: str
+    weights: tuple[float, ...]
+    models: tuple[str, ...]
+
+    @property
+    def n_models(self) -> int:
+        return len(self.weights)
+
+    def predict(self, tables) -> np.ndarray:
+        """The (N, C) float64 blend of the M (N, C) tables."""
+        from kagglekit.thresholds.blends import blend
+
+        return blend(tables, self.weights, self.mode)
+
+
+def _blend_from(data: dict, path) -> BlendFile:
+    check_format(data, path)
+    mode, models = data.get("mode"), data.get("models")
+    if mode not in BLEND_FILE_MODES:
+        raise StackFileError(f"blend file {path}: mode must be one of {list(BLEND_FILE_MODES)}, got {mode!r}")
+    try:
+        weights = positive_weights(data.get("weights"), len(models) if isinstance(models, list) else -1, "blend file")
+    except (InvalidArgumentError, TypeError):
+        raise StackFileError(f"blend file {path}: weights must be positive numbers, one per entry of models "
+                             f"({models!r}), got {data.get('weights')!r}") from None
+    return BlendFile(mode, tuple(weights), tuple(map(str, models)))
+
+
+def read_stack_file(path) -> Stacker | BlendFile:
+    """The stacker or blend saved at ``path``; a StackFileError naming the file when it is neither."""
+    data = read_json(path, "stack file")
+    kind = data.get("kind") if isinstance(data, dict) else None
+    if kind == "blend":
+        return _blend_from(data, path)
+    if kind == "stacker":
+        return stacker_from(data, path)
+    raise StackFileError(f"stack file {path} has kind {kind!r}; [stack] file takes a stacker (fit_stacker(...).save) "
+                         "or a blend file (kind 'blend')")
