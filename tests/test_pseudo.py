@@ -152,6 +152,33 @@ def test_mixup_weighs_each_mixed_targets_loss_by_its_own_rows_weight():
     assert result.history["loss"][0] == pytest.approx(expected.item(), rel=1e-6)
 
 
+def test_cutmix_of_masks_weighs_each_pixel_as_the_item_it_came_from():
+    from kagglekit.augment.mix import cutmix
+
+    g = torch.Generator().manual_seed(8)
+    x = torch.randn(6, 1, 8, 8, generator=g)
+    y, w = (x > 0.3).float(), torch.tensor([1.0, 1.0, 1.0, 0.3, 0.3, 0.3])
+    torch.manual_seed(6)
+    model = nn.Conv2d(1, 1, 3, padding=1)
+    plain = copy.deepcopy(model)
+    result = fit(model, torch.utils.data.TensorDataset(x, y, w), loss="bce", steps=1, batch_size=6, mix="cutmix",
+                 **PLAIN)
+    generator = torch.Generator().manual_seed(1)
+    torch.rand((), generator=generator)
+    mixed = cutmix(x, torch.zeros(6, 1), 1.0, masks=y, generator=generator)
+    with torch.no_grad():
+        cells = nn.functional.binary_cross_entropy_with_logits(plain(mixed.inputs), mixed.masks, reduction="none")
+    y0, y1, x0, x1 = mixed.box
+    total = 0.0
+    for i in range(6):  # a pixel in the pasted box came from item index[i], the others from item i
+        for r in range(8):
+            for c in range(8):
+                source = int(mixed.index[i]) if y0 <= r < y1 and x0 <= c < x1 else i
+                total += float(w[source]) * float(cells[i, 0, r, c])
+    assert (y1 - y0) * (x1 - x0) > 0 and (w[mixed.index] != w).any()  # a box pasted across weights
+    assert result.history["loss"][0] == pytest.approx(total / cells.numel(), rel=1e-5)
+
+
 def test_weights_of_one_train_as_the_unweighted_loss():
     x, y, _ = mixed_batch(12, 0)
     torch.manual_seed(4)

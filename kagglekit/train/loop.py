@@ -152,8 +152,8 @@ def fit(model: nn.Module, train, val=None, *, loss, **options) -> FitResult:
         arrays; e.g. :class:`kagglekit.data.ImageDataset`, ``TileDataset``); a dataset with
         ``set_epoch(epoch)`` is told each epoch. A ``weight`` (a float per item: its source's loss weight,
         e.g. labels 1.0 and pseudo-labels 0.3) makes the loss the mean over the loss's units of weight x
-        its ``reduction="none"`` value, NaN target elements left out (:mod:`.weighting`); ``val``'s
-        weights are ignored.
+        its ``reduction="none"`` value, NaN target elements left out (:mod:`.weighting`; a mask pasted by
+        CutMix weighs each pixel as the item it came from); ``val``'s weights are ignored.
     loss: ``loss(outputs, targets) -> scalar``, or a :func:`kagglekit.losses.create_loss` name or
         ``{name: weight}`` sum; computed in float32.
     steps | epochs: how long, one of them; a step is one optimiser update of ``accumulate`` batches of
@@ -351,15 +351,22 @@ def _mixed(inputs: torch.Tensor, targets: torch.Tensor, weights, loss, s: FitSet
     placeholder = torch.zeros(len(inputs), 1, device=inputs.device)  # the mixers' targets; the loss mixes instead
     dense = targets.ndim >= 3 and targets.shape[-2:] == inputs.shape[-2:]
     if s.mix == "cutmix" and dense:
-        if weights is not None:
-            raise InvalidArgumentError("CutMix of masks with weighted items would paste one item's pixels under "
-                                       "another's weight; use mix='mixup', or items without weights")
         mixed = cutmix(inputs, placeholder, s.mix_alpha, masks=targets, generator=generator)
-        return mixed.inputs, lambda outputs: loss(outputs, mixed.masks, None)
+        return mixed.inputs, lambda outputs: loss(outputs, mixed.masks, _pasted(weights, targets.shape, mixed))
     mixed = (mixup if s.mix == "mixup" else cutmix)(inputs, placeholder, s.mix_alpha, generator=generator)
     partner, partner_weights = targets[mixed.index], None if weights is None else weights[mixed.index]
     return mixed.inputs, lambda outputs: (mixed.lam * loss(outputs, targets, weights)
                                           + (1 - mixed.lam) * loss(outputs, partner, partner_weights))
+
+
+def _pasted(weights, shape, mixed):
+    """Per-element weights of CutMix'd masks of ``shape``: each pixel weighs as the item it came from (None: None)."""
+    if weights is None:
+        return None
+    per_pixel = weights.reshape(-1, *[1] * (len(shape) - 1)).expand(shape).clone()
+    y0, y1, x0, x1 = mixed.box
+    per_pixel[..., y0:y1, x0:x1] = per_pixel[..., y0:y1, x0:x1][mixed.index]
+    return per_pixel
 
 
 def evaluate(module: nn.Module, data, loss, *, batch_size: int = 32, amp=False, device=None, num_workers: int = 0):

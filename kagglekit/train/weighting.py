@@ -46,7 +46,8 @@ def per_unit_loss(loss):
 
 def weighted_loss(per_unit, outputs: torch.Tensor, targets: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
     """The scalar loss of the module docstring. outputs: (B, ...) float; targets: as the loss takes them
-    (NaN elements of a float target left out); weights: (B,) float; per_unit: from :func:`per_unit_loss`."""
+    (NaN elements of a float target left out); weights: (B,) float, one per item, or one per unit of the
+    loss (a CutMix'd mask's pixels); per_unit: from :func:`per_unit_loss`."""
     left_out = torch.isnan(targets) if targets.is_floating_point() else None
     if left_out is not None and not left_out.any():
         left_out = None
@@ -55,7 +56,10 @@ def weighted_loss(per_unit, outputs: torch.Tensor, targets: torch.Tensor, weight
     if values.ndim == 0 or values.shape[0] != batch:
         raise ShapeError(f"the loss with reduction='none' gave shape {tuple(values.shape)}, not one value per item of "
                          f"the batch ({batch}); weighted rows need a per-item loss (bce, focal, ce)")
-    w = weights.to(values.dtype).reshape(batch, *[1] * (values.ndim - 1))
+    if weights.ndim > 1 and weights.shape != values.shape:
+        raise ShapeError(f"weights per element {tuple(weights.shape)} need a loss with one value per element; the loss "
+                         f"gave {tuple(values.shape)}")
+    w = weights.to(values.dtype).reshape(batch, *[1] * (values.ndim - 1)) if weights.ndim == 1 else weights
     if left_out is not None:
         if values.shape != targets.shape:
             raise ShapeError(f"targets with left-out (NaN) elements need a loss with one value per target element; "
