@@ -2,10 +2,28 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
+
+README = Path(__file__).parents[1] / "README.md"
+
+
+def readme_section(title: str, level: int = 2) -> str:
+    """The README's text under the heading ``title`` of ``level`` (## = 2), up to the next heading of that
+    level or above."""
+    hashes = "#" * level
+    found = re.search(rf"\n{hashes} {re.escape(title)}\n(.*?)(?=\n#{{1,{level}}} |\Z)", README.read_text(), re.S)
+    assert found, f"the README has no section {hashes} {title}"
+    return found.group(1)
+
+
+def code_blocks(text: str, language: str) -> list[str]:
+    """The fenced code blocks of ``language`` in ``text``, in order."""
+    return re.findall(rf"```{language}\n(.*?)```", text, re.S)
 
 
 def plain_starts(length, tile, stride):

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import re
-from pathlib import Path
+from helpers import README, code_blocks, readme_section
 
 
 def test_readme_python_examples_run(capsys):
     from kagglekit.pipeline.kind import get_kind, kinds, unregister
 
-    text = (Path(__file__).parents[1] / "README.md").read_text()
-    blocks = re.findall(r"```python\n(.*?)```", text, re.S)
+    text = README.read_text().replace(readme_section("Training"), "")  # trains: run small in test_pseudo_recipe.py
+    blocks = code_blocks(text, "python")
     assert blocks, "the README has no python example"
     before = kinds()
     for block in blocks:
@@ -29,8 +28,7 @@ def test_readme_toml_examples_are_valid_pipeline_configs():
     from kagglekit.pipeline.schema import read_top
     from kagglekit.train.config import TrainConfig
 
-    text = (Path(__file__).parents[1] / "README.md").read_text()
-    blocks = re.findall(r"```toml\n(.*?)```", text, re.S)
+    blocks = code_blocks(README.read_text(), "toml")
     assert blocks, "the README has no TOML example"
     for block in blocks:
         data = tomllib.loads(block)

@@ -5,7 +5,6 @@ guarantee: a fold's OOF probabilities are what ``classify`` writes for its held-
 from __future__ import annotations
 
 import os
-import re
 import shutil
 from pathlib import Path
 
@@ -16,16 +15,14 @@ import pytest
 from kagglekit.cli import main
 
 from competitions import read_csv
-from helpers import plain_rle_decode
-
-README = Path(__file__).parents[1] / "README.md"
+from helpers import README, code_blocks, plain_rle_decode, readme_section
 
 
 def readme_training() -> tuple[str, list[str]]:
     """The README's training TOML and its commands."""
-    section = README.read_text().split("\n## Training\n", 1)[1].split("\n## ", 1)[0]
-    (toml,) = re.findall(r"```toml\n(.*?)```", section, re.S)
-    (bash,) = re.findall(r"```bash\n(.*?)```", section, re.S)
+    section = readme_section("Training")
+    (toml,) = code_blocks(section, "toml")
+    (bash,) = code_blocks(section, "bash")
     return toml, [line.split("  #")[0].strip() for line in bash.strip().splitlines()]
 
 

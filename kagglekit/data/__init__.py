@@ -2,6 +2,7 @@
 
     ImageDataset(table, images, target=, label=, classes=, size=, resize=, normalize=, transform=, cache_dir=)  images.py
     TileDataset(sources, masks, tile=, stride= | samples_per_epoch=, label_scale=, positive_fraction=)   tiles.py
+    ImageDataset(..., weight=) / TileDataset(..., weights=): items (x, y, w), w the row's or source's loss weight
 
 Importing this package is cheap: each name is loaded from its submodule on first use.
 """

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from kagglekit._checks import one_of
+from kagglekit._checks import number_in, one_of
 from kagglekit._threads import one_thread
 from kagglekit.errors import ImageReadError, InvalidArgumentError, KagglekitError
 from kagglekit.io.images import RESIZE_MODES, image_size
@@ -58,10 +58,16 @@ class ImageDataset:
     folder for the decoded, resized images (one ``.npy`` per id, named by the files' size and mtime, ``size``,
     ``resize`` and ``reduced_decode``); masks are not cached.
 
+    ``weight``: None, or the loss weight of every row (a number: labels 1.0) or the name of a column of them
+    (:func:`kagglekit.train.pseudo_labels`' ``weight``); items then carry it third, a () float32 tensor, for
+    :func:`kagglekit.train.fit`'s weighted loss, and an empty cell of a ``"columns"`` target (a masked
+    pseudo-label) is NaN: fit leaves it out of the loss.
+
     Item: ``x`` (C, h, w) float32, and the target: () int64 class index, (K,) float32 multi-hot or columns, or
-    (1, h, w) float32 0/1 mask (the transform moves it with the image). Holds the ids (a str each), the targets
-    ((N,) int64 or (N, K) float32; the RLE strings), not the table (no polars state for forked workers) and no
-    image; an item holds its decoded image and its copies.
+    (1, h, w) float32 0/1 mask (the transform moves it with the image); then the weight, if any. Holds the ids
+    (a str each), the targets ((N,) int64 or (N, K) float32; the RLE strings) and the weights ((N,) float32 or
+    None), not the table (no polars state for forked workers) and no image; an item holds its decoded image
+    and its copies.
     The table's columns, classes, labels and files (one stat each) are checked once, here: InvalidArgumentError
     names the column or the row (its position in the table, as the item's index); ImageReadError the id, the
     pattern and the path, and so does an error reading an item.
@@ -70,7 +76,7 @@ class ImageDataset:
     def __init__(self, table, images, *, root=None, id_column: str | None = None, target: str | None = None,
                  label: str | None = None, classes=None, separator: str = " ", masks: str | None = None,
                  rle_order: str = "C", size=None, resize: str | None = "resize", normalize="scale",
-                 reduced_decode: bool = True, transform=None, seed: int = 0, cache_dir=None):
+                 reduced_decode: bool = True, transform=None, seed: int = 0, cache_dir=None, weight=None):
         frame, folder = _read_table(table)
         self.root = Path(folder if root is None else root)
         self.single = isinstance(images, (str, os.PathLike))
@@ -79,7 +85,8 @@ class ImageDataset:
         self.normalize, self.reduced_decode = _checked_normalize(normalize), bool(reduced_decode)
         self.ids = _column(frame, frame.columns[0] if id_column is None else id_column, "id_column")
         self.target = one_of("target", target, TARGETS)
-        self.classes, self.targets = _targets(frame, self.ids, target, label, classes, separator)
+        self.weights = _weights(frame, weight, target)
+        self.classes, self.targets = _targets(frame, self.ids, target, label, classes, separator, weight is not None)
         self.mask_pattern = _mask_pattern(target, label, masks)
         self.rle_order = one_of("rle_order", rle_order, ("C", "F"))
         self.transform, self.seed, self.epoch = _transform(transform), int(seed), 0
@@ -155,8 +162,10 @@ class ImageDataset:
         if self.target is None:
             return x
         if self.target == "mask":
-            return x, torch.from_numpy((mask != 0).astype(np.float32))[None]
-        return x, torch.as_tensor(np.array(self.targets[i]))
+            y = torch.from_numpy((mask != 0).astype(np.float32))[None]
+        else:
+            y = torch.as_tensor(np.array(self.targets[i]))
+        return (x, y) if self.weights is None else (x, y, torch.tensor(self.weights[i]))
 
     def _augment(self, i: int, image: np.ndarray, mask):
         """``transform`` seeded by (seed, epoch, i); a uint16 image through it as float32 in [0, 1] and back in
@@ -258,12 +267,34 @@ def _column(frame, name, what: str) -> list[str]:
     return frame.get_column(name).cast(pl.Utf8).fill_null("").to_list()
 
 
-def _targets(frame, ids, target, label, classes, separator):
-    """(class names or None, targets: (N,) int64 / (N, K) float32 / RLE strings / None)."""
+def _weights(frame, weight, target):
+    """(N,) float32 loss weights: ``weight`` for every row or the column it names; None for None."""
+    import polars as pl
+
+    if weight is None:
+        return None
+    if target is None:
+        raise InvalidArgumentError("weight= goes with a target (items without targets have no loss to weigh)")
+    if isinstance(weight, str):
+        if weight not in frame.columns:
+            raise InvalidArgumentError(f"weight {weight!r} is not a column of the table; its columns: {frame.columns}")
+        values = frame.get_column(weight).cast(pl.Float32, strict=False).to_numpy().astype(np.float32)
+    else:
+        values = np.full(frame.height, number_in("weight", weight, 0), np.float32)
+    bad = np.flatnonzero(~(values >= 0) | ~np.isfinite(values))
+    if len(bad):
+        raise InvalidArgumentError(f"row {bad[0]} has weight {values[bad[0]]}; each row's loss weight must be a "
+                                   f"number >= 0 ({len(bad)} rows are not)")
+    return values
+
+
+def _targets(frame, ids, target, label, classes, separator, empty_cells: bool = False):
+    """(class names or None, targets: (N,) int64 / (N, K) float32 / RLE strings / None); ``empty_cells``: a
+    "columns" target's empty cells are NaN instead of an error."""
     if target == "columns":
         if label is not None or classes is None:
             raise InvalidArgumentError("target='columns' takes classes=[the columns, one per class], not label")
-        return _float_columns(frame, [str(c) for c in classes])
+        return _float_columns(frame, [str(c) for c in classes], empty_cells)
     if classes is not None and target in (None, "mask"):
         raise InvalidArgumentError(f"classes go with target 'class', 'multi_hot' or 'columns', not {target!r}")
     if target is None and label is not None:
@@ -308,19 +339,23 @@ def _class_names(rows, classes) -> list[str]:
     return sorted(found)
 
 
-def _float_columns(frame, names: list[str]):
+def _float_columns(frame, names: list[str], empty_cells: bool = False):
     import polars as pl
 
     absent = [n for n in names if n not in frame.columns]
     if absent or not names:
         raise InvalidArgumentError(f"classes {absent or names} are not columns of the table; its columns: {frame.columns}")
+    cells = frame.select(names)
+    if empty_cells:  # a CSV read as strings holds an empty cell as ""
+        cells = cells.with_columns(pl.col(pl.Utf8).replace("", None))
     try:
-        values = frame.select(pl.col(names).cast(pl.Float32)).to_numpy()
+        values = cells.cast(pl.Float32).to_numpy()
     except pl.exceptions.PolarsError as exc:
         raise InvalidArgumentError(f"the class columns {names} must hold numbers: {exc}") from None
-    if np.isnan(values).any():
+    if np.isnan(values).any() and not empty_cells:
         r, c = np.argwhere(np.isnan(values))[0]
-        raise InvalidArgumentError(f"row {r} has no value in class column {names[c]!r}; fill it (0 or 1)")
+        raise InvalidArgumentError(f"row {r} has no value in class column {names[c]!r}; fill it (0 or 1), or pass "
+                                   "weight= if it is a masked pseudo-label (left out of the loss)")
     return names, np.ascontiguousarray(values, np.float32)
 
 

@@ -19,7 +19,7 @@ import os
 
 import numpy as np
 
-from kagglekit._checks import positive_int
+from kagglekit._checks import number_in, positive_int
 from kagglekit._threads import one_thread
 from kagglekit.errors import InvalidArgumentError, ShapeError
 from kagglekit.io import read_mask
@@ -36,15 +36,20 @@ class TileDataset:
     array or image path per source, where random tiles may be centred (None: anywhere). ``cache_dir``: a
     folder for the tile cache, written here, in the main process, before any worker starts.
     ``normalize="volume"``: each source standardised by its own mean and std inside its region (or
-    everywhere), as ``segment``'s ``[preprocess] normalize = "volume"`` does at inference. Holds each
+    everywhere), as ``segment``'s ``[preprocess] normalize = "volume"`` does at inference. ``weights``: None,
+    or one loss weight per source (labelled 1.0, pseudo-labelled 0.3): items are then ``(x, y, w)``, w a ()
+    float32 tensor, for :func:`kagglekit.train.fit`'s weighted loss. Holds each
     worker's open sources, the masks (1 byte per pixel), and for random tiles the coordinates of positive
     and region pixels on a grid of ``tile // 4``."""
 
     def __init__(self, sources, masks, *, tile: int, stride: int | None = None, samples_per_epoch: int | None = None,
                  label_scale: int = 1, positive_fraction: float | None = None, transform=None, seed: int = 0,
-                 regions=None, cache_dir=None, normalize: str | None = None):
+                 regions=None, cache_dir=None, normalize: str | None = None, weights=None):
         if len(sources) != len(masks) or not sources:
             raise InvalidArgumentError(f"give one mask per source (got {len(sources)} sources, {len(masks)} masks)")
+        if weights is not None and len(weights) != len(sources):
+            raise InvalidArgumentError(f"give one loss weight per source (got {len(weights)} for {len(sources)} sources)")
+        self.weights = None if weights is None else [number_in(f"weights[{k}]", w, 0) for k, w in enumerate(weights)]
         if (stride is None) == (samples_per_epoch is None):
             raise InvalidArgumentError("give stride (every tile of a grid) or samples_per_epoch (random tiles), one of them")
         self.tile, self.label_scale = positive_int("tile", tile), positive_int("label_scale", label_scale)
@@ -174,4 +179,5 @@ class TileDataset:
             if self.stats is not None:
                 mean, std = self.stats[k]
                 x_.sub_(mean).div_(std)
-        return x_, torch.from_numpy(block_mean(mask, self.label_scale))[None]
+        y = torch.from_numpy(block_mean(mask, self.label_scale))[None]
+        return (x_, y) if self.weights is None else (x_, y, torch.tensor(self.weights[k], dtype=torch.float32))

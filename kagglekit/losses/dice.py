@@ -21,6 +21,8 @@ class DiceLoss(_SmpDiceLoss):
     (C,) ((1,) for binary), "sum", or "mean" over the classes (smp's loss).
     """
 
+    per_item = False  # "none" gives one value per class, over the whole batch
+
     def __init__(self, mode: str = "binary", smooth: float = 0.0, log_loss: bool = False, eps: float = 1e-7,
                  ignore_index: int | None = None, reduction: str = "mean"):
         super().__init__(one_of("mode", mode, SEGMENTATION_MODES), smooth=number_in("smooth", smooth, 0),

@@ -26,6 +26,8 @@ class SoftFBetaLoss(torch.nn.Module):
     and () for "micro", "sum", or "mean" over the classes.
     """
 
+    per_item = False  # "none" gives one value per class, over the whole batch
+
     def __init__(self, beta: float = 1.0, average: str = "macro", eps: float = 1e-7,
                  ignore_index: int | None = None, reduction: str = "mean"):
         super().__init__()

@@ -9,6 +9,9 @@
       one fit per fold as a job (resumable, kept when the settings are the same, on Ray with engine="ray"),
       self-describing checkpoints, the OOF table and the CV report; with kernel=SegmentKernel(...) the
       OOF maps are the kernel's own segment run on each fold's held-out images        held_out.py
+    pseudo_labels(predictions, hard=(low, high), soft=, other=, weight=) -> label table      pseudo.py
+      train_folds(..., pseudo=, pseudo_folds=): fold k trains on its own model's pseudo-labels only;
+      fit weighs each item's loss by its source (labels 1.0, pseudo 0.3)                    weighting.py
 
 Importing this package is cheap: each name is loaded from its submodule on first use.
 """
@@ -18,7 +21,7 @@ from __future__ import annotations
 from kagglekit._lazy import lazy_exports
 
 _EXPORTS = {"fit": "loop", "FitResult": "loop", "evaluate": "loop", "train_folds": "folds", "FoldsResult": "folds",
-            "fold_assignment": "folds", "SegmentKernel": "held_out"}
+            "fold_assignment": "folds", "SegmentKernel": "held_out", "pseudo_labels": "pseudo"}
 
 __all__ = sorted(_EXPORTS)
 

@@ -96,34 +96,37 @@ class FoldJob(Job):
     name, suffix = "fold", ""
 
     def __init__(self, model_fn, train_data, val_data, ids, folds, *, classes, activation, fit_options: dict, metric,
-                 kernel=None):
+                 kernel=None, pseudo=None):
         self.model_fn, self.train_data, self.val_data = model_fn, train_data, val_data
         self.ids, self.folds, self.classes, self.activation = list(ids), np.asarray(folds), classes, activation
-        self.fit_options, self.metric, self.kernel = fit_options, metric, kernel
+        self.fit_options, self.metric, self.kernel, self.pseudo = fit_options, metric, kernel, pseudo
 
     def settings(self) -> dict:
         shaping = {k: v for k, v in self.fit_options.items() if k not in QUIET}
         return stable_name({"fit": shaping, "model": self.model_fn, "data": _describe(self.train_data),
                             "val": _describe(self.val_data), "folds": self.folds.tolist(), "ids": self.ids,
                             "classes": self.classes, "activation": self.activation, "metric": self.metric,
-                            "kernel": getattr(self.kernel, "config", None)})
+                            "kernel": getattr(self.kernel, "config", None),
+                            **({} if self.pseudo is None else self.pseudo.settings(_describe))})
 
     def run(self, slide, out_path: Path) -> dict:
         import torch
         from torch.utils.data import Subset
 
-        from kagglekit.train.loop import evaluate, fit
+        from kagglekit.train.loop import as_loss, evaluate, fit
 
         k = int(slide.id.removeprefix("fold"))
         held = np.flatnonzero(self.folds == k)
         train, val = Subset(self.train_data, np.flatnonzero(self.folds != k).tolist()), Subset(self.val_data, held.tolist())
+        if self.pseudo is not None:  # training only: the held-out items and the OOF table are the labelled ones
+            train = self.pseudo.train_set(train, k)
         metric = OnProbabilities(self.metric, self.activation) if self.metric is not None else None
         out_path.mkdir(parents=True, exist_ok=True)
         torch.manual_seed(self.fit_options.get("seed", 0) * 1_000_003 + k)  # the fold's initial weights, whatever ran before
         result = fit(self.model_fn(), train, val, metric=metric, state_dir=out_path / "state", **self.fit_options)
         held_ids = list(dict.fromkeys(self.ids[i] for i in held))  # items of one image (tiles) share its id
         if self.kernel is None:
-            _, targets, logits = evaluate(result.model, val, self.fit_options["loss"],
+            _, targets, logits = evaluate(result.model, val, as_loss(self.fit_options["loss"]),
                                           batch_size=self.fit_options.get("batch_size", 32))
             score = metric(targets, logits) if metric is not None else None
             self._save(result.model, out_path, k, score)
@@ -151,14 +154,18 @@ class FoldJob(Job):
 
 def _describe(dataset) -> dict:
     """What a dataset contributes to the folds' settings: its type and length, its ``preprocessing`` and
-    ``transform`` (an ImageDataset's), and a hash of its ``targets``, so that other labels redo the folds."""
+    ``transform`` (an ImageDataset's), and a hash of its ``targets`` (and loss ``weights``, if it has them),
+    so that other labels redo the folds."""
     import hashlib
 
-    targets = getattr(dataset, "targets", None)
-    digest = hashlib.sha256(np.ascontiguousarray(np.asarray(targets, dtype=object).astype(str)).tobytes()).hexdigest()[:16]
+    def digest(values):
+        return hashlib.sha256(np.ascontiguousarray(np.asarray(values, dtype=object).astype(str)).tobytes()).hexdigest()[:16]
+
+    targets, weights = getattr(dataset, "targets", None), getattr(dataset, "weights", None)
     return {"type": f"{type(dataset).__module__}.{type(dataset).__qualname__}", "items": len(dataset),
             "preprocessing": getattr(dataset, "preprocessing", None), "transform": repr(getattr(dataset, "transform", None)),
-            "targets": digest if targets is not None else None}
+            "targets": digest(targets) if targets is not None else None,
+            **({} if weights is None else {"weights": digest(weights)})}
 
 
 def _oof_frame(ids, fold: int, logits: np.ndarray, activation: str, classes):
@@ -190,7 +197,8 @@ class FoldsResult:
 
 
 def train_folds(model_fn, train_data, folds, out_dir, *, loss, val_data=None, ids=None, classes=None,
-                activation: str = "sigmoid", metric=None, targets=None, kernel=None, engine: str = "local",
+                activation: str = "sigmoid", metric=None, targets=None, kernel=None, pseudo=None, pseudo_folds=None,
+                accept_leaky_pseudo: bool = False, engine: str = "local",
                 workers: int | None = None, address: str | None = None, cpus_per_worker: float = 1,
                 gpus_per_worker: float = 0, progress: bool = True, **fit_options) -> FoldsResult:
     """Train one model per fold and return the OOF table and the CV report (files: see the module docstring).
@@ -206,6 +214,14 @@ def train_folds(model_fn, train_data, folds, out_dir, *, loss, val_data=None, id
     kernel: None (the OOF predictions are the model's outputs on ``val_data``), or a
         :class:`kagglekit.train.held_out.SegmentKernel`: the kernel's own ``segment`` on each fold's
         held-out images (``ids`` then names each item's image; tiles of one image share its id).
+    pseudo, pseudo_folds: pseudo-labelled items (e.g. an ImageDataset over :func:`~kagglekit.train.pseudo_labels`'
+        table, with ``weight="weight"``: its items ``(x, y, weight)``; labelled items without a weight count
+        1.0) and the fold whose model predicted each (the table's ``fold``). Fold k trains on the labelled
+        items of the other folds and the pseudo items of fold k's own model, which never saw fold k's labels;
+        pseudo items never validate and are not in the OOF table. Without ``pseudo_folds`` the pseudo-labels
+        came from a model that saw every fold's labels: refused, as a leak into the CV, unless
+        ``accept_leaky_pseudo=True`` (every fold then trains on all of them). A pseudo id that is also a
+        labelled id is refused.
     engine, workers, address, cpus_per_worker, gpus_per_worker: as :func:`kagglekit.jobs.run_slides` ("ray":
         folds in parallel; on a small machine one worker of all its CPUs trains as fast as two of half:
         bench_train.py (c)). The rest are :func:`~kagglekit.train.fit`'s options.
@@ -224,8 +240,15 @@ def train_folds(model_fn, train_data, folds, out_dir, *, loss, val_data=None, id
     with atomic_path(out_dir / "folds.json") as tmp:
         tmp.write_text(json.dumps({"ids": [str(i) for i in ids], "folds": assigned.tolist()}))
     fit_options = {"loss": loss, **fit_options, "progress": progress and engine == "local"}  # a bar per fold's steps
+    if pseudo is not None:
+        from kagglekit.train.pseudo import PseudoRows
+
+        pseudo = PseudoRows(pseudo, pseudo_folds, labelled_ids=ids, fold_numbers=np.unique(assigned),
+                            accept_leak=accept_leaky_pseudo)
+    elif pseudo_folds is not None or accept_leaky_pseudo:
+        raise InvalidArgumentError("pseudo_folds and accept_leaky_pseudo go with pseudo= (the pseudo-labelled items)")
     job = FoldJob(model_fn, train_data, val_data, ids, assigned, classes=classes, activation=activation,
-                  fit_options=fit_options, metric=metric, kernel=kernel)
+                  fit_options=fit_options, metric=metric, kernel=kernel, pseudo=pseudo)
     report = run_slides(job, {f"fold{k}": out_dir / "folds.json" for k in np.unique(assigned)}, out_dir, engine=engine,
                         workers=workers, address=address, cpus_per_worker=cpus_per_worker, gpus_per_worker=gpus_per_worker,
                         progress=progress, retries=0)

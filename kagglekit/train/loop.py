@@ -27,8 +27,9 @@ from kagglekit.errors import InvalidArgumentError
 from kagglekit.train import distributed
 from kagglekit.train.optim import freeze_parameters, make_optimizer, make_scheduler, set_lr
 from kagglekit.train.state import load_state, save_state, settings_hash
+from kagglekit.train.weighting import per_unit_loss, weighted_loss
 
-__all__ = ["FitResult", "FitSettings", "evaluate", "fit"]
+__all__ = ["FitResult", "FitSettings", "as_loss", "evaluate", "fit"]
 
 logger = logging.getLogger("kagglekit.train")
 MIXERS = (None, "mixup", "cutmix")
@@ -133,6 +134,7 @@ class _Run:
     total: int
     per_epoch: int
     step: int = 0
+    per_unit: object = None  # the loss with reduction="none", built for the first weighted batch
     history: list = field(default_factory=list)
     snapshots: list = field(default_factory=list)  # [{"score", "step", "state"}], best first
     mix_generator: torch.Generator = field(default_factory=torch.Generator)
@@ -146,9 +148,12 @@ class _Run:
 def fit(model: nn.Module, train, val=None, *, loss, **options) -> FitResult:
     """Train ``model`` on ``train`` and return the kept weights and the history.
 
-    train, val: map-style datasets of ``(input, target)`` (tensors or arrays; e.g.
-        :class:`kagglekit.data.ImageDataset`, ``TileDataset``); a dataset with ``set_epoch(epoch)`` is
-        told each epoch.
+    train, val: map-style datasets of ``(input, target)`` or ``(input, target, weight)`` (tensors or
+        arrays; e.g. :class:`kagglekit.data.ImageDataset`, ``TileDataset``); a dataset with
+        ``set_epoch(epoch)`` is told each epoch. A ``weight`` (a float per item: its source's loss weight,
+        e.g. labels 1.0 and pseudo-labels 0.3) makes the loss the mean over the loss's units of weight x
+        its ``reduction="none"`` value, NaN target elements left out (:mod:`.weighting`; a mask pasted by
+        CutMix weighs each pixel as the item it came from); ``val``'s weights are ignored.
     loss: ``loss(outputs, targets) -> scalar``, or a :func:`kagglekit.losses.create_loss` name or
         ``{name: weight}`` sum; computed in float32.
     steps | epochs: how long, one of them; a step is one optimiser update of ``accumulate`` batches of
@@ -180,11 +185,7 @@ def fit(model: nn.Module, train, val=None, *, loss, **options) -> FitResult:
     """
     from kagglekit.infer.batching import resolve_device
 
-    if isinstance(loss, (str, dict)):
-        from kagglekit.losses import create_loss
-
-        loss = create_loss(loss)
-    s = FitSettings(loss=loss, **options)
+    s = FitSettings(loss=as_loss(loss), **options)
     s.check(train, val)
     ranks, device = distributed.start(resolve_device(s.device))
     run = _start(model, train, s, ranks, device)
@@ -192,6 +193,15 @@ def fit(model: nn.Module, train, val=None, *, loss, **options) -> FitResult:
     if s.state_dir is not None and ranks.main:
         save_state(Path(s.state_dir), _state(run, s))
     return _result(run, s)
+
+
+def as_loss(loss) -> Callable:
+    """``loss`` as a callable: a :func:`kagglekit.losses.create_loss` name or ``{name: weight}`` built."""
+    if isinstance(loss, (str, dict)):
+        from kagglekit.losses import create_loss
+
+        return create_loss(loss)
+    return loss
 
 
 def _start(model: nn.Module, train, s: FitSettings, ranks, device) -> _Run:
@@ -262,8 +272,9 @@ def _epoch_groups(train, s: FitSettings, run: _Run, epoch: int, done: int):
                                          generator=torch.Generator().manual_seed(s.seed * 7919 + epoch),
                                          pin_memory=run.device.type == "cuda")
     group = []
-    for inputs, targets in loader:
-        group.append((_on(inputs, run.device, s.channels_last), _on(targets, run.device, False)))
+    for inputs, targets, *weights in loader:
+        group.append((_on(inputs, run.device, s.channels_last), _on(targets, run.device, False),
+                      _on(weights[0], run.device, False) if weights else None))
         if len(group) == s.accumulate:
             yield group
             group = []
@@ -280,8 +291,8 @@ def _update(run: _Run, group: list, s: FitSettings) -> dict:
 
     lr = max(g["lr"] for g in run.optimizer.param_groups)
     losses = []
-    for k, (inputs, targets) in enumerate(group):
-        inputs, criterion = _mixed(inputs, targets, s, run.mix_generator)
+    for k, (inputs, targets, weights) in enumerate(group):
+        inputs, criterion = _mixed(inputs, targets, weights, _criterion(run, s, weights), s, run.mix_generator)
         last = k == len(group) - 1
         with nullcontext() if last or run.ranks.world == 1 else run.wrapped.no_sync():
             with autocast(s.amp, run.device):
@@ -320,22 +331,42 @@ def _unfreeze_if_due(run: _Run, s: FitSettings) -> None:
             p.requires_grad_(True)
 
 
-def _mixed(inputs: torch.Tensor, targets: torch.Tensor, s: FitSettings, generator: torch.Generator):
-    """(inputs, criterion(outputs)): MixUp or CutMix on this batch when drawn, the loss weighted to match
-    (a dense target, a mask of the inputs' size, is pasted by CutMix); the plain loss otherwise."""
-    loss = s.loss
+def _criterion(run: _Run, s: FitSettings, weights):
+    """``loss(outputs, targets, weights)`` of a batch: the plain loss, or with weights the weighted one."""
+    if weights is None:
+        return lambda outputs, targets, _: s.loss(outputs, targets)
+    if run.per_unit is None:
+        run.per_unit = per_unit_loss(s.loss)
+    return lambda outputs, targets, w: weighted_loss(run.per_unit, outputs, targets, w)
+
+
+def _mixed(inputs: torch.Tensor, targets: torch.Tensor, weights, loss, s: FitSettings, generator: torch.Generator):
+    """(inputs, criterion(outputs)): MixUp or CutMix on this batch when drawn, the loss (with each target's
+    weight) mixed to match (a dense target, a mask of the inputs' size, is pasted by CutMix); the plain loss
+    otherwise."""
     if s.mix is None or float(torch.rand((), generator=generator)) >= s.mix_prob:
-        return inputs, lambda outputs: loss(outputs, targets)
+        return inputs, lambda outputs: loss(outputs, targets, weights)
     from kagglekit.augment.mix import cutmix, mixup
 
     placeholder = torch.zeros(len(inputs), 1, device=inputs.device)  # the mixers' targets; the loss mixes instead
     dense = targets.ndim >= 3 and targets.shape[-2:] == inputs.shape[-2:]
     if s.mix == "cutmix" and dense:
         mixed = cutmix(inputs, placeholder, s.mix_alpha, masks=targets, generator=generator)
-        return mixed.inputs, lambda outputs: loss(outputs, mixed.masks)
+        return mixed.inputs, lambda outputs: loss(outputs, mixed.masks, _pasted(weights, targets.shape, mixed))
     mixed = (mixup if s.mix == "mixup" else cutmix)(inputs, placeholder, s.mix_alpha, generator=generator)
-    partner = targets[mixed.index]
-    return mixed.inputs, lambda outputs: mixed.lam * loss(outputs, targets) + (1 - mixed.lam) * loss(outputs, partner)
+    partner, partner_weights = targets[mixed.index], None if weights is None else weights[mixed.index]
+    return mixed.inputs, lambda outputs: (mixed.lam * loss(outputs, targets, weights)
+                                          + (1 - mixed.lam) * loss(outputs, partner, partner_weights))
+
+
+def _pasted(weights, shape, mixed):
+    """Per-element weights of CutMix'd masks of ``shape``: each pixel weighs as the item it came from (None: None)."""
+    if weights is None:
+        return None
+    per_pixel = weights.reshape(-1, *[1] * (len(shape) - 1)).expand(shape).clone()
+    y0, y1, x0, x1 = mixed.box
+    per_pixel[..., y0:y1, x0:x1] = per_pixel[..., y0:y1, x0:x1][mixed.index]
+    return per_pixel
 
 
 def evaluate(module: nn.Module, data, loss, *, batch_size: int = 32, amp=False, device=None, num_workers: int = 0):
@@ -348,7 +379,7 @@ def evaluate(module: nn.Module, data, loss, *, batch_size: int = 32, amp=False, 
     was_training, total, outputs, targets = module.training, 0.0, [], []
     module.eval()
     with torch.inference_mode():
-        for x, y in loader:
+        for x, y, *_ in loader:
             x, y = torch.as_tensor(x).to(device), torch.as_tensor(y).to(device)
             with autocast(amp, device):
                 out = module(x).float()
