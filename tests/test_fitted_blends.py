@@ -172,6 +172,9 @@ def test_apply_and_the_classify_models_config():
     zero = BlendFit(np.array([1.0, 0.0]), "nnls", "mean", in_sample=0.9, nested=0.8)
     np.testing.assert_array_equal(zero.apply(tables), tables[0])
     assert zero.models_config(["a.safetensors", "b.safetensors"]) == [{"path": "a.safetensors", "weight": 1.0}]
+    folds = fit.models_config([["a0.safetensors", "a1.safetensors"], "b.safetensors"])  # a model's folds share its weight
+    assert folds == [{"path": "a0.safetensors", "weight": 0.125}, {"path": "a1.safetensors", "weight": 0.125},
+                     {"path": "b.safetensors", "weight": 0.75}]
 
 
 def test_write_read_round_trip_and_the_contract(tmp_path):

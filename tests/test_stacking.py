@@ -16,7 +16,7 @@ from sklearn.linear_model import LogisticRegression
 from kagglekit.cli import main
 from kagglekit.errors import InvalidArgumentError, ShapeError
 from kagglekit.models import create, save_checkpoint
-from kagglekit.pipeline import PipelineConfigError, classify
+from kagglekit.pipeline import PipelineConfigError, classify, load_config
 from kagglekit.pipeline.degrade import Degrader
 from kagglekit.thresholds import (Decision, StackFileError, blend, fit_stacker, load_stacker, repeat_folds,
                                   write_decision)
@@ -227,6 +227,27 @@ def test_classify_applies_a_saved_stacker_to_the_models_probabilities(comp):
     assert report.models == 2 and not np.allclose(written, np.mean(first_level(), axis=0), atol=1e-3)
 
 
+def test_the_folds_of_a_variant_are_averaged_into_one_input_of_the_stack(comp):
+    for k, gain in ((2, 5.0), (3, 1.0)):
+        save_checkpoint(create("kagglekit/test_pipeline_colour", gain=gain), comp / f"m{k}.safetensors", classes=CLASSES)
+    rng = np.random.default_rng(1)
+    y = (rng.random((120, 3)) < 0.5).astype(int)
+    stacker = fit_stacker([np.clip(0.5 * y + 0.5 * rng.random((120, 3)), 0, 1), rng.random((120, 3))], y, 4, classes=CLASSES)
+    stacker.save(comp / "stacker.json")
+    models = [{"path": "m0.safetensors", "variant": "a"}, {"path": "m2.safetensors", "variant": "b"},
+              {"path": "m1.safetensors", "variant": "a"}, {"path": "m3.safetensors", "variant": "b"}]
+    _, written = classify_with(comp, "stacker.json", models=models)
+    p = {gain: np.array([sigmoid(colour_logits(c, 3, gain)) for c in COLOURS.values()]) for gain in (8.0, 3.0, 5.0, 1.0)}
+    expected = stacker.predict([(p[8.0] + p[3.0]) / 2, (p[5.0] + p[1.0]) / 2])  # variant a: m0, m1; b: m2, m3
+    np.testing.assert_allclose(written, expected, rtol=0, atol=1e-6)
+    with pytest.raises(PipelineConfigError, match="gives 4 .a variant's folds count once"):
+        classify_with(comp, "stacker.json", models=[{"path": f"m{k}.safetensors"} for k in range(4)])
+    with pytest.raises(PipelineConfigError, match=r"models\[0\].variant: groups folds into one input of \[stack\]"):
+        load_config({"kind": "classify", "models": models})
+    with pytest.raises(PipelineConfigError, match=r"models\[0\].variant: groups folds for classify's \[stack\]"):
+        load_config({"kind": "segment", "models": models})
+
+
 def test_classify_applies_a_blend_file_written_to_the_contract(comp):
     (comp / "blend.json").write_text(json.dumps({"format": 1, "kind": "blend", "mode": "logit_mean", "weights": [3, 1],
                                                  "models": ["m0", "m1"], "score": 0.9}))
@@ -239,7 +260,7 @@ def test_classify_applies_a_blend_file_written_to_the_contract(comp):
 def test_a_stack_that_does_not_fit_the_models_is_refused_by_the_run_and_by_check(comp, capsys):
     (comp / "blend.json").write_text(json.dumps({"format": 1, "kind": "blend", "mode": "mean", "weights": [1, 1, 1],
                                                  "models": ["x", "y", "z"]}))
-    refusal = r"blend.json combines 3 model\(s\) but \[\[models\]\] lists 2; list"
+    refusal = r"blend.json combines 3 model\(s\) but \[\[models\]\] gives 2 \(a variant.s folds count once\); list"
     with pytest.raises(PipelineConfigError, match=refusal) as info:
         classify_with(comp, "blend.json")
     assert str(info.value).count("blend.json") == 1

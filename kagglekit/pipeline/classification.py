@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from kagglekit.pipeline import classify_config
-from kagglekit.pipeline.classify_config import ClassifyConfig
+from kagglekit.pipeline.classify_config import ClassifyConfig, stack_inputs
 from kagglekit.pipeline.kind import PipelineKind, Plan
 from kagglekit.pipeline.inputs import locate
 from kagglekit.pipeline.loop import RunReport, row_store
@@ -97,9 +97,11 @@ def _stack(cfg: ClassifyConfig, decision=None):
     if cfg.stack is None:
         return None
     path, stack = cfg.stack.file, read_stack_file(cfg.stack.file)
-    if stack.n_models != len(cfg.models):
-        raise PipelineConfigError(f"stack.file: {path} combines {stack.n_models} model(s) but [[models]] lists "
-                                  f"{len(cfg.models)}; list the models it was fitted on, in its order, or fit it on these")
+    inputs = len(stack_inputs(cfg.models))
+    if stack.n_models != inputs:
+        raise PipelineConfigError(f"stack.file: {path} combines {stack.n_models} model(s) but [[models]] gives {inputs} "
+                                  f"(a variant's folds count once); list the models it was fitted on, in its order, or "
+                                  "fit it on these")
     if isinstance(stack, BlendFile) and stack.mode == "rank":
         raise PipelineConfigError(f"stack.file: {path} blends ranks, which need every test row at once, but classify "
                                   "predicts a chunk at a time; write a 'mean' or 'logit_mean' blend file")

@@ -213,7 +213,8 @@ class OutputConfig(OutputBase):
 @dataclass(frozen=True, kw_only=True)
 class StackConfig:
     file: Path = option(check=File('a stacker (fit_stacker(...).save) or blend file, e.g. "stacker.json"'),
-                        help="applied to the models' probabilities (in [[models]] order) instead of their weighted mean")
+                        help="applied to the models' probabilities (in [[models]] order; the folds of a variant "
+                             "averaged first) instead of their weighted mean")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -258,6 +259,15 @@ class SlidesConfig:
     stain_reference = Via("stain", "reference")
 
 
+def stack_inputs(models) -> list[list[int]]:
+    """The ``[stack]`` inputs: indices into ``models``, a variant's checkpoints together (in order of first
+    appearance); a checkpoint without ``variant`` is an input of its own."""
+    groups: dict = {}
+    for k, m in enumerate(models):
+        groups.setdefault(m.variant if m.variant is not None else ("model", k), []).append(k)
+    return list(groups.values())
+
+
 SEGMENT_ONLY = {"max_resident": "classify keeps every model on the device", "fp16": "use amp = \"fp16\" for mixed precision"}
 
 
@@ -297,6 +307,10 @@ class ClassifyConfig(PipelineBase):
     def _check_stack(self, t: Table) -> None:
         """``[stack]`` combines the models itself: no weights, no MIL heads (the file's fit: at run and ``--check``)."""
         if self.stack is None:
+            varied = [k for k, m in enumerate(self.models) if m.variant is not None]
+            if varied:
+                raise PipelineConfigError(f"models[{varied[0]}].variant: groups folds into one input of [stack]; add "
+                                          "[stack] file = ..., or remove variant")
             return
         if self.slides is not None:
             raise PipelineConfigError("stack: does not apply with [slides] (the MIL heads' probabilities are averaged "

@@ -6,6 +6,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from kagglekit.pipeline.classify_config import stack_inputs
 from kagglekit.pipeline.degrade import Degrader
 from kagglekit.pipeline.ensemble import first_channels, input_channels_of, load_models, probe_models
 
@@ -36,19 +37,21 @@ class _SideBySide(nn.Module):
         return torch.cat([m(x) for m in self.models], dim=1)
 
 
-def _per_model(activation: str, n_models: int):
-    """``activation`` applied to each model's block of a (B, M*C) output."""
+def _per_input(activation: str, inputs: list[list[int]]):
+    """``activation`` applied to each model's block of a (B, M*C) output, then the blocks of each stack input
+    (a variant's folds) averaged: (B, len(inputs)*C)."""
 
     def activate(y):
-        blocks = y.float().unflatten(1, (n_models, -1))
-        return (torch.softmax(blocks, dim=2) if activation == "softmax" else torch.sigmoid(blocks)).flatten(1)
+        blocks = y.float().unflatten(1, (sum(map(len, inputs)), -1))
+        p = torch.softmax(blocks, dim=2) if activation == "softmax" else torch.sigmoid(blocks)
+        return torch.stack([p[:, members].mean(dim=1) for members in inputs], dim=1).flatten(1)
 
     return activate
 
 
-def _stacked(store_rows, stack, n_models: int):
-    """``store_rows`` of the stack's (b, C) output for the (b, M*C) per-model probabilities."""
-    return lambda ids, p: store_rows(ids, stack.predict(list(p.reshape(len(p), n_models, -1).transpose(1, 0, 2))))
+def _stacked(store_rows, stack, n_inputs: int):
+    """``store_rows`` of the stack's (b, C) output for the (b, n_inputs*C) probabilities of its inputs."""
+    return lambda ids, p: store_rows(ids, stack.predict(list(p.reshape(len(p), n_inputs, -1).transpose(1, 0, 2))))
 
 
 def load_models_for(run, pending, report) -> list:
@@ -74,7 +77,8 @@ def chunk_predictor(run, kept, decision, store_rows, report, stack=None):
     degrader = Degrader(len(cfg.tta.views), len(models), models_dropped=stack is None)
     if stack is not None:
         models, weights = [_SideBySide(models)], [1.0]  # one module runs the M models the degrader counts (never fewer)
-        activation, store_rows = _per_model(activation, len(kept)), _stacked(store_rows, stack, len(kept))
+        inputs = stack_inputs(cfg.models)  # every model was kept (classification._stack_fits), in [[models]] order
+        activation, store_rows = _per_input(activation, inputs), _stacked(store_rows, stack, len(inputs))
     predict = _chunk_predict(cfg, models, weights, input_channels_of(kept), activation, degrader,
                              report, store_rows, run.device)
     return degrader, predict, cfg.batch_size * CHUNK_BATCHES, "image"

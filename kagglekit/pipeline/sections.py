@@ -135,6 +135,8 @@ class ModelConfig:
     path: Path = option(check=File("a checkpoint written by kagglekit.models.save_checkpoint"),
                         help="a checkpoint, relative to the config's folder")
     weight: float = option(1.0, check=Number(0.0, open_low=True), help="its weight in the ensemble's mean")
+    variant: str | None = option(None, check=String(), help="with classify's [stack]: the first-level model this "
+                                                            "checkpoint is a fold of (its folds' mean is one input)")
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -166,6 +166,10 @@ class SegmentConfig(PipelineBase):
     def validate(self, t: Table) -> None:
         if self.memory.fp16 and self.amp == "bf16":
             t.fail("amp", "is bfloat16 autocast, but [memory] fp16 = true holds float16 weights; drop one of them")
+        varied = [k for k, m in enumerate(self.models) if m.variant is not None]
+        if varied:
+            raise PipelineConfigError(f"models[{varied[0]}].variant: groups folds for classify's [stack]; segment "
+                                      "averages every model by weight: remove variant")
 
 
 

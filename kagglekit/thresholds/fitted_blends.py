@@ -20,6 +20,8 @@ fold is one the first-level models held out too. In ``rank`` mode every set of r
 
 from __future__ import annotations
 
+import os
+
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -99,8 +101,9 @@ class BlendFit:
         return blend([arrays[k] for k in kept], self.weights[kept], self.mode)
 
     def models_config(self, paths) -> list[dict]:
-        """classify's ``[[models]]`` tables, ``{"path": str, "weight": float}``, for the M checkpoints ``paths``
-        in the fitted order; models of weight 0 are left out. classify merges each image's model and view
+        """classify's ``[[models]]`` tables, ``{"path": str, "weight": float}``, for the M models ``paths`` in the
+        fitted order, each a checkpoint or a list of them (a model's folds, which share its weight equally: the
+        mean of the folds is what its OOF table stands for); models of weight 0 are left out. classify merges each image's model and view
         probabilities with ``[tta] merge`` ("mean" by default, as ``mode="mean"``; set it to the fitted mode for
         ``logit_mean`` or ``gmean``). ``rank`` has no per-image counterpart and is refused."""
         if self.mode == "rank":
@@ -109,7 +112,8 @@ class BlendFit:
         paths = list(paths)
         if len(paths) != len(self.weights):
             raise ShapeError(f"{len(paths)} checkpoint paths for {len(self.weights)} fitted models; pass one per model")
-        return [{"path": str(p), "weight": float(w)} for p, w in zip(paths, self.weights) if w > 0]
+        folds = [[p] if isinstance(p, (str, os.PathLike)) else list(p) for p in paths]
+        return [{"path": str(f), "weight": float(w) / len(fs)} for fs, w in zip(folds, self.weights) if w > 0 for f in fs]
 
 
 def _metric_error(what, rows: int) -> InvalidArgumentError:
