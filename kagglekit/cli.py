@@ -2,6 +2,8 @@
 
     kagglekit segment        run the segmentation pipeline of a config on an input folder (--check: validate only)
     kagglekit classify       run the classification pipeline of a config on an input folder (--check: validate only)
+    kagglekit train          train every fold of a training TOML and write the kernel's model folder
+    kagglekit blend          fit blend weights or a stacker on out-of-fold tables, blend the test tables
     kagglekit run <job>      run a per-slide job (bags, predictions, tiles) over slides, here or on Ray, resumable
     kagglekit demo [name]    build mini-competitions, train on CPU, run the notebook, one table of results
     kagglekit wheels build   build kagglekit's wheel and download the wheels the Kaggle image lacks
@@ -331,13 +333,55 @@ def _add_train(sub) -> None:
     parser.set_defaults(handler=_train)
 
 
+def _blend(args) -> int:
+    from kagglekit.train.blending import run_blend
+
+    report = run_blend(args.oof, args.labels, args.out, label=args.label, target=args.target, test=args.test or (),
+                       id_column=args.id_column, labels_id_column=args.labels_id_column, method=args.method,
+                       metric=args.metric, mode=args.mode, estimator=args.estimator, folds=args.folds,
+                       repeats=args.repeats, seed=args.seed)
+    print(report.summary())
+    return 0
+
+
+def _add_blend(sub) -> None:
+    from kagglekit.train.blending import BLEND_METHODS
+
+    parser = _parser(sub, "blend", "fit blend weights or a stacker on out-of-fold tables and blend the test tables",
+                     "kagglekit blend a/oof.parquet b/oof.parquet --labels train.csv --label tags --test a/test.csv "
+                     "b/test.csv --out blend/",
+                     description="Fit blend weights (kagglekit.thresholds.fit_blend) or a stacker (fit_stacker) on the "
+                                 "OOF tables of several models against the labels, with an honest estimate from nested "
+                                 "folds (the first OOF table's fold column, else --folds), and write blend.json or "
+                                 "stacker.json (classify's [stack] file), scores.csv and, with --test, the blended "
+                                 "test.csv. Tables: oof.parquet from kagglekit train, or CSVs with an id column and one "
+                                 "column per class (classify with [output] format = \"columns\").")
+    parser.add_argument("oof", nargs="+", metavar="OOF", help="each model's out-of-fold table")
+    parser.add_argument("--labels", required=True, help="the labels table (the training CSV)")
+    parser.add_argument("--label", help="its label column (target class or multi_hot)")
+    parser.add_argument("--target", default="multi_hot", choices=["class", "multi_hot", "columns"],
+                        help="how the labels read: one class, space-separated labels, or a column per class")
+    parser.add_argument("--labels-id-column", help="the labels table's id column (default: its first)")
+    parser.add_argument("--id-column", default="id", help="the prediction tables' id column (default: id)")
+    parser.add_argument("--test", nargs="+", metavar="TEST", help="each model's test table, in the OOF tables' order")
+    parser.add_argument("--method", default="hill_climb", choices=BLEND_METHODS, help="how the models are combined")
+    parser.add_argument("--metric", default="auc", choices=["auc", "log_loss"], help="what the blend weights maximise")
+    parser.add_argument("--mode", default="mean", help="the blend's mode: mean, logit_mean, gmean or rank")
+    parser.add_argument("--estimator", default="logistic", choices=["logistic", "extra_trees"], help="the stacker (method stack)")
+    parser.add_argument("--folds", type=int, default=5, help="folds of the nested estimate without a fold column")
+    parser.add_argument("--repeats", type=int, default=1, help="the stacker's repeated folds")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", required=True, help="the folder to write into")
+    parser.set_defaults(handler=_blend)
+
+
 def _commands():
     """Every command's adder: one per pipeline kind in the registry (variants run under their base's), then the rest."""
     from kagglekit.pipeline.kind import get_kind, kinds
 
     pipelines = [get_kind(name) for name in kinds()]
     return [*(_add_pipeline(k) for k in pipelines if k.variant_of is None),
-            _add_train, _add_run, _add_demo, _add_wheels, _add_kernel, _add_bundle, _add_push]
+            _add_train, _add_blend, _add_run, _add_demo, _add_wheels, _add_kernel, _add_bundle, _add_push]
 
 
 _DESCRIPTION = "kagglekit: tiling, TTA, thresholds, pipelines and offline delivery for Kaggle image competitions."
@@ -346,6 +390,7 @@ _EPILOG = """examples:
   kagglekit segment models/segment.toml --input /kaggle/input/comp --check
   kagglekit classify --config models/classify.toml --input /kaggle/input/comp --output /kaggle/working
   kagglekit train train.toml --input /kaggle/input/comp --out models/
+  kagglekit blend a/oof.parquet b/oof.parquet --labels train.csv --label tags --test a/test.csv b/test.csv --out blend/
   kagglekit run bags --slides 'train/*.png' --out bags/ --backbone timm/resnet18 --weights r18.safetensors --workers 2
   kagglekit demo --out build/demo
   kagglekit demo multilabel

@@ -230,6 +230,17 @@ def _naming(where: str):
         raise type(exc)(f"{where}: {exc}") from exc
 
 
+def read_targets(table, *, target: str, label: str | None = None, classes=None, separator: str = " ",
+                 id_column: str | None = None) -> tuple[list[str], list[str], np.ndarray]:
+    """(ids, class names, targets) of a labels table read as :class:`ImageDataset` reads it: targets (N,)
+    int64 class indices for ``target="class"``, (N, K) float32 for ``"multi_hot"`` and ``"columns"``."""
+    frame, _ = _read_table(table)
+    ids = _column(frame, frame.columns[0] if id_column is None else id_column, "id_column")
+    names, targets = _targets(frame, ids, one_of("target", target, ("class", "multi_hot", "columns")), label, classes,
+                              separator)
+    return ids, names, targets
+
+
 def _read_table(table):
     """(the table as a polars DataFrame, the folder patterns are relative to by default)."""
     import polars as pl
