@@ -84,11 +84,13 @@ def test_nested_folds_are_sklearn_folds_fitted_and_scored_apart(folds):
     for k, (_, held_out) in enumerate(pairs):
         column[held_out] = k
     fit = fit_blend(tables, y, neg_mse, method="nnls", folds=4 if folds == "count" else column, seed=7)
-    expected = []
+    expected, nested_oof = [], np.zeros(len(y))
     for train, held_out in pairs:
         coef = LinearRegression(positive=True, fit_intercept=False).fit(np.stack(tables, 1)[train], y[train]).coef_
-        expected.append(neg_mse(y[held_out], mean_blend([t[held_out] for t in tables], coef / coef.sum())))
+        nested_oof[held_out] = mean_blend([t[held_out] for t in tables], coef / coef.sum())
+        expected.append(neg_mse(y[held_out], nested_oof[held_out]))
     np.testing.assert_allclose(fit.nested_per_fold, expected, rtol=1e-9)
+    np.testing.assert_allclose(fit.oof, nested_oof, rtol=1e-9)  # each fold's rows blended without them
 
 
 @pytest.mark.parametrize("kind", ["classes", "strings", "multilabel", "continuous"])

@@ -65,7 +65,9 @@ METRICS = {"auc": _auc, "log_loss": _neg_log_loss}
 class BlendFit:
     """Blend weights fitted on out-of-fold predictions (see the module docstring). ``weights``: (M,) float64,
     >= 0, summing to 1; ``single``: each model's score alone (through ``mode``); ``models``: names or None.
-    ``nested_per_fold`` and ``single`` are not stored in a blend file (:func:`read_blend` gives ())."""
+    ``oof``: the nested predictions, each fold's rows blended by the weights fitted without them (the
+    tables' shape, float64, NaN on rows no fold holds out): what to fit a decision on for an honest score.
+    ``nested_per_fold``, ``single`` and ``oof`` are not stored in a blend file (:func:`read_blend` gives () and None)."""
 
     weights: np.ndarray
     method: str
@@ -75,6 +77,7 @@ class BlendFit:
     nested_per_fold: tuple[float, ...] = ()
     single: tuple[float, ...] = ()
     models: tuple[str, ...] | None = None
+    oof: np.ndarray | None = None
 
     def __post_init__(self):
         one_of("blend fitting method", self.method, FIT_METHODS)
@@ -270,12 +273,13 @@ def fit_blend(tables, y, metric, *, method: str = "hill_climb", mode: str = "mea
     names = None if models is None else tuple(str(m) for m in models)
     _check_names(names, len(arrays))
     fitter = _Fitter(method, mode, _metric(metric), positive_int("iterations", iterations))
-    nested = []
+    nested, oof = [], np.full(arrays[0].shape, np.nan)
     for train, held_out in fold_pairs(folds, y, seed):
-        w = fitter.fit(fitter.space(arrays, train), y[train])
-        nested.append(fitter.score(fitter.space(arrays, held_out), y[held_out], w))
+        w, held = fitter.fit(fitter.space(arrays, train), y[train]), fitter.space(arrays, held_out)
+        nested.append(fitter.score(held, y[held_out], w))
+        oof[held_out] = from_space(_mix(held, w), mode)
     space = fitter.space(arrays, np.arange(len(y)))
     weights = fitter.fit(space, y)
     return BlendFit(weights, method, mode, in_sample=fitter.score(space, y, weights), nested=float(np.mean(nested)),
                     nested_per_fold=tuple(nested), single=tuple(fitter.score(space, y, w) for w in np.eye(len(arrays))),
-                    models=names)
+                    models=names, oof=oof)
