@@ -60,7 +60,8 @@ def test_score_is_the_mean_of_per_chip_f2_as_scikit_learn_computes_it(tmp_path):
 
 
 SMALL = {"steps": 2, "n_train": 48, "n_test": 8}
-ROWS = ["all labels (baseline)", "threshold 0.5", "per-class thresholds", "expected-F2 decision"]
+ROWS = ["all labels (baseline)", "threshold 0.5", "per-class thresholds, no weather rule", "per-class thresholds",
+        "expected-F2 decision", "mean of 3 models", "fitted blend weights", "stacker"]
 
 
 @pytest.fixture(scope="module")
@@ -74,14 +75,20 @@ def tiny_run(tmp_path_factory):
 def test_a_tiny_multilabel_demo_runs_end_to_end(tiny_run):
     root, result = tiny_run
     rows = result["rows"]
-    assert list(rows) == ROWS and rows[ROWS[0]][0] is None
+    assert list(rows) == ROWS and rows[ROWS[0]][:2] == (None, None)
     ids, truth = read_tags(root / "multilabel_solution.csv")
-    assert rows[ROWS[0]][1] == pytest.approx(sk_fbeta(truth, np.ones_like(truth), beta=2, average="samples", zero_division=0))
-    submission = root / "working" / "multilabel" / "submission.csv"
+    assert rows[ROWS[0]][2] == pytest.approx(sk_fbeta(truth, np.ones_like(truth), beta=2, average="samples", zero_division=0))
+    working = root / "working" / "multilabel"
+    submission = working / "submission.csv"
     assert [r["image_name"] for r in csv.DictReader(open(submission))] == [f"test_{k}" for k in range(8)] == ids
-    assert rows["per-class thresholds"][1] == pytest.approx(sk_fbeta(truth, read_tags(submission)[1], beta=2, average="samples",
+    assert rows["per-class thresholds"][2] == pytest.approx(sk_fbeta(truth, read_tags(submission)[1], beta=2, average="samples",
                                                                      zero_division=0))  # the notebook's submission
-    assert (root / "working" / "multilabel" / "predictions.png").is_file()
+    for name, scratch in (("stacker", "stacker"), ("per-class thresholds, no weather rule", "per-class_thresholds")):
+        predicted = read_tags(working / scratch / "submission.csv")[1]
+        assert rows[name][2] == pytest.approx(sk_fbeta(truth, predicted, beta=2, average="samples", zero_division=0))
+    weather = read_tags(submission)[1][:, [CLASSES.index(w) for w in WEATHER]]
+    assert (weather.sum(axis=1) == 1).all()  # the weather rule in the notebook's submission
+    assert (working / "predictions.png").is_file()
 
 
 @pytest.mark.slow
@@ -96,10 +103,10 @@ def test_the_tiny_demo_retrained_from_its_seed_gives_the_same_models_and_classif
     root, result = tiny_run
     folder, models = root / "input" / "kagglekit-multilabel", root / "input" / MODELS
     again = train_folds(folder, tmp_path / "models", steps=SMALL["steps"], seed=0, log=lambda *_: None)
-    assert again.oof_fbeta == {name: result["rows"][name][0] for name in ROWS[1:]}
+    assert again.oof_fbeta == {name: result["rows"][name][:2] for name in ROWS[1:5]}
     for fold in range(FOLDS):
         assert same_safetensors(tmp_path / "models" / f"fold{fold}" / "model.safetensors", models / f"fold{fold}" / "model.safetensors"), fold
-    for name in ("decision.json", "expected_f2.json", "oof.parquet"):
+    for name in ("decision.json", "expected_f2.json", "no_weather_rule.json", "oof.parquet"):
         assert (tmp_path / "models" / name).read_bytes() == (models / name).read_bytes(), name
     assert (tmp_path / "models" / "classify.toml").read_text().splitlines()[1:] == (models / "classify.toml").read_text().splitlines()[1:]
     classify(models / "classify.toml", folder, tmp_path / "working")
@@ -119,8 +126,8 @@ def test_the_demos_training_config_is_the_readmes():
 @pytest.mark.demo
 def test_the_full_multilabel_demo_puts_fitted_decisions_above_threshold_half_and_the_baseline(tmp_path):
     rows = run_multilabel(tmp_path, log=lambda *_: None)["rows"]
-    baseline, half = rows["all labels (baseline)"][1], rows["threshold 0.5"]
-    assert half[1] > baseline + 0.2  # the trained folds, even at 0.5, far above tagging everything
+    baseline, half = rows["all labels (baseline)"][2], rows["threshold 0.5"]
+    assert half[2] > baseline + 0.2  # the trained folds, even at 0.5, far above tagging everything
     for name in ("per-class thresholds", "expected-F2 decision"):  # decisions fitted out of fold beat 0.5, out of fold and on test
-        assert rows[name][0] > half[0] + 0.02 and rows[name][1] > half[1] + 0.02, name
+        assert rows[name][0] > half[0] + 0.02 and rows[name][2] > half[2] + 0.02, name
     assert (tmp_path / "working" / "multilabel" / "predictions.png").is_file()

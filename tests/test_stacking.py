@@ -18,7 +18,7 @@ from kagglekit.errors import InvalidArgumentError, ShapeError
 from kagglekit.models import create, save_checkpoint
 from kagglekit.pipeline import PipelineConfigError, classify, load_config
 from kagglekit.pipeline.degrade import Degrader
-from kagglekit.thresholds import (Decision, StackFileError, blend, fit_stacker, load_stacker, repeat_folds,
+from kagglekit.thresholds import (BlendFit, Decision, StackFileError, blend, fit_stacker, load_stacker, repeat_folds, write_blend,
                                   write_decision)
 from kagglekit.thresholds.stack_heads import export_head, head_proba
 
@@ -255,6 +255,9 @@ def test_classify_applies_a_blend_file_written_to_the_contract(comp):
     np.testing.assert_allclose(written, blend(first_level(), [3, 1], "logit_mean"), rtol=0, atol=1e-6)
     _, written = classify_with(comp, "blend.json", {"kind": "argmax"})  # each model's own softmax, then the blend
     assert np.array_equal(written, np.eye(3)[blend(first_level(softmax), [3, 1], "logit_mean").argmax(axis=1)])
+    write_blend(BlendFit(np.array([0.0, 1.0]), "hill_climb", "mean", 0.9, 0.8), comp / "fitted.json")  # a weight of 0
+    _, written = classify_with(comp, "fitted.json")
+    np.testing.assert_allclose(written, first_level()[1], rtol=0, atol=1e-6)
 
 
 def test_a_stack_that_does_not_fit_the_models_is_refused_by_the_run_and_by_check(comp, capsys):

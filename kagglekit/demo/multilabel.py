@@ -1,20 +1,24 @@
 """``kagglekit demo multilabel``: a Planet-like multi-label competition, trained in folds on CPU and
 submitted through the classify pipeline and the inference notebook.
 
-    1. the competition (multilabel_data.py): JPEG chips of 1 to 4 regions of scikit-image's images
+    1. the competition (multilabel_data.py): JPEG chips of 1 to 4 regions of scikit-image's images under
+       exactly one weather tag ("cloudy" alone, as in Planet)
     2. ``kagglekit train`` on a written train.toml (:func:`train_config`, the README's): 4 folds
        (MultilabelStratifiedKFold), a small timm model per fold from scratch for a fixed number of steps
-       (D4 augmentation), out-of-fold predictions, per-class F2 thresholds fitted on them
-       (decision.json, with a temperature) and the kernel's classify.toml; the expected-F2 decision
-       fitted on the same out-of-fold predictions (expected_f2.json)
-    4. the notebook, headless and offline, runs classify.toml (the per-class thresholds) on the test chips;
-       the pipeline runs twice more in-process for the other rows of the table
-    5. mean per-chip F2 (Planet's metric) on the hidden tags for each decision and the all-labels baseline
+       (D4 augmentation), out-of-fold predictions, per-class F2 thresholds averaged over 4 x 5 splits of them
+       (decision.json, with a temperature and the weather rule) and the kernel's classify.toml; the same
+       thresholds without the rule, and the expected-F2 decision under it, fitted on the same predictions
+    3. the notebook, headless and offline, runs classify.toml (the per-class thresholds) on the test chips
+    4. two more variants trained the same way, and their OOF predictions combined (multilabel_blend.py):
+       the mean, hill-climbed blend weights, a logistic stacker per class, each with its thresholds
+    5. every other row through the classify pipeline in this process; mean per-chip F2 (Planet's metric)
+       on the hidden tags beside the out-of-fold F2 and its held-out estimate, and the all-labels baseline
 
     <out>/input/kagglekit-multilabel/          the competition
-    <out>/input/multilabel-train.toml          the training config
+    <out>/input/multilabel-train*.toml         the training configs
     <out>/input/kagglekit-multilabel-models/   fold*/model.safetensors, oof.parquet, cv.json, decision files,
-                                               curves.png, classify.toml
+                                               curves.png, classify.toml; b/ and c/ (the variants), blend.json,
+                                               stacker.json, classify_<row>.toml
     <out>/working/                             submission.csv, predictions.png, the executed notebook
 """
 
@@ -39,8 +43,20 @@ MODELS = "kagglekit-multilabel-models"
 
 @dataclass(frozen=True)
 class FoldsResult:
+    """The first model's folder; each of its decisions' (out-of-fold F2, held-out estimate or None); the OOF
+    rows' (N, C) labels over ``classes``."""
+
     models_dir: Path
-    oof_fbeta: dict[str, float]
+    oof_fbeta: dict[str, tuple[float, float | None]]
+    classes: list[str]
+    labels: np.ndarray
+
+
+def weather():
+    """Planet's label structure over the demo's classes: exactly one weather tag, "cloudy" alone."""
+    from kagglekit.thresholds import LabelStructure
+
+    return LabelStructure(groups=[(list(WEATHER), "exactly_one")], alone=["cloudy"])
 
 
 def train_config(steps: int = STEPS, folds: int = FOLDS, seed: int = 0) -> dict:
@@ -84,11 +100,16 @@ def train_folds(folder: Path, models_dir: Path, *, steps: int = STEPS, folds: in
     assert oof["id"].to_list() == ids  # the OOF table is in the training table's order
     oof_z = oof.select([f"logit_{c}" for c in classes]).to_numpy()
     oof_p = oof.select([f"prob_{c}" for c in classes]).to_numpy()
-    expected = fit_decision(oof_p, labels, "expected_fbeta", beta=BETA, classes=classes, logits=oof_z)
+    expected = fit_decision(oof_p, labels, "expected_fbeta", beta=BETA, classes=classes, logits=oof_z, structure=weather())
     write_decision(expected, models_dir / "expected_f2.json")
-    oof_f2 = {"threshold 0.5": fbeta_score(labels, oof_p >= 0.5, BETA, average="samples"),
-              "per-class thresholds": trained.decision.score, "expected-F2 decision": expected.score}
-    return FoldsResult(models_dir, oof_f2)
+    d = trained.decision
+    free = fit_decision(oof_p, labels, "per_class", beta=BETA, classes=classes, logits=oof_z, folds=d.folds,
+                        repeats=d.repeats, seed=d.seed)  # the same thresholds, without the weather rule
+    write_decision(free, models_dir / "no_weather_rule.json")
+    oof_f2 = {"threshold 0.5": (fbeta_score(labels, oof_p >= 0.5, BETA, average="samples"), None),
+              "per-class thresholds, no weather rule": (free.score, free.held_out_score),
+              "per-class thresholds": (d.score, d.held_out_score), "expected-F2 decision": (expected.score, None)}
+    return FoldsResult(models_dir, oof_f2, classes, labels)
 
 
 def score(submission, solution) -> float:
@@ -104,48 +125,73 @@ def score(submission, solution) -> float:
 
 def run_multilabel(out="build/demo", *, steps: int = STEPS, n_train: int = 1200, n_test: int = 300, folds: int = FOLDS,
                    seed: int = 0, notebook=None, log=print) -> dict:
-    """Run every step under ``out``; print and return the table (decision -> out-of-fold F2 or None, test F2).
+    """Run every step under ``out``; print and return the table (row -> (out-of-fold F2 or None, held-out
+    estimate or None, test F2)).
 
     The size knobs (``kagglekit demo multilabel --steps --train --test --folds``): ``steps`` per fold,
     ``n_train`` and ``n_test`` chips, ``folds`` folds. The defaults are the full demo, whose figures
     ``make demo-check`` asserts; the test suite runs a small size."""
-    import tomllib
-
-    from kagglekit.demo.multilabel_data import build_multilabel_competition
     from kagglekit.delivery.notebook import run_kernel
+    from kagglekit.demo.multilabel_blend import second_level, train_variants
+    from kagglekit.demo.multilabel_data import build_multilabel_competition
     from kagglekit.demo.run import default_notebook
-    from kagglekit.pipeline import classify
 
     out = Path(out)
     start = time.monotonic()
-    log(f"1/4 building the multi-label competition under {out / 'input'} ({n_train} train, {n_test} test chips)")
+    log(f"1/5 building the multi-label competition under {out / 'input'} ({n_train} train, {n_test} test chips)")
     comp = build_multilabel_competition(out, n_train=n_train, n_test=n_test, side=SIZE, seed=seed)
-    log(f"2/4 training {folds} folds of {MODEL} on CPU, {steps} steps each")
+    log(f"2/5 training {folds} folds of {MODEL} on CPU, {steps} steps each")
     trained = train_folds(comp.folder, out / "input" / MODELS, steps=steps, folds=folds, seed=seed, log=log)
-    log(f"3/4 running {Path(notebook or default_notebook())} headless on the test chips")
+    log(f"3/5 running {Path(notebook or default_notebook())} headless on the test chips")
     working = out / "working" / "multilabel"
     run_kernel(Path(notebook) if notebook else default_notebook(), out, comp.folder.name, MODELS, working)
-    log("4/4 the other decisions through the same pipeline, and the scores on the hidden tags")
-    config = tomllib.loads((trained.models_dir / "classify.toml").read_text())
-    test = {"per-class thresholds": score(working / "submission.csv", comp.solution)}
-    for name, decision in (("threshold 0.5", {"kind": "threshold", "value": 0.5}),
-                           ("expected-F2 decision", {"file": "expected_f2.json"})):
-        scratch = working / name.split()[0]
-        classify({**config, "decision": decision}, comp.folder, scratch, base_dir=trained.models_dir)
-        test[name] = score(scratch / "submission.csv", comp.solution)
-    everything = working / "all_labels.csv"
-    from kagglekit.demo.multilabel_data import CLASSES, read_tags
-
-    ids, _ = read_tags(comp.solution)
-    everything.write_text("image_name,tags\n" + "".join(f"{i},{' '.join(CLASSES)}\n" for i in ids))
-    rows = {"all labels (baseline)": (None, score(everything, comp.solution))}
-    rows.update({name: (trained.oof_fbeta[name], test[name]) for name in ("threshold 0.5", "per-class thresholds",
-                                                                        "expected-F2 decision")})
+    log("4/5 two more variants, and their OOF predictions blended, weighted and stacked")
+    folders = [trained.models_dir, *train_variants(comp.folder, trained.models_dir, train_config(steps, folds, seed), log=log)]
+    config = _kernel_config(trained.models_dir)
+    second = second_level(trained.models_dir, folders, trained.labels, trained.classes, config, BETA, weather())
+    log("5/5 every row through the classify pipeline, and the scores on the hidden tags")
+    rows = _scored_rows(comp, trained, second, config, working)
     log("")
-    log("| decision | out-of-fold F2 | test F2 |\n| --- | ---: | ---: |")
-    for name, (oof, test_f2) in rows.items():
-        log(f"| {name} | {'' if oof is None else f'{oof:.4f}'} | {test_f2:.4f} |")
+    log("| decision | out-of-fold F2 | held-out estimate | test F2 |\n| --- | ---: | ---: | ---: |")
+    for name, (oof, held_out, test_f2) in rows.items():
+        log(f"| {name} | {_fmt(oof)} | {_fmt(held_out)} | {test_f2:.4f} |")
     log(f"submission: {working / 'submission.csv'}   picture: {working / 'predictions.png'}   "
         f"({time.monotonic() - start:.0f} s)")
     return {"rows": rows, "seconds": time.monotonic() - start,
-            "summary": [(f"test F2, {name}", test_f2) for name, (_, test_f2) in rows.items()]}
+            "summary": [(f"test F2, {name}", test_f2) for name, (*_, test_f2) in rows.items()]}
+
+
+def _fmt(value) -> str:
+    return "" if value is None else f"{value:.4f}"
+
+
+def _kernel_config(models_dir: Path) -> dict:
+    from kagglekit._toml import tomllib
+
+    return tomllib.loads((models_dir / "classify.toml").read_text())
+
+
+def _scored_rows(comp, trained: FoldsResult, second: dict, config: dict, working: Path) -> dict:
+    """Every row's (out-of-fold F2, held-out estimate, test F2): the notebook's submission, the first model's other
+    decisions and the second level's rows through ``classify`` in this process, and the all-labels baseline."""
+    from kagglekit.demo.multilabel_data import CLASSES, read_tags
+    from kagglekit.pipeline import classify
+
+    ids, _ = read_tags(comp.solution)
+    everything = working / "all_labels.csv"
+    everything.write_text("image_name,tags\n" + "".join(f"{i},{' '.join(CLASSES)}\n" for i in ids))
+    rows = {"all labels (baseline)": (None, None, score(everything, comp.solution))}
+    runs = {"threshold 0.5": {**config, "decision": {"kind": "threshold", "value": 0.5}},
+            "per-class thresholds, no weather rule": {**config, "decision": {"file": "no_weather_rule.json"}},
+            "per-class thresholds": None,  # the notebook's
+            "expected-F2 decision": {**config, "decision": {"file": "expected_f2.json"}}}
+    runs.update({name: row.config for name, row in second.items()})
+    figures = {**trained.oof_fbeta, **{name: (row.oof_f2, row.held_out_f2) for name, row in second.items()}}
+    for name, run in runs.items():
+        submission = working / "submission.csv"
+        if run is not None:
+            scratch = working / name.split(",")[0].replace(" ", "_")
+            classify(run, comp.folder, scratch, base_dir=trained.models_dir)
+            submission = scratch / "submission.csv"
+        rows[name] = (*figures[name], score(submission, comp.solution))
+    return rows

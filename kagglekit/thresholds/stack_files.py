@@ -8,12 +8,11 @@ reader), applied with :func:`kagglekit.thresholds.blend`.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
 
-from kagglekit._checks import positive_weights
-from kagglekit.errors import InvalidArgumentError
 from kagglekit.thresholds.stacking import StackFileError, Stacker, check_format, read_json, stacker_from
 
 __all__ = ["BlendFile", "read_stack_file"]
@@ -34,23 +33,27 @@ class BlendFile:
         return len(self.weights)
 
     def predict(self, tables) -> np.ndarray:
-        """The (N, C) float64 blend of the M (N, C) tables."""
+        """The (N, C) float64 blend of the M (N, C) tables (those of weight 0 left out)."""
         from kagglekit.thresholds.blends import blend
 
-        return blend(tables, self.weights, self.mode)
+        kept = [k for k, w in enumerate(self.weights) if w > 0]
+        return blend([tables[k] for k in kept], [self.weights[k] for k in kept], self.mode)
 
 
 def _blend_from(data: dict, path) -> BlendFile:
     check_format(data, path)
-    mode, models = data.get("mode"), data.get("models")
+    mode, models, weights = data.get("mode"), data.get("models"), data.get("weights")
     if mode not in BLEND_FILE_MODES:
         raise StackFileError(f"blend file {path}: mode must be one of {list(BLEND_FILE_MODES)}, got {mode!r}")
+    count = len(models) if isinstance(models, list) else len(weights) if isinstance(weights, list) else -1
     try:
-        weights = positive_weights(data.get("weights"), len(models) if isinstance(models, list) else -1, "blend file")
-    except (InvalidArgumentError, TypeError):
-        raise StackFileError(f"blend file {path}: weights must be positive numbers, one per entry of models "
+        weights = [float(w) for w in weights]
+        if len(weights) != count or not all(math.isfinite(w) and w >= 0 for w in weights) or not sum(weights) > 0:
+            raise ValueError
+    except (ValueError, TypeError):
+        raise StackFileError(f"blend file {path}: weights must be numbers >= 0 (not all 0), one per entry of models "
                              f"({models!r}), got {data.get('weights')!r}") from None
-    return BlendFile(mode, tuple(weights), tuple(map(str, models)))
+    return BlendFile(mode, tuple(weights), tuple(map(str, models or [f"model{k}" for k in range(count)])))
 
 
 def read_stack_file(path) -> Stacker | BlendFile:

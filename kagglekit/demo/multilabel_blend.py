@@ -1,0 +1,104 @@
+"""The multilabel demo's second level: two more model variants trained like the first, then their OOF tables
+combined three ways (the mean, blend weights fitted by hill climbing, a logistic stacker per class), each
+with per-class F2 thresholds under the weather rule, and the kernel config that applies it.
+
+    <models>/b/, <models>/c/                 the variants' ``kagglekit train`` folders (fold*/, oof.parquet, ...)
+    <models>/blend.json, stacker.json        the fitted blend weights and the stacker ([stack] files)
+    <models>/decision_<row>.json             each row's per-class thresholds, fitted on its OOF predictions
+    <models>/classify_<row>.toml             each row's kernel config: every variant's folds, its decision
+
+Each row's figures: the F2 of its thresholds on the OOF rows they were fitted on, and an honest estimate:
+the thresholds fitted on 4 of 5 splits of the OOF rows (4 repeats) and scored on the fifth, on OOF
+predictions no fitted weight saw either (the nested blend: each fold's rows blended by weights fitted
+without them; the stacker's own second-level OOF predictions).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+VARIANTS = {"b": {"model": "timm/regnetx_002", "train_seed": 1}, "c": {"model": "timm/mobilenetv3_small_100", "train_seed": 2}}
+ROWS = ("mean of 3 models", "fitted blend weights", "stacker")
+REPEATS, SPLITS = 4, 5
+
+
+@dataclass(frozen=True)
+class SecondLevel:
+    """One row: its kernel config, and the F2 of its decision on the OOF rows and held out."""
+
+    config: Path
+    oof_f2: float
+    held_out_f2: float
+
+
+def train_variants(folder: Path, models_dir: Path, config: dict, *, log=print) -> list[Path]:
+    """``kagglekit train`` of each variant (``config``, the first model's, with its model and training seed)
+    into ``models_dir/<name>``: the same folds, the same decision. Returns the variants' folders."""
+    from kagglekit.train.command import run_training
+    from kagglekit.train.toml_writer import dumps
+
+    folders = []
+    for name, variant in VARIANTS.items():
+        data = {**config, "model": {"name": variant["model"]}, "train": {**config["train"], "seed": variant["train_seed"]}}
+        path = models_dir.parent / f"multilabel-train-{name}.toml"
+        path.write_text(dumps(data))
+        log(f"   variant {name}: {variant['model']}, training seed {variant['train_seed']}")
+        run_training(path, folder, models_dir / name, progress=False)
+        folders.append(models_dir / name)
+    return folders
+
+
+def second_level(models_dir: Path, folders: list[Path], labels: np.ndarray, classes: list[str], config: dict,
+                 beta: float, structure) -> dict[str, SecondLevel]:
+    """The three rows (:data:`ROWS`) fitted on the OOF tables of ``folders`` (the first model's first),
+    ``labels`` (N, C) in their row order; ``config``: the first model's kernel config (a dict)."""
+    import polars as pl
+
+    from kagglekit.thresholds import fit_blend, fit_stacker, fit_decision, write_blend, write_decision
+
+    oof = [pl.read_parquet(f / "oof.parquet") for f in folders]
+    tables = [t.select([f"prob_{c}" for c in classes]).to_numpy() for t in oof]
+    folds, names = oof[0]["fold"].to_numpy(), ["a", *VARIANTS]
+    fit = fit_blend(tables, labels, "log_loss", method="hill_climb", folds=folds, models=names)
+    write_blend(fit, models_dir / "blend.json")
+    stacker = fit_stacker(tables, labels, folds, "logistic", classes=classes)
+    stacker.save(models_dir / "stacker.json")
+    mean = np.mean(tables, axis=0)
+    fitted = {"mean of 3 models": (mean, mean, None), "fitted blend weights": (fit.apply(tables), fit.oof, "blend.json"),
+              "stacker": (stacker.oof, stacker.oof, "stacker.json")}
+    rows = {}
+    for name, (in_sample, nested, stack) in fitted.items():
+        tag = name.split()[0]
+        honest, decision = (fit_decision(p, labels, "per_class", beta=beta, classes=classes, structure=structure,
+                                         folds=SPLITS, repeats=REPEATS) for p in (nested, in_sample))
+        write_decision(decision, models_dir / f"decision_{tag}.json")
+        path = _kernel_config(models_dir, dict(zip(names, folders)), config, f"decision_{tag}.json", stack, tag)
+        rows[name] = SecondLevel(path, decision.score, honest.held_out_score)
+    return rows
+
+
+def _kernel_config(models_dir: Path, folders: dict[str, Path], config: dict, decision: str, stack: str | None,
+                   tag: str) -> Path:
+    """``classify_<tag>.toml``: the first model's kernel config over every variant's folds (with ``stack``, each
+    variant one input of it), reading ``decision``."""
+    from kagglekit.train.toml_writer import dumps
+
+    models = []
+    for name, folder in folders.items():
+        for model in config_models(folder):
+            entry = {"path": str((folder / model).relative_to(models_dir))}
+            models.append({**entry, "variant": name} if stack else entry)
+    data = {**config, "models": models, "decision": {"file": decision}, **({"stack": {"file": stack}} if stack else {})}
+    path = models_dir / f"classify_{tag}.toml"
+    path.write_text(dumps(data))
+    return path
+
+
+def config_models(folder: Path) -> list[str]:
+    """The checkpoint paths of the kernel config ``kagglekit train`` wrote in ``folder``, relative to it."""
+    from kagglekit._toml import tomllib
+
+    return [m["path"] for m in tomllib.loads((folder / "classify.toml").read_text())["models"]]
