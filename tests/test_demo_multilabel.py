@@ -60,8 +60,8 @@ def test_score_is_the_mean_of_per_chip_f2_as_scikit_learn_computes_it(tmp_path):
 
 
 SMALL = {"steps": 2, "n_train": 48, "n_test": 8}
-ROWS = ["all labels (baseline)", "threshold 0.5", "per-class thresholds, no weather rule", "per-class thresholds",
-        "expected-F2 decision", "mean of 3 models", "fitted blend weights", "stacker"]
+ROWS = ["all labels (baseline)", "threshold 0.5", "per-class thresholds", "per-class thresholds + weather rule",
+        "expected-F2 decision", "expected-F2 decision + weather rule", "mean of 3 models", "fitted blend weights", "stacker"]
 
 
 @pytest.fixture(scope="module")
@@ -83,11 +83,12 @@ def test_a_tiny_multilabel_demo_runs_end_to_end(tiny_run):
     assert [r["image_name"] for r in csv.DictReader(open(submission))] == [f"test_{k}" for k in range(8)] == ids
     assert rows["per-class thresholds"][2] == pytest.approx(sk_fbeta(truth, read_tags(submission)[1], beta=2, average="samples",
                                                                      zero_division=0))  # the notebook's submission
-    for name, scratch in (("stacker", "stacker"), ("per-class thresholds, no weather rule", "per-class_thresholds")):
-        predicted = read_tags(working / scratch / "submission.csv")[1]
+    for name in ROWS[3:]:
+        predicted = read_tags(working / name.replace(" + ", "_").replace(" ", "_") / "submission.csv")[1]
         assert rows[name][2] == pytest.approx(sk_fbeta(truth, predicted, beta=2, average="samples", zero_division=0))
-    weather = read_tags(submission)[1][:, [CLASSES.index(w) for w in WEATHER]]
-    assert (weather.sum(axis=1) == 1).all()  # the weather rule in the notebook's submission
+        weather = predicted[:, [CLASSES.index(w) for w in WEATHER]]
+        if name.endswith("weather rule"):  # exactly one weather tag, and cloudy alone
+            assert (weather.sum(axis=1) == 1).all() and (predicted[weather[:, 1] == 1].sum(axis=1) == 1).all(), name
     assert (working / "predictions.png").is_file()
 
 
@@ -103,12 +104,20 @@ def test_the_tiny_demo_retrained_from_its_seed_gives_the_same_models_and_classif
     root, result = tiny_run
     folder, models = root / "input" / "kagglekit-multilabel", root / "input" / MODELS
     again = train_folds(folder, tmp_path / "models", steps=SMALL["steps"], seed=0, log=lambda *_: None)
-    assert again.oof_fbeta == {name: result["rows"][name][:2] for name in ROWS[1:5]}
+    assert again.oof_fbeta == {name: result["rows"][name][:2] for name in ROWS[1:6]}
     for fold in range(FOLDS):
         assert same_safetensors(tmp_path / "models" / f"fold{fold}" / "model.safetensors", models / f"fold{fold}" / "model.safetensors"), fold
-    for name in ("decision.json", "expected_f2.json", "no_weather_rule.json", "oof.parquet"):
+    for name in ("decision.json", "weather_rule.json", "expected_f2.json", "expected_f2_weather_rule.json", "oof.parquet"):
         assert (tmp_path / "models" / name).read_bytes() == (models / name).read_bytes(), name
     assert (tmp_path / "models" / "classify.toml").read_text().splitlines()[1:] == (models / "classify.toml").read_text().splitlines()[1:]
+    from kagglekit.demo.multilabel import BETA, _kernel_config
+    from kagglekit.demo.multilabel_blend import second_level
+
+    fitted = {name: (models / name).read_bytes() for name in ("blend.json", "stacker.json", "decision_stacker.json")}
+    second = second_level(models, [models, models / "b", models / "c"], again.labels, again.classes, _kernel_config(models), BETA)
+    assert {name: (row.oof_f2, row.held_out_f2) for name, row in second.items()} == {
+        name: result["rows"][name][:2] for name in ROWS[6:]}  # the second level fitted again: the same figures and files
+    assert fitted == {name: (models / name).read_bytes() for name in fitted}
     classify(models / "classify.toml", folder, tmp_path / "working")
     assert (tmp_path / "working" / "submission.csv").read_bytes() == (root / "working" / "multilabel" / "submission.csv").read_bytes()
 

@@ -197,3 +197,39 @@ def test_kagglekit_train_segments_with_a_threshold_fitted_on_the_kernels_oof_map
     assert fbeta_score(y, scores >= chosen["threshold"], 0.5) == pytest.approx(best)
     assert main(["segment", str(models / "segment.toml"), "--input", str(tmp_path), "--output", str(tmp_path / "out")]) == 0
     assert [r["id"] for r in read_csv(tmp_path / "out" / "submission.csv")] == [f"s{k}" for k in range(6)]
+
+
+def test_the_training_decision_is_fit_decision_over_repeated_splits_under_a_label_structure(tmp_path, capsys):
+    from kagglekit.demo.multilabel import train_config, weather
+    from kagglekit.demo.multilabel_data import WEATHER, build_multilabel_competition
+    from kagglekit.thresholds import fit_decision
+    from kagglekit.train.command import fit_oof_decision
+    from kagglekit.train.config import read_train_config
+    from kagglekit.train.toml_writer import dumps
+
+    comp = build_multilabel_competition(tmp_path, n_train=24, n_test=2).folder
+    structure = {"alone": ["cloudy"], "groups": [{"labels": list(WEATHER), "rule": "exactly_one"}]}
+    data = train_config(steps=1, folds=2)
+    data["decision"].update(structure, repeats=3)
+    (tmp_path / "train.toml").write_text(dumps(data))
+    cfg = read_train_config(tmp_path / "train.toml")
+    rng = np.random.default_rng(0)
+    classes, y = ["a", *WEATHER], (rng.random((60, 5)) < 0.4).astype(int)
+    z = rng.normal(size=(60, 5)) + 2 * y
+    oof = pl.DataFrame({"id": [str(k) for k in range(60)], **{f"logit_{c}": z[:, k] for k, c in enumerate(classes)},
+                        **{f"prob_{c}": 1 / (1 + np.exp(-z[:, k])) for k, c in enumerate(classes)}})
+    expected = fit_decision(1 / (1 + np.exp(-z)), y, "per_class", beta=2.0, classes=classes, logits=z, structure=weather(),
+                            folds=5, repeats=3, seed=0)
+    assert fit_oof_decision(cfg, oof, classes, y) == expected and expected.repeats == 3 and expected.structure is not None
+
+    decision = {k: v for k, v in data["decision"].items() if k != "alone"}
+    unknown = {**data, "decision": {**decision, "groups": [{"labels": ["clear", "foggy"], "rule": "at_most_one"}]}}
+    (tmp_path / "unknown.toml").write_text(dumps(unknown))  # --check names a label that is not a class of the table
+    assert main(["train", str(tmp_path / "unknown.toml"), "--input", str(comp), "--check"]) == 1
+    assert "foggy" in capsys.readouterr().out.split("label structure: ")[1].splitlines()[0]
+    for change, words in (({"repeats": 2, "folds": None}, "decision.repeats: goes with folds"),
+                          ({"kind": "argmax"}, "a label structure goes with kind = 'threshold'")):
+        bad = {**data, "decision": {k: v for k, v in {**data["decision"], "alone": ["cloudy"], **change}.items() if v is not None}}
+        (tmp_path / "bad.toml").write_text(dumps(bad))
+        assert main(["train", str(tmp_path / "bad.toml"), "--input", str(comp), "--check"]) == 1
+        assert capsys.readouterr().err.count(words) == 1, words

@@ -6,8 +6,8 @@ submitted through the classify pipeline and the inference notebook.
     2. ``kagglekit train`` on a written train.toml (:func:`train_config`, the README's): 4 folds
        (MultilabelStratifiedKFold), a small timm model per fold from scratch for a fixed number of steps
        (D4 augmentation), out-of-fold predictions, per-class F2 thresholds averaged over 4 x 5 splits of them
-       (decision.json, with a temperature and the weather rule) and the kernel's classify.toml; the same
-       thresholds without the rule, and the expected-F2 decision under it, fitted on the same predictions
+       (decision.json, with a temperature) and the kernel's classify.toml; the same thresholds under the
+       weather rule, and the expected-F2 decision with and without it, fitted on the same predictions
     3. the notebook, headless and offline, runs classify.toml (the per-class thresholds) on the test chips
     4. two more variants trained the same way, and their OOF predictions combined (multilabel_blend.py):
        the mean, hill-climbed blend weights, a logistic stacker per class, each with its thresholds
@@ -71,8 +71,7 @@ def train_config(steps: int = STEPS, folds: int = FOLDS, seed: int = 0) -> dict:
                       "seed": seed},
             "augment": {"transform": "d4"},
             "folds": {"n": folds, "seed": seed},
-            "decision": {"kind": "per_class", "beta": BETA, "folds": 5, "repeats": 4, "alone": ["cloudy"],
-                         "groups": [{"labels": list(WEATHER), "rule": "exactly_one"}]},
+            "decision": {"kind": "per_class", "beta": BETA, "folds": 5, "repeats": 4},
             "kernel": {"inputs": {"glob": "test/*.jpg"}, "output": {"label_column": "tags"}, "tta": {"views": "d4"}}}
 
 
@@ -100,15 +99,18 @@ def train_folds(folder: Path, models_dir: Path, *, steps: int = STEPS, folds: in
     assert oof["id"].to_list() == ids  # the OOF table is in the training table's order
     oof_z = oof.select([f"logit_{c}" for c in classes]).to_numpy()
     oof_p = oof.select([f"prob_{c}" for c in classes]).to_numpy()
-    expected = fit_decision(oof_p, labels, "expected_fbeta", beta=BETA, classes=classes, logits=oof_z, structure=weather())
-    write_decision(expected, models_dir / "expected_f2.json")
     d = trained.decision
-    free = fit_decision(oof_p, labels, "per_class", beta=BETA, classes=classes, logits=oof_z, folds=d.folds,
-                        repeats=d.repeats, seed=d.seed)  # the same thresholds, without the weather rule
-    write_decision(free, models_dir / "no_weather_rule.json")
+    ruled = fit_decision(oof_p, labels, "per_class", beta=BETA, classes=classes, logits=oof_z, folds=d.folds,
+                         repeats=d.repeats, seed=d.seed, structure=weather())  # the same thresholds, under the rule
+    expected, expected_ruled = (fit_decision(oof_p, labels, "expected_fbeta", beta=BETA, classes=classes, logits=oof_z,
+                                             structure=structure) for structure in (None, weather()))
+    for decision, name in ((ruled, "weather_rule"), (expected, "expected_f2"), (expected_ruled, "expected_f2_weather_rule")):
+        write_decision(decision, models_dir / f"{name}.json")
     oof_f2 = {"threshold 0.5": (fbeta_score(labels, oof_p >= 0.5, BETA, average="samples"), None),
-              "per-class thresholds, no weather rule": (free.score, free.held_out_score),
-              "per-class thresholds": (d.score, d.held_out_score), "expected-F2 decision": (expected.score, None)}
+              "per-class thresholds": (d.score, d.held_out_score),
+              "per-class thresholds + weather rule": (ruled.score, ruled.held_out_score),
+              "expected-F2 decision": (expected.score, None),
+              "expected-F2 decision + weather rule": (expected_ruled.score, None)}
     return FoldsResult(models_dir, oof_f2, classes, labels)
 
 
@@ -148,7 +150,7 @@ def run_multilabel(out="build/demo", *, steps: int = STEPS, n_train: int = 1200,
     log("4/5 two more variants, and their OOF predictions blended, weighted and stacked")
     folders = [trained.models_dir, *train_variants(comp.folder, trained.models_dir, train_config(steps, folds, seed), log=log)]
     config = _kernel_config(trained.models_dir)
-    second = second_level(trained.models_dir, folders, trained.labels, trained.classes, config, BETA, weather())
+    second = second_level(trained.models_dir, folders, trained.labels, trained.classes, config, BETA)
     log("5/5 every row through the classify pipeline, and the scores on the hidden tags")
     rows = _scored_rows(comp, trained, second, config, working)
     log("")
@@ -182,15 +184,16 @@ def _scored_rows(comp, trained: FoldsResult, second: dict, config: dict, working
     everything.write_text("image_name,tags\n" + "".join(f"{i},{' '.join(CLASSES)}\n" for i in ids))
     rows = {"all labels (baseline)": (None, None, score(everything, comp.solution))}
     runs = {"threshold 0.5": {**config, "decision": {"kind": "threshold", "value": 0.5}},
-            "per-class thresholds, no weather rule": {**config, "decision": {"file": "no_weather_rule.json"}},
             "per-class thresholds": None,  # the notebook's
-            "expected-F2 decision": {**config, "decision": {"file": "expected_f2.json"}}}
+            "per-class thresholds + weather rule": {**config, "decision": {"file": "weather_rule.json"}},
+            "expected-F2 decision": {**config, "decision": {"file": "expected_f2.json"}},
+            "expected-F2 decision + weather rule": {**config, "decision": {"file": "expected_f2_weather_rule.json"}}}
     runs.update({name: row.config for name, row in second.items()})
     figures = {**trained.oof_fbeta, **{name: (row.oof_f2, row.held_out_f2) for name, row in second.items()}}
     for name, run in runs.items():
         submission = working / "submission.csv"
         if run is not None:
-            scratch = working / name.split(",")[0].replace(" ", "_")
+            scratch = working / name.replace(" + ", "_").replace(" ", "_")
             classify(run, comp.folder, scratch, base_dir=trained.models_dir)
             submission = scratch / "submission.csv"
         rows[name] = (*figures[name], score(submission, comp.solution))

@@ -1,6 +1,7 @@
-"""The multilabel demo's second level: two more model variants trained like the first, then their OOF tables
-combined three ways (the mean, blend weights fitted by hill climbing, a logistic stacker per class), each
-with per-class F2 thresholds under the weather rule, and the kernel config that applies it.
+"""The multilabel demo's second level: two more variants of the first model (other training seeds, one with
+MixUp), then the three models' OOF tables combined three ways (the mean, blend weights fitted by hill
+climbing, a logistic stacker per class), each with its per-class F2 thresholds, and the kernel config
+that applies it.
 
     <models>/b/, <models>/c/                 the variants' ``kagglekit train`` folders (fold*/, oof.parquet, ...)
     <models>/blend.json, stacker.json        the fitted blend weights and the stacker ([stack] files)
@@ -20,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-VARIANTS = {"b": {"model": "timm/regnetx_002", "train_seed": 1}, "c": {"model": "timm/mobilenetv3_small_100", "train_seed": 2}}
+VARIANTS = {"b": {"train_seed": 1}, "c": {"train_seed": 2, "mix": "mixup"}}  # the first model's, otherwise
 ROWS = ("mean of 3 models", "fitted blend weights", "stacker")
 REPEATS, SPLITS = 4, 5
 
@@ -35,24 +36,24 @@ class SecondLevel:
 
 
 def train_variants(folder: Path, models_dir: Path, config: dict, *, log=print) -> list[Path]:
-    """``kagglekit train`` of each variant (``config``, the first model's, with its model and training seed)
+    """``kagglekit train`` of each variant (``config``, the first model's, with its training seed and mixer)
     into ``models_dir/<name>``: the same folds, the same decision. Returns the variants' folders."""
     from kagglekit.train.command import run_training
     from kagglekit.train.toml_writer import dumps
 
     folders = []
     for name, variant in VARIANTS.items():
-        data = {**config, "model": {"name": variant["model"]}, "train": {**config["train"], "seed": variant["train_seed"]}}
+        train = {**config["train"], "seed": variant["train_seed"], **({"mix": variant["mix"]} if "mix" in variant else {})}
         path = models_dir.parent / f"multilabel-train-{name}.toml"
-        path.write_text(dumps(data))
-        log(f"   variant {name}: {variant['model']}, training seed {variant['train_seed']}")
+        path.write_text(dumps({**config, "train": train}))
+        log(f"   variant {name}: training seed {variant['train_seed']}{', ' + variant['mix'] if 'mix' in variant else ''}")
         run_training(path, folder, models_dir / name, progress=False)
         folders.append(models_dir / name)
     return folders
 
 
 def second_level(models_dir: Path, folders: list[Path], labels: np.ndarray, classes: list[str], config: dict,
-                 beta: float, structure) -> dict[str, SecondLevel]:
+                 beta: float) -> dict[str, SecondLevel]:
     """The three rows (:data:`ROWS`) fitted on the OOF tables of ``folders`` (the first model's first),
     ``labels`` (N, C) in their row order; ``config``: the first model's kernel config (a dict)."""
     import polars as pl
@@ -72,8 +73,8 @@ def second_level(models_dir: Path, folders: list[Path], labels: np.ndarray, clas
     rows = {}
     for name, (in_sample, nested, stack) in fitted.items():
         tag = name.split()[0]
-        honest, decision = (fit_decision(p, labels, "per_class", beta=beta, classes=classes, structure=structure,
-                                         folds=SPLITS, repeats=REPEATS) for p in (nested, in_sample))
+        honest, decision = (fit_decision(p, labels, "per_class", beta=beta, classes=classes, folds=SPLITS, repeats=REPEATS)
+                            for p in (nested, in_sample))
         write_decision(decision, models_dir / f"decision_{tag}.json")
         path = _kernel_config(models_dir, dict(zip(names, folders)), config, f"decision_{tag}.json", stack, tag)
         rows[name] = SecondLevel(path, decision.score, honest.held_out_score)
