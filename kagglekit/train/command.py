@@ -256,13 +256,13 @@ def check_training(config, input_dir) -> list[tuple[bool, str]]:
         attempt("folds", lambda: f"{np.bincount(fold_numbers(cfg, train)).tolist()} rows held out per fold")
         structure = cfg.decision.label_structure()
         if structure is not None:
-            attempt("label structure", lambda: _bound_to(structure, train.classes))
+            attempt("decision", lambda: _bound_to(structure, train.classes))
     return lines
 
 
 def _bound_to(structure, classes) -> str:
     structure.bind(classes)
-    return "its labels are classes of the table"
+    return "its label structure names classes of the table"
 
 
 def _describe_data(cfg: TrainConfig, input_dir: Path, found: list) -> str:
