@@ -133,10 +133,15 @@ def test_the_demos_training_config_is_the_readmes():
 
 
 @pytest.mark.demo
-def test_the_full_multilabel_demo_puts_fitted_decisions_above_threshold_half_and_the_baseline(tmp_path):
+def test_the_full_multilabel_demo_puts_fitted_decisions_above_threshold_half_and_the_blend_above_one_model(tmp_path):
     rows = run_multilabel(tmp_path, log=lambda *_: None)["rows"]
     baseline, half = rows["all labels (baseline)"][2], rows["threshold 0.5"]
     assert half[2] > baseline + 0.2  # the trained folds, even at 0.5, far above tagging everything
     for name in ("per-class thresholds", "expected-F2 decision"):  # decisions fitted out of fold beat 0.5, out of fold and on test
         assert rows[name][0] > half[0] + 0.02 and rows[name][2] > half[2] + 0.02, name
+    single, fitted = rows["per-class thresholds"], rows["fitted blend weights"]
+    assert fitted[1] > single[1] and fitted[2] > single[2]  # the fitted blend above the first model, held out and on test
+    assert rows["stacker"][2] > single[2]
+    for name, (oof, held_out, _) in rows.items():  # an estimate from thresholds that never saw the row is the lower
+        assert held_out is None or held_out < oof, name
     assert (tmp_path / "working" / "multilabel" / "predictions.png").is_file()
