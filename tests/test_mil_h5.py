@@ -107,6 +107,13 @@ def test_malformed_files_are_named(tmp_path, features, coords, skip, words):
         load_bag(path, backbone="uni_v1")
 
 
+def test_a_truncated_file_is_a_bag_error(tmp_path):
+    whole = write_h5(tmp_path / "s.h5", coords_attrs=TRIDENT_COORDS).read_bytes()
+    (tmp_path / "cut.h5").write_bytes(whole[: len(whole) // 2])
+    with pytest.raises(BagError, match="may be truncated"):
+        load_bag(tmp_path / "cut.h5", backbone="uni_v1")
+
+
 def test_a_foreign_file_needs_the_backbones_name(tmp_path):
     with pytest.raises(BagError, match=r"does not record the patch encoder .* backbone='uni_v1'"):
         load_bag(write_h5(tmp_path / "s.h5", coords_attrs=TRIDENT_COORDS))

@@ -132,8 +132,8 @@ def bag_from_header(header: dict, features, coords, path: Path, backbone: str | 
     if backbone is not None and header["backbone"] != backbone:
         raise BagError(f"{path} holds features of {header['backbone']!r}, not {backbone!r}; bags of different backbones "
                        "cannot be mixed: extract this slide again with the same backbone")
-    return Bag(features, coords, _setting("tile", tile, header["tile"], path), _setting("scale", scale, header["scale"], path),
-               header["backbone"], header["slide"], header["selection"])
+    tile, scale = _setting("tile", tile, header["tile"], path), _setting("scale", scale, header["scale"], path)
+    return Bag(features, coords, tile, scale, header["backbone"], header["slide"], header["selection"])
 
 
 def load_bag(path, backbone: str | None = None, *, tile: int | None = None, scale: float | None = None) -> Bag:

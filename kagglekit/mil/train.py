@@ -31,8 +31,8 @@ import numpy as np
 from kagglekit._checks import one_of, positive_int
 from kagglekit.errors import InvalidArgumentError, ShapeError
 
-__all__ = ["TrainedHeads", "draw_tiles", "epoch_batches", "fit_heads", "head_seeds", "leave_class_out", "pad_bags", "predict_bags",
-           "train_heads"]
+__all__ = ["TrainedHeads", "draw_tiles", "epoch_batches", "fit_heads", "head_seeds", "leave_class_out", "pad_bags",
+           "predict_bags", "train_heads"]
 
 MAX_SEEDS = 1000
 
@@ -107,7 +107,8 @@ def _check_sampling(bag_size, sample, replace) -> None:
         positive_int("bag_size", bag_size)
     one_of("sample", sample, ("random",))
     if replace not in (None, True, False):
-        raise InvalidArgumentError(f"replace must be None (only for bags shorter than bag_size), True or False, got {replace!r}")
+        raise InvalidArgumentError(f"replace must be None (only for bags shorter than bag_size), True or False, "
+                                   f"got {replace!r}")
 
 
 def head_seeds(seed: int, fold: int, n_seeds: int) -> list[int]:
@@ -277,7 +278,8 @@ def train_heads(bags, y, *, head: str = "chowder", folds=5, n_seeds: int = 10, e
     if bag_size is not None and bag_size < r:
         raise ShapeError(f"bag_size={bag_size} draws fewer tiles than Chowder's r={r}: draw at least r tiles a bag")
     if select_top is not None and not 1 <= positive_int("select_top", select_top) <= n_seeds:
-        raise InvalidArgumentError(f"select_top keeps that many of a fold's n_seeds={n_seeds} heads: give 1..{n_seeds}, got {select_top}")
+        raise InvalidArgumentError(f"select_top keeps that many of a fold's n_seeds={n_seeds} heads: "
+                                   f"give 1..{n_seeds}, got {select_top}")
     num_classes = len(classes) if classes is not None else int(y.max()) + 1
     oof = np.full((len(features), num_classes), np.nan, np.float32)
     heads, scores, paths, head_scores = [], [], [], []
