@@ -2,6 +2,7 @@
 
     trained = train_heads(bags, y, head="chowder", folds=5, n_seeds=50, epochs=30, out_dir="heads/")
     trained.oof, trained.fold_scores        # (n, C) out-of-fold probabilities; balanced accuracy per fold
+    train_heads(bags, y, n_seeds=100, bag_size=200, select_top=65)  # 200 tiles a bag, new each epoch; best 65 heads
     probs = predict_bags(trained, test_bags)  # or predict_bags(["heads/fold0.safetensors", ...], test_bags)
     unseen = leave_class_out(bags, y, n_seeds=50)  # rows to fit an entropy cut for "Other" on
 
@@ -11,6 +12,11 @@ and each step of head ``i`` is the step that head takes alone, to float rounding
 there is no gradient clipping across heads). Over hundreds of steps Chowder's top-r choice of tiles can
 grow rounding into different, equally good heads, as it does between two runs of one head on inputs
 that differ by rounding (bench_mil.py (a)). Bags of different sizes go through padded batches with masks.
+
+With ``bag_size``, each epoch trains on a new draw of ``bag_size`` tiles of each bag (:func:`draw_tiles`),
+the same draw for every head of the ensemble (the heads still differ by their initial weights only;
+for heads that see different draws, train ensembles with different ``seed``); validation and
+:func:`predict_bags` see every tile. No per-head temperature is fitted: heads are averaged as they are.
 """
 
 from __future__ import annotations
@@ -22,11 +28,11 @@ from pathlib import Path
 
 import numpy as np
 
-from kagglekit._checks import positive_int
+from kagglekit._checks import one_of, positive_int
 from kagglekit.errors import InvalidArgumentError, ShapeError
 
-__all__ = ["TrainedHeads", "epoch_batches", "fit_heads", "head_seeds", "leave_class_out", "pad_bags", "predict_bags",
-           "train_heads"]
+__all__ = ["TrainedHeads", "draw_tiles", "epoch_batches", "fit_heads", "head_seeds", "leave_class_out", "pad_bags",
+           "predict_bags", "train_heads"]
 
 MAX_SEEDS = 1000
 
@@ -80,6 +86,31 @@ def epoch_batches(n: int, batch_size: int, epochs: int, seed) -> list[np.ndarray
     return batches
 
 
+def draw_tiles(n_tiles: int, bag_size: int, seed, epoch: int, bag: int, replace: bool | None = None) -> np.ndarray:
+    """Bag ``bag``'s tiles in epoch ``epoch``: (bag_size,) int64 indices into its ``n_tiles`` rows, drawn
+    from ``np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(epoch, bag)))``, so a bag's draw
+    depends on the seed, the epoch and its index only. ``replace``: None draws without replacement unless
+    the bag has fewer than ``bag_size`` tiles, True always with replacement, False never (a shorter bag
+    gives all its n_tiles indices, shuffled)."""
+    with_replacement = n_tiles < bag_size if replace is None else replace
+    rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(epoch, bag)))
+    return rng.choice(n_tiles, bag_size if with_replacement else min(bag_size, n_tiles), replace=with_replacement)
+
+
+def _sampled_batch(features, index, bag_size: int, seed, epoch: int, replace) -> list[np.ndarray]:
+    """Bags ``index`` of ``features`` cut to their :func:`draw_tiles` of epoch ``epoch``: (bag_size, D) arrays."""
+    return [features[k][draw_tiles(len(features[k]), bag_size, seed, epoch, int(k), replace)] for k in index]
+
+
+def _check_sampling(bag_size, sample, replace) -> None:
+    if bag_size is not None:
+        positive_int("bag_size", bag_size)
+    one_of("sample", sample, ("random",))
+    if replace not in (None, True, False):
+        raise InvalidArgumentError(f"replace must be None (only for bags shorter than bag_size), True or False, "
+                                   f"got {replace!r}")
+
+
 def head_seeds(seed: int, fold: int, n_seeds: int) -> list[int]:
     """The initial-weight seeds of fold ``fold``'s heads: ``seed * 1_000_000 + fold * 1000 + i``."""
     if not 1 <= n_seeds <= MAX_SEEDS:
@@ -95,11 +126,14 @@ def class_weights(y: np.ndarray, num_classes: int) -> np.ndarray:
 
 def fit_heads(features, y, train_index, *, head: str = "chowder", seeds=(0,), epochs: int = 30, lr: float = 1e-3,
               weight_decay: float = 1e-4, batch_size: int = 16, data_seed=0, num_classes: int | None = None,
+              bag_size: int | None = None, sample: str = "random", replace: bool | None = None,
               device=None, head_kwargs: dict | None = None, progress: bool = False):
     """Train ``len(seeds)`` heads at once on bags ``train_index`` of ``features`` (a list of (N_i, D) arrays)
     with labels ``y`` (class indices); return the :class:`~kagglekit.models.HeadEnsemble` in eval mode.
 
-    Batches come from :func:`epoch_batches` (``data_seed``); the loss is each head's class-weighted
+    Batches come from :func:`epoch_batches` (``data_seed``); with ``bag_size``, each bag of a batch in epoch
+    e is cut to :func:`draw_tiles` ``(len, bag_size, data_seed, e, its index in features, replace)``
+    (``sample="random"``, the only rule), every head seeing the same draw. The loss is each head's class-weighted
     (:func:`class_weights`) cross-entropy, summed over heads; AdamW with ``lr`` and ``weight_decay``.
     Holds the heads, their optimiser state and one padded batch."""
     import torch
@@ -108,6 +142,7 @@ def fit_heads(features, y, train_index, *, head: str = "chowder", seeds=(0,), ep
     from kagglekit.infer.batching import resolve_device
     from kagglekit.models import create
 
+    _check_sampling(bag_size, sample, replace)
     device = resolve_device(device)
     y = np.asarray(y)
     train_index = np.asarray(train_index)
@@ -117,8 +152,13 @@ def fit_heads(features, y, train_index, *, head: str = "chowder", seeds=(0,), ep
     optimiser = torch.optim.AdamW(ensemble.parameters(), lr=lr, weight_decay=weight_decay)
     weight = torch.from_numpy(class_weights(y[train_index], num_classes)).to(device)
     batches = epoch_batches(len(train_index), positive_int("batch_size", batch_size), positive_int("epochs", epochs), data_seed)
-    for batch in tqdm(batches, unit="step", desc=f"{len(seeds)} x {head}", disable=not progress, leave=False):
-        x, mask = pad_bags(features, train_index[batch], device)
+    per_epoch = -(-len(train_index) // batch_size)
+    for step, batch in enumerate(tqdm(batches, unit="step", desc=f"{len(seeds)} x {head}", disable=not progress, leave=False)):
+        if bag_size is None:
+            x, mask = pad_bags(features, train_index[batch], device)
+        else:
+            drawn = _sampled_batch(features, train_index[batch], bag_size, data_seed, step // per_epoch, replace)
+            x, mask = pad_bags(drawn, range(len(drawn)), device)
         target = torch.from_numpy(y[train_index[batch]]).to(device)
         logits = ensemble(x, mask)  # (S, B, C)
         loss = torch.nn.functional.cross_entropy(logits.flatten(0, 1), target.repeat(len(logits)), weight=weight,
@@ -149,7 +189,9 @@ class TrainedHeads:
     """What :func:`train_heads` returns: one ensemble per fold (``heads``; their checkpoint ``paths`` when
     saved), ``oof`` (n, C) float32: each bag's probabilities averaged over its validation fold's heads
     (NaN for a bag in no validation fold), ``fold_scores`` (balanced accuracy of each fold's averaged
-    heads on its validation bags), ``score`` (balanced accuracy of all out-of-fold rows) and ``classes``."""
+    heads on its validation bags), ``score`` (balanced accuracy of all out-of-fold rows), ``classes`` and
+    ``head_scores``: per fold, (n_seeds,) float64 balanced accuracy of each head trained (seed order, before
+    ``select_top``) on the fold's validation bags."""
 
     heads: list
     oof: np.ndarray
@@ -157,6 +199,7 @@ class TrainedHeads:
     score: float
     classes: list[str] | None = None
     paths: list[Path] = field(default_factory=list)
+    head_scores: list[np.ndarray] = field(default_factory=list)
 
 
 def _labels(y, classes):
@@ -172,9 +215,31 @@ def _labels(y, classes):
     return np.array([lookup[v] for v in y.tolist()], np.int64), names
 
 
+def _head_ranking(probs: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each head's balanced accuracy on bags with labels ``y`` from probs (n, S, C), and the heads best
+    first: higher balanced accuracy, then lower mean cross-entropy, then the lower index."""
+    from kagglekit.metrics import balanced_accuracy
+
+    scores = np.array([balanced_accuracy(y, probs[:, s].argmax(axis=1)) for s in range(probs.shape[1])])
+    nll = -np.log(np.maximum(probs[np.arange(len(y)), :, y], 1e-12)).mean(axis=0)
+    return scores, np.lexsort((np.arange(len(scores)), nll, -scores))
+
+
+def _keep_heads(ensemble, index):
+    """A new HeadEnsemble of ``ensemble``'s heads ``index`` (their seeds and weights), in eval mode."""
+    from kagglekit.models import create
+
+    config = ensemble.kagglekit_config
+    kept = create(config["name"], **{**config["kwargs"], "seeds": [ensemble.seeds[i] for i in index]})
+    kept.load_state_dict({name: value[index] for name, value in ensemble.state_dict().items()})
+    return kept.to(next(ensemble.parameters()).device).eval()
+
+
 def train_heads(bags, y, *, head: str = "chowder", folds=5, n_seeds: int = 10, epochs: int = 30, lr: float = 1e-3,
                 weight_decay: float = 1e-4, batch_size: int = 16, seed: int = 0, classes=None,
-                head_kwargs: dict | None = None, out_dir=None, device=None, progress: bool = True) -> TrainedHeads:
+                bag_size: int | None = None, sample: str = "random", replace: bool | None = None,
+                select_top: int | None = None, head_kwargs: dict | None = None, out_dir=None, device=None,
+                progress: bool = True) -> TrainedHeads:
     """Train ``n_seeds`` heads per fold, all of a fold at once, and collect out-of-fold probabilities.
 
     bags: Bags, (N_i, D) arrays or bag paths; y: (n,) class indices or names (``classes`` fixes their
@@ -184,8 +249,16 @@ def train_heads(bags, y, *, head: str = "chowder", folds=5, n_seeds: int = 10, e
     n_seeds, seed: heads per fold; their initial weights come from :func:`head_seeds`, the batch order of
         fold f from ``np.random.default_rng([seed, f])``.
     epochs, lr, weight_decay, batch_size: see :func:`fit_heads`.
+    bag_size, sample, replace: train on a new draw of ``bag_size`` tiles of each bag every epoch
+        (:func:`draw_tiles` with seed ``[seed, f]``; with replacement only for bags shorter than ``bag_size``
+        unless ``replace``); None trains on whole bags.
+    select_top: keep fold f's ``select_top`` best heads on its validation bags (higher balanced accuracy,
+        then lower mean cross-entropy, then the lower seed; every head's score is in ``head_scores``).
+        Those bags both choose the heads and score them, so ``oof``, ``fold_scores`` and ``score`` after a
+        selection are optimistic: compare settings without it.
     out_dir: if given, fold f's heads are saved as ``out_dir/heads_fold{f}.safetensors`` (a self-describing
-        checkpoint: ``load_checkpoint`` rebuilds it; metadata: fold, seeds, balanced accuracy, backbone).
+        checkpoint: ``load_checkpoint`` rebuilds it; metadata: fold, seeds, balanced accuracy of the kept
+        heads averaged and of each, backbone).
 
     Holds every bag's features (as given), one fold's heads and a padded batch.
     """
@@ -201,24 +274,38 @@ def train_heads(bags, y, *, head: str = "chowder", folds=5, n_seeds: int = 10, e
     if small:
         raise ShapeError(f"{len(small)} bag(s) (e.g. {small[:5]}) have fewer tiles than Chowder's r={r}; "
                          "lower r (head_kwargs={'r': ...}) or extract those slides with smaller tiles")
+    _check_sampling(bag_size, sample, replace)
+    if bag_size is not None and bag_size < r:
+        raise ShapeError(f"bag_size={bag_size} draws fewer tiles than Chowder's r={r}: draw at least r tiles a bag")
+    if select_top is not None and not 1 <= positive_int("select_top", select_top) <= n_seeds:
+        raise InvalidArgumentError(f"select_top keeps that many of a fold's n_seeds={n_seeds} heads: "
+                                   f"give 1..{n_seeds}, got {select_top}")
     num_classes = len(classes) if classes is not None else int(y.max()) + 1
     oof = np.full((len(features), num_classes), np.nan, np.float32)
-    heads, scores, paths = [], [], []
+    heads, scores, paths, head_scores = [], [], [], []
     for fold, (train, val) in enumerate(fold_pairs(folds, y, seed)):
         ensemble = fit_heads(features, y, train, head=head, seeds=head_seeds(seed, fold, n_seeds), epochs=epochs, lr=lr,
                              weight_decay=weight_decay, batch_size=batch_size, data_seed=[seed, fold],
-                             num_classes=num_classes, device=device, head_kwargs=head_kwargs, progress=progress)
-        oof[val] = head_probabilities(ensemble, features, val).mean(axis=1)
+                             num_classes=num_classes, bag_size=bag_size, sample=sample, replace=replace, device=device,
+                             head_kwargs=head_kwargs, progress=progress)
+        probs = head_probabilities(ensemble, features, val)
+        fold_head_scores, ranking = _head_ranking(probs, y[val])
+        kept = np.sort(ranking[:select_top])  # every head when select_top is None
+        if select_top is not None:
+            ensemble = _keep_heads(ensemble, kept)
+        oof[val] = probs[:, kept].mean(axis=1)
         scores.append(balanced_accuracy(y[val], oof[val].argmax(axis=1)))
         heads.append(ensemble)
+        head_scores.append(fold_head_scores)
         if out_dir is not None:
             from kagglekit.models import save_checkpoint
 
             meta = {"fold": fold, "seeds": ensemble.seeds, "balanced_accuracy": scores[-1],
-                    "backbone": backbone}
+                    "head_balanced_accuracy": fold_head_scores[kept].tolist(), "backbone": backbone}
             paths.append(save_checkpoint(ensemble, Path(out_dir) / f"heads_fold{fold}.safetensors", meta, classes=classes))
     seen = ~np.isnan(oof[:, 0])
-    return TrainedHeads(heads, oof, scores, balanced_accuracy(y[seen], oof[seen].argmax(axis=1)), classes, paths)
+    return TrainedHeads(heads, oof, scores, balanced_accuracy(y[seen], oof[seen].argmax(axis=1)), classes, paths,
+                        head_scores)
 
 
 def predict_bags(heads, bags, *, batch_size: int = 64, device=None) -> np.ndarray:
@@ -239,7 +326,8 @@ def predict_bags(heads, bags, *, batch_size: int = 64, device=None) -> np.ndarra
 
 
 def leave_class_out(bags, y, *, head: str = "chowder", n_seeds: int = 10, seed: int = 0, classes=None, epochs: int = 30,
-                    lr: float = 1e-3, weight_decay: float = 1e-4, batch_size: int = 16, head_kwargs: dict | None = None,
+                    lr: float = 1e-3, weight_decay: float = 1e-4, batch_size: int = 16, bag_size: int | None = None,
+                    sample: str = "random", replace: bool | None = None, head_kwargs: dict | None = None,
                     device=None, progress: bool = True) -> np.ndarray:
     """(n, C) float32: each bag's probabilities from ``n_seeds`` heads trained on every bag **not of its class**.
 
@@ -260,6 +348,7 @@ def leave_class_out(bags, y, *, head: str = "chowder", n_seeds: int = 10, seed: 
         ensemble = fit_heads(features, y, np.flatnonzero(y != k), head=head,
                              seeds=head_seeds(seed, MAX_SEEDS - 1 - k, n_seeds), epochs=epochs, lr=lr,
                              weight_decay=weight_decay, batch_size=batch_size, data_seed=[seed, MAX_SEEDS - 1 - k],
-                             num_classes=num_classes, device=device, head_kwargs=head_kwargs)
+                             num_classes=num_classes, bag_size=bag_size, sample=sample, replace=replace, device=device,
+                             head_kwargs=head_kwargs)
         out[held_out] = head_probabilities(ensemble, features, held_out).mean(axis=1)
     return out
