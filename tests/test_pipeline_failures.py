@@ -396,7 +396,7 @@ def test_help_lists_every_command_with_an_example_and_version(capsys):
     assert info.value.code == 0 and capsys.readouterr().out.strip() == f"kagglekit {__version__}"
     top = build_parser().format_help()
     commands = build_parser()._subparsers._group_actions[0].choices
-    assert set(commands) == {"segment", "classify", "train", "run", "demo", "wheels", "kernel", "bundle", "push"}
+    assert set(commands) == {"segment", "classify", "train", "blend", "run", "demo", "wheels", "kernel", "bundle", "push"}
     for name, parser in commands.items():
         assert f"kagglekit {name}" in top.split("examples:")[1]
         assert "example:\n  kagglekit " + name in parser.format_help()

@@ -19,10 +19,10 @@ from helpers import README, code_blocks, plain_rle_decode, readme_section
 
 
 def readme_training() -> tuple[str, list[str]]:
-    """The README's training TOML and its commands."""
+    """The README's training TOML and its commands (the section's first bash block; the second is kagglekit blend's)."""
     section = readme_section("Training")
     (toml,) = code_blocks(section, "toml")
-    (bash,) = code_blocks(section, "bash")
+    bash = code_blocks(section, "bash")[0]
     return toml, [line.split("  #")[0].strip() for line in bash.strip().splitlines()]
 
 
