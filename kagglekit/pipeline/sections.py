@@ -67,9 +67,11 @@ class Normalize(Check):
 
 
 class Views(Check):
-    """TTA views: a subset name (``"d4"``) or a list of view names, held as the tuple of view names."""
+    """TTA views: a subset name (``"d4"``) or a list of view names and tables (``{five_crop = 224}``,
+    :mod:`kagglekit.tta.spec`), held as the tuple of views :func:`kagglekit.tta.views` resolves (the
+    default: the name ``"identity"``)."""
 
-    doc = '"d4" | [view names]'
+    doc = '"d4" | [view names, {five_crop | ten_crop | scale | random | random_crop = ...}]'
 
     def default(self, value):
         return tuple(value)
@@ -78,7 +80,7 @@ class Views(Check):
         from kagglekit.tta import views
 
         try:
-            return tuple(v.name for v in views(value))
+            return views(value)
         except (ConfigError, ValueError, TypeError) as exc:
             raise PipelineConfigError(f"{table.where('views')}: {exc}") from None
 
@@ -141,7 +143,8 @@ class ModelConfig:
 
 @dataclass(frozen=True, kw_only=True)
 class TTAConfig:
-    views: tuple[str, ...] = option(["identity"], check=Views(), help="test-time views (kagglekit.tta.views)")
+    views: tuple = option(["identity"], check=Views(), help="test-time views (kagglekit.tta.views); crops, scales "
+                                                            "and random views have no inverse: classify only")
     mode: str = option("merge", check=Choice(*TTA_MODES),
                        help="merge: every view of every input; cycle: one view per window, in turn (segment)")
     merge: str = option("mean", check=String(lazy("kagglekit.tta", "MODES")), help="how the views' outputs are merged")
