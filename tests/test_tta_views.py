@@ -16,9 +16,11 @@ from kagglekit.errors import InvalidArgumentError, ShapeError
 from kagglekit.infer import predict, sliding_window
 from kagglekit.models import create, save_checkpoint
 from kagglekit.pipeline import PipelineConfigError, classify, load_config
+from kagglekit.augment import MacenkoNormalizer, ReinhardNormalizer
 from kagglekit.tta import TTA, ViewCycle, five_crop, scales, ten_crop, views
 
 from competitions import read_csv, write_png
+from test_stain import OTHER, RUIFROK, beer_lambert_tile
 
 
 def sigmoid(z):
@@ -146,6 +148,31 @@ def test_a_python_transform_gives_the_same_views_as_by_hand():
             np.testing.assert_array_equal(ours[k].apply_image(image), expected)
 
 
+@pytest.mark.parametrize("method, normalizer", [("macenko", MacenkoNormalizer), ("reinhard", ReinhardNormalizer)])
+def test_a_stain_view_is_the_normaliser_fitted_on_the_reference_applied_to_each_image(method, normalizer):
+    reference = beer_lambert_tile(OTHER, seed=1, side=24)[0]
+    tiles = [beer_lambert_tile(RUIFROK, seed=s, side=24, e_scale=0.8)[0] for s in (2, 3, 4)]
+    model = classifier()
+    got = predict(model, tiles, tta=["identity", {"stain": method, "reference": reference}], batch_size=2,
+                  channels_last=False, progress=False)
+    fitted = normalizer().fit(reference)
+    normalised = [fitted.transform(t) for t in tiles]
+    assert not fitted.last_skipped and not np.array_equal(normalised[0], tiles[0])
+    with torch.no_grad():
+        expected = (model(as_batch(tiles)) + model(as_batch(normalised))).numpy() / 2
+    np.testing.assert_allclose(got, expected, atol=1e-6)
+
+
+def test_a_stain_reference_in_a_config_is_relative_to_its_folder(tmp_path):
+    reference = beer_lambert_tile(OTHER, seed=1, side=24)[0]
+    write_png(tmp_path / "ref.png", reference)
+    (tmp_path / "c.toml").write_text('kind = "classify"\n[[models]]\npath = "m.safetensors"\n'
+                                     '[tta]\nviews = ["identity", {stain = "macenko", reference = "ref.png"}]\n')
+    view = load_config(tmp_path / "c.toml").tta.views[1]
+    assert view.name == "stain_macenko"
+    np.testing.assert_array_equal(view.normalizer.stains_, MacenkoNormalizer().fit(reference).stains_)
+
+
 DENSE_REFUSED = [(["identity", {"five_crop": 8}], "crop_tl@8"), ({"scale": 0.5}, "scale@0.5"),
                  ({"random_crop": 8, "n": 2}, "random_crop@8#0@seed0")]
 
@@ -178,7 +205,10 @@ def test_d4_names_still_run_through_sliding_window():
 
 @pytest.mark.parametrize("table, words", [
     ({"five_crop": 16, "n": 2}, "TTA view table five_crop: unknown setting(s) ['n']; it takes no other setting"),
-    ({"random": "light"}, "TTA view table random needs n, the number of views"),
+    ({"random": "light"}, 'TTA view table random needs n, e.g. {random = "light", n = 8, seed = 0}'),
+    ({"stain": "macenko"}, "TTA view table stain needs reference"),
+    ({"stain": "vahadane", "reference": "r.png"}, "unknown stain method 'vahadane'; choose one of ['macenko', 'reinhard']"),
+    ({"stain": "macenko", "reference": "missing.png"}, "missing.png"),
     ({"five_crop": 8, "ten_crop": 8}, "a TTA view table names one kind of view"),
     ({"scale": 0}, "scale factor"),
     ({"random": "strong", "n": 2}, "'strong'"),

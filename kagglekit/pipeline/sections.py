@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
 
-from kagglekit.errors import ConfigError
+from kagglekit.errors import ConfigError, KagglekitError
 from kagglekit.pipeline.schema import (Boolean, Check, Choice, File, Integer, Invalid, Name, Number, OneOf,
                                        PipelineConfigError, Rule, String, Table, Tables, lazy, option, read_top,
                                        read_section, section)
@@ -71,7 +71,7 @@ class Views(Check):
     :mod:`kagglekit.tta.spec`), held as the tuple of views :func:`kagglekit.tta.views` resolves (the
     default: the name ``"identity"``)."""
 
-    doc = '"d4" | [view names, {five_crop | ten_crop | scale | random | random_crop = ...}]'
+    doc = '"d4" | [view names, {five_crop | ten_crop | scale | random | random_crop | stain = ...}]'
 
     def default(self, value):
         return tuple(value)
@@ -79,9 +79,12 @@ class Views(Check):
     def convert(self, value, table):
         from kagglekit.tta import views
 
+        if isinstance(value, list) and table is not None:  # a stain view's reference is relative to the config
+            value = [{**v, "reference": str(table.base / v["reference"])} if isinstance(v, dict) and
+                     isinstance(v.get("reference"), str) else v for v in value]
         try:
             return views(value)
-        except (ConfigError, ValueError, TypeError) as exc:
+        except (KagglekitError, ValueError, TypeError) as exc:  # a stain reference that cannot be read too
             raise PipelineConfigError(f"{table.where('views')}: {exc}") from None
 
 

@@ -12,6 +12,7 @@ the several views it makes, in order:
     {random = "light", n = 8, seed = 0}         n draws of a kagglekit.augment preset (size = 512: a random
                                                 crop first) or, in Python, of an albumentations transform
     {random_crop = 512, n = 4, seed = 0}        n random windows (augmented.random_crops)
+    {stain = "macenko", reference = "r.png"}    Macenko or Reinhard normalisation to a reference (stain.stain_view)
 
 D4 views have exact inverses; the others have none and are for image-level outputs only (:func:`checked_views`).
 """
@@ -22,15 +23,19 @@ from kagglekit.errors import InvalidArgumentError
 from kagglekit.tta.augmented import random_crops, random_views
 from kagglekit.tta.crops import LabelView, five_crop, scales, ten_crop
 from kagglekit.tta.dihedral import BY_NAME, SUBSETS, View
+from kagglekit.tta.stain import stain_view
 
-# kind -> (the function that makes its views from the kind's value, the other settings it takes)
+# kind -> (the function that makes its views from the kind's value, the other settings it takes, those required)
 TABLES = {
-    "five_crop": (five_crop, ()),
-    "ten_crop": (ten_crop, ()),
-    "scale": (scales, ()),
-    "random": (random_views, ("n", "seed", "size")),
-    "random_crop": (random_crops, ("n", "seed")),
+    "five_crop": (five_crop, (), ()),
+    "ten_crop": (ten_crop, (), ()),
+    "scale": (scales, (), ()),
+    "random": (random_views, ("n", "seed", "size"), ("n",)),
+    "random_crop": (random_crops, ("n", "seed"), ("n",)),
+    "stain": (stain_view, ("reference",), ("reference",)),
 }
+EXAMPLES = {"random": '{random = "light", n = 8, seed = 0}', "random_crop": "{random_crop = 512, n = 4, seed = 0}",
+            "stain": '{stain = "macenko", reference = "reference.png"}'}
 
 
 def _from_table(table: dict) -> tuple:
@@ -39,14 +44,14 @@ def _from_table(table: dict) -> tuple:
         raise InvalidArgumentError(f"a TTA view table names one kind of view, one of {sorted(TABLES)} (e.g. "
                                    f"{{five_crop = 224}}), got {table!r}")
     kind = kinds[0]
-    build, settings = TABLES[kind]
+    build, settings, required = TABLES[kind]
     unknown = sorted(set(table) - {kind, *settings}, key=str)
     if unknown:
         raise InvalidArgumentError(f"TTA view table {kind}: unknown setting(s) {unknown}; it takes "
                                    f"{list(settings) or 'no other setting'}")
-    if "n" in settings and "n" not in table:
-        raise InvalidArgumentError(f"TTA view table {kind} needs n, the number of views, e.g. {{{kind} = ..., n = 8, "
-                                   "seed = 0}")
+    missing = [k for k in required if k not in table]
+    if missing:
+        raise InvalidArgumentError(f"TTA view table {kind} needs {missing[0]}, e.g. {EXAMPLES[kind]}")
     return build(table[kind], **{k: table[k] for k in settings if k in table})
 
 
@@ -82,7 +87,7 @@ def checked_views(spec, who: str, dense: bool) -> tuple:
             raise InvalidArgumentError(
                 f"TTA view {view.name!r} has no inverse, so {who} cannot map its dense output back onto the image's "
                 f"pixels; dense outputs take D4 views only ({', '.join(map(repr, SUBSETS))} or names such as "
-                "'hflip'); crops, scales and random views are for image-level outputs (predict, classify)")
+                "'hflip'); crops, scales, random and stain views are for image-level outputs (predict, classify)")
         if not hasattr(view, "apply"):
             raise InvalidArgumentError(f"TTA view {view.name!r} transforms the HWC images before batching, so {who} "
                                        "(on NCHW tensors) cannot apply it; pass it to kagglekit.infer.predict(tta=...)")
