@@ -227,6 +227,19 @@ def test_tensor_modules_refuse_random_views_and_predict_refuses_a_crop_bigger_th
         predict(classifier(), uint8_images(), tta={"five_crop": 20}, progress=False)
 
 
+def test_the_kernel_config_writer_writes_view_tables_that_read_back():
+    """kagglekit train copies [kernel.tta] into the kernel config: a list of names and tables, as inline tables."""
+    from kagglekit._toml import tomllib
+    from kagglekit.train.toml_writer import dumps
+
+    data = {"kind": "classify", "tta": {"views": ["identity", {"five_crop": [224, 192]}, {"random": "light", "n": 8}],
+                                        "merge": "mean"}}
+    text = dumps(data)
+    assert tomllib.loads(text) == data
+    assert [v.name for v in load_config({**tomllib.loads(text), "models": [{"path": "m.safetensors"}]}).tta.views][:3] == [
+        "identity", "crop_tl@224x192", "crop_tr@224x192"]
+
+
 CLASSES = ["red", "green", "blue"]
 
 
