@@ -1,5 +1,6 @@
 """TTA views beyond D4: crops against ttach and plain loops, scales against OpenCV / PIL / ttach, seeded random
-views against albumentations applied by hand, refusals for dense outputs, and classify's [tta] views."""
+views against albumentations applied by hand, the stain view against the normaliser applied by hand, refusals
+for dense outputs, and classify's [tta] views against a plain loop over closed-form logits."""
 
 from __future__ import annotations
 
@@ -11,12 +12,11 @@ import ttach
 from PIL import Image
 from torch import nn
 
-from kagglekit.augment import preset
+from kagglekit.augment import MacenkoNormalizer, ReinhardNormalizer, preset
 from kagglekit.errors import InvalidArgumentError, ShapeError
 from kagglekit.infer import predict, sliding_window
 from kagglekit.models import create, save_checkpoint
 from kagglekit.pipeline import PipelineConfigError, classify, load_config
-from kagglekit.augment import MacenkoNormalizer, ReinhardNormalizer
 from kagglekit.tta import TTA, ViewCycle, five_crop, scales, ten_crop, views
 
 from competitions import read_csv, write_png
@@ -54,15 +54,17 @@ def five_crops_plainly(x, h, w):
 def test_five_and_ten_crops_equal_ttach_and_a_plain_loop(size):
     model, images = classifier(), uint8_images()
     x, (h, w) = as_batch(images), (size, size) if isinstance(size, int) else size
-    plain5 = [model(c) for c in five_crops_plainly(x, h, w)]
-    plain10 = plain5 + [model(c) for c in five_crops_plainly(x.flip(-1), h, w)]
     with torch.no_grad():
+        plain5 = [model(c) for c in five_crops_plainly(x, h, w)]
+        plain10 = plain5 + [model(c) for c in five_crops_plainly(x.flip(-1), h, w)]
         for ours, ttach_views, plain in [(five_crop(size), ttach.aliases.five_crop_transform(h, w), plain5),
                                          (ten_crop(size), ttach.aliases.ten_crop_transform(h, w), plain10)]:
             expected = torch.stack(plain).mean(0)
             reference = ttach.ClassificationTTAWrapper(model, ttach_views, merge_mode="mean")(x)
             torch.testing.assert_close(reference, expected, atol=1e-6, rtol=1e-5)
-            torch.testing.assert_close(TTA(model, ours, task="classification")(x), expected, atol=1e-6, rtol=1e-5)
+            for batched in (True, False):
+                got = TTA(model, ours, task="classification", batched=batched)(x)
+                torch.testing.assert_close(got, expected, atol=1e-6, rtol=1e-5)
             table = {"five_crop" if len(ours) == 5 else "ten_crop": list(size) if isinstance(size, tuple) else size}
             got = predict(model, images, tta=table, batch_size=2, channels_last=False, progress=False)
             np.testing.assert_allclose(got, expected.numpy(), atol=1e-6, rtol=1e-5)
@@ -166,11 +168,14 @@ def test_a_stain_view_is_the_normaliser_fitted_on_the_reference_applied_to_each_
 def test_a_stain_reference_in_a_config_is_relative_to_its_folder(tmp_path):
     reference = beer_lambert_tile(OTHER, seed=1, side=24)[0]
     write_png(tmp_path / "ref.png", reference)
-    (tmp_path / "c.toml").write_text('kind = "classify"\n[[models]]\npath = "m.safetensors"\n'
-                                     '[tta]\nviews = ["identity", {stain = "macenko", reference = "ref.png"}]\n')
-    view = load_config(tmp_path / "c.toml").tta.views[1]
-    assert view.name == "stain_macenko"
-    np.testing.assert_array_equal(view.normalizer.stains_, MacenkoNormalizer().fit(reference).stains_)
+    expected = MacenkoNormalizer().fit(reference).stains_
+    stain = '{stain = "macenko", reference = "ref.png"}'
+    for views_toml in (f'["identity", {stain}]', stain):
+        (tmp_path / "c.toml").write_text(f'kind = "classify"\n[[models]]\npath = "m.safetensors"\n'
+                                         f'[tta]\nviews = {views_toml}\n')
+        view = load_config(tmp_path / "c.toml").tta.views[-1]
+        assert view.name == "stain_macenko"
+        np.testing.assert_array_equal(view.normalizer.stains_, expected)
 
 
 DENSE_REFUSED = [(["identity", {"five_crop": 8}], "crop_tl@8"), ({"scale": 0.5}, "scale@0.5"),
@@ -188,7 +193,8 @@ def test_dense_outputs_refuse_views_without_an_inverse(spec, name):
         message = str(info.value)
         assert f"TTA view {name!r} has no inverse" in message and message.count("no inverse") == 1
     with pytest.raises(PipelineConfigError) as info:
-        load_config({"models": [{"path": "a.safetensors"}], "tta": {"views": ["hflip", *(spec if isinstance(spec, list) else [spec])]}})
+        listed = spec if isinstance(spec, list) else [spec]
+        load_config({"models": [{"path": "a.safetensors"}], "tta": {"views": ["hflip", *listed]}})
     message = str(info.value)
     assert message.startswith(f"tta.views: TTA view {name!r} has no inverse, so segment cannot map")
     assert message.count("tta.views") == 1 and message.count("no inverse") == 1
@@ -207,7 +213,8 @@ def test_d4_names_still_run_through_sliding_window():
     ({"five_crop": 16, "n": 2}, "TTA view table five_crop: unknown setting(s) ['n']; it takes no other setting"),
     ({"random": "light"}, 'TTA view table random needs n, e.g. {random = "light", n = 8, seed = 0}'),
     ({"stain": "macenko"}, "TTA view table stain needs reference"),
-    ({"stain": "vahadane", "reference": "r.png"}, "unknown stain method 'vahadane'; choose one of ['macenko', 'reinhard']"),
+    ({"stain": "vahadane", "reference": "r.png"},
+     "unknown stain method 'vahadane'; choose one of ['macenko', 'reinhard']"),
     ({"stain": "macenko", "reference": "missing.png"}, "missing.png"),
     ({"five_crop": 8, "ten_crop": 8}, "a TTA view table names one kind of view"),
     ({"scale": 0}, "scale factor"),
@@ -236,8 +243,8 @@ def test_the_kernel_config_writer_writes_view_tables_that_read_back():
                                         "merge": "mean"}}
     text = dumps(data)
     assert tomllib.loads(text) == data
-    assert [v.name for v in load_config({**tomllib.loads(text), "models": [{"path": "m.safetensors"}]}).tta.views][:3] == [
-        "identity", "crop_tl@224x192", "crop_tr@224x192"]
+    read = load_config({**tomllib.loads(text), "models": [{"path": "m.safetensors"}]})
+    assert [v.name for v in read.tta.views[:3]] == ["identity", "crop_tl@224x192", "crop_tr@224x192"]
 
 
 CLASSES = ["red", "green", "blue"]

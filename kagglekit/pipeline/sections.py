@@ -66,6 +66,13 @@ class Normalize(Check):
         return tuple(pair)
 
 
+def _based(item, table: Table):
+    """A view table with its ``reference`` file relative to ``table``'s folder; anything else as it is."""
+    if isinstance(item, dict) and isinstance(item.get("reference"), str):
+        return {**item, "reference": str(table.base / item["reference"])}
+    return item
+
+
 class Views(Check):
     """TTA views: a subset name (``"d4"``) or a list of view names and tables (``{five_crop = 224}``,
     :mod:`kagglekit.tta.spec`), held as the tuple of views :func:`kagglekit.tta.views` resolves (the
@@ -79,9 +86,8 @@ class Views(Check):
     def convert(self, value, table):
         from kagglekit.tta import views
 
-        if isinstance(value, list) and table is not None:  # a stain view's reference is relative to the config
-            value = [{**v, "reference": str(table.base / v["reference"])} if isinstance(v, dict) and
-                     isinstance(v.get("reference"), str) else v for v in value]
+        if table is not None:  # a stain view's reference is relative to the config's folder
+            value = [_based(v, table) for v in value] if isinstance(value, list) else _based(value, table)
         try:
             return views(value)
         except (KagglekitError, ValueError, TypeError) as exc:  # a stain reference that cannot be read too
@@ -146,8 +152,8 @@ class ModelConfig:
 
 @dataclass(frozen=True, kw_only=True)
 class TTAConfig:
-    views: tuple = option(["identity"], check=Views(), help="test-time views (kagglekit.tta.views); crops, scales "
-                                                            "and random views have no inverse: classify only")
+    views: tuple = option(["identity"], check=Views(), help="test-time views (kagglekit.tta.views); crops, scales, "
+                                                            "random and stain views have no inverse: classify only")
     mode: str = option("merge", check=Choice(*TTA_MODES),
                        help="merge: every view of every input; cycle: one view per window, in turn (segment)")
     merge: str = option("mean", check=String(lazy("kagglekit.tta", "MODES")), help="how the views' outputs are merged")

@@ -21,6 +21,6 @@ from kagglekit.tta.spec import TABLES, checked_views, views
 from kagglekit.tta.stain import StainView, stain_view
 from kagglekit.tta.wrappers import TTA, ViewCycle
 
-__all__ = ["D4", "SUBSETS", "TABLES", "View", "Crop", "Scale", "RandomView", "views", "checked_views", "five_crop",
-           "ten_crop", "scales", "random_views", "random_crops", "StainView", "stain_view", "TTA", "ViewCycle", "Ensemble", "Merger", "merge",
-           "MODES"]
+__all__ = ["D4", "SUBSETS", "TABLES", "View", "Crop", "Scale", "RandomView", "StainView", "views", "checked_views",
+           "five_crop", "ten_crop", "scales", "random_views", "random_crops", "stain_view", "TTA", "ViewCycle",
+           "Ensemble", "Merger", "merge", "MODES"]

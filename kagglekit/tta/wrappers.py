@@ -56,9 +56,10 @@ class TTA(nn.Module):
     ``x`` is an NCHW float tensor. ``task="segmentation"``: dense outputs (N, ..., h, w) are mapped back
     with each view's inverse ((N, K) outputs raise ShapeError), so only D4 views are taken;
     ``"classification"``: outputs (N, K) are merged as they are, and crops and scales are taken too
-    (random views apply to HWC images: :func:`kagglekit.infer.predict`). ``batched=True`` runs all views in one forward (N * len(views) images in memory;
-    one forward per distinct view shape: H != W with views that swap H and W, crops, scales); ``batched=False`` runs one view at a time and
-    keeps only a running merge. ``merge`` and ``outputs`` are as in :class:`kagglekit.tta.merge.Merger`.
+    (random and stain views apply to HWC images: :func:`kagglekit.infer.predict`). ``batched=True`` runs
+    all views at once (N * len(views) images in memory; one forward per distinct view shape: H != W with
+    views that swap H and W, crops, scales); ``batched=False`` runs one view at a time and keeps only a
+    running merge. ``merge`` and ``outputs`` are as in :class:`kagglekit.tta.merge.Merger`.
     Which is faster depends on the model: on a 2-core CPU one batched forward was as fast as eight
     passes or faster for timm classifiers and an smp Unet, and about half as fast for a
     shallow full-resolution CNN whose activations outgrow the cache (bench/RESULTS.md, bench_tta.py).
