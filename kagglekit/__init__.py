@@ -6,7 +6,7 @@ imported by the submodules that need them, when they are first used. Submodules:
     kagglekit.io          lazy image and volume sources; image loading (channel files, resize, pad, crop)
     kagglekit.tiling      tile grids, tissue masks, slide tile plans, blending windows, the Stitcher
     kagglekit.infer       sliding-window inference over a source; predict, one row per image; resolve_device
-    kagglekit.tta         the dihedral group D4, TTA wrappers and merge modes
+    kagglekit.tta         the dihedral group D4, crops, scales, random views, TTA wrappers and merge modes
     kagglekit.models      model factory (MIL heads included), offline weights, checkpoints, as_module, 2.5D models
     kagglekit.augment     albumentations presets, mixers, volume and stain transforms
     kagglekit.data        training datasets (TileDataset)

@@ -16,7 +16,7 @@ model on another, so that neither the GPU nor the stitching waits.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -139,6 +139,15 @@ def _pop_in_chunks(stitcher: Stitcher, upto: int, rows: int, cpu: CpuThreads) ->
         yield row0, strip
 
 
+def _tta_hook(tta):
+    """``tta`` as the batches call it: None, a callable, or views (names, tables) cycled per window."""
+    if tta is None or callable(tta):
+        return tta
+    from kagglekit.tta import ViewCycle
+
+    return ViewCycle(tta)
+
+
 def _channels_when_empty(out_channels) -> int:
     if out_channels is not None:
         return positive_int("out_channels", out_channels)
@@ -169,8 +178,10 @@ _DOC_ARGS = """
     out_channels: needed only when ``skip_mask`` keeps no tile.
     dtype: accumulator dtype (float32, or float16 to halve the output's memory; with ``skip_mask`` the
         sums stay float32, see :class:`~kagglekit.tiling.Stitcher`).
-    tta: None, or a callable ``tta(model, batch, first_index)`` returning the model output for the
-        batch (e.g. :class:`kagglekit.tta.ViewCycle`).
+    tta: None, a callable ``tta(model, batch, first_index)`` returning the model output for the
+        batch (e.g. :class:`kagglekit.tta.ViewCycle`), or D4 views (``"d4"``, a list of names), cycled
+        per window as ``ViewCycle(tta)``. Views without an inverse (crops, scales, random views) are
+        refused: a dense output cannot be mapped back through them.
     progress: show a tqdm progress bar.
     threads: torch threads for the CPU-side work. None / ``"auto"`` (default): the per-tile steps (each
         tile's cast into the batch, its stitching) on one thread, the batch's normalisation and the model's
@@ -185,7 +196,7 @@ def sliding_window(model, source, tile=512, stride=None, batch_size: int = 8, wi
                    margin: int = 0, out_scale: int = 1, device=None, amp: bool = False, channels_last: bool = False,
                    normalize="scale", skip_mask=None, progress: bool = True, *, sigma: float = 0.125,
                    min_fraction: float = 0.05, fill_value: float = 0.0, out_channels: int | None = None,
-                   dtype=np.float32, tta: Callable | None = None, out: np.ndarray | None = None, threads=None) -> np.ndarray:
+                   dtype=np.float32, tta=None, out: np.ndarray | None = None, threads=None) -> np.ndarray:
     """Run ``model`` over ``source`` tile by tile and return the stitched (C_out, H_out, W_out) array of ``dtype``.
 
     Holds the output, one float batch, one batch of raw windows (views, for an in-memory image; on
@@ -197,7 +208,7 @@ def sliding_window(model, source, tile=512, stride=None, batch_size: int = 8, wi
     """
     plan = _plan(source, tile, stride, batch_size, window, sigma, margin, out_scale, skip_mask, min_fraction)
     H, W = plan.weights.out_shape
-    dtype = accumulator_dtype(dtype)  # checked before the model runs
+    dtype, tta = accumulator_dtype(dtype), _tta_hook(tta)  # checked before the model runs
     if out is not None:  # checked before the model runs; the channel count is checked again by the stitcher
         checked_out(out, None, H, W, dtype)
     device = resolve_device(device)
@@ -219,14 +230,14 @@ def iter_strips(model, source, tile=512, stride=None, batch_size: int = 8, windo
                 margin: int = 0, out_scale: int = 1, device=None, amp: bool = False, channels_last: bool = False,
                 normalize="scale", skip_mask=None, progress: bool = True, *, sigma: float = 0.125,
                 min_fraction: float = 0.05, fill_value: float = 0.0, out_channels: int | None = None,
-                dtype=np.float32, tta: Callable | None = None, strip_rows: int = 128, threads=None) -> Iterator[tuple[int, np.ndarray]]:
+                dtype=np.float32, tta=None, strip_rows: int = 128, threads=None) -> Iterator[tuple[int, np.ndarray]]:
     """Like :func:`sliding_window`, but yield ``(first_row, strip)`` pairs as rows are finished.
 
     ``strip`` is a new float32 (C_out, rows, W_out) array of output rows ``first_row:first_row + rows``
     with ``rows <= strip_rows``; the strips tile the output from top to bottom. Holds one tile-row of
     output (tile_h / out_scale rows) and one strip, so memory does not grow with the image's height.
     """
-    dtype = accumulator_dtype(dtype)  # checked before the model runs
+    dtype, tta = accumulator_dtype(dtype), _tta_hook(tta)  # checked before the model runs
     plan = _plan(source, tile, stride, batch_size, window, sigma, margin, out_scale, skip_mask, min_fraction)
     weights, grid = plan.weights, plan.grid
     H, W = weights.out_shape

@@ -66,6 +66,18 @@ def _load_models(models):
     return loaded
 
 
+def _view_batches(views, images: list[np.ndarray], to_batch) -> Iterator:
+    """Each view's NCHW input in turn: tensor views (D4, crops, scales) of the batch, built once, and image views
+    (random augmentations) of the HWC images, stacked and normalised per view; holds the batch and one view's."""
+    batch = None
+    for view in views:
+        if hasattr(view, "apply_image"):
+            yield to_batch([view.apply_image(image) for image in images])
+        else:
+            batch = to_batch(images) if batch is None else batch
+            yield view.apply(batch)
+
+
 def _loaded(inputs, load, num_workers: int, lookahead: int, on_error: str):
     """(index, image or the exception) for each input in order, decoded by ``load`` ``lookahead`` ahead on
     ``num_workers`` threads (0: in this thread). OpenCV and tifffile release the GIL while decoding."""
@@ -132,8 +144,8 @@ def iter_predictions(models, inputs: Sequence, *, size=None, resize="resize", no
 
     affines = {}  # the normalisation per (dtype, channels), built once, not per batch
 
-    def run(images: list[np.ndarray]) -> np.ndarray:
-        """The merged outputs of one batch: every step is a whole-batch op, all on the free cores."""
+    def to_batch(images: list[np.ndarray]):
+        """HWC images of one shape -> the normalised NCHW float batch (channels-last strides) on ``device``."""
         first = images[0]
         for image in images[1:]:
             if image.shape != first.shape or image.dtype != first.dtype:
@@ -142,15 +154,17 @@ def iter_predictions(models, inputs: Sequence, *, size=None, resize="resize", no
         batch = torch.from_numpy(np.stack(images)).to(device)
         key = (first.dtype, first.shape[2])
         affine = affines.get(key) or affines.setdefault(key, Affine(normalize, first.dtype, device, first.shape[2]))
+        x = affine(batch.float()).permute(0, 3, 1, 2)  # NCHW with channels-last strides: no copy
+        return affine.then(x) if affine.then is not None else x
+
+    def run(images: list[np.ndarray]) -> np.ndarray:
+        """The merged outputs of one batch: every step is a whole-batch op, all on the free cores."""
         with torch.inference_mode(), cpu.model():
-            x = affine(batch.float()).permute(0, 3, 1, 2)  # NCHW with channels-last strides: no copy
-            if affine.then is not None:
-                x = affine.then(x)
             merger = Merger(merge, merge_outputs)
-            for model, w in zip(models, weights):
-                for view in views:
+            for x in _view_batches(views, images, to_batch):
+                for model, w in zip(models, weights):
                     with mixed:
-                        y = model(view.apply(x))
+                        y = model(x)
                     if not isinstance(y, torch.Tensor) or y.ndim != 2 or len(y) != len(x):
                         got = tuple(y.shape) if isinstance(y, torch.Tensor) else type(y).__name__
                         raise ShapeError(f"a model returned {got} for a batch of {tuple(x.shape)}; predict needs one "
@@ -193,9 +207,11 @@ def predict(models, inputs: Sequence, *, size=None, resize="resize", normalize="
         (mean, std) or a callable (see :mod:`kagglekit.infer.batching`).
     activation: ``"sigmoid"``, ``"softmax"``, None (raw outputs) or a callable, applied to each model's
         output for each view before merging (Kagglers average probabilities).
-    tta, merge: views (``"d4"``, ``"flips"``, a list of names; None: the identity) and how their
-        activated outputs, and the models', are merged (``"mean"``, ``"gmean"``, ``"logit_mean"``, ...),
-        ``weights`` per model (default equal).
+    tta, merge: views (``"d4"``, ``"flips"``, a list of D4 names, view objects and tables such as
+        ``{"five_crop": 224}``, ``{"random": "light", "n": 8, "seed": 0}``: :func:`kagglekit.tta.views`;
+        None: the identity) and how their activated outputs, and the models', are merged (``"mean"``,
+        ``"gmean"``, ``"logit_mean"``, ...), ``weights`` per model (default equal). Random views transform
+        the decoded images before batching (the same draw for every image, :mod:`kagglekit.tta.augmented`).
     batch_size, num_workers: images per forward pass; decoding threads (0: decode in this thread).
     device, amp: where to run; autocast (False: float32; True/"auto": float16 on CUDA, bfloat16 on CPUs
         with native bfloat16; "fp16"; "bf16").

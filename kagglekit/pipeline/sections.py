@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
 
-from kagglekit.errors import ConfigError
+from kagglekit.errors import ConfigError, KagglekitError
 from kagglekit.pipeline.schema import (Boolean, Check, Choice, File, Integer, Invalid, Name, Number, OneOf,
                                        PipelineConfigError, Rule, String, Table, Tables, lazy, option, read_top,
                                        read_section, section)
@@ -66,10 +66,19 @@ class Normalize(Check):
         return tuple(pair)
 
 
-class Views(Check):
-    """TTA views: a subset name (``"d4"``) or a list of view names, held as the tuple of view names."""
+def _based(item, table: Table):
+    """A view table with its ``reference`` file relative to ``table``'s folder; anything else as it is."""
+    if isinstance(item, dict) and isinstance(item.get("reference"), str):
+        return {**item, "reference": str(table.base / item["reference"])}
+    return item
 
-    doc = '"d4" | [view names]'
+
+class Views(Check):
+    """TTA views: a subset name (``"d4"``) or a list of view names and tables (``{five_crop = 224}``,
+    :mod:`kagglekit.tta.spec`), held as the tuple of views :func:`kagglekit.tta.views` resolves (the
+    default: the name ``"identity"``)."""
+
+    doc = '"d4" | [view names, {five_crop | ten_crop | scale | random | random_crop | stain = ...}]'
 
     def default(self, value):
         return tuple(value)
@@ -77,9 +86,11 @@ class Views(Check):
     def convert(self, value, table):
         from kagglekit.tta import views
 
+        if table is not None:  # a stain view's reference is relative to the config's folder
+            value = [_based(v, table) for v in value] if isinstance(value, list) else _based(value, table)
         try:
-            return tuple(v.name for v in views(value))
-        except (ConfigError, ValueError, TypeError) as exc:
+            return views(value)
+        except (KagglekitError, ValueError, TypeError) as exc:  # a stain reference that cannot be read too
             raise PipelineConfigError(f"{table.where('views')}: {exc}") from None
 
 
@@ -141,7 +152,8 @@ class ModelConfig:
 
 @dataclass(frozen=True, kw_only=True)
 class TTAConfig:
-    views: tuple[str, ...] = option(["identity"], check=Views(), help="test-time views (kagglekit.tta.views)")
+    views: tuple = option(["identity"], check=Views(), help="test-time views (kagglekit.tta.views); crops, scales, "
+                                                            "random and stain views have no inverse: classify only")
     mode: str = option("merge", check=Choice(*TTA_MODES),
                        help="merge: every view of every input; cycle: one view per window, in turn (segment)")
     merge: str = option("mean", check=String(lazy("kagglekit.tta", "MODES")), help="how the views' outputs are merged")

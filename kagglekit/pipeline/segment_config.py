@@ -170,6 +170,18 @@ class SegmentConfig(PipelineBase):
         if varied:
             raise PipelineConfigError(f"models[{varied[0]}].variant: groups folds for classify's [stack]; segment "
                                       "averages every model by weight: remove variant")
+        self._check_views()
+
+    def _check_views(self) -> None:
+        """Dense outputs take views with an inverse only (the default, names, are D4 views: no torch to load)."""
+        if all(isinstance(v, str) for v in self.tta.views):
+            return
+        from kagglekit.tta import checked_views
+
+        try:
+            checked_views(self.tta.views, "segment", dense=True)
+        except InvalidArgumentError as exc:
+            raise PipelineConfigError(f"tta.views: {exc}") from None
 
 
 

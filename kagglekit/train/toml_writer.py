@@ -1,4 +1,4 @@
-"""A TOML writer for the configs kagglekit writes (plain values, lists, tables, arrays of tables).
+"""A TOML writer for the configs kagglekit writes (plain values, lists, tables, arrays of tables, inline tables).
 
 Written here rather than adding tomli-w to the offline wheel set for one small job; every config it
 writes is read back with :mod:`tomllib` by its caller.
@@ -55,4 +55,6 @@ def _value(value) -> str:
         return json.dumps(value)  # a JSON string is a TOML basic string
     if isinstance(value, (list, tuple)):
         return "[" + ", ".join(_value(v) for v in value) + "]"
+    if isinstance(value, dict):  # an inline table inside a list, e.g. [tta] views = ["hflip", {five_crop = 224}]
+        return "{" + ", ".join(f"{_key(k)} = {_value(v)}" for k, v in value.items()) + "}"
     raise TypeError(f"cannot write {type(value).__name__} {value!r} as TOML")

@@ -9,10 +9,9 @@ lookup table. Views with odd ``k`` swap H and W.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
-
-from kagglekit.errors import InvalidArgumentError
 
 _NAMES = {
     (0, False): "identity",
@@ -32,6 +31,7 @@ class View:
 
     rotations: int
     flip: bool
+    invertible: ClassVar[bool] = True
 
     def __post_init__(self):
         object.__setattr__(self, "rotations", self.rotations % 4)
@@ -75,7 +75,7 @@ class View:
         return f"View({self.name})"
 
 
-_BY_NAME = {name: View(k, f) for (k, f), name in _NAMES.items()}
+BY_NAME = {name: View(k, f) for (k, f), name in _NAMES.items()}
 
 SUBSETS = {
     "identity": ("identity",),
@@ -85,26 +85,4 @@ SUBSETS = {
     "rot90": ("identity", "rot90", "rot180", "rot270"),
     "d4": ("identity", "rot90", "rot180", "rot270", "hflip", "vflip", "transpose", "antitranspose"),
 }
-D4 = tuple(_BY_NAME[n] for n in SUBSETS["d4"])
-
-
-def views(spec="d4") -> tuple[View, ...]:
-    """Resolve a subset name (``identity``, ``hflip``, ``flips``, ``d2``, ``rot90``, ``d4``) or a sequence
-    of view names / :class:`View` objects into a tuple of views."""
-    if isinstance(spec, str):
-        if spec in SUBSETS:
-            return tuple(_BY_NAME[n] for n in SUBSETS[spec])
-        spec = [spec]
-    out = []
-    for item in spec:
-        if isinstance(item, View):
-            out.append(item)
-        elif item in _BY_NAME:
-            out.append(_BY_NAME[item])
-        else:
-            raise InvalidArgumentError(
-                f"unknown TTA view {item!r}; use a subset name {sorted(SUBSETS)} or view names {sorted(_BY_NAME)}"
-            )
-    if not out:
-        raise InvalidArgumentError("TTA needs at least one view; pass e.g. views='d4' or ['identity', 'hflip']")
-    return tuple(out)
+D4 = tuple(BY_NAME[n] for n in SUBSETS["d4"])

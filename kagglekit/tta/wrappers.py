@@ -1,4 +1,4 @@
-"""Test-time augmentation over D4 views: the ``TTA`` wrapper module and the per-window ``ViewCycle``."""
+"""Test-time augmentation on NCHW tensors: the ``TTA`` wrapper module and the per-window ``ViewCycle``."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from torch import nn
 
 from kagglekit._checks import one_of
 from kagglekit.errors import ShapeError
-from kagglekit.tta.dihedral import View, views as resolve_views
 from kagglekit.tta.merge import Merger
+from kagglekit.tta.spec import checked_views
 
 TASKS = ("segmentation", "classification")
 
@@ -51,13 +51,15 @@ def _forward_grouped(model, inputs: list[torch.Tensor], channels_last: bool) -> 
 
 
 class TTA(nn.Module):
-    """Wrap ``model`` so that ``forward(x)`` returns the merge of its outputs over D4 ``views``.
+    """Wrap ``model`` so that ``forward(x)`` returns the merge of its outputs over ``views``.
 
     ``x`` is an NCHW float tensor. ``task="segmentation"``: dense outputs (N, ..., h, w) are mapped back
-    with each view's inverse ((N, K) outputs raise ShapeError); ``"classification"``: outputs (N, K) are
-    merged as they are. ``batched=True`` runs all views in one forward (N * len(views) images in memory;
-    two forwards when H != W and some views swap H and W); ``batched=False`` runs one view at a time and
-    keeps only a running merge. ``merge`` and ``outputs`` are as in :class:`kagglekit.tta.merge.Merger`.
+    with each view's inverse ((N, K) outputs raise ShapeError), so only D4 views are taken;
+    ``"classification"``: outputs (N, K) are merged as they are, and crops and scales are taken too
+    (random and stain views apply to HWC images: :func:`kagglekit.infer.predict`). ``batched=True`` runs
+    all views at once (N * len(views) images in memory; one forward per distinct view shape: H != W with
+    views that swap H and W, crops, scales); ``batched=False`` runs one view at a time and keeps only a
+    running merge. ``merge`` and ``outputs`` are as in :class:`kagglekit.tta.merge.Merger`.
     Which is faster depends on the model: on a 2-core CPU one batched forward was as fast as eight
     passes or faster for timm classifiers and an smp Unet, and about half as fast for a
     shallow full-resolution CNN whose activations outgrow the cache (bench/RESULTS.md, bench_tta.py).
@@ -67,13 +69,13 @@ class TTA(nn.Module):
                  batched: bool = True, outputs: str = "logits"):
         super().__init__()
         self.model = model
-        self.views = resolve_views(views)
         self.task = one_of("task", task, TASKS)
+        self.views = checked_views(views, "TTA(task='segmentation')", dense=self.task == "segmentation")
         self.batched = bool(batched)
         Merger(merge, outputs)  # validate now rather than at the first forward
         self.merge, self.outputs = merge, outputs
 
-    def _invert(self, view: View, y: torch.Tensor) -> torch.Tensor:
+    def _invert(self, view, y: torch.Tensor) -> torch.Tensor:
         return view.invert(_check_dense(y, "TTA")) if self.task == "segmentation" else view.invert_label(y)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -98,10 +100,11 @@ class ViewCycle:
     are not square and some views swap H and W), and returns the dense outputs (N, C_out, h, w) mapped
     back to each tile's original orientation, in the batch's order. Neighbouring overlapping windows
     thus see different views and the stitcher averages them. Holds the transformed batch and one output.
+    Takes D4 views only: the others have no inverse.
     """
 
     def __init__(self, views="d4"):
-        self.views = resolve_views(views)
+        self.views = checked_views(views, "ViewCycle (sliding_window)", dense=True)
 
     def __call__(self, model, batch: torch.Tensor, first_index: int = 0) -> torch.Tensor:
         _check_nchw(batch, "ViewCycle")
