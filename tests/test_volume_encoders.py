@@ -109,7 +109,7 @@ def test_each_encoder_level_has_torchvisions_channels_and_stride():
     with torch.no_grad():
         for index, stage in enumerate((net.stem, net.layer1, net.layer2, net.layer3)):
             y = stage(y)
-            model = Encoder3dSegmenter("mc3_18", feature_index=index, zpool="max", upsample=False).eval()
+            model = Encoder3dSegmenter("mc3_18", feature_index=index, zpool="max").eval()
             assert model.output_stride == 32 // y.shape[-1] and model.head.in_channels == y.shape[1], index
             assert model(torch.zeros(1, 3, 32, 32)).shape == (1, 1, *y.shape[-2:])
             assert len(model.encoder) == index + 1  # deeper stages are not built
