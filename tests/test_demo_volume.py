@@ -1,6 +1,6 @@
 """The volume demo: its fragments hide the ink from any single slice, its score is scikit-learn's per-image
 F0.5 averaged; a small run of every stage scores as scikit-learn does; the full run (`make demo-check`) puts the
-2.5D model above the 2D one and the baseline."""
+2.5D models (resnet10t, and a channels-last Swin V2) above the 2D one and the baseline."""
 
 from __future__ import annotations
 
@@ -74,7 +74,8 @@ def test_a_small_volume_demo_runs_every_stage_and_scores_as_scikit_learn(tmp_pat
     truths = {i: read_mask(root / "ink_solution" / f"{i}.png") for i in ids}
     masks = {i: read_mask(root / "input" / "kagglekit-ink" / "test" / i / "mask.png") for i in ids}
     for key, submission in (("fbeta_25d", root / "working" / "submission.csv"),  # the notebook's (2.5D)
-                            ("fbeta_2d", root / "working" / "2d" / "submission.csv")):  # segment's (2D)
+                            ("fbeta_2d", root / "working" / "2d" / "submission.csv"),  # segment's (2D)
+                            ("fbeta_swin", root / "working" / "swin" / "submission.csv")):  # segment's (Swin V2)
         with open(submission, newline="") as f:
             rows = {r["Id"]: r["Predicted"] for r in csv.DictReader(f)}
         assert list(rows) == ids
@@ -88,17 +89,23 @@ def test_a_small_volume_demo_runs_every_stage_and_scores_as_scikit_learn(tmp_pat
     assert result["q"] == pytest.approx(1 - (ink & inside).sum() / inside.sum())
     table = "\n".join(lines)
     assert "| 2.5D: the 8 middle slices |" in table and "| 2D: slice 9 alone |" in table and "| all ink inside the mask |" in table
+    assert "| 2.5D Swin V2 (channels-last): the 8 middle slices |" in table
+    from kagglekit.models import load_checkpoint
+
+    swin = load_checkpoint(root / "input" / "kagglekit-ink-models" / "ink_swin.safetensors")
+    assert swin.backbone.output_fmt == "NHWC" and swin.output_stride == 8  # timm's channels-last features, at 1/8
     assert "for 3 steps" in table
     assert cv2.imread(str(root / "working" / "volume_overlay.png")).shape == (2 * h, 2 * w, 3)  # 2 x 2 panels
     assert (root / "working" / "inference.executed.ipynb").is_file()
 
 
 @pytest.mark.demo
-def test_the_full_volume_demo_puts_the_2_5d_model_above_the_2d_model_and_the_baseline(tmp_path):
+def test_the_full_volume_demo_puts_the_2_5d_models_above_the_2d_model_and_the_baseline(tmp_path):
     from kagglekit.demo.volume import run_volume
 
     lines = []
     result = run_volume(tmp_path / "volume", log=lines.append)
     assert result["fbeta_25d"] > result["fbeta_2d"] + 0.15 and result["fbeta_25d"] > result["baseline"] + 0.3
+    assert result["fbeta_swin"] > result["fbeta_2d"] + 0.15  # the channels-last 2.5D backbone sees the ink too
     assert "| 2.5D: the 8 middle slices |" in "\n".join(lines)
     assert (tmp_path / "volume" / "working" / "volume_overlay.png").stat().st_size > 10_000

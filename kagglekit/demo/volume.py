@@ -1,18 +1,20 @@
 """The volume demo, ``kagglekit demo volume``: ink detection on a mini Vesuvius-like competition, end to end.
 
     build/demo/volume/input/kagglekit-ink/         the competition (volume_data.py)
-    build/demo/volume/input/kagglekit-ink-models/  ink.safetensors and segment.toml (the 2.5D model)
-    build/demo/volume/working/                     submission.csv (the notebook's), 2d/submission.csv,
+    build/demo/volume/input/kagglekit-ink-models/  a checkpoint and a segment*.toml per model
+    build/demo/volume/working/                     submission.csv (the notebook's), 2d/ and swin/submission.csv,
                                                    volume_overlay.png, inference.executed.ipynb
 
-Two models of the same kind (``kagglekit/volume_segmenter``, a timm resnet10t per slice group, a 3D
+Three models of the same kind (``kagglekit/volume_segmenter``: a timm backbone per slice group, a 3D
 block, mean + max over depth, logits at 1/8) are trained for the same fixed number of steps on tiles
 drawn by :class:`kagglekit.data.TileDataset`: inside the fragment masks, half of them on ink, labels at
 1/8 (area mean), each fragment normalised by its own mean and std inside its mask, tiles cached on
-disk. The 2.5D model reads the 8 middle slices, the 2D model only slice 9 (one of the inked
-slices). The 2.5D model's ``segment.toml`` (``kind = "volume"``, ``z = "middle:8"``, the fragment
+disk. The 2.5D model (resnet10t) reads the 8 middle slices, the 2D model (resnet10t) only slice 9 (one of
+the inked slices), the Swin V2 model the 8 middle slices through a tiny ``swinv2_tiny_window8_256`` (two
+stages of width 24: a channels-last backbone, whose NHWC features the model permutes, built for the
+tile's size). The 2.5D model's ``segment.toml`` (``kind = "volume"``, ``z = "middle:8"``, the fragment
 mask, ``normalize = "volume"``, D4 cycled per window, a percentile threshold inside the mask) goes
-through the inference notebook headless; the 2D model through ``segment`` with the same settings.
+through the inference notebook headless; the other two through ``segment`` with the same settings.
 Scores are the competition's: F0.5 per fragment, averaged (``fbeta_score(average="samples")``).
 """
 
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -28,11 +31,34 @@ from kagglekit.io import read_mask
 
 MODELS = "kagglekit-ink-models"
 BETA = 0.5
-STEPS = 100  # about 2 minutes for both models on the 2-core CI machine
+STEPS = 100  # per model; the Swin V2 model trains in about the 2D model's time (the 2.5D resnet10t in twice that)
 TILE, STRIDE, OUT_SCALE = 128, 32, 8
 MIDDLE = 8  # slices the 2.5D model reads: the middle 8 of 20 (the 4 inked ones and 2 on each side)
 SLICE_2D = 9  # the one slice the 2D model reads: an inked one
 MODEL_KWARGS = {"backbone": "resnet10t", "feature_index": 2, "neck_channels": 32, "num_blocks": 1}
+SWIN_KWARGS = {**MODEL_KWARGS, "backbone": "swinv2_tiny_window8_256", "feature_index": 1, "img_size": TILE,
+               "embed_dim": 24, "depths": [1, 1], "num_heads": [1, 2]}  # channels-last; its stage 2 is at 1/8
+
+
+class ModelRun(NamedTuple):
+    """One model of the demo: ``name`` (its checkpoint ``ink_<name>``, result key ``fbeta_<name>`` and the
+    folder of its submission under working/), ``kind`` and ``slices`` (its table row), ``z`` (the slices as the
+    config takes them), its group size, its VolumeSegmenter keywords and its kernel config's file name."""
+    name: str
+    kind: str
+    slices: str
+    z: object
+    group_size: int
+    kwargs: dict
+    config: str
+
+
+MODEL_RUNS = (  # the first goes through the notebook (segment.toml), the others through segment
+    ModelRun("25d", "2.5D", f"the {MIDDLE} middle slices", f"middle:{MIDDLE}", 2, MODEL_KWARGS, "segment.toml"),
+    ModelRun("2d", "2D", f"slice {SLICE_2D} alone", [SLICE_2D, SLICE_2D + 1], 1, MODEL_KWARGS, "segment_2d.toml"),
+    ModelRun("swin", "2.5D Swin V2 (channels-last)", f"the {MIDDLE} middle slices", f"middle:{MIDDLE}", 2, SWIN_KWARGS,
+             "segment_swin.toml"),
+)
 
 
 def kernel_config(q: float, z, checkpoint: str) -> dict:
@@ -48,11 +74,11 @@ def kernel_config(q: float, z, checkpoint: str) -> dict:
             "budget": BUDGET}
 
 
-def train_model(competition, z, group_size: int, steps: int, *, batch_size: int = 8, seed: int = 0, cache_dir=None,
-                log=print):
-    """A VolumeSegmenter trained through ``kagglekit.train.fit`` on the train fragments' slices ``z`` (as the
-    kernel config takes them) for ``steps`` steps of ``batch_size`` TileDataset tiles; returns the model in
-    eval mode. Holds the fragments' masks and ink labels, the model and one batch (the tiles are read from
+def train_model(competition, z, group_size: int, steps: int, *, model_kwargs=MODEL_KWARGS, batch_size: int = 8,
+                seed: int = 0, cache_dir=None, log=print):
+    """A VolumeSegmenter (``model_kwargs``) trained through ``kagglekit.train.fit`` on the train fragments'
+    slices ``z`` (as the kernel config takes them) for ``steps`` steps of ``batch_size`` TileDataset tiles;
+    returns the model in eval mode. Holds the fragments' masks and ink labels, the model and one batch (the tiles are read from
     the cache in ``cache_dir``)."""
     import albumentations as A
     import torch
@@ -71,7 +97,7 @@ def train_model(competition, z, group_size: int, steps: int, *, batch_size: int 
                           normalize="volume", transform=A.Compose([A.HorizontalFlip(), A.VerticalFlip(), A.RandomRotate90()]),
                           cache_dir=cache_dir, seed=seed)
     torch.manual_seed(seed)
-    model = create("kagglekit/volume_segmenter", group_size=group_size, **MODEL_KWARGS)
+    model = create("kagglekit/volume_segmenter", group_size=group_size, **model_kwargs)
     return fit_tiles(model, dataset, steps, batch_size=batch_size, lr=2e-3, seed=seed, log=log)
 
 
@@ -133,8 +159,9 @@ def overlay(competition, fragment: str, predictions: dict[str, Path], path: Path
 
 def run_volume(out="build/demo/volume", *, steps: int | None = None, n_train: int = 3, n_test: int = 2,
                shape: tuple[int, int] = (448, 576), seed: int = 0, notebook=None, log=print) -> dict:
-    """Build, train both models, run the notebook on the 2.5D one and ``segment`` on the 2D one, score; print
-    and return the per-fragment F0.5 of each, the all-ink baseline's and the time of each step.
+    """Build, train the three models, run the notebook on the 2.5D one and ``segment`` on the others, score;
+    print and return the per-fragment F0.5 of each (``fbeta_25d``, ``fbeta_2d``, ``fbeta_swin``), the all-ink
+    baseline's and the time of each step. The overlay shows the 2.5D and 2D models'.
 
     The size knobs (``kagglekit demo volume --steps --train --test``): ``steps`` per model, ``n_train`` and
     ``n_test`` fragments of ``shape`` pixels. The defaults are the full demo, whose figures
@@ -153,7 +180,7 @@ def run_volume(out="build/demo/volume", *, steps: int | None = None, n_train: in
     out, steps = Path(out), steps or STEPS
     times: dict[str, float] = {}
     start = time.monotonic()
-    log(f"1/5 building the competition under {out / 'input'} (fragments of {SLICES} x {shape[0]} x {shape[1]}, "
+    log(f"1/6 building the competition under {out / 'input'} (fragments of {SLICES} x {shape[0]} x {shape[1]}, "
         f"ink in slices {INK_SLICES[0]}..{INK_SLICES[1] - 1})")
     competition = build_ink_competition(out, n_train=n_train, n_test=n_test, shape=shape, seed=seed)
     q = ink_quantile(competition)
@@ -161,38 +188,40 @@ def run_volume(out="build/demo/volume", *, steps: int | None = None, n_train: in
 
     models_dir, working = out / "input" / MODELS, out / "working"
     models_dir.mkdir(parents=True, exist_ok=True)
-    configs = {}
-    models = (("2.5D", f"the {MIDDLE} middle slices", f"middle:{MIDDLE}", 2, "segment.toml"),
-              ("2D", f"slice {SLICE_2D} alone", [SLICE_2D, SLICE_2D + 1], 1, "segment_2d.toml"))  # z as the config takes it
-    for step, (name, slices, z, group, config) in enumerate(models, start=2):
-        log(f"{step}/5 training the {name} model on CPU for {steps} steps ({slices})")
+    submissions, configs = {}, {}
+    for step, run in enumerate(MODEL_RUNS, start=2):
+        log(f"{step}/6 training the {run.kind} model on CPU for {steps} steps ({run.slices})")
         t = time.monotonic()
-        model = train_model(competition, z, group, steps, seed=seed, cache_dir=out / "tile_cache", log=log)
-        checkpoint = f"ink_{name.lower().replace('.', '')}.safetensors"
-        save_checkpoint(model, models_dir / checkpoint, metadata={"steps": steps, "slices": slices})
-        configs[name] = write_kernel_config(models_dir / config, kernel_config(q, z, checkpoint))
-        times[f"train {name}"] = time.monotonic() - t
+        model = train_model(competition, run.z, run.group_size, steps, model_kwargs=run.kwargs, seed=seed,
+                            cache_dir=out / "tile_cache", log=log)
+        checkpoint = f"ink_{run.name}.safetensors"
+        save_checkpoint(model, models_dir / checkpoint, metadata={"steps": steps, "slices": run.slices})
+        configs[run.name] = write_kernel_config(models_dir / run.config, kernel_config(q, run.z, checkpoint))
+        submissions[run.name] = working / ("." if step == 2 else run.name) / "submission.csv"
+        times[f"train {run.kind}"] = time.monotonic() - t
 
-    log(f"4/5 running {notebook} headless on the 2.5D model, and segment on the 2D model")
+    log(f"5/6 running {notebook} headless on the 2.5D model, and segment on the others")
     t = time.monotonic()
     run_kernel(notebook, out, competition.folder.name, MODELS, working)  # the notebook runs segment.toml
-    segment(configs["2D"], competition.folder, working / "2d")
+    for name, submission in list(submissions.items())[1:]:
+        segment(configs[name], competition.folder, submission.parent)
     times["inference"] = time.monotonic() - t
 
-    log("5/5 scoring against the hidden ink labels (F0.5 per fragment, averaged)")
-    submissions = {"2.5D model": working / "submission.csv", "2D model": working / "2d" / "submission.csv"}
+    log("6/6 scoring against the hidden ink labels (F0.5 per fragment, averaged)")
     scores = {name: per_fragment_fbeta(path, competition.solution, competition.test_ids) for name, path in submissions.items()}
     baseline = all_ink_fbeta(competition)
-    overlay(competition, competition.test_ids[0], submissions, working / "volume_overlay.png")
+    overlay(competition, competition.test_ids[0], {"2.5D model": submissions["25d"], "2D model": submissions["2d"]},
+            working / "volume_overlay.png")
     times["total"] = time.monotonic() - start
     log("")
     log("| model | per-fragment F0.5 |\n| --- | ---: |")
-    log(f"| 2.5D: the {MIDDLE} middle slices | {scores['2.5D model']:.4f} |")
-    log(f"| 2D: slice {SLICE_2D} alone | {scores['2D model']:.4f} |")
+    for run in MODEL_RUNS:
+        log(f"| {run.kind}: {run.slices} | {scores[run.name]:.4f} |")
     log(f"| all ink inside the mask | {baseline:.4f} |")
     log(f"overlay: {working / 'volume_overlay.png'}   threshold: the {q:.4f} quantile inside each fragment's mask")
-    return {"fbeta_25d": scores["2.5D model"], "fbeta_2d": scores["2D model"], "baseline": baseline, "q": q,
+    return {**{f"fbeta_{name}": score for name, score in scores.items()}, "baseline": baseline, "q": q,
             "times": times, "seconds": times["total"],
-            "summary": [("per-fragment F0.5, 2.5D model (8 slices)", scores["2.5D model"]),
-                        (f"per-fragment F0.5, 2D model (slice {SLICE_2D})", scores["2D model"]),
+            "summary": [("per-fragment F0.5, 2.5D model (8 slices)", scores["25d"]),
+                        (f"per-fragment F0.5, 2D model (slice {SLICE_2D})", scores["2d"]),
+                        ("per-fragment F0.5, 2.5D Swin V2 model (8 slices)", scores["swin"]),
                         ("per-fragment F0.5, all ink", baseline)]}

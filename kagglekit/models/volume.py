@@ -20,13 +20,17 @@ NORMALIZE = ("none", "per_input")
 ZPOOL_MODES = ("mean_max", "mean", "max")
 
 
-def _check_volume(x: torch.Tensor, stride: int, who: str) -> None:
+def _check_volume(x: torch.Tensor, stride: int, who: str, size: tuple[int, int] | None = None) -> None:
+    """Refuse anything but (B, Z, H, W) with H and W multiples of ``stride`` (and equal to ``size`` when given)."""
     if not isinstance(x, torch.Tensor) or x.ndim != 4:
         shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
         raise ShapeError(f"{who} expects a (B, Z, H, W) float tensor of slices, got {shape}")
     h, w = x.shape[-2:]
     if h % stride or w % stride:
         raise ShapeError(f"{who}: H and W must be multiples of the output stride {stride}, got {h}x{w}; pad or crop tiles")
+    if size is not None and (h, w) != size:
+        raise ShapeError(f"{who}: the backbone takes {size[0]}x{size[1]} tiles only, got {h}x{w}; build it with "
+                         "img_size=<your tile side> or strict_img_size=False (timm's keywords)")
 
 
 def _normalize(x: torch.Tensor, mode: str) -> torch.Tensor:
@@ -79,17 +83,37 @@ def _features_backbone(name: str, in_chans: int, feature_index: int, **kwargs) -
     from the deepest), the index made non-negative, its channels and its output stride."""
     import timm
 
-    if isinstance(feature_index, bool) or not hasattr(feature_index, "__index__"):
-        raise InvalidArgumentError(f"feature_index must be an integer (-1 is the deepest level), got {feature_index!r}")
     with timm_name(name):
         backbone = timm.create_model(name, pretrained=False, features_only=True, in_chans=in_chans, **kwargs)
     info = backbone.feature_info
-    n = len(info.channels())
-    if not -n <= feature_index < n:
-        raise InvalidArgumentError(f"feature_index {feature_index} is out of range: backbone {name!r} has {n} "
-                                   f"feature levels, so use -{n}..{n - 1} (-1 is the deepest)")
-    index = feature_index % n
+    index = _level_index(feature_index, len(info.channels()), f"backbone {name!r}")
     return backbone, index, info.channels()[index], info.reduction()[index]
+
+
+def _level_index(feature_index: int, n: int, who: str) -> int:
+    """``feature_index`` (negative counts from the deepest) as an index into ``who``'s ``n`` feature levels."""
+    if isinstance(feature_index, bool) or not hasattr(feature_index, "__index__"):
+        raise InvalidArgumentError(f"feature_index must be an integer (-1 is the deepest level), got {feature_index!r}")
+    if not -n <= feature_index < n:
+        raise InvalidArgumentError(f"feature_index {feature_index} is out of range: {who} has {n} "
+                                   f"feature levels, so use -{n}..{n - 1} (-1 is the deepest)")
+    return feature_index % n
+
+
+def _feature_map(backbone: nn.Module, x: torch.Tensor, index: int) -> torch.Tensor:
+    """The timm backbone's ``index``-th feature map of (N, C_in, H, W) as (N, C, h, w): backbones whose timm
+    ``output_fmt`` is NHWC (Swin, Swin V2) return (N, h, w, C), permuted here."""
+    f = backbone(x)[index]
+    return f.permute(0, 3, 1, 2) if getattr(backbone, "output_fmt", "NCHW") == "NHWC" else f
+
+
+def _fixed_size(backbone: nn.Module) -> tuple[int, int] | None:
+    """The one (H, W) a timm backbone takes (its patch embedding's ``img_size`` under ``strict_img_size``, as
+    Swin builds by default), or None when any size works."""
+    for module in backbone.modules():
+        if getattr(module, "strict_img_size", False):
+            return tuple(module.img_size)
+    return None
 
 
 def _upsample(y: torch.Tensor, size, enabled: bool) -> torch.Tensor:
@@ -104,6 +128,9 @@ class VolumeSegmenter(nn.Module):
     ``group_stride``, default non-overlapping) go through the timm backbone ``backbone`` in one batch of
     B * n_groups images, so activations for all groups are held at once. ``normalize="per_input"``
     standardises each input volume. ``feature_index`` picks the backbone level (default the deepest).
+    Channels-last backbones (timm's Swin / Swin V2 features are NHWC) are permuted to NCHW. A backbone built for
+    one input size (Swin: ``img_size``, 256 for ``swinv2_tiny_window8_256``) takes H x W = ``input_size`` only:
+    pass ``img_size=<tile>``, or ``strict_img_size=False`` for any multiple of the stride.
     """
 
     def __init__(self, backbone: str = "resnet18", group_size: int = 3, group_stride: int | None = None,
@@ -116,6 +143,7 @@ class VolumeSegmenter(nn.Module):
         self.upsample = bool(upsample)
         self.backbone, self.feature_index, channels, self.output_stride = _features_backbone(
             backbone, self.group_size, feature_index, **backbone_kwargs)
+        self.input_size = _fixed_size(self.backbone)
         neck_channels = positive_int("neck_channels", neck_channels)
         self.neck = nn.Sequential(nn.Conv2d(channels, neck_channels, 1, bias=False),
                                   nn.BatchNorm2d(neck_channels), nn.ReLU(inplace=True))
@@ -124,7 +152,7 @@ class VolumeSegmenter(nn.Module):
         self.head = nn.Conv2d(neck_channels * self.zpool.factor, positive_int("num_classes", num_classes), 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        _check_volume(x, self.output_stride, "VolumeSegmenter")
+        _check_volume(x, self.output_stride, "VolumeSegmenter", self.input_size)
         b, z, h, w = x.shape
         g, s = self.group_size, self.group_stride
         if z < g or (z - g) % s:
@@ -133,8 +161,8 @@ class VolumeSegmenter(nn.Module):
         x = _normalize(x, self.normalize)
         groups = x.unfold(1, g, s)  # (B, G, H, W, g)
         n_groups = groups.shape[1]
-        f = self.backbone(groups.permute(0, 1, 4, 2, 3).reshape(b * n_groups, g, h, w))[self.feature_index]
-        f = self.neck(f)
+        f = self.neck(_feature_map(self.backbone, groups.permute(0, 1, 4, 2, 3).reshape(b * n_groups, g, h, w),
+                                   self.feature_index))
         v = f.reshape(b, n_groups, *f.shape[1:]).transpose(1, 2)  # (B, C, G, h, w)
         y = self.head(self.zpool(self.blocks(v)))
         return _upsample(y, (h, w), self.upsample)
@@ -145,6 +173,7 @@ class ZPoolSegmenter(nn.Module):
     depth -> timm 2D backbone -> pointwise head: (B, num_classes, H/s, W/s), or (H, W) with ``upsample``.
 
     Holds the stem's feature volume (B * stem_channels * Z * H * W floats): keep ``stem_channels`` small.
+    Channels-last and fixed-size backbones as in :class:`VolumeSegmenter`.
     """
 
     def __init__(self, backbone: str = "resnet18", num_classes: int = 1, stem_channels: int = 8,
@@ -159,11 +188,12 @@ class ZPoolSegmenter(nn.Module):
         self.zpool = ZPool(zpool)
         self.backbone, self.feature_index, channels, self.output_stride = _features_backbone(
             backbone, c * self.zpool.factor, feature_index, **backbone_kwargs)
+        self.input_size = _fixed_size(self.backbone)
         self.head = nn.Conv2d(channels, positive_int("num_classes", num_classes), 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        _check_volume(x, self.output_stride, "ZPoolSegmenter")
+        _check_volume(x, self.output_stride, "ZPoolSegmenter", self.input_size)
         h, w = x.shape[-2:]
         pooled = self.zpool(self.stem(_normalize(x, self.normalize).unsqueeze(1)))
-        y = self.head(self.backbone(pooled)[self.feature_index])
+        y = self.head(_feature_map(self.backbone, pooled, self.feature_index))
         return _upsample(y, (h, w), self.upsample)
