@@ -149,12 +149,12 @@ def test_a_checkpoint_round_trip_gives_identical_outputs(tmp_path, name, kwargs)
     ("encoder3d_segmenter", {"encoder": "mc3_18", "feature_index": 2}),
 ])
 def test_segment_runs_the_model_on_a_volume_at_its_output_stride(tmp_path, name, kwargs):
-    from competitions import RNG, config
+    from competitions import config
     from test_segment_volumes import VOLUME_INPUTS, decoded, fragment
 
     from kagglekit.pipeline import segment
 
-    volume = RNG.integers(0, 256, (10, 64, 128), dtype=np.uint8)
+    volume = np.random.default_rng(0).integers(0, 256, (10, 64, 128), dtype=np.uint8)  # its own seed: the same in any test order
     fragment(tmp_path, volume, None)
     torch.manual_seed(0)
     model = create(f"kagglekit/{name}", **kwargs).eval()
@@ -170,7 +170,7 @@ def test_segment_runs_the_model_on_a_volume_at_its_output_stride(tmp_path, name,
     x = torch.from_numpy((chosen - chosen.mean()) / chosen.std()).float()[None]
     with torch.no_grad():  # the two 64 x 64 tiles side by side, each run alone
         logits = torch.cat([model(x[..., :64]), model(x[..., 64:])], dim=-1)[0, 0].numpy()
-    assert np.abs(logits).min() > 1e-3  # no pixel sits on the threshold
+    sure = np.kron(np.abs(logits) > 1e-4, np.ones((s, s), bool))  # pixels whose logit is not on the threshold
     expected = np.kron(logits >= 0, np.ones((s, s), bool))
     mask = decoded(tmp_path / "out", (64, 128))
-    assert mask.shape == (64, 128) and np.array_equal(mask, expected)
+    assert mask.shape == (64, 128) and sure.mean() > 0.95 and np.array_equal(mask[sure], expected[sure])
