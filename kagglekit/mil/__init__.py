@@ -4,6 +4,8 @@
                                                                      coordinates and the backbone that made them
     extract_bag(backbone, slide, tile=, scale=, top_k=)   extract.py  tissue tiles of one slide -> a Bag
     backbone_name, model_name                             extract.py  the name a bag stores for its backbone
+    classify_tiles(models, slide, top_k=, aggregate=)     tiles.py    a tile classifier over the tissue tiles, the
+                                                                     probabilities aggregated (mean, max, top-k mean)
     train_heads(bags, y, folds=, n_seeds=) -> TrainedHeads train.py    seed ensembles per fold, trained at once; OOF probabilities
     predict_bags(heads, bags)                             train.py    the mean of every head's probabilities
     leave_class_out(bags, y, n_seeds=)                    train.py    each bag seen by heads never shown its class ("Other")
@@ -23,7 +25,8 @@ from kagglekit._lazy import lazy_exports
 _EXPORTS = {"Bag": "bags", "BagError": "bags", "save_bag": "bags", "load_bag": "bags",
             "extract_bag": "extract", "backbone_name": "extract", "model_name": "extract", "NoTissueError": "extract",
             "train_heads": "train", "predict_bags": "train", "leave_class_out": "train", "TrainedHeads": "train", "fit_heads": "train",
-            "pad_bags": "train", "epoch_batches": "train", "head_seeds": "train"}
+            "pad_bags": "train", "epoch_batches": "train", "head_seeds": "train",
+            "classify_tiles": "tiles", "aggregate_tiles": "tiles", "TileVotes": "tiles", "run_tiles": "extract"}
 
 __all__ = sorted(_EXPORTS)
 
