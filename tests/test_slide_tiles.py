@@ -205,6 +205,15 @@ def test_contradictory_slides_configs_are_refused_naming_the_key(comp, slides, t
     assert (comp / "out_bad" / "submission.csv").is_file()  # the fallback was written first
 
 
+def test_a_classifier_trained_on_other_normalisation_is_refused(comp):
+    preprocess = {"size": [32, 32], "resize": "resize", "normalize": "imagenet"}  # as kagglekit train records it
+    save_checkpoint(create("kagglekit/test_tiles_half_colour"), comp / "imagenet.safetensors", {"preprocess": preprocess},
+                    classes=CLASSES)
+    with pytest.raises(PipelineConfigError, match=r"slides.normalize: .*imagenet.safetensors was trained on tiles "
+                                                  r"normalised otherwise \(normalize = 'imagenet'"):
+        run(comp, "out_imagenet", {"tile": 32}, models=("imagenet",))
+
+
 def test_a_backbone_that_a_mil_branch_reads_is_not_refused(comp):
     from kagglekit.pipeline.config import load_config
 
@@ -212,3 +221,13 @@ def test_a_backbone_that_a_mil_branch_reads_is_not_refused(comp):
                        "slides": {"backbone": "b.safetensors", "tma": {"route": "tiles"}}}, base_dir=comp)
     assert cfg.slides.branch("tma").route == "tiles" and cfg.slides.branch("wsi").route == "mil"
     assert cfg.slides.branch("wsi").backbone == str(comp / "b.safetensors")
+
+
+def test_check_says_which_kinds_take_tile_classifiers(comp, capsys):
+    from kagglekit.cli import main
+
+    toml = comp / "tiles.toml"
+    toml.write_text('kind = "classify"\n[[models]]\npath = "left.safetensors"\n[slides]\nroute = "tiles"\ntile = 32\n'
+                    '[slides.tma]\ntile = 24\n[[slides.tma.models]]\npath = "top.safetensors"\n')
+    assert main(["classify", "--config", str(toml), "--input", str(comp), "--check"]) == 0
+    assert "slides backbone: tma: tile classifiers; wsi: tile classifiers" in capsys.readouterr().out

@@ -44,12 +44,11 @@ DEMOS = {
 
 
 # The size knobs each demo takes: knob (``kagglekit demo --<knob>``) -> the demo function's argument.
-# ``steps`` is each model's training steps (the slides demo's: its tile classifier's; its heads train in epochs).
+# ``steps`` is each model's training steps; the slides demo's heads train in epochs over the bags instead.
 KNOBS = {
     "segmentation": {"steps": "steps", "train": "n_train", "test": "n_test"},
     "multilabel": {"steps": "steps", "train": "n_train", "test": "n_test", "folds": "folds"},
-    "slides": {"steps": "tile_steps", "train": "n_train", "test": "n_test", "folds": "folds", "seeds": "n_seeds",
-               "epochs": "epochs"},
+    "slides": {"train": "n_train", "test": "n_test", "folds": "folds", "seeds": "n_seeds", "epochs": "epochs"},
     "volume": {"steps": "steps", "train": "n_train", "test": "n_test"},
 }
 
