@@ -106,6 +106,10 @@ class _Reader:
         """The file's scale of the original (1 unless it is a smaller file, a thumbnail)."""
         return source.shape[1] / self.originals[slide_id][1] if slide_id in self.originals else 1.0
 
+    def tma_max_side(self, source, slide_id: str) -> int:
+        """``slides.tma_max_side`` (a side of the original) in the file's pixels."""
+        return max(1, round(self.slides.tma_max_side * self.file_scale(source, slide_id)))
+
     def kind_of(self, source, slide_id: str) -> str | None:
         """The slide's kind: the table's, ``slides.kind``, or with branches and ``kind = "auto"`` its
         thumbnail's (:func:`kagglekit.tiling.slide_kind`); None ("auto" left to the plan) without branches."""
@@ -115,19 +119,18 @@ class _Reader:
         kind = self.kinds.get(slide_id, None if s.kind == "auto" else s.kind)
         if kind is not None or s.kinds() == (None,):
             return kind
-        tma_max_side = max(1, round(s.tma_max_side * self.file_scale(source, slide_id)))
-        return slide_kind(source.thumbnail(1024), source.shape, tma_max_side)
+        return slide_kind(source.thumbnail(1024), source.shape, self.tma_max_side(source, slide_id))
 
     def options(self, settings, source, slide_id: str, kind: str | None) -> dict:
         """The reading options of ``slide_id`` under ``settings`` (its kind's)."""
         s = settings
         kind = kind or "auto"
         scale = s.scale[kind] if isinstance(s.scale, dict) and kind in s.scale else s.scale  # "auto": per kind
-        tma_max_side, file_scale = s.tma_max_side, self.file_scale(source, slide_id)
-        if slide_id in self.originals:  # a smaller file: scales and sides of the original, as this file's
-            scale, tma_max_side = _of_file(scale, file_scale, self.note), max(1, round(tma_max_side * file_scale))
+        if slide_id in self.originals:  # a smaller file: scales of the original, as this file's
+            scale = _of_file(scale, self.file_scale(source, slide_id), self.note)
         return dict(slide=slide_id, tile=s.tile, scale=scale, threshold=s.threshold, min_tissue=s.min_tissue,
-                    top_k=s.top_k, kind=kind, tma_max_side=tma_max_side, swap_background=s.swap_background,
+                    top_k=s.top_k, kind=kind, tma_max_side=self.tma_max_side(source, slide_id),
+                    swap_background=s.swap_background,
                     stain=self.stain, normalize=s.normalize, batch_size=s.batch_size, num_workers=self.num_workers,
                     device=self.device, amp=self.amp, threads=self.threads)
 
