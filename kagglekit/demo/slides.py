@@ -14,7 +14,7 @@
     4. the notebook, headless and offline, classifies the test slides (each a bag, then the heads)
     5. balanced accuracy on the hidden labels (Other is the fifth class): majority class, mean-
        pooled features + logistic regression, one Chowder, the ensemble, the ensemble + entropy "Other";
-       then the tile classifier over every slide's top-16 tiles, and the per-kind branches (``classify``
+       then the tile classifier over every slide's tissue tiles, and the per-kind branches (``classify``
        run here on the two configs)
 
     <out>/input/kagglekit-slides/          the competition
@@ -117,7 +117,7 @@ def _tile_rows(models_dir: Path, comp: Path, working: Path, test_ids) -> dict:
     from kagglekit.pipeline import classify
 
     rows = {}
-    for name, config in (("tile classifier, top-16 tiles, top-3 mean (route = tiles)", "classify_tiles.toml"),
+    for name, config in (("tile classifier, every tissue tile, max (route = tiles)", "classify_tiles.toml"),
                          ("per kind: ensemble for WSIs, tile classifier for TMAs", "classify_kinds.toml")):
         out = working / config.split("_")[1].removesuffix(".toml")
         classify(models_dir / config, comp, out)
