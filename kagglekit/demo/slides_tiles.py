@@ -9,8 +9,8 @@ by tissue through it, their probabilities aggregated. Here: the train slides' ti
 it through ``classify``: every slide by ``route = "tiles"``, and per-kind branches (WSIs by the MIL heads,
 TMAs by the tile classifier, ``[slides.tma]``). A slide's label lives in 2 or 3 of its ~50 tiles, so every
 tissue tile is classified (no ``top_k``: the fullest tiles are no likelier to hold it) and the slide takes
-each class's highest tile probability (``aggregate = "max"``: 0.71 against 0.44 for the top-16 tiles'
-top-3 mean on the full demo's test slides).
+each class's highest tile probability (``aggregate = "max"``; on the full demo's test slides a classifier of
+300 steps scored 0.68 balanced accuracy so, 0.44 with the top-16 tiles' top-3 mean).
 """
 
 from __future__ import annotations
