@@ -62,8 +62,10 @@ def test_a_slides_label_lives_in_two_or_three_of_its_tiles():
 
 
 ROWS = ["majority class", "mean-pooled features + logistic regression", "one Chowder per fold",
-        "{}-seed Chowder ensemble per fold", "ensemble + entropy Other (the notebook's submission)"]
-SMALL = {"n_train": 16, "n_test": 12, "folds": 2, "n_seeds": 2, "epochs": 3}  # every stage, in seconds
+        "{}-seed Chowder ensemble per fold", "ensemble + entropy Other (the notebook's submission)",
+        "tile classifier, every tissue tile, max (route = tiles)", "per kind: ensemble for WSIs, tile classifier for TMAs"]
+NOTEBOOK = ROWS[4]
+SMALL = {"n_train": 16, "n_test": 12, "folds": 2, "n_seeds": 2, "epochs": 3, "tile_steps": 10}  # every stage, in seconds
 
 
 def run(out, **sizes):
@@ -94,14 +96,19 @@ def test_a_small_slides_demo_runs_every_stage_and_scores_as_scikit_learn(small_r
         assert on_tma == pytest.approx(balanced_accuracy_score(truth[tma], predicted[tma]))
         assert other == np.mean(predicted[truth == OTHER] == OTHER)
     assert rows["majority class"][0] == pytest.approx(1 / 5)  # one class of the five right, the other four wrong
-    assert all(rows[n][2] == 0 for n in list(rows)[:-1])  # only the entropy cut can say Other
+    assert all(rows[n][2] == 0 for n in rows if n != NOTEBOOK)  # only the entropy cut can say Other
     working = root / "working" / "slides"
     with open(working / "submission.csv", newline="") as f:
         submitted = [(r["image_id"], r["label"]) for r in csv.DictReader(f)]
-    assert submitted == list(zip(result["ids"], result["predictions"][ROWS[-1]]))  # the notebook's, in the sample's order
+    assert submitted == list(zip(result["ids"], result["predictions"][NOTEBOOK]))  # the notebook's, in the sample's order
+    # the per-kind branches: WSIs as the heads' ensemble says, TMAs as the tile classifier says
+    ensemble, tiles, kinds = (result["predictions"][ROWS[k].format(SMALL["n_seeds"])] for k in (3, 5, 6))
+    np.testing.assert_array_equal(kinds[~tma], ensemble[~tma])
+    np.testing.assert_array_equal(kinds[tma], tiles[tma])
     models = root / "input" / "kagglekit-slides-models"
     assert sorted(p.name for p in models.glob("heads_fold*.safetensors")) == ["heads_fold0.safetensors", "heads_fold1.safetensors"]
     assert (models / "decision.json").is_file() and (models / "classify.toml").read_text().count("[[models]]") == 2
+    assert "[[slides.tma.models]]" in (models / "classify_kinds.toml").read_text()
     assert (working / "slides.png").is_file() and (working / "inference.executed.ipynb").is_file()
 
 
@@ -110,7 +117,7 @@ def test_the_slides_stages_rerun_from_their_seeds_give_the_same_files_and_figure
     """Two runs give the same figures: each seeded stage run again (backbone, bags, heads) writes the same
     tensors and metadata and the same out-of-fold score, the heads predict the same test labels, and ``classify`` run here on the
     model folder writes the submission the notebook wrote."""
-    from kagglekit.demo import slides
+    from kagglekit.demo import slides, slides_tiles
     from kagglekit.jobs import extract_bags
     from kagglekit.mil import load_bag, predict_bags, train_heads
     from kagglekit.pipeline import classify
@@ -136,6 +143,10 @@ def test_the_slides_stages_rerun_from_their_seeds_give_the_same_files_and_figure
     assert list(names[predict_bags(ensemble, test_bags).argmax(axis=1)]) == list(result["predictions"][ROWS[3].format(SMALL["n_seeds"])])
     classify(models / "classify.toml", comp, tmp_path / "working")
     assert (tmp_path / "working" / "submission.csv").read_bytes() == (root / "working" / "slides" / "submission.csv").read_bytes()
+    slides_tiles.train_tile_classifier(comp / "train_images", dict(zip(train_ids, train_labels)), tmp_path / "tiles",
+                                       tmp_path / "tiles.safetensors", backbone, classes=SUBTYPES, options=slides.BAG_OPTIONS,
+                                       steps=SMALL["tile_steps"], seed=0, log=lambda *_: None)
+    assert same_safetensors(tmp_path / "tiles.safetensors", models / "tiles.safetensors")
 
 
 def test_the_slides_demo_names_a_size_it_cannot_run(tmp_path):
@@ -150,12 +161,12 @@ def test_the_slides_demo_names_a_size_it_cannot_run(tmp_path):
 def test_the_full_slides_demo_orders_its_table_recovers_other_and_repeats(tmp_path):
     runs = [run(tmp_path / f"run{k}") for k in range(2)]
     rows = runs[0]["rows"]
-    names = list(rows)
+    names = list(rows)[:5]  # the tile classifier's rows are figures beside them, in no asserted order
     accuracy = [rows[n][0] for n in names]
     assert names[0] == "majority class" and accuracy[0] == pytest.approx(1 / 5)
     # majority < mean pooling < one Chowder < the seed ensemble < the ensemble with its entropy Other
     assert accuracy == sorted(accuracy) and len(set(accuracy)) == 5
-    assert rows[names[-1]][2] >= 0.5 and all(rows[n][2] == 0 for n in names[:-1])  # Other recovered on the test slides
+    assert rows[NOTEBOOK][2] >= 0.5 and all(rows[n][2] == 0 for n in rows if n != NOTEBOOK)  # Other recovered
     assert runs[1]["rows"] == rows  # the same figures: fixed epochs, fixed seeds
     working = tmp_path / "run0" / "working" / "slides"
     assert (working / "slides.png").is_file() and (working / "inference.executed.ipynb").is_file()

@@ -9,13 +9,19 @@
     3. heads: ``train_heads`` with 1 Chowder per fold, and with the seed ensemble (all of a fold at once);
        ``leave_class_out`` for rows of unseen subtypes; temperature on the out-of-fold rows; the entropy
        cut for "Other" (``fit_entropy_cut``) -> decision.json; classify.toml with ``[slides]``
+       a tile classifier on weakly labelled tiles (slides_tiles.py) -> classify_tiles.toml (route "tiles")
+       and classify_kinds.toml (WSIs by the heads, TMAs by the tile classifier: [slides.tma])
     4. the notebook, headless and offline, classifies the test slides (each a bag, then the heads)
     5. balanced accuracy on the hidden labels (Other is the fifth class): majority class, mean-
-       pooled features + logistic regression, one Chowder, the ensemble, the ensemble + entropy "Other"
+       pooled features + logistic regression, one Chowder, the ensemble, the ensemble + entropy "Other";
+       then the tile classifier over every slide's tissue tiles, and the per-kind branches (``classify``
+       run here on the two configs)
 
     <out>/input/kagglekit-slides/          the competition
-    <out>/input/kagglekit-slides-models/   backbone.safetensors, heads_fold*.safetensors, decision.json, classify.toml
-    <out>/working/slides/                  submission.csv, slides.png, the executed notebook; bags/ for training
+    <out>/input/kagglekit-slides-models/   backbone.safetensors, heads_fold*.safetensors, decision.json, classify.toml,
+                                           tiles.safetensors, classify_tiles.toml, classify_kinds.toml
+    <out>/working/slides/                  submission.csv, slides.png, the executed notebook; bags/ and tiles_train/
+                                           for training; tiles/ and kinds/ the two configs' submissions
 """
 
 from __future__ import annotations
@@ -24,6 +30,8 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+from kagglekit.demo.slides_tiles import TILE_STEPS, TILES_MODEL, kind_config, tile_config, train_tile_classifier
 
 __all__ = ["run_slides"]
 
@@ -103,6 +111,21 @@ def _mean_pooled(train_bags, y, test_bags) -> np.ndarray:
     return model.predict(scaler.transform(pooled(test_bags)))
 
 
+def _tile_rows(models_dir: Path, comp: Path, working: Path, test_ids) -> dict:
+    """The predicted test labels of classify_tiles.toml and classify_kinds.toml, run by ``classify``."""
+    from kagglekit.kaggle import read_csv_strings
+    from kagglekit.pipeline import classify
+
+    rows = {}
+    for name, config in (("tile classifier, every tissue tile, max (route = tiles)", "classify_tiles.toml"),
+                         ("per kind: ensemble for WSIs, tile classifier for TMAs", "classify_kinds.toml")):
+        out = working / config.split("_")[1].removesuffix(".toml")
+        classify(models_dir / config, comp, out)
+        submitted = dict(read_csv_strings(out / "submission.csv", "submission").select("image_id", "label").iter_rows())
+        rows[name] = np.array([submitted[i] for i in test_ids], dtype=object)
+    return rows
+
+
 def _picture(path: Path, folder: Path, ids, truth, predicted, n: int = 6) -> None:
     """slides.png: the first ``n`` test slides, their bag's tiles outlined (green: right, red: wrong), true
     and predicted labels."""
@@ -124,14 +147,16 @@ def _picture(path: Path, folder: Path, ids, truth, predicted, n: int = 6) -> Non
 
 
 def run_slides(out="build/demo", *, n_train: int = N_TRAIN, n_test: int = N_TEST, folds: int = FOLDS,
-               n_seeds: int = N_SEEDS, epochs: int = EPOCHS, seed: int = 0, notebook=None, log=print) -> dict:
+               n_seeds: int = N_SEEDS, epochs: int = EPOCHS, tile_steps: int = TILE_STEPS, seed: int = 0, notebook=None,
+               log=print) -> dict:
     """Run every step under ``out``; print and return the table of test balanced accuracies (``rows``: name ->
     (all, on TMAs, share of Other recovered)), with the test ``ids``, ``truth``, ``is_tma`` and each row's
     ``predictions``.
 
     The size knobs (``kagglekit demo slides --train --test --folds --seeds --epochs``): ``n_train`` and
     ``n_test`` slides, ``folds`` folds of heads, ``n_seeds`` heads per fold in the ensemble (and per class
-    for the leave-class-out rows), ``epochs`` passes of every head over its fold's bags. The defaults are
+    for the leave-class-out rows), ``epochs`` passes of every head over its fold's bags; ``tile_steps`` the
+    tile classifier's training steps. The defaults are
     the full demo, whose figures ``make demo-check`` asserts; the test suite runs a small size."""
     from kagglekit.delivery.notebook import run_kernel
     from kagglekit.demo.run import default_notebook
@@ -144,11 +169,11 @@ def run_slides(out="build/demo", *, n_train: int = N_TRAIN, n_test: int = N_TEST
     from kagglekit.mil import leave_class_out, load_bag, predict_bags, train_heads
     from kagglekit.thresholds import write_decision
 
-    if folds < 2 or n_train < len(SUBTYPES) * folds or n_test < 6 or n_seeds < 1 or epochs < 1:
+    if folds < 2 or n_train < len(SUBTYPES) * folds or n_test < 6 or n_seeds < 1 or epochs < 1 or tile_steps < 1:
         raise InvalidArgumentError(
             f"the slides demo needs folds >= 2, n_train >= {len(SUBTYPES)} x folds (every subtype in every fold), "
-            f"n_test >= 6 (a sixth of them Other), n_seeds >= 1 and epochs >= 1; got n_train={n_train}, "
-            f"n_test={n_test}, folds={folds}, n_seeds={n_seeds}, epochs={epochs}")
+            f"n_test >= 6 (a sixth of them Other), n_seeds >= 1, epochs >= 1 and tile_steps >= 1; got n_train={n_train}, "
+            f"n_test={n_test}, folds={folds}, n_seeds={n_seeds}, epochs={epochs}, tile_steps={tile_steps}")
 
     out = Path(out)
     start = time.monotonic()
@@ -174,6 +199,11 @@ def run_slides(out="build/demo", *, n_train: int = N_TRAIN, n_test: int = N_TEST
     decision = _fit_decision(ensemble, held_out, y, SUBTYPES)
     write_decision(decision, models_dir / "decision.json")
     write_kernel_config(models_dir / "classify.toml", _kernel_config(folds))
+    train_tile_classifier(comp.folder / "train_images", dict(zip(train_ids, train_labels)), working / "tiles_train",
+                          models_dir / TILES_MODEL, backbone, classes=SUBTYPES, options=BAG_OPTIONS, steps=tile_steps,
+                          seed=seed, log=log)
+    write_kernel_config(models_dir / "classify_tiles.toml", tile_config(BAG_OPTIONS))
+    write_kernel_config(models_dir / "classify_kinds.toml", kind_config(BAG_OPTIONS, folds))
     log(f"   out-of-fold balanced accuracy: one Chowder {one.score:.3f}, ensemble {ensemble.score:.3f}; "
         f"temperature {decision.temperature:.2f}, Other above entropy {decision.other_cut:.3f}")
     log(f"4/5 running {Path(notebook or default_notebook())} headless on the test slides")
@@ -191,6 +221,7 @@ def run_slides(out="build/demo", *, n_train: int = N_TRAIN, n_test: int = N_TEST
         "one Chowder per fold": names[predict_bags(one, test_bags).argmax(axis=1)],
         f"{n_seeds}-seed Chowder ensemble per fold": names[predict_bags(ensemble, test_bags).argmax(axis=1)],
         "ensemble + entropy Other (the notebook's submission)": np.array([submitted[i] for i in test_ids], dtype=object),
+        **_tile_rows(models_dir, comp.folder, working, test_ids),
     }
     rows = {name: (balanced_accuracy(truth, p), balanced_accuracy(truth[test_tma], p[test_tma]),
                    float(np.mean(p[truth == OTHER] == OTHER))) for name, p in predictions.items()}

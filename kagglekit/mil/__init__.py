@@ -5,6 +5,8 @@
     load_bag("x.h5", backbone=), save_bag(format="h5")    h5.py       TRIDENT's / CLAM's feature files (pip install 'kagglekit[h5]')
     extract_bag(backbone, slide, tile=, scale=, top_k=)   extract.py  tissue tiles of one slide -> a Bag
     backbone_name, model_name                             extract.py  the name a bag stores for its backbone
+    classify_tiles(models, slide, top_k=, aggregate=)     tiles.py    a tile classifier over the tissue tiles, the
+                                                                     probabilities aggregated (mean, max, top-k mean)
     train_heads(bags, y, folds=, n_seeds=) -> TrainedHeads train.py    seed ensembles per fold, trained at once; OOF probabilities;
                                                                      bag_size= draws new tiles each epoch, select_top= keeps the best
     draw_tiles(n_tiles, bag_size, seed, epoch, bag)       train.py    the tiles a bag trains on in one epoch
@@ -26,7 +28,8 @@ from kagglekit._lazy import lazy_exports
 _EXPORTS = {"Bag": "bags", "BagError": "bags", "save_bag": "bags", "load_bag": "bags",
             "extract_bag": "extract", "backbone_name": "extract", "model_name": "extract", "NoTissueError": "extract",
             "train_heads": "train", "predict_bags": "train", "leave_class_out": "train", "TrainedHeads": "train", "fit_heads": "train",
-            "pad_bags": "train", "epoch_batches": "train", "head_seeds": "train", "draw_tiles": "train"}
+            "pad_bags": "train", "epoch_batches": "train", "head_seeds": "train", "draw_tiles": "train",
+            "classify_tiles": "tiles", "aggregate_tiles": "tiles", "TileVotes": "tiles", "run_tiles": "extract"}
 
 __all__ = sorted(_EXPORTS)
 

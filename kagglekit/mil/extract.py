@@ -18,6 +18,7 @@ are held besides the source; never a float copy of the slide.
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -26,7 +27,7 @@ from kagglekit._lazy import moved_names
 from kagglekit.errors import InvalidArgumentError
 from kagglekit.mil.bags import Bag, BagError
 
-__all__ = ["NoTissueError", "backbone_name", "extract_bag", "model_name"]
+__all__ = ["NoTissueError", "backbone_name", "extract_bag", "model_name", "run_tiles"]
 
 # Slide tile planning moved to kagglekit.tiling.slides; the old names answer from there, with a warning, until
 # the next release (module __getattr__ below). as_backbone is kagglekit.models.as_module.
@@ -100,6 +101,40 @@ def extract_bag(backbone, source, *, slide: str | None = None, name: str | None 
     decoded array; a streamed PNG's strip of rows, full width, and the batch of windows it read ahead; a
     TIFF's tile cache), the thumbnail and mask, about three batches of uint8 tiles and the features.
     """
+    from kagglekit.models import as_module
+
+    backbone = as_module(backbone, what="backbone")
+    name = backbone_name(backbone, name)  # before any work: a plain callable needs a name
+    ran = run_tiles(backbone, source, slide=slide, tile=tile, scale=scale, tissue=tissue, threshold=threshold,
+                    min_tissue=min_tissue, top_k=top_k, kind=kind, tma_max_side=tma_max_side,
+                    swap_background=swap_background, stain=stain, thumbnail_side=thumbnail_side, dtype=np.float16,
+                    infer=dict(normalize=normalize, batch_size=batch_size, num_workers=num_workers, device=device,
+                               amp=amp, channels_last=channels_last, threads=threads))
+    plan = ran.plan
+    selection = {**plan.selection, "swap_background": ran.swap, "stain": type(stain).__name__ if stain is not None else None}
+    return Bag(ran.outputs, plan.coords, plan.side, plan.scale, name, ran.slide, selection)
+
+
+@dataclass(frozen=True)
+class TileRun:
+    """What :func:`run_tiles` gives: the slide's :class:`~kagglekit.tiling.TilePlan`, its id, the models'
+    ``outputs`` (N, D), row ``i`` for tile ``plan.coords[i]``, and whether its background was swapped."""
+
+    plan: object
+    slide: str
+    outputs: np.ndarray
+    swap: bool
+
+
+def run_tiles(models, source, *, slide=None, tile=224, scale=1.0, tissue=None, threshold=None, min_tissue=0.25,
+              top_k=None, kind="auto", tma_max_side=8192, swap_background=False, stain=None, thumbnail_side=1024,
+              dtype=np.float32, infer=None) -> TileRun:
+    """Plan a slide's tiles and run ``models`` over them: a :class:`TileRun` with ``outputs`` (N, D) in ``dtype``
+    (:func:`kagglekit.infer.iter_predictions` over :func:`kagglekit.tiling.tile_reader`, ``infer`` its
+    keyword arguments: normalisation, activation,
+    views, merge, weights, batching, device). ``models``: a module, checkpoint path or a list of them;
+    the other arguments as :func:`extract_bag`, which is this with a backbone. Raises
+    :class:`NoTissueError` when no tile qualifies. Holds what :func:`extract_bag` says, the outputs in ``dtype``."""
     from pathlib import Path
 
     from kagglekit.infer.batching import resolve_device
@@ -109,33 +144,28 @@ def extract_bag(backbone, source, *, slide: str | None = None, name: str | None 
     from kagglekit.tiling.slides import plan_tiles, swaps_background, tile_reader
 
     swaps_background(swap_background, "auto")  # checked before any work
-    device = resolve_device(device)
+    infer = dict(infer or {})
+    device = infer["device"] = resolve_device(infer.get("device"))
     # bench_mil.py (b): on a CPU, batches of 16 run 1.2x faster than 64 (the activations stay in cache) and hold less
-    batch_size = positive_int("batch_size", batch_size or (64 if device.type == "cuda" else 16))
-    backbone = as_module(backbone, what="backbone")
-    name = backbone_name(backbone, name)
+    batch_size = infer["batch_size"] = positive_int("batch_size", infer.get("batch_size") or (64 if device.type == "cuda" else 16))
+    models = [as_module(m, what="models") for m in (models if isinstance(models, (list, tuple)) else [models])]
     opened = open_image(source)
     try:
         slide = slide if slide is not None else (Path(source).stem if isinstance(source, (str, os.PathLike)) else opened.name)
         plan = plan_tiles(opened, tile=tile, scale=scale, min_tissue=min_tissue, top_k=top_k, tissue=tissue,
-                          threshold=threshold, kind=kind,
-                          tma_max_side=tma_max_side, thumbnail_side=thumbnail_side)
+                          threshold=threshold, kind=kind, tma_max_side=tma_max_side, thumbnail_side=thumbnail_side)
         if not len(plan.coords):
             raise NoTissueError(f"slide {slide!r}: no {plan.side} px tile is at least {min_tissue:.0%} tissue "
                                 f"({plan.selection['candidates']} candidates, {plan.background} background); "
                                 "lower min_tissue or check the slide")
         swap = swaps_background(swap_background, plan.kind)
         read = tile_reader(opened, plan, swap=swap, stain=stain, batch_size=batch_size)
-        features = None
-        for indices, outputs, _ in iter_predictions([backbone], range(len(plan.coords)), normalize=normalize,
-                                                    batch_size=batch_size, num_workers=num_workers, device=device,
-                                                    amp=amp, channels_last=channels_last, loader=read,
-                                                    threads=threads):
-            if features is None:
-                features = np.empty((len(plan.coords), outputs.shape[1]), np.float16)
-            features[indices] = outputs
-        selection = {**plan.selection, "swap_background": swap, "stain": type(stain).__name__ if stain is not None else None}
-        return Bag(features, plan.coords, plan.side, plan.scale, name, str(slide), selection)
+        outputs = None
+        for indices, out, _ in iter_predictions(models, range(len(plan.coords)), loader=read, **infer):
+            if outputs is None:
+                outputs = np.empty((len(plan.coords), out.shape[1]), dtype)
+            outputs[indices] = out
+        return TileRun(plan, str(slide), outputs, swap)
     finally:
         if opened is not source and hasattr(opened, "close"):  # a TIFF's file handle, a streamed PNG's pass
             opened.close()

@@ -2,10 +2,15 @@
 resize, ``[decision]``, its ``[output]`` keys, ``[slides]``) on the shared ones of :mod:`.sections`.
 Every key, its type, default and meaning: :func:`kagglekit.pipeline.config.reference`.
 
-With ``[slides]`` every input is a whole slide: it becomes a bag of tile features
+With ``[slides]`` every input is a whole slide. Route ``"mil"``: it becomes a bag of tile features
 (:func:`kagglekit.mil.extract_bag`) and the ``[[models]]`` are MIL heads (``train_heads``' fold
-checkpoints); the probabilities are the mean of every head's softmax, weighted by model, and a decision
-file's temperature divides their logarithm. ``[preprocess]`` and ``[tta]`` do not apply to slides.
+checkpoints); the probabilities are the mean of every head's softmax, weighted by model. Route
+``"tiles"``: the ``[[models]]`` are tile classifiers (classify checkpoints) run with the ``[tta]`` views
+over the slide's tiles (the top-K by tissue with ``top_k``), their probabilities aggregated per class
+(:func:`kagglekit.mil.classify_tiles`). Either way a decision file's temperature divides the log of the
+slide's probabilities. ``[slides.tma]`` and ``[slides.wsi]`` give a kind its own keys (route, tile,
+scale, backbone, ...) and ``[[slides.<kind>.models]]``; the kind comes from ``tma_when``, ``kind`` or the
+thumbnail. ``[preprocess]`` does not apply to slides, ``[tta]`` only to route ``"tiles"``.
 
 Classes default to the names stored in the checkpoints (``save_checkpoint(..., classes=)``). Formats:
 ``labels`` writes the chosen class names joined by ``separator`` (one for ``argmax``); ``probability``
@@ -30,9 +35,9 @@ from pathlib import Path
 from kagglekit.errors import InvalidArgumentError
 from kagglekit.pipeline import sections
 from kagglekit.pipeline.schema import (Choice, File, Integer, Name, Number, OneOf, PipelineConfigError, Rule, String, Table,
-                                       Tables, Via, option, section)
+                                       Tables, Via, declared, lazy, option, section)
 from kagglekit.pipeline.inputs import PatternInputs
-from kagglekit.pipeline.sections import ID_FROM, Normalize, OutputBase, PipelineBase, Relative, prediction_column
+from kagglekit.pipeline.sections import ID_FROM, ModelConfig, Normalize, OutputBase, PipelineBase, Relative, prediction_column
 
 __all__ = ["ClassifyConfig", "SlidesPipelineConfig"]
 
@@ -223,14 +228,20 @@ class StainConfig:
     reference: Path = option(check=File('the tile image to match, e.g. "reference_tile.png"'), help="the tile it matches")
 
 
-@dataclass(frozen=True, kw_only=True)
-class SlidesConfig:
-    """How a slide becomes a bag (see :func:`kagglekit.mil.extract_bag`); ``backbone`` is a checkpoint path or
-    a ``timm/`` name (then ``weights`` is its local file)."""
+ROUTES = ("mil", "tiles")
+KINDS = ("tma", "wsi")
 
-    backbone: str = option(check=Name('the feature extractor the bags were made with: a checkpoint ("backbone.safetensors") '
-                                      'or "timm/<name>" with weights = "<local file>"'),
-                           help="the bags' feature extractor: a checkpoint or \"timm/<name>\"")
+
+@dataclass(frozen=True, kw_only=True)
+class SlideSettings:
+    """The ``[slides]`` keys that a per-kind branch (``[slides.tma]``, ``[slides.wsi]``) may set again."""
+
+    route: str = option("mil", check=Choice(*ROUTES),
+                        help='"mil": a bag of backbone features, then MIL heads; "tiles": [[models]] are tile '
+                             "classifiers, their tile probabilities aggregated")
+    backbone: str | None = option(None, check=Name('the feature extractor the bags were made with: a checkpoint '
+                                                   '("backbone.safetensors") or "timm/<name>" with weights = "<local file>"'),
+                                  help="the bags' feature extractor (route \"mil\"): a checkpoint or \"timm/<name>\"")
     weights: Path | None = option(None, check=File("the timm backbone's local weights file"), help="with a timm name")
     tile: int = option(224, check=Integer(), help="the tile side")
     scale: object = option(1.0, check=_per_kind(float("inf"), "{ tma = 0.5, wsi = 1.0 }"), help="tiles read at this scale")
@@ -238,25 +249,128 @@ class SlidesConfig:
                                help="the tissue/background brightness (none: Otsu's)")
     top_k: int | None = option(None, check=Integer(), help="at most K tiles, the most tissue first (none: all)")
     min_tissue: float = option(0.25, check=Number(0.0, 1.0), help="the tissue fraction a tile needs")
-    kind: str = option("auto", check=Choice("auto", "tma", "wsi"), help="TMA (on white) or WSI (on black)")
+    swap_background: object = option(False, check=OneOf((False, True, "tma"), 'must be false, true or "tma" (only TMAs)'),
+                                      help="the background made black")
+    normalize: object = option("imagenet", check=Normalize(), help="the backbone's or tile classifiers' input normalisation")
+    batch_size: int | None = option(None, check=Integer(), help="tiles per model call (none: 64 on CUDA, 16 on a CPU)")
+    aggregate: str | None = option(None, check=String(lazy("kagglekit.mil.tiles", "AGGREGATES")),
+                                   help='route "tiles": the slide\'s probabilities from its tiles\', per class (none: "mean")')
+    aggregate_k: int | None = option(None, check=Integer(), help='the tiles averaged per class by aggregate = "topk_mean"')
+
+    def aggregation(self) -> tuple[str, int | None]:
+        """(how, k) of route "tiles" (:func:`kagglekit.mil.tiles.aggregate_tiles`)."""
+        return self.aggregate or "mean", self.aggregate_k
+
+
+SETTINGS = tuple(f.name for f, _ in declared(SlideSettings))
+
+
+def _rebased(settings, t: Table):
+    """``settings`` with a checkpoint ``backbone`` relative to the config's folder (a timm name stays)."""
+    if settings.backbone is None or settings.backbone.startswith("timm/"):
+        return settings
+    return dataclasses.replace(settings, backbone=str(t.base / settings.backbone))
+
+
+USES = {"backbone": ("mil", 'goes with route = "mil" (bags of features), but the slides that read it take route = '
+                                '"tiles", whose [[models]] classify the tiles themselves; remove it'),
+        "aggregate": ("tiles", 'goes with route = "tiles" (tile probabilities), but the slides that read it take route = '
+                               '"mil", whose MIL heads classify the bag; remove it')}
+USES["weights"], USES["aggregate_k"] = USES["backbone"], USES["aggregate"]
+
+
+def _check_unused(t: Table, made) -> None:
+    """Refuse a key of ``[slides]`` or of a branch that no slide reading it from there uses (its route's key)."""
+    kinds = made.kinds()
+    for key, (route, refusal) in USES.items():
+        tables = [(t, [k for k in kinds if k is None or key not in (t.data.get(k) or {})])]
+        tables += [(Table(t.data[k], f"slides.{k}", t.data[k]), [k]) for k in kinds if k is not None and k in t.data]
+        for table, readers in tables:
+            if key in table.data and all(made.branch(k).route != route for k in readers):
+                table.fail(key, refusal)
+
+
+def _branch_validate(self, t: Table):
+    for key in ("scale", "threshold"):
+        if isinstance(getattr(self, key), dict):
+            t.fail(key, "is per kind already in a branch of one kind; give a number")
+    return _rebased(self, t)
+
+
+SlidesBranch = dataclasses.make_dataclass(
+    "SlidesBranch",
+    [(f.name, object, option(None, check=d.check, help=f"{d.help}; none: [slides]'s")) for f, d in declared(SlideSettings)]
+    + [("models", object, option(None, check=Tables(ModelConfig, "checkpoint", '[[slides.tma.models]] path = "tma.safetensors"'),
+                                 help="this kind's checkpoints (none: the top-level [[models]])"))],
+    frozen=True, kw_only=True, namespace={"validate": _branch_validate, "__doc__":
+        "``[slides.tma]`` / ``[slides.wsi]``: the slides of one kind with their own settings and models; an absent key is [slides]'s."})
+
+
+@dataclass(frozen=True, kw_only=True)
+class SlidesConfig(SlideSettings):
+    """How a slide becomes a bag (see :func:`kagglekit.mil.extract_bag`, route ``"mil"``) or tile
+    probabilities (:func:`kagglekit.mil.classify_tiles`, route ``"tiles"``); ``backbone`` is a checkpoint
+    path or a ``timm/`` name (then ``weights`` is its local file). ``tma`` and ``wsi``: per-kind branches;
+    :meth:`branch` gives a kind's settings."""
+
+    kind: str = option("auto", check=Choice("auto", *KINDS), help="TMA (on white) or WSI (on black)")
     tma_when: str | None = option(None, check=Name('a column or SQL expression over [inputs.table], e.g. "image_width < 6000"'),
                                   help="each slide's kind from [inputs.table]: TMA where this column or SQL expression "
                                        "is true (\"image_width < 6000\"), else WSI")
     tma_max_side: int = option(8192, check=Integer(), help="a slide of at most this side may be a TMA")
-    swap_background: object = option(False, check=OneOf((False, True, "tma"), 'must be false, true or "tma" (only TMAs)'),
-                                      help="the background made black")
     stain: StainConfig | None = section(StainConfig, optional=True, help="stain normalisation")
-    normalize: object = option("imagenet", check=Normalize(), help="the backbone's input normalisation")
-    batch_size: int | None = option(None, check=Integer(), help="tiles per backbone call (none: 64 on CUDA, 16 on a CPU)")
+    tma: SlidesBranch | None = section(SlidesBranch, optional=True, help="TMAs' own settings and models")
+    wsi: SlidesBranch | None = section(SlidesBranch, optional=True, help="WSIs' own settings and models")
+
+    def kinds(self) -> tuple[str | None, ...]:
+        """The slide kinds that take settings of their own: (None,) without branches (one setting for every
+        slide), else ``("tma", "wsi")`` (a kind without its branch takes ``[slides]``'s), or the one ``kind``."""
+        if self.tma is None and self.wsi is None:
+            return (None,)
+        return KINDS if self.kind == "auto" else (self.kind,)
+
+    def branch(self, kind: str | None) -> "SlidesConfig":
+        """The settings slides of ``kind`` run with: ``[slides]`` with its branch's keys (None: ``[slides]``)."""
+        sub = getattr(self, kind) if kind is not None else None
+        if sub is None:
+            return self
+        return dataclasses.replace(self, **{k: getattr(sub, k) for k in SETTINGS if getattr(sub, k) is not None})
+
+    def models_of(self, kind: str | None, models):
+        """The checkpoints of ``kind``'s branch, or ``models`` (the top-level ``[[models]]``)."""
+        sub = getattr(self, kind) if kind is not None else None
+        return sub.models if sub is not None and sub.models is not None else models
 
     def validate(self, t: Table):
-        if self.backbone.startswith("timm/") != (self.weights is not None):
-            t.fail("weights", "goes with a timm name (backbone = \"timm/<name>\", weights = \"<local file>\"); "
-                              "a checkpoint carries its own weights")
-        return None if self.weights is not None else dataclasses.replace(self, backbone=str(t.base / self.backbone))
+        made = _rebased(self, t)
+        for kind in made.kinds():
+            _check_settings(kind, made.branch(kind))
+        _check_unused(t, made)
+        if made.kind != "auto":
+            other = next((k for k in KINDS if k != made.kind and getattr(made, k) is not None), None)
+            if other is not None:
+                raise PipelineConfigError(f"slides.{other}: slides.kind = {made.kind!r} makes every slide a "
+                                          f"{made.kind.upper()}, so this branch would never run; remove it, or set "
+                                          "kind = \"auto\" (or tma_when) to tell the kinds apart")
+        return made
 
     stain_method = Via("stain", "method")
     stain_reference = Via("stain", "reference")
+
+
+def _check_settings(kind: str | None, settings: SlideSettings) -> None:
+    """Refuse the settings of ``kind``'s slides (``[slides]`` with its branch) that cannot run."""
+    where = f"slides.{kind}" if kind else "slides"
+    if settings.route == "mil" and settings.backbone is None:
+        raise PipelineConfigError(f'{where}: route = "mil" needs backbone = "..." (the extractor the bags were made '
+                                  'with), in [slides] or here; or set route = "tiles" for tile classifiers')
+    if settings.route == "mil" and settings.backbone.startswith("timm/") != (settings.weights is not None):
+        raise PipelineConfigError(f"{where}.weights: goes with a timm name (backbone = \"timm/<name>\", weights = "
+                                  "\"<local file>\"); a checkpoint carries its own weights")
+    if settings.route == "tiles" and (settings.aggregate == "topk_mean") != (settings.aggregate_k is not None):
+        raise PipelineConfigError(f'{where}.aggregate_k: goes with aggregate = "topk_mean" (the tiles averaged per '
+                                  f"class), and only with it; got aggregate = {settings.aggregate!r}, aggregate_k = "
+                                  f"{settings.aggregate_k!r}")
 
 
 def stack_inputs(models) -> list[list[int]]:
@@ -280,7 +394,8 @@ class ClassifyConfig(PipelineBase):
     decision: DecisionConfig = section(DecisionConfig, help="probabilities -> labels")
     stack: StackConfig | None = section(StackConfig, optional=True, help="a second level over the models' probabilities")
     output: OutputConfig = section(OutputConfig, help="the submission")
-    slides: SlidesConfig | None = section(SlidesConfig, optional=True, help="each input a whole slide: a bag, then MIL heads")
+    slides: SlidesConfig | None = section(SlidesConfig, optional=True,
+                                          help="each input a whole slide: a bag then MIL heads, or tile classifiers")
     kind: str = field(default="classify", init=False)
 
     def validate(self, t: Table) -> None:
@@ -299,10 +414,24 @@ class ClassifyConfig(PipelineBase):
                                       f"the decision of kind {decision.kind!r}; use kind = 'probability'")
         self._check_inputs()
         self._check_stack(t)
-        for name in ("preprocess", "tta"):
-            if self.slides is not None and name in t.data:
-                raise PipelineConfigError(f"{name}: does not apply with [slides] (tiles are sized by slides.tile, and "
-                                          "a bag has no views); remove it")
+        if self.slides is not None:
+            self._check_slides(t)
+
+    def _check_slides(self, t: Table) -> None:
+        """``[preprocess]`` never goes with ``[slides]``, ``[tta]`` only with route "tiles"; the top-level
+        ``[[models]]`` must serve some slides."""
+        slides = self.slides
+        if "preprocess" in t.data:
+            raise PipelineConfigError("preprocess: does not apply with [slides] (tiles are sized by slides.tile and "
+                                      "normalised by slides.normalize); remove it")
+        if "tta" in t.data and all(slides.branch(k).route == "mil" for k in slides.kinds()):
+            raise PipelineConfigError('tta: applies to route = "tiles" (views of each tile), and a bag has no views; '
+                                      "remove it")
+        own = [k for k in slides.kinds() if k is not None and slides.models_of(k, None) is not None]
+        if own and len(own) == len(slides.kinds()):
+            raise PipelineConfigError(f"models: {' and '.join(f'[[slides.{k}.models]]' for k in own)} give every slide "
+                                      "kind its own checkpoints, so the top-level [[models]] would run on no slide; "
+                                      "move one kind's models to [[models]]")
 
     def _check_stack(self, t: Table) -> None:
         """``[stack]`` combines the models itself: no weights, no MIL heads (the file's fit: at run and ``--check``)."""

@@ -10,7 +10,7 @@ from kagglekit.pipeline.classify_config import stack_inputs
 from kagglekit.pipeline.degrade import Degrader
 from kagglekit.pipeline.ensemble import first_channels, input_channels_of, load_models, probe_models
 
-__all__ = ["CHUNK_BATCHES", "chunk_predictor", "load_models_for"]
+__all__ = ["CHUNK_BATCHES", "activation_of", "chunk_predictor", "load_models_for"]
 
 CHUNK_BATCHES = 4  # batches per unit of the run loop: the rows are committed once per chunk
 
@@ -65,6 +65,13 @@ def load_models_for(run, pending, report) -> list:
     return probe_models(load_models(cfg.models, report), spatial, channels, report)
 
 
+def activation_of(cfg, decision) -> str:
+    """The activation of the models' outputs: ``[decision] activation``, else softmax for one label per row
+    (argmax, or one class's probability by name) and sigmoid for the others."""
+    one_of_many = decision is not None and decision.kind == "argmax" or cfg.output.value is not None
+    return cfg.decision.activation or ("softmax" if one_of_many else "sigmoid")
+
+
 def chunk_predictor(run, kept, decision, store_rows, report, stack=None):
     """(degrader, predict, images per unit, "image") for the kept models, each divided by the decision's
     temperature; with ``stack`` (a stacker or blend file's) its output of the models' probabilities."""
@@ -72,8 +79,7 @@ def chunk_predictor(run, kept, decision, store_rows, report, stack=None):
     temperature = decision.temperature if decision is not None else 1.0
     models = [m.model if temperature == 1.0 else _Tempered(m.model, temperature) for m in kept]
     weights = [m.weight for m in kept]
-    one_of_many = decision is not None and decision.kind == "argmax" or cfg.output.value is not None
-    activation = cfg.decision.activation or ("softmax" if one_of_many else "sigmoid")
+    activation = activation_of(cfg, decision)
     degrader = Degrader(len(cfg.tta.views), len(models), models_dropped=stack is None)
     if stack is not None:
         models, weights = [_SideBySide(models)], [1.0]  # one module runs the M models the degrader counts (never fewer)

@@ -1,5 +1,5 @@
-"""The models' side of ``slides`` (:mod:`kagglekit.pipeline.slides`): the backbone, the MIL heads as the log of
-their mean softmax, probed on a zero bag, and the per-slide predictor."""
+"""Route "mil" of ``slides`` (:mod:`kagglekit.pipeline.slides`): the backbone, the MIL heads as the log of
+their mean softmax, probed on a zero bag, a slide's bag through them; and the stain normaliser every route shares."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from torch import nn
 
 from kagglekit.pipeline.sections import PipelineConfigError
 
-__all__ = ["MeanOfHeads", "load_backbone", "slide_models", "slide_predictor"]
+__all__ = ["MeanOfHeads", "MilModels", "load_backbone", "stain_normalizer"]
 
 PROBE_TILES = 64  # tiles in the zero bag the heads are probed on (Chowder needs at least r)
 
@@ -28,22 +28,23 @@ class MeanOfHeads(nn.Module):
         return torch.log(torch.softmax(out.float(), dim=-1).mean(dim=0))
 
 
-def load_backbone(slides):
-    """The backbone module of ``[slides]`` (eval mode) and the name its bags carry."""
+def load_backbone(settings):
+    """The backbone module of a slide kind's settings (eval mode) and the name its bags carry."""
     from kagglekit.mil import backbone_name
     from kagglekit.models import create, load_checkpoint
 
     try:
-        if slides.weights is not None:
-            backbone = create(slides.backbone, num_classes=0, weights=slides.weights).eval()
+        if settings.weights is not None:
+            backbone = create(settings.backbone, num_classes=0, weights=settings.weights).eval()
         else:
-            backbone = load_checkpoint(slides.backbone)
+            backbone = load_checkpoint(settings.backbone)
     except Exception as exc:  # noqa: BLE001 - without its backbone no slide can be predicted: one clear error
-        raise PipelineConfigError(f"slides.backbone: {slides.backbone} cannot be built: {type(exc).__name__}: {exc}") from exc
+        raise PipelineConfigError(f"slides.backbone: {settings.backbone} cannot be built: {type(exc).__name__}: {exc}") from exc
     return backbone, backbone_name(backbone)
 
 
-def _stain(slides):
+def stain_normalizer(slides):
+    """The fitted stain normaliser of ``[slides.stain]`` (None without it), shared by every kind."""
     if slides.stain_method is None:
         return None
     from kagglekit.augment.stain import MacenkoNormalizer, ReinhardNormalizer
@@ -53,52 +54,34 @@ def _stain(slides):
     return {"macenko": MacenkoNormalizer, "reinhard": ReinhardNormalizer}[slides.stain_method]().fit(reference)
 
 
-def slide_models(cfg, loaded, report):
-    """(backbone, its name, the kept heads as :class:`MeanOfHeads`, the stain normaliser): the backbone's
+class MilModels:
+    """Route "mil" of one slide kind: its backbone and the kept heads as :class:`MeanOfHeads`, the backbone's
     feature size from one zero tile, every head probed on a zero bag of that size (a failing one skipped),
-    heads of another backbone refused."""
-    from kagglekit.pipeline.ensemble import probe_models
+    heads of another backbone refused. Called per slide: (probabilities (1, C) float32, what ran)."""
 
-    slides = cfg.slides
-    backbone, name = load_backbone(slides)
-    with torch.inference_mode():
-        dim = int(backbone(torch.zeros(1, 3, slides.tile, slides.tile)).shape[-1])
-    for m in loaded:
-        trained_on = (getattr(m.model, "kagglekit_metadata", None) or {}).get("backbone")
-        if trained_on and trained_on != name:
-            raise PipelineConfigError(f"models: {m.path} was trained on bags of {trained_on!r}, but slides.backbone gives "
-                                      f"{name!r}: features of another backbone mean nothing to it; use the backbone the "
-                                      "bags were extracted with")
-        m.model = MeanOfHeads(m.model).eval()
-    kept = probe_models(loaded, report=report, probe=torch.zeros(1, PROBE_TILES, dim))
-    return backbone, name, kept, _stain(slides)
+    def __init__(self, settings, loaded, report):
+        from kagglekit.pipeline.ensemble import probe_models
 
-
-def slide_predictor(bags: _Bags, backbone, name, heads, weights, temperature: float, degrader, store):
-    """``predict(ids, paths)`` for :func:`~kagglekit.pipeline.loop.run_items`, one slide per unit: the bag,
-    the first ``degrader.models`` heads' probabilities averaged by weight, the temperature applied, and
-    the row handed to ``store(ids, probabilities (1, C))``."""
-    from kagglekit.mil.extract import NoTissueError
-
-    device = bags.device
-    heads = [h.to(device) for h in heads]
-
-    def predict(ids: list[str], paths: list) -> tuple[dict, str]:
-        (slide_id,), (path,) = ids, paths
-        try:
-            bag = bags(backbone, path, slide_id, name)
-        except NoTissueError as exc:
-            return {slide_id: f"no tissue: {exc}"}, ""
-        x = torch.from_numpy(bag.features.astype(np.float32))[None].to(device)
-        used = heads[: degrader.models]
+        backbone, name = load_backbone(settings)
         with torch.inference_mode():
-            p = sum(w * h(x).exp() for h, w in zip(used, weights)) / sum(weights[: len(used)])
-            if temperature != 1.0:
-                p = torch.softmax(p.log() / temperature, dim=-1)
-        p = p.float().cpu().numpy()
-        if not np.isfinite(p).all():
-            return {slide_id: "NonFiniteOutputError: the heads returned NaN or infinite scores"}, ""
-        store([slide_id], p)
-        return {}, f"{len(bag)} tiles ({bag.selection['kind']}) x {len(used)} model(s)"
+            dim = int(backbone(torch.zeros(1, 3, settings.tile, settings.tile)).shape[-1])
+        for m in loaded:
+            trained_on = (getattr(m.model, "kagglekit_metadata", None) or {}).get("backbone")
+            if trained_on and trained_on != name:
+                raise PipelineConfigError(f"models: {m.path} was trained on bags of {trained_on!r}, but slides.backbone gives "
+                                          f"{name!r}: features of another backbone mean nothing to it; use the backbone the "
+                                          "bags were extracted with")
+            m.model = MeanOfHeads(m.model).eval()
+        self.kept = probe_models(loaded, report=report, probe=torch.zeros(1, PROBE_TILES, dim))
+        self.backbone, self.name, self.views = backbone, name, [None]  # a bag has no views
 
-    return predict
+    def __call__(self, source, options: dict, degrader, settings=None) -> tuple[np.ndarray, str]:
+        from kagglekit.mil import extract_bag
+
+        bag = extract_bag(self.backbone, source, name=self.name, **options)
+        device = options["device"]
+        x = torch.from_numpy(bag.features.astype(np.float32))[None].to(device)
+        used = self.kept[: degrader.models]
+        with torch.inference_mode():
+            p = sum(m.weight * m.model.to(device)(x).exp() for m in used) / sum(m.weight for m in used)
+        return p.float().cpu().numpy(), f"{len(bag)} tiles ({bag.selection['kind']}) x {len(used)} model(s)"

@@ -1,13 +1,19 @@
-"""``slides``, the variant of ``classify`` chosen by a ``[slides]`` section: each input slide becomes a bag of
-tile features, and MIL heads classify the bag.
+"""``slides``, the variant of ``classify`` chosen by a ``[slides]`` section: each input slide is classified
+from its tissue tiles, by one of two routes, per slide kind.
 
-The backbone is built once from ``[slides]``; the ``[[models]]`` are MIL heads (a ``HeadEnsemble`` per
-fold from :func:`kagglekit.mil.train_heads`, or a single head), each wrapped so that it returns the log of
-its heads' mean softmax, probed once on a zero bag, and refused when the heads were trained on bags of
-another backbone (their checkpoint says which). Per slide (one unit of the run loop): the bag, then the
-models' probabilities averaged with their weights, then the decision's temperature on their logarithm.
-A slide without tissue, or one that cannot be read, keeps its fallback row with the reason. The models'
-side is :mod:`kagglekit.pipeline.slide_heads`.
+Route ``"mil"``: the backbone is built once from ``[slides]``; the ``[[models]]`` are MIL heads (a
+``HeadEnsemble`` per fold from :func:`kagglekit.mil.train_heads`, or a single head), each wrapped so that it
+returns the log of its heads' mean softmax, probed once on a zero bag, and refused when the heads were
+trained on bags of another backbone (their checkpoint says which); per slide the bag, then the models'
+probabilities averaged with their weights (:mod:`kagglekit.pipeline.slide_heads`). Route ``"tiles"``: the
+``[[models]]`` are tile classifiers, probed on a zero tile; per slide its tiles through them with the
+``[tta]`` views, the tile probabilities aggregated per class (:mod:`kagglekit.pipeline.slide_tiles`).
+
+``[slides.tma]`` / ``[slides.wsi]`` give a kind its own settings and models: each slide's kind comes from
+``tma_when`` over the table, else ``kind``, else its thumbnail (:func:`kagglekit.tiling.slide_kind`, one
+more thumbnail than the plan's: a streamed PNG costs one more pass). Models loaded once per distinct
+(models, route, backbone). Then the decision's temperature on the log of the slide's probabilities. A
+slide without tissue, or one that cannot be read, keeps its fallback row with the reason.
 """
 
 from __future__ import annotations
@@ -22,35 +28,42 @@ from kagglekit.pipeline.sections import PipelineConfigError
 __all__ = ["Slides", "SlidesReport", "check_backbone"]
 
 
-def _expected_name(slides) -> str:
-    """The name bags of the ``[slides]`` backbone carry (:func:`kagglekit.mil.backbone_name`), from the files alone."""
+def _expected_name(settings) -> str:
+    """The name bags of a kind's backbone carry (:func:`kagglekit.mil.backbone_name`), from the files alone."""
     from kagglekit.mil.extract import model_name
     from kagglekit.models import checkpoint_info
 
-    if slides.weights is not None:
-        return model_name(slides.backbone, slides.weights)
-    return model_name(checkpoint_info(slides.backbone)["name"], slides.backbone)
+    if settings.weights is not None:
+        return model_name(settings.backbone, settings.weights)
+    return model_name(checkpoint_info(settings.backbone)["name"], settings.backbone)
 
 
 def check_backbone(cfg) -> str:
-    """For ``classify --check``: the backbone's file (checkpoint header and checksum, or the weights file),
-    the stain reference, and that every head was trained on bags of this backbone; builds no model."""
+    """For ``classify --check``: each route "mil" kind's backbone file (checkpoint header and checksum, or the
+    weights file) and that every head of it was trained on bags of this backbone, and the stain reference;
+    builds no model."""
     from kagglekit.models import checkpoint_info, verify_checkpoint
 
-    slides = cfg.slides
-    if slides.weights is not None:
-        if not slides.weights.is_file():
-            raise PipelineConfigError(f"slides.weights: {slides.weights} not found")
-    else:
-        verify_checkpoint(slides.backbone)
+    slides, said = cfg.slides, []
     if slides.stain_reference is not None and not slides.stain_reference.is_file():
         raise PipelineConfigError(f"slides.stain.reference: {slides.stain_reference} not found")
-    name = _expected_name(slides)
-    for m in cfg.models:
-        trained_on = (checkpoint_info(m.path).get("metadata") or {}).get("backbone") if m.path.is_file() else None
-        if trained_on and trained_on != name:
-            raise PipelineConfigError(f"models: {m.path} was trained on bags of {trained_on!r}, not {name!r}")
-    return f"{name}; every head's bags came from it"
+    for kind in slides.kinds():
+        settings = slides.branch(kind)
+        if settings.route != "mil":
+            said.append(f"{kind or 'every slide'}: tile classifiers")
+            continue
+        if settings.weights is not None:
+            if not settings.weights.is_file():
+                raise PipelineConfigError(f"slides.weights: {settings.weights} not found")
+        else:
+            verify_checkpoint(settings.backbone)
+        name = _expected_name(settings)
+        for m in slides.models_of(kind, cfg.models):
+            trained_on = (checkpoint_info(m.path).get("metadata") or {}).get("backbone") if m.path.is_file() else None
+            if trained_on and trained_on != name:
+                raise PipelineConfigError(f"models: {m.path} was trained on bags of {trained_on!r}, not {name!r}")
+        said.append(f"{name}; every head's bags came from it" if kind is None else f"{kind}: {name}")
+    return "; ".join(said)
 
 
 @dataclass
@@ -73,8 +86,9 @@ def _of_file(scale, file_scale: float, note):
 
 
 @dataclass(frozen=True)
-class _Bags:
-    """How each slide becomes a bag in this run (:func:`kagglekit.mil.extract_bag`'s settings), fixed once;
+class _Reader:
+    """How each slide is read in this run, fixed once: the slide's kind, and the options of
+    :func:`kagglekit.mil.extract_bag` / :func:`kagglekit.mil.classify_tiles` under its kind's settings;
     ``originals`` and ``kinds``: the original's (height, width) of slides read from a smaller file, and the
     kinds the table gave."""
 
@@ -88,23 +102,37 @@ class _Bags:
     note: Callable
     threads: object = "auto"
 
-    def __call__(self, backbone, path, slide_id: str, name: str):
-        from kagglekit.io import open_image
-        from kagglekit.mil import extract_bag
+    def file_scale(self, source, slide_id: str) -> float:
+        """The file's scale of the original (1 unless it is a smaller file, a thumbnail)."""
+        return source.shape[1] / self.originals[slide_id][1] if slide_id in self.originals else 1.0
+
+    def tma_max_side(self, source, slide_id: str) -> int:
+        """``slides.tma_max_side`` (a side of the original) in the file's pixels."""
+        return max(1, round(self.slides.tma_max_side * self.file_scale(source, slide_id)))
+
+    def kind_of(self, source, slide_id: str) -> str | None:
+        """The slide's kind: the table's, ``slides.kind``, or with branches and ``kind = "auto"`` its
+        thumbnail's (:func:`kagglekit.tiling.slide_kind`); None ("auto" left to the plan) without branches."""
+        from kagglekit.tiling import slide_kind
 
         s = self.slides
-        kind = self.kinds.get(slide_id, s.kind)
+        kind = self.kinds.get(slide_id, None if s.kind == "auto" else s.kind)
+        if kind is not None or s.kinds() == (None,):
+            return kind
+        return slide_kind(source.thumbnail(1024), source.shape, self.tma_max_side(source, slide_id))
+
+    def options(self, settings, source, slide_id: str, kind: str | None) -> dict:
+        """The reading options of ``slide_id`` under ``settings`` (its kind's)."""
+        s = settings
+        kind = kind or "auto"
         scale = s.scale[kind] if isinstance(s.scale, dict) and kind in s.scale else s.scale  # "auto": per kind
-        tma_max_side = s.tma_max_side
-        if slide_id in self.originals:  # a smaller file: scales and sides of the original, as this file's
-            file_scale = open_image(path).shape[1] / self.originals[slide_id][1]
-            scale, tma_max_side = _of_file(scale, file_scale, self.note), max(1, round(tma_max_side * file_scale))
-        return extract_bag(backbone, path, slide=slide_id, name=name, tile=s.tile, scale=scale,
-                           threshold=s.threshold, min_tissue=s.min_tissue, top_k=s.top_k,
-                           kind=kind, tma_max_side=tma_max_side,
-                           swap_background=s.swap_background, stain=self.stain,
-                           normalize=s.normalize, batch_size=s.batch_size, num_workers=self.num_workers,
-                           device=self.device, amp=self.amp, threads=self.threads)
+        if slide_id in self.originals:  # a smaller file: scales of the original, as this file's
+            scale = _of_file(scale, self.file_scale(source, slide_id), self.note)
+        return dict(slide=slide_id, tile=s.tile, scale=scale, threshold=s.threshold, min_tissue=s.min_tissue,
+                    top_k=s.top_k, kind=kind, tma_max_side=self.tma_max_side(source, slide_id),
+                    swap_background=s.swap_background,
+                    stain=self.stain, normalize=s.normalize, batch_size=s.batch_size, num_workers=self.num_workers,
+                    device=self.device, amp=self.amp, threads=self.threads)
 
 
 def _kinds_from_table(cfg, input_dir, found: dict, report) -> None:
@@ -144,24 +172,23 @@ class Slides(Classify):
         return found, where
 
     def load(self, run, pending, report):
-        from kagglekit.pipeline.ensemble import load_models
-        from kagglekit.pipeline.slide_heads import slide_models
+        """(every kind's kept models, {kind: (its settings, its models: MilModels / TileModels) or None})."""
+        from kagglekit.pipeline.slide_routes import load_routes
 
-        backbone, name, kept, stain = slide_models(run.config, load_models(run.config.models, report), report)
-        return kept, (backbone, name, stain)
+        return load_routes(run.config, report)
 
     def predictor(self, run, kept, loaded, state, store_rows, report):
         from kagglekit.pipeline.degrade import Degrader
-        from kagglekit.pipeline.slide_heads import slide_predictor
+        from kagglekit.pipeline.slide_heads import stain_normalizer
+        from kagglekit.pipeline.slide_routes import slide_predictor
 
-        backbone, name, stain = loaded
-        cfg, degrader = run.config, Degrader(1, len(kept))
-        bags = _Bags(cfg.slides, stain, cfg.num_workers, run.device, cfg.amp, report.original_size, report.slide_kind,
-                     report.note_once, cfg.threads)
+        cfg, routes = run.config, loaded
+        engines = [r[1] for r in routes.values() if r is not None]
+        degrader = Degrader(max(len(e.views) for e in engines), max(len(e.kept) for e in engines))
+        reader = _Reader(cfg.slides, stain_normalizer(cfg.slides), cfg.num_workers, run.device, cfg.amp,
+                         report.original_size, report.slide_kind, report.note_once, cfg.threads)
         temperature = state.decision.temperature if state.decision is not None else 1.0
-        predict = slide_predictor(bags, backbone, name, [m.model for m in kept], [m.weight for m in kept], temperature,
-                                  degrader, store_rows)
-        return degrader, predict, 1, "slide"
+        return degrader, slide_predictor(reader, routes, temperature, degrader, store_rows), 1, "slide"
 
     def preview_image(self, item):
         """A slide's thumbnail (a whole slide is never decoded for a picture)."""
