@@ -227,6 +227,15 @@ def test_view_table_mistakes_name_the_key_once(table, words):
     assert message.startswith("tta.views: ") and words in message and message.count("tta.views") == 1
 
 
+def test_a_crop_bigger_than_the_configured_input_is_refused_when_the_config_is_read():
+    base = {"kind": "classify", "models": [{"path": "a.safetensors"}], "preprocess": {"size": [64, 48]}}
+    with pytest.raises(PipelineConfigError) as info:
+        load_config({**base, "tta": {"views": ["identity", {"five_crop": [56, 56]}]}})
+    assert str(info.value) == ("tta.views: crop_tl@56 crops more than the images' preprocess.size [64, 48]; crop at most "
+                               "that size, or raise preprocess.size")
+    assert len(load_config({**base, "tta": {"views": [{"ten_crop": [64, 48]}]}}).tta.views) == 10  # the whole image fits
+
+
 def test_tensor_modules_refuse_random_views_and_predict_refuses_a_crop_bigger_than_the_image():
     with pytest.raises(InvalidArgumentError, match="transforms the HWC images before batching"):
         TTA(classifier(), {"random": "d4", "n": 2}, task="classification")

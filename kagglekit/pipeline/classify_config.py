@@ -405,6 +405,11 @@ class ClassifyConfig(PipelineBase):
                 raise PipelineConfigError(f"memory.{key}: is segment-only for now; {instead}")
         if self.tta.mode != "merge":
             raise PipelineConfigError("tta.mode: 'cycle' is for tiles of one image (segment); classify merges every view")
+        size = self.preprocess.size if self.slides is None else None
+        too_big = [v for v in self.tta.views if size and any(c > s for c, s in zip(getattr(v, "size", ()), size))]
+        if too_big:
+            raise PipelineConfigError(f"tta.views: {too_big[0].name} crops more than the images' preprocess.size {list(size)}; "
+                                      "crop at most that size, or raise preprocess.size")
         decision, out = self.decision, self.output
         if decision.kind == "probability" and out.format == "labels":
             raise PipelineConfigError("output.format: decision.kind = 'probability' writes probabilities; use format = "
