@@ -39,9 +39,13 @@ What is chosen, and why (bench/bench_load.py measures it; bench/RESULTS.md, "Thr
 - **on CUDA** the GPU work is unchanged (the model's context changes nothing); only the CPU-side
   stitching runs on one thread.
 
-Outputs do not depend on the thread count: kagglekit's ops are elementwise (each value computed the same
-way by whichever thread), and tests/test_threads.py checks them bit for bit; a model's own kernels are the
-model's business (oneDNN's convolutions give the same float32 outputs on any thread count here).
+kagglekit's own ops do not depend on the thread count: they are elementwise (each value computed the same
+way by whichever thread), and tests/test_threads.py checks them bit for bit. A model's kernels may: oneDNN's
+convolutions give the same float32 outputs on 1 and 2 threads for a batch of 16 of timm's resnet10t at 224
+px, but differ by about 1e-7 for batches of 2 to 12 (a slide's last, partial batch), so under the policy,
+which picks the forward's threads by the measured load, such outputs can differ in their last bits between
+runs. Where that matters (bags to train on, a demo that must print the same figures twice), pass
+``threads=N`` (the configs' top-level ``threads``): a fixed count gives the same bits on every run.
 """
 
 from __future__ import annotations

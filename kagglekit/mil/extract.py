@@ -94,8 +94,9 @@ def extract_bag(backbone, source, *, slide: str | None = None, name: str | None 
         (default) runs the normalisation and the backbone on the cores that are free (this
         process's cores less those kept busy by other processes and by the reader threads, which decode
         a batch of TIFF tiles on a thread per core), measured as it runs; an integer runs everything on
-        that many threads. The caller's ``torch.get_num_threads()`` is restored on return; the features
-        are the same either way (bench/bench_load.py).
+        that many threads. The caller's ``torch.get_num_threads()`` is restored on return. A backbone's
+        convolutions may round a small batch differently on another thread count (1e-7, see
+        :mod:`kagglekit._threads`): for bags that must be bit-identical on every run, pass ``threads=N``.
 
     Raises :class:`NoTissueError` when no tile qualifies. Holds the source's own memory (a small PNG's
     decoded array; a streamed PNG's strip of rows, full width, and the batch of windows it read ahead; a
