@@ -66,7 +66,7 @@ def read_prediction_table(path, id_column: str = "id") -> PredictionTable:
     try:
         values = frame.select(pl.col(columns).cast(pl.Float64)).to_numpy()
     except pl.exceptions.PolarsError as exc:
-        raise InvalidArgumentError(f"{path}: the class columns {columns[:8]} must hold numbers ({exc})") from None
+        raise InvalidArgumentError(f"{path}: the class columns {columns[:8]} must hold numbers ({str(exc).splitlines()[0]})") from None
     folds = frame.get_column("fold").cast(pl.Int64).to_numpy() if "fold" in frame.columns else None
     return PredictionTable(path, frame.get_column(id_column).cast(pl.Utf8).to_list(),
                            [c.removeprefix("prob_") for c in columns], values, folds)
