@@ -58,7 +58,7 @@ def second_level(models_dir: Path, folders: list[Path], labels: np.ndarray, clas
     ``labels`` (N, C) in their row order; ``config``: the first model's kernel config (a dict)."""
     import polars as pl
 
-    from kagglekit.thresholds import fit_blend, fit_stacker, fit_decision, write_blend, write_decision
+    from kagglekit.thresholds import fit_blend, fit_stacker, write_blend, write_decision
 
     oof = [pl.read_parquet(f / "oof.parquet") for f in folders]
     tables = [t.select([f"prob_{c}" for c in classes]).to_numpy() for t in oof]
@@ -70,28 +70,33 @@ def second_level(models_dir: Path, folders: list[Path], labels: np.ndarray, clas
     mean = np.mean(tables, axis=0)
     fitted = {"mean of 3 models": (mean, mean, None), "fitted blend weights": (fit.apply(tables), fit.oof, "blend.json"),
               "stacker": (stacker.oof, stacker.oof, "stacker.json")}
+    checkpoints = {name: [str((folder / m).relative_to(models_dir)) for m in config_models(folder)]
+                   for name, folder in zip(names, folders)}
     rows = {}
     for name, (in_sample, nested, stack) in fitted.items():
         tag = name.split()[0]
-        honest, decision = (fit_decision(p, labels, "per_class", beta=beta, classes=classes, folds=SPLITS, repeats=REPEATS)
-                            for p in (nested, in_sample))
+        decision = _thresholds(in_sample, labels, classes, beta)
+        honest = decision if nested is in_sample else _thresholds(nested, labels, classes, beta)  # the same rows: one fit
         write_decision(decision, models_dir / f"decision_{tag}.json")
-        path = _kernel_config(models_dir, dict(zip(names, folders)), config, f"decision_{tag}.json", stack, tag)
+        path = _kernel_config(models_dir, checkpoints, config, f"decision_{tag}.json", stack, tag)
         rows[name] = SecondLevel(path, decision.score, honest.held_out_score)
     return rows
 
 
-def _kernel_config(models_dir: Path, folders: dict[str, Path], config: dict, decision: str, stack: str | None,
+def _thresholds(p: np.ndarray, labels, classes, beta: float):
+    """Per-class F-beta thresholds averaged over :data:`REPEATS` x :data:`SPLITS` splits of the rows."""
+    from kagglekit.thresholds import fit_decision
+
+    return fit_decision(p, labels, "per_class", beta=beta, classes=classes, folds=SPLITS, repeats=REPEATS)
+
+
+def _kernel_config(models_dir: Path, checkpoints: dict[str, list[str]], config: dict, decision: str, stack: str | None,
                    tag: str) -> Path:
-    """``classify_<tag>.toml``: the first model's kernel config over every variant's folds (with ``stack``, each
-    variant one input of it), reading ``decision``."""
+    """``classify_<tag>.toml``: the first model's kernel config over every variant's ``checkpoints`` (relative to
+    ``models_dir``; with ``stack``, each variant one input of it), reading ``decision``."""
     from kagglekit.train.toml_writer import dumps
 
-    models = []
-    for name, folder in folders.items():
-        for model in config_models(folder):
-            entry = {"path": str((folder / model).relative_to(models_dir))}
-            models.append({**entry, "variant": name} if stack else entry)
+    models = [{"path": path, **({"variant": name} if stack else {})} for name, paths in checkpoints.items() for path in paths]
     data = {**config, "models": models, "decision": {"file": decision}, **({"stack": {"file": stack}} if stack else {})}
     path = models_dir / f"classify_{tag}.toml"
     path.write_text(dumps(data))

@@ -199,7 +199,7 @@ def write_decision(decision: Decision, path) -> Path:
     path = Path(path)
     values = {f.name: getattr(decision, f.name) for f in dataclasses.fields(decision)}
     newer = {k for k, default in _FORMAT_2.items() if values[k] != default}
-    data = {"format": 2 if newer else 1}
+    data = {"format": _FORMAT if newer else 1}
     for key, value in values.items():
         if key not in _FORMAT_2 or key in newer:
             data[key] = value.to_dict() if isinstance(value, LabelStructure) else list(value) if isinstance(value, tuple) else value

@@ -13,11 +13,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from kagglekit.thresholds.fitted_blends import FIT_MODES
 from kagglekit.thresholds.stacking import StackFileError, Stacker, check_format, read_json, stacker_from
 
 __all__ = ["BlendFile", "read_stack_file"]
-
-BLEND_FILE_MODES = ("mean", "logit_mean", "gmean", "rank")
 
 
 @dataclass(frozen=True)
@@ -43,8 +42,8 @@ class BlendFile:
 def _blend_from(data: dict, path) -> BlendFile:
     check_format(data, path)
     mode, models, weights = data.get("mode"), data.get("models"), data.get("weights")
-    if mode not in BLEND_FILE_MODES:
-        raise StackFileError(f"blend file {path}: mode must be one of {list(BLEND_FILE_MODES)}, got {mode!r}")
+    if mode not in FIT_MODES:
+        raise StackFileError(f"blend file {path}: mode must be one of {list(FIT_MODES)}, got {mode!r}")
     count = len(models) if isinstance(models, list) else len(weights) if isinstance(weights, list) else -1
     try:
         weights = [float(w) for w in weights]

@@ -42,11 +42,10 @@ def _labels(values, where: str) -> tuple:
 
 
 class Bound(NamedTuple):
-    """A structure as column indices of ``m`` columns: ``groups`` ((int64 indices, exactly_one?), ...), ``alone``."""
+    """A structure as column indices: ``groups`` ((int64 indices, exactly_one?), ...), ``alone``."""
 
     groups: tuple[tuple[np.ndarray, bool], ...]
     alone: np.ndarray
-    m: int
 
 
 @dataclass(frozen=True)
@@ -107,7 +106,7 @@ class LabelStructure:
             known = f"the classes are {names}" if names is not None else f"no classes= were given (indices 0..{m - 1})"
             raise InvalidArgumentError(f"label structure: {unknown} not among the {m} columns; {known}")
         groups = tuple((np.array([column(v) for v in labels], np.int64), rule == "exactly_one") for labels, rule in self.groups)
-        bound = Bound(groups, np.array([column(v) for v in self.alone], np.int64), m)
+        bound = Bound(groups, np.array([column(v) for v in self.alone], np.int64))
         _check_consistent(bound, names)
         return bound
 

@@ -20,7 +20,6 @@ from pathlib import Path
 
 import numpy as np
 
-from kagglekit._atomic import atomic_path
 from kagglekit.errors import InvalidArgumentError
 
 __all__ = ["BLEND_METHODS", "BlendReport", "PredictionTable", "read_prediction_table", "run_blend"]
@@ -98,6 +97,7 @@ def run_blend(oof, labels, out_dir, *, label: str | None = None, target: str = "
     import polars as pl
 
     from kagglekit._checks import one_of
+    from kagglekit.kaggle.submission import write_csv_atomic
     from kagglekit.thresholds.fitted_blends import METRICS
 
     one_of("method", method, BLEND_METHODS)
@@ -113,21 +113,20 @@ def run_blend(oof, labels, out_dir, *, label: str | None = None, target: str = "
     names = [str(p) for p in oof]
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    score = METRICS[metric]
-    rows = [(name, score(y, a), score(y, a)) for name, a in zip(names, arrays)]
     if method == "stack":
-        fitted, row, apply = _stack(arrays, y, fold, estimator, repeats, seed, classes, out_dir, score)
+        fitted, row, apply, single = _stack(arrays, y, fold, estimator, repeats, seed, classes, out_dir, METRICS[metric])
     else:
-        fitted, row, apply = _blend(arrays, y, fold, method, mode, metric, seed, names, out_dir)
+        fitted, row, apply, single = _blend(arrays, y, fold, method, mode, metric, seed, names, out_dir)
+    rows = [(name, s, s) for name, s in zip(names, single)]  # a model's OOF score is its own honest estimate
     scores = pl.DataFrame(rows + [row], schema=["what", "in_sample", "estimate"], orient="row")
-    _write_csv(scores, out_dir / "scores.csv")
+    write_csv_atomic(scores, out_dir / "scores.csv")
     test_path = None
     if test:
         test_tables = [read_prediction_table(p, id_column) for p in test]
         test_ids = test_tables[0].ids
         blended = apply([t.aligned(test_ids, classes) for t in test_tables])
         test_path = out_dir / "test.csv"
-        _write_csv(pl.DataFrame({id_column: test_ids, **{c: blended[:, k] for k, c in enumerate(classes)}}), test_path)
+        write_csv_atomic(pl.DataFrame({id_column: test_ids, **{c: blended[:, k] for k, c in enumerate(classes)}}), test_path)
     return BlendReport(fitted, scores, test_path)
 
 
@@ -148,7 +147,7 @@ def _blend(arrays, y, folds, method, mode, metric, seed, names, out_dir: Path):
 
     fit = fit_blend(arrays, y, metric, method=method, mode=mode, folds=folds, seed=seed, models=names)
     path = write_blend(fit, out_dir / "blend.json")
-    return path, (f"blend ({method}, {mode})", fit.in_sample, fit.nested), fit.apply
+    return path, (f"blend ({method}, {mode})", fit.in_sample, fit.nested), fit.apply, fit.single
 
 
 def _stack(arrays, y, folds, estimator, repeats, seed, classes, out_dir: Path, score):
@@ -156,9 +155,5 @@ def _stack(arrays, y, folds, estimator, repeats, seed, classes, out_dir: Path, s
 
     stacker = fit_stacker(arrays, y, folds, estimator, repeats=repeats, seed=seed, classes=classes)
     path = stacker.save(out_dir / "stacker.json")
-    return path, (f"stacker ({estimator})", score(y, stacker.predict(arrays)), score(y, stacker.oof)), stacker.predict
-
-
-def _write_csv(frame, path: Path) -> None:
-    with atomic_path(path) as tmp:
-        frame.write_csv(tmp)
+    row = (f"stacker ({estimator})", score(y, stacker.predict(arrays)), score(y, stacker.oof))
+    return path, row, stacker.predict, [score(y, a) for a in arrays]
