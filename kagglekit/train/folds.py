@@ -113,7 +113,7 @@ class FoldJob(Job):
         import torch
         from torch.utils.data import Subset
 
-        from kagglekit.train.loop import as_loss, evaluate, fit
+        from kagglekit.train.loop import evaluate, fit
 
         k = int(slide.id.removeprefix("fold"))
         held = np.flatnonzero(self.folds == k)
@@ -126,7 +126,7 @@ class FoldJob(Job):
         result = fit(self.model_fn(), train, val, metric=metric, state_dir=out_path / "state", **self.fit_options)
         held_ids = list(dict.fromkeys(self.ids[i] for i in held))  # items of one image (tiles) share its id
         if self.kernel is None:
-            _, targets, logits = evaluate(result.model, val, as_loss(self.fit_options["loss"]),
+            _, targets, logits = evaluate(result.model, val, self.fit_options["loss"],
                                           batch_size=self.fit_options.get("batch_size", 32))
             score = metric(targets, logits) if metric is not None else None
             self._save(result.model, out_path, k, score)

@@ -29,7 +29,7 @@ from kagglekit.train.optim import freeze_parameters, make_optimizer, make_schedu
 from kagglekit.train.state import load_state, save_state, settings_hash
 from kagglekit.train.weighting import per_unit_loss, weighted_loss
 
-__all__ = ["FitResult", "FitSettings", "as_loss", "evaluate", "fit"]
+__all__ = ["FitResult", "FitSettings", "evaluate", "fit"]
 
 logger = logging.getLogger("kagglekit.train")
 MIXERS = (None, "mixup", "cutmix")
@@ -185,7 +185,7 @@ def fit(model: nn.Module, train, val=None, *, loss, **options) -> FitResult:
     """
     from kagglekit.infer.batching import resolve_device
 
-    s = FitSettings(loss=as_loss(loss), **options)
+    s = FitSettings(loss=_as_loss(loss), **options)
     s.check(train, val)
     ranks, device = distributed.start(resolve_device(s.device))
     run = _start(model, train, s, ranks, device)
@@ -195,7 +195,7 @@ def fit(model: nn.Module, train, val=None, *, loss, **options) -> FitResult:
     return _result(run, s)
 
 
-def as_loss(loss) -> Callable:
+def _as_loss(loss) -> Callable:
     """``loss`` as a callable: a :func:`kagglekit.losses.create_loss` name or ``{name: weight}`` built."""
     if isinstance(loss, (str, dict)):
         from kagglekit.losses import create_loss
@@ -371,9 +371,10 @@ def _pasted(weights, shape, mixed):
 
 def evaluate(module: nn.Module, data, loss, *, batch_size: int = 32, amp=False, device=None, num_workers: int = 0):
     """(mean loss, targets, outputs) of ``module`` over ``data`` in order: the outputs as float32 numpy
-    arrays (N, ...) as the model returns them. Holds every output and target."""
+    arrays (N, ...) as the model returns them; ``loss`` as :func:`fit` takes it. Holds every output and target."""
     from kagglekit.infer.batching import autocast, resolve_device
 
+    loss = _as_loss(loss)
     device = resolve_device(device) if device is not None else next(module.parameters()).device
     loader = torch.utils.data.DataLoader(data, batch_size=batch_size, shuffle=False, num_workers=num_workers)
     was_training, total, outputs, targets = module.training, 0.0, [], []
