@@ -1,9 +1,10 @@
-"""kagglekit on a busy machine: its thread policy against its own one-thread and all-threads runs and the
-peers, idle and with busy processes beside it.
+"""kagglekit on a busy machine: its thread policy against its own one-thread and all-threads runs, the
+policy as it was before the model's forward was cut into slices (each forward whole on the free cores'
+intra-op threads), and the peers, idle and with busy processes beside it.
 
 Each run is a fresh child process (``--child PART METHOD``): it builds its inputs, runs the method
-``CALLS`` times and prints the best wall seconds (and, for kagglekit's rows, the torch thread counts its
-model's forwards ran on). The parent starts the neighbours, then the children one after another:
+``CALLS`` times and prints the best wall seconds (and, for kagglekit's rows, how its model's forwards
+ran: K slices of the batch at once x T torch threads each). The parent starts the neighbours, then the children one after another:
 
     idle              nothing beside the run
     1 CPU loop        one process spinning ``while True: pass``
@@ -46,6 +47,8 @@ ONE_CALL = ("MONAI sliding_window_inference",)  # up to 16 s a call, not in a ta
 LOADS = ("idle", "1 CPU loop", "1 DataLoader", "loop + DataLoader")
 POLICY, ONE, ALL = "kagglekit, thread policy (default)", "kagglekit, threads=1", "kagglekit, threads=all cores"
 SPLIT = "kagglekit, per-tile ops on 1 thread, batch and model on the usable cores less readers (no load measured)"
+WHOLE = "kagglekit, the policy before slicing: each forward whole on the free cores' intra-op threads"
+OURS = (POLICY, ONE, ALL, SPLIT, WHOLE)
 
 
 # -- the neighbours ------------------------------------------------------------------------------------------
@@ -110,27 +113,45 @@ def stop_load(procs) -> None:
 
 
 class Recording:
-    """Wraps a model: records torch.get_num_threads() at each forward (what the thread policy chose)."""
+    """Records each forward of a model as "K x T": K slices of the batch at once (kagglekit._slices; 1 for a
+    forward run whole), each on T torch threads (torch.get_num_threads() in the forward) — what the thread
+    policy chose."""
 
     def __init__(self):
-        self.seen: dict[int, int] = {}
+        self.seen: dict[str, int] = {}
+        self.at_once = 1
 
     def hook(self, module, args):
         import torch
 
-        n = torch.get_num_threads()
-        self.seen[n] = self.seen.get(n, 0) + 1
+        key = f"{self.at_once} x {torch.get_num_threads()}"
+        self.seen[key] = self.seen.get(key, 0) + 1
+
+    def watch_slices(self):
+        from kagglekit import _slices
+
+        run = _slices.run_in_slices
+
+        def recorded(model, x, slices, workers):
+            self.at_once = min(slices, workers, len(x))
+            return run(model, x, slices, workers)
+
+        _slices.run_in_slices = recorded
 
 
-def _threads_arg(method: str):
+def _threads_arg(method: str, rec: Recording):
     """``threads=`` for a kagglekit row; SPLIT is the policy with its load measurement switched off (the
-    cores are then the usable ones less kagglekit's reader threads, whatever else runs)."""
-    if method == SPLIT:
-        from kagglekit import _threads
+    cores are then the usable ones less kagglekit's reader threads, whatever else runs); WHOLE is the policy
+    before the forward was sliced: each forward whole, on the free cores' intra-op threads."""
+    from kagglekit import _threads
 
+    if method == SPLIT:
         cpus, cores, _ = _threads._cpus()
         _threads._cpus = lambda: (cpus, cores, False)
-    return {POLICY: None, SPLIT: None, ONE: 1, ALL: len(os.sched_getaffinity(0))}[method]
+    if method == WHOLE:
+        _threads.CpuThreads.forward = lambda self, model: model
+    rec.watch_slices()
+    return {POLICY: None, SPLIT: None, WHOLE: None, ONE: 1, ALL: len(os.sched_getaffinity(0))}[method]
 
 
 def child_a(method: str):
@@ -145,7 +166,7 @@ def child_a(method: str):
     if method == "MONAI sliding_window_inference":
         return lambda: monai(model, image, *args), rec
     model.register_forward_pre_hook(rec.hook)
-    threads = _threads_arg(method)
+    threads = _threads_arg(method, rec)
     return lambda: sliding_window(model, image, *args, window="gaussian", progress=False, threads=threads), rec
 
 
@@ -161,7 +182,7 @@ def child_d(method: str):
     model, rec = smp.Unet("resnet18", encoder_weights=None, in_channels=3, classes=1).eval(), Recording()
     image = make_image(1024, seed=1)
     model.register_forward_pre_hook(rec.hook)
-    threads = _threads_arg(method)
+    threads = _threads_arg(method, rec)
     return lambda: sliding_window(model, image, 256, 192, 8, window="gaussian", progress=False, threads=threads), rec
 
 
@@ -185,7 +206,7 @@ def child_b(method: str):
         return lambda: usual_loop(models, paths, 128), rec
     for m in models:
         m.register_forward_pre_hook(rec.hook)
-    threads = _threads_arg(method)
+    threads = _threads_arg(method, rec)
     return lambda: predict(models, paths, size=128, tta="d4", batch_size=32, num_workers=2, progress=False,
                            threads=threads), rec
 
@@ -217,18 +238,18 @@ def child_c(method: str):
     if method == "plain loop, one tile at a time":
         return lambda: plain_loop(model, path, 1), rec
     model.register_forward_pre_hook(rec.hook)
-    threads = _threads_arg(method)
+    threads = _threads_arg(method, rec)
     return lambda: extract_bag(model, path, name="resnet10t", tile=224, top_k=256, threads=threads), rec
 
 
 PARTS = {
     "a": ("(a) sliding_window 8192² 1x1 conv", child_a,
-          [POLICY, ONE, ALL, SPLIT, "pytorch-toolbelt ImageSlicer+TileMerger", "MONAI sliding_window_inference"]),
+          [POLICY, ONE, ALL, SPLIT, WHOLE, "pytorch-toolbelt ImageSlicer+TileMerger", "MONAI sliding_window_inference"]),
     "b": ("(b) predict, 64 JPEGs 3000x2000 -> 128, 5 folds x D4", child_b,
-          [POLICY, ONE, ALL, "usual loop: DataLoader per fold, ttach D4"]),
+          [POLICY, ONE, ALL, WHOLE, "usual loop: DataLoader per fold, ttach D4"]),
     "c": ("(c) extract_bag, 20000² JPEG-in-TIFF, 256 tiles", child_c,
-          [POLICY, ONE, ALL, "plain loop, one tile at a time"]),
-    "d": ("(d) sliding_window 1024² smp Unet-r18", child_d, [POLICY, ONE, ALL, SPLIT]),
+          [POLICY, ONE, ALL, WHOLE, "plain loop, one tile at a time"]),
+    "d": ("(d) sliding_window 1024² smp Unet-r18", child_d, [POLICY, ONE, ALL, SPLIT, WHOLE]),
 }
 PART_LOADS = {"d": LOADS[:2]}
 SKIP = {("a", "MONAI sliding_window_inference"): ("1 DataLoader", "loop + DataLoader")}  # 7 s idle: not in every load
@@ -336,14 +357,14 @@ def prepare(part: str) -> None:
 
 def threads_note(seen: dict) -> str:
     total = sum(seen.values())
-    return ", ".join(f"{n}: {100 * c / total:.0f} %" for n, c in sorted(seen.items(), key=lambda kv: int(kv[0]))) if total else ""
+    return ", ".join(f"{n}: {100 * c / total:.0f} %" for n, c in sorted(seen.items())) if total else ""
 
 
 def rounds_for(load: str, method: str, rounds: int) -> int:
     """``rounds`` for kagglekit's rows idle (the best idle figure is a target's yardstick) and for the policy
     and threads=1 under load (the rows a target compares); one for the rest (peers and all-cores runs under
     load take up to minutes each, and no target compares them to a few percent)."""
-    ours = (POLICY, ONE, ALL, SPLIT) if load == "idle" else (POLICY, ONE)
+    ours = OURS if load == "idle" else (POLICY, ONE)
     return rounds if method in ours else 1
 
 
@@ -357,7 +378,7 @@ def measure_part(part: str, rounds: int, resume: bool = False) -> tuple[list[lis
     best: dict = {}
     for load in PART_LOADS.get(part, LOADS):
         for n in range(rounds):
-            ours = [m for m in methods if m in (POLICY, ONE, ALL, SPLIT)]
+            ours = [m for m in methods if m in OURS]
             turn = ours[n % len(ours):] + ours[: n % len(ours)]  # kagglekit's rows take turns going first
             for method in turn + [m for m in methods if m not in ours]:
                 if load in SKIP.get((part, method), ()) or n >= rounds_for(load, method, rounds):
@@ -405,8 +426,9 @@ def verdicts(part: str, best: dict) -> list[str]:
         return lines
     if part == "d":
         return [f"- (d) not a target: idle, the policy takes {s('idle', POLICY) / s('idle', ALL):.2f}x the all-cores "
-                f"time and {s('idle', POLICY) / s('idle', ONE):.2f}x the one-thread time; beside one CPU loop "
-                f"{s('1 CPU loop', POLICY) / s('1 CPU loop', ALL):.2f}x and {s('1 CPU loop', POLICY) / s('1 CPU loop', ONE):.2f}x"]
+                f"time, {s('idle', POLICY) / s('idle', ONE):.2f}x the one-thread time and {s('idle', POLICY) / s('idle', WHOLE):.2f}x "
+                f"the unsliced policy's; beside one CPU loop {s('1 CPU loop', POLICY) / s('1 CPU loop', ALL):.2f}x, "
+                f"{s('1 CPU loop', POLICY) / s('1 CPU loop', ONE):.2f}x and {s('1 CPU loop', POLICY) / s('1 CPU loop', WHOLE):.2f}x"]
     def rounds(load, method):
         every = best[(load, method)]["every"]
         return f"{min(every):.2f}–{max(every):.2f} s over {len(every)} rounds"
@@ -414,7 +436,7 @@ def verdicts(part: str, best: dict) -> list[str]:
     def same_threads(load, a, b):
         return best[(load, a)]["threads"].keys() == best[(load, b)]["threads"].keys()
 
-    best_idle = min((POLICY, ONE, ALL), key=lambda m: s("idle", m))
+    best_idle = min([m for m in OURS if ("idle", m) in best], key=lambda m: s("idle", m))
     within = s("idle", POLICY) / s("idle", best_idle)
     lines.append(f"- ({part}) idle: within 5 % of the best idle kagglekit figure ({best_idle}, {s('idle', best_idle):.2f} s): "
                  f"{within:.3f}x — {ok(within <= 1.05)} (policy {rounds('idle', POLICY)}; {best_idle} "
@@ -431,7 +453,7 @@ def verdicts(part: str, best: dict) -> list[str]:
 
 
 HEADERS = ["workload", "load beside it", "method", "best s", "rounds' range s (n)", "first call s", "x the idle policy run",
-           "x the policy under this load", "model forwards on N threads", "foreign load (cores)"]
+           "x the policy under this load", "model forwards: K slices at once x T threads each", "foreign load (cores)"]
 SECTIONS = {"a": "Thread policy under load (a): sliding_window (bench_load.py)",
             "b": "Thread policy under load (b): predict, decode-bound (bench_load.py)",
             "c": "Thread policy under load (c): extract_bag on a TIFF (bench_load.py)",

@@ -1,12 +1,14 @@
-"""The thread policy of kagglekit's CPU-side torch work: how many intra-op threads ``sliding_window``,
+"""The thread policy of kagglekit's CPU-side torch work: how many torch threads (and slices of a batch at
+once for the model's forward) ``sliding_window``,
 ``iter_strips``, ``predict`` / ``iter_predictions``, ``extract_bag``, the pipelines (their top-level ``threads``
 key) and the training datasets (``ImageDataset``, ``TileDataset``) use.
 
     plan = CpuThreads(threads, device)
     with plan.small():          # kagglekit's per-tile ops: a tile's cast into the batch, its stitching
         ...
-    with plan.model():          # whole-batch ops (normalisation, TTA views, merges) and the forward: the free cores
-        y = model(x)
+    forward = plan.forward(model)
+    with plan.model():          # whole-batch ops (normalisation, TTA views, merges): the free cores
+        y = forward(x)          # the forward: fixed slices of the batch on one thread each, the free cores' worth at once
     # each context restores the torch.get_num_threads() it found, on return and on an exception
 
 What is chosen, and why (bench/bench_load.py measures it; bench/RESULTS.md, "Thread policy under load"):
@@ -18,34 +20,35 @@ What is chosen, and why (bench/bench_load.py measures it; bench/RESULTS.md, "Thr
   thread that shares a core to get its next time slice (bench_load.py (a), 8192² through a 1x1 conv: idle,
   0.26-0.31 s whichever the threads; beside one busy process, everything on both cores 0.64 s to 8.1 s,
   the model alone on both cores 0.95 s, the policy 0.27-0.30 s).
-- **whole-batch ops and the model's forward run on the cores that are free**: the batch's normalisation,
-  TTA views, merges and activations (several megabytes each: two threads help on an idle machine) and
-  the forward (bench_load.py: idle, the policy runs a Unet in 0.91 s against 1.53 s on one thread (d),
-  predict in 1.79 s against 1.98 s (b), extract_bag in 3.57 s against 4.92 s (c)), on the cores this process may use
-  (``os.sched_getaffinity``, capped by a cgroup CPU quota) less the cores kept busy by other processes and
+- **whole-batch ops run on the cores that are free**: the batch's normalisation, TTA views, merges and
+  activations (several megabytes each: two threads help on an idle machine), on the cores this process may
+  use (``os.sched_getaffinity``, capped by a cgroup CPU quota) less the cores kept busy by other processes and
   by kagglekit's own background reader threads (``num_workers`` of ``predict`` / ``extract_bag``), at
   least one. Busy cores are measured, not assumed: from ``/proc/stat`` (the CPU time spent on this
   process's cores) less this process's own CPU time (``time.process_time``) plus what the reader threads
   used (their ``time.thread_time``), over windows of at least a quarter of a second, re-estimated between
-  forwards; a core is counted busy when other work takes at least half of it. Before the first window
+  batches; a core is counted busy when other work takes at least half of it. Before the first window
   (a fresh process, or the last estimate is more than a few seconds old) the instantaneous count of
   runnable tasks (``procs_running``) less this process's own gives the first estimate (where that count
   is a larger machine's, the usable cores less the reader threads do). Where
   ``/proc/stat`` cannot tell (no such file, or a CPU quota smaller than the affinity set, so that the
   cores' counters are mostly other containers'), the free cores are the usable cores less the number of
   reader threads kagglekit started.
-- **``threads=N`` overrides both**: everything, the model included, runs on N torch threads
-  (``threads=torch.get_num_threads()`` is kagglekit's behaviour before the policy).
-- **on CUDA** the GPU work is unchanged (the model's context changes nothing); only the CPU-side
-  stitching runs on one thread.
+- **the model's forward runs in fixed slices** (:mod:`kagglekit._slices`): the batch is cut into as many
+  slices as there are usable cores, each computed on one torch thread, as many at once as there are free
+  cores. The cut depends on the machine only, so the outputs are the same bits whatever the policy chooses
+  (oneDNN's convolutions on a whole batch round differently on 1 and 2 threads); and slices share no barrier,
+  so a busy core slows one slice instead of the whole team (bench_load.py: idle, a Unet's sliding window
+  0.91 s whole on the free cores; see bench/RESULTS.md for the sliced figures). The model is not capped:
+  on an idle machine its slices use every core.
+- **``threads=N`` overrides both**: kagglekit's own ops run on N torch threads and N slices run at once
+  (at most the usable cores: the cut stays the machine's); the outputs are the same bits as the policy's.
+- **on CUDA** the GPU work is unchanged (the model's context and its forward change nothing); only the
+  CPU-side stitching runs on one thread.
 
 kagglekit's own ops do not depend on the thread count: they are elementwise (each value computed the same
-way by whichever thread), and tests/test_threads.py checks them bit for bit. A model's kernels may: oneDNN's
-convolutions give the same float32 outputs on 1 and 2 threads for a batch of 16 of timm's resnet10t at 224
-px, but differ by about 1e-7 for batches of 2 to 12 (a slide's last, partial batch), so under the policy,
-which picks the forward's threads by the measured load, such outputs can differ in their last bits between
-runs. Where that matters (bags to train on, a demo that must print the same figures twice), pass
-``threads=N`` (the configs' top-level ``threads``): a fixed count gives the same bits on every run.
+way by whichever thread), and tests/test_threads.py checks them, and real CNN backbones whose whole-batch
+outputs do differ between thread counts, bit for bit.
 """
 
 from __future__ import annotations
@@ -211,7 +214,8 @@ if hasattr(os, "register_at_fork"):
 
 
 def free_cores() -> int:
-    """How many torch threads the policy gives a model's forward now (see the module docstring)."""
+    """How many cores are free for kagglekit now: the whole-batch ops' torch threads and the forward's
+    slices at once (see the module docstring)."""
     cores = usable_cores()
     others = _MONITOR.busy_elsewhere()
     if others is None:
@@ -301,7 +305,8 @@ def one_thread():
 
 class CpuThreads:
     """The thread plan of one call (see the module docstring): ``threads`` None / ``"auto"`` (the policy) or
-    an integer >= 1 (everything on that many torch threads); ``device`` the torch device the model runs on."""
+    an integer >= 1 (kagglekit's ops on that many torch threads, that many slices at once); ``device`` the
+    torch device the model runs on."""
 
     def __init__(self, threads=None, device=None):
         self.fixed = resolve_threads(threads)
@@ -312,8 +317,17 @@ class CpuThreads:
         return _scope(self.fixed or 1)
 
     def model(self):
-        """The context for whole-batch ops and the model's forward: the free cores on a CPU (or ``threads``);
-        on CUDA unchanged."""
+        """The context for whole-batch ops: the free cores on a CPU (or ``threads``); on CUDA unchanged."""
         if self.on_cuda:
             return _scope(self.fixed)
         return _scope(self.fixed or free_cores())
+
+    def forward(self, model):
+        """``model`` as the batches call it: on CUDA itself; on a CPU a callable that runs a batch in
+        :func:`kagglekit._slices.run_in_slices`, as many slices as usable cores, the free cores' worth
+        (or ``threads``) at once."""
+        if self.on_cuda:
+            return model
+        from kagglekit._slices import run_in_slices
+
+        return lambda x: run_in_slices(model, x, usable_cores(), self.fixed or free_cores())

@@ -126,8 +126,7 @@ def test_the_slides_stages_rerun_from_their_seeds_give_the_same_files_and_figure
     comp, models, bags = root / "input" / "kagglekit-slides", root / "input" / slides.MODELS, root / "working" / "slides" / "bags"
     backbone = slides.make_backbone(tmp_path / "backbone.safetensors", seed=0)
     assert same_safetensors(tmp_path / "backbone.safetensors", models / "backbone.safetensors")
-    extract_bags(comp / "train_images", tmp_path / "bags", backbone, progress=False, threads=slides.THREADS,
-                 **slides.BAG_OPTIONS)
+    extract_bags(comp / "train_images", tmp_path / "bags", backbone, progress=False, **slides.BAG_OPTIONS)
     train_ids, train_labels, _ = read_labels(comp / "train.csv")
     for i in train_ids:
         assert same_safetensors(tmp_path / "bags" / f"{i}.safetensors", bags / "train" / f"{i}.safetensors"), i

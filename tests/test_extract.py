@@ -5,6 +5,7 @@ slides with a known answer; a folder run resumes."""
 from __future__ import annotations
 
 import json
+import threading
 
 import cv2
 import numpy as np
@@ -79,9 +80,9 @@ def test_tma_and_wsi_are_told_by_background_and_size():
 def test_the_swap_sets_exactly_the_background_to_black_and_scales_follow_the_kind():
     image = np.full((400, 480, 3), 255, np.uint8)
     image[60:340, 80:400] = (150, 90, 160)  # tissue of one colour on white: a known answer
-    recorder = Recorder()
+    recorder = Recorder()  # threads=1: the slices of each batch one after another, in order, as recorded
     bag = extract_bag(recorder, image, name="r", tile=40, scale={"tma": 0.5, "wsi": 1.0}, min_tissue=0.01,
-                      swap_background="tma", tma_max_side=1000, normalize=None)
+                      swap_background="tma", tma_max_side=1000, normalize=None, threads=1)
     assert bag.selection["kind"] == "tma" and bag.selection["swap_background"] is True
     assert bag.tile == 80 and bag.scale == 0.5  # a TMA tile covers 80 level-0 pixels, seen at 40
     swapped = np.where((image == 255).all(axis=2, keepdims=True), 0, image).astype(np.uint8)
@@ -106,15 +107,17 @@ def test_a_slide_without_tissue_and_bad_options_are_named():
 
 
 class Counting(Recorder):
-    """A recorder that counts forward calls and can raise KeyboardInterrupt at a given call."""
+    """A recorder that counts the tiles it is given and can raise KeyboardInterrupt at the call given the
+    tile of index ``interrupt_at`` (a batch's slices may run on two threads at once: the count is locked)."""
 
     def __init__(self, interrupt_at=None):
         super().__init__()
-        self.calls, self.interrupt_at = 0, interrupt_at
+        self.tiles, self.interrupt_at, self.lock = 0, interrupt_at, threading.Lock()
 
     def forward(self, x):
-        self.calls += 1
-        if self.calls == self.interrupt_at:
+        with self.lock:
+            first, self.tiles = self.tiles, self.tiles + len(x)
+        if self.interrupt_at is not None and first <= self.interrupt_at < first + len(x):
             raise KeyboardInterrupt
         return super().forward(x)
 
@@ -137,7 +140,7 @@ def test_a_folder_run_records_each_slide_and_resumes_after_an_interruption(tmp_p
     folder, out = slide_folder(tmp_path), tmp_path / "bags"
     options = dict(name="r", tile=64, min_tissue=0.2, batch_size=2, progress=False)
     with pytest.raises(KeyboardInterrupt):  # stopped in the middle of slide s1 (a few batches per slide)
-        extract_bags(folder, out, Counting(interrupt_at=len(plain_selection(slide(300, 360, seed=0), 64, 0.2)) // 2 + 2), **options)
+        extract_bags(folder, out, Counting(interrupt_at=len(plain_selection(slide(300, 360, seed=0), 64, 0.2)) + 2), **options)
     assert bag_path(out, "s0").is_file() and not bag_path(out, "s1").exists()
     assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no temporary file left behind
     bag_path(out, "s0").write_bytes(bag_path(out, "s0").read_bytes())  # untouched, still whole

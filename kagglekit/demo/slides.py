@@ -45,10 +45,6 @@ TRAINING = {"lr": 5e-3, "weight_decay": 1e-4, "batch_size": 16, "head_kwargs": {
 BAG_OPTIONS = {"tile": TILE, "scale": {"tma": 0.5, "wsi": 1.0}, "threshold": {"tma": 245, "wsi": 25},
                "min_tissue": 0.5, "swap_background": "tma", "tma_max_side": 1000, "batch_size": 64}
 MODELS = "kagglekit-slides-models"
-# The backbone on one torch thread, bags and kernel alike: oneDNN rounds a small last batch differently on 1 and 2
-# threads (1e-7), kagglekit's thread policy picks by the machine's load, and heads trained on bags that differ in
-# a float16 ulp differ by a point of balanced accuracy; a fixed count makes a second run print the same figures.
-THREADS = 1
 
 
 def make_backbone(path: Path, seed: int = 0):
@@ -82,7 +78,7 @@ def _kernel_config(folds: int = FOLDS) -> dict:
     """``classify.toml`` as a dict: the heads of each fold on bags made as :data:`BAG_OPTIONS` says, the decision file."""
     from kagglekit.demo.train import BUDGET
 
-    return {"kind": "classify", "num_workers": 1, "threads": THREADS, "inputs": {"glob": "test_images/*.png"},
+    return {"kind": "classify", "num_workers": 1, "inputs": {"glob": "test_images/*.png"},
             "models": [{"path": f"heads_fold{k}.safetensors"} for k in range(folds)],
             "slides": {"backbone": "backbone.safetensors", **BAG_OPTIONS}, "decision": {"file": "decision.json"},
             "output": {"label_column": "label"}, "budget": BUDGET}
@@ -189,7 +185,7 @@ def run_slides(out="build/demo", *, n_train: int = N_TRAIN, n_test: int = N_TEST
     log(f"2/5 the backbone ({BACKBONE}, local weights) and the bags of the train slides")
     backbone = make_backbone(models_dir / "backbone.safetensors", seed)
     train_ids, train_labels, _ = read_labels(comp.folder / "train.csv")
-    manifest = extract_bags(comp.folder / "train_images", working / "bags" / "train", backbone, threads=THREADS,
+    manifest = extract_bags(comp.folder / "train_images", working / "bags" / "train", backbone,
                             **BAG_OPTIONS)
     log(f"   {manifest['tiles'].sum()} tiles in {len(manifest)} bags; kinds {dict(manifest['kind'].value_counts().iter_rows())}")
     train_bags = [load_bag(working / "bags" / "train" / f"{i}.safetensors") for i in train_ids]
@@ -215,7 +211,7 @@ def run_slides(out="build/demo", *, n_train: int = N_TRAIN, n_test: int = N_TEST
     run_kernel(Path(notebook) if notebook else default_notebook(), out, comp.folder.name, MODELS, working)
     log("5/5 the other rows from the test bags, and the scores on the hidden labels")
     test_ids, test_labels, test_tma = read_labels(comp.solution)
-    extract_bags(comp.folder / "test_images", working / "bags" / "test", backbone, progress=False, threads=THREADS,
+    extract_bags(comp.folder / "test_images", working / "bags" / "test", backbone, progress=False,
                  **BAG_OPTIONS)
     test_bags = [load_bag(working / "bags" / "test" / f"{i}.safetensors") for i in test_ids]
     names = np.array([*SUBTYPES, OTHER], dtype=object)

@@ -59,10 +59,9 @@ def train_tile_classifier(train_images: Path, labels: dict, tiles_dir: Path, pat
 
 
 def _common(models: list[dict], slides: dict) -> dict:
-    from kagglekit.demo.slides import THREADS
     from kagglekit.demo.train import BUDGET
 
-    return {"kind": "classify", "num_workers": 1, "threads": THREADS, "inputs": {"glob": "test_images/*.png"}, "models": models,
+    return {"kind": "classify", "num_workers": 1, "inputs": {"glob": "test_images/*.png"}, "models": models,
             "slides": slides, "decision": {"kind": "argmax"}, "output": {"label_column": "label"}, "budget": BUDGET}
 
 

@@ -9,8 +9,10 @@ soon as no later tile touches them (:func:`iter_strips`).
 On a CPU the steps take turns on the caller's thread. Running them concurrently on threads was slower
 (bench_sliding.py): any other busy thread stalls the model's OpenMP team at each of its barriers. For
 the same reason kagglekit's per-tile steps (each tile's cast into the batch, its stitching) run on one
-torch thread, and the batch's normalisation and the model's forward on the cores that are free, measured
-as it runs (:mod:`kagglekit._threads`; ``threads=`` overrides it; bench_load.py). On CUDA, reading runs a batch ahead on one thread and the
+torch thread, the batch's normalisation on the cores that are free, measured as it runs, and the model's
+forward in fixed slices of the batch on one thread each, as many at once as cores are free (the same bits
+whatever that count: :mod:`kagglekit._threads`, :mod:`kagglekit._slices`; ``threads=`` overrides it;
+bench_load.py). On CUDA, reading runs a batch ahead on one thread and the
 model on another, so that neither the GPU nor the stitching waits.
 """
 
@@ -86,12 +88,13 @@ def _batch_outputs(model, plan: _Plan, device, amp, channels_last, normalize, tt
         return batch
 
     mixed = autocast(amp, device)
+    forward = cpu.forward(model)
     out_h, out_w = weights.tile_out
     for start, tiles in prefetch(read_batches(), depth=1) if on_cuda else read_batches():
         # per batch: the caller's code between yields runs in its own mode and on its own threads
         with torch.inference_mode(), cpu.small():  # per tile: one thread
             batch = tiles.to(device, non_blocking=True).float() if on_cuda else cast_into_buffer(tiles)
-        with torch.inference_mode(), cpu.model():  # the whole batch: the free cores
+        with torch.inference_mode(), cpu.model():  # the whole batch: the free cores; the forward in slices
             batch = affine(batch)
             # NCHW view of NHWC memory (channels-last strides): no copy, and convolutions on CPU
             # run several times faster on it than on contiguous NCHW. Models that need
@@ -100,7 +103,7 @@ def _batch_outputs(model, plan: _Plan, device, amp, channels_last, normalize, tt
             if affine.then is not None:
                 batch = affine.then(batch)
             with mixed:
-                pred = tta(model, batch, start) if tta is not None else model(batch)
+                pred = tta(forward, batch, start) if tta is not None else forward(batch)
             if not isinstance(pred, torch.Tensor) or pred.ndim != 4 or pred.shape[0] != len(batch) or tuple(pred.shape[2:]) != (out_h, out_w):
                 got = tuple(pred.shape) if isinstance(pred, torch.Tensor) else type(pred).__name__
                 raise ShapeError(f"the model returned {got} for a batch of {tuple(batch.shape)}; expected (N, C, {out_h}, {out_w}) "
@@ -157,7 +160,9 @@ def _channels_when_empty(out_channels) -> int:
 _DOC_ARGS = """
     model: a torch module (or any callable on tensors) taking (N, C, tile_h, tile_w) float32 and
         returning (N, C_out, tile_h / out_scale, tile_w / out_scale). A module is moved to ``device``
-        and put in eval mode; any other callable is used as it is.
+        and put in eval mode; any other callable is used as it is. On a CPU it is called on slices of
+        each batch, from several threads at once: one that keeps Python state across calls must lock it
+        (or pass ``threads=1``: one slice at a time, on the caller's thread).
     source: a path, an (H, W, C) numpy array or a :class:`~kagglekit.io.Source` (image or volume:
         a volume's slices are the channels).
     tile, stride: tile size and step in input pixels (int or (h, w)); stride defaults to the tile.
@@ -184,11 +189,12 @@ _DOC_ARGS = """
         refused: a dense output cannot be mapped back through them.
     progress: show a tqdm progress bar.
     threads: torch threads for the CPU-side work. None / ``"auto"`` (default): the per-tile steps (each
-        tile's cast into the batch, its stitching) on one thread, the batch's normalisation and the model's
-        forward on the cores that are free (this process's cores less those other processes keep busy,
-        measured while it runs); on CUDA the GPU work is unchanged. An integer: everything on that many threads. The caller's
-        ``torch.get_num_threads()`` is restored on return. Outputs are the same either way; why this is
-        the default: :mod:`kagglekit._threads` and bench/bench_load.py.
+        tile's cast into the batch, its stitching) on one thread, the batch's normalisation on the cores
+        that are free (this process's cores less those other processes keep busy, measured while it runs),
+        the model's forward in one slice of the batch per usable core, each on one thread, as many at once
+        as cores are free; on CUDA the GPU work is unchanged. An integer N: kagglekit's steps on N threads,
+        N slices at once. The caller's ``torch.get_num_threads()`` is restored on return. Outputs are the
+        same bits either way; why this is the default: :mod:`kagglekit._threads` and bench/bench_load.py.
 """
 
 

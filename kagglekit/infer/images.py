@@ -142,6 +142,7 @@ def iter_predictions(models, inputs: Sequence, *, size=None, resize="resize", no
             m.to(device, memory_format=torch.channels_last) if channels_last else m.to(device)
             m.eval()
 
+    forwards = [cpu.forward(m) for m in models]  # on a CPU: in slices of the batch (kagglekit._slices)
     affines = {}  # the normalisation per (dtype, channels), built once, not per batch
 
     def to_batch(images: list[np.ndarray]):
@@ -158,13 +159,14 @@ def iter_predictions(models, inputs: Sequence, *, size=None, resize="resize", no
         return affine.then(x) if affine.then is not None else x
 
     def run(images: list[np.ndarray]) -> np.ndarray:
-        """The merged outputs of one batch: every step is a whole-batch op, all on the free cores."""
+        """The merged outputs of one batch: every step is a whole-batch op on the free cores, each forward in
+        slices of the batch (kagglekit._slices)."""
         with torch.inference_mode(), cpu.model():
             merger = Merger(merge, merge_outputs)
             for x in _view_batches(views, images, to_batch):
-                for model, w in zip(models, weights):
+                for forward, w in zip(forwards, weights):
                     with mixed:
-                        y = model(x)
+                        y = forward(x)
                     if not isinstance(y, torch.Tensor) or y.ndim != 2 or len(y) != len(x):
                         got = tuple(y.shape) if isinstance(y, torch.Tensor) else type(y).__name__
                         raise ShapeError(f"a model returned {got} for a batch of {tuple(x.shape)}; predict needs one "
@@ -197,7 +199,9 @@ def predict(models, inputs: Sequence, *, size=None, resize="resize", normalize="
 
     models: a torch module, a checkpoint path, or a list of them (any callable on NCHW tensors too),
         each returning (B, C) for a (B, C_in, h, w) float batch. Modules are moved to ``device`` and put
-        in eval mode (and converted to channels-last weights with ``channels_last``).
+        in eval mode (and converted to channels-last weights with ``channels_last``). On a CPU each is
+        called on slices of a batch, from several threads at once: one that keeps Python state across
+        calls must lock it (or pass ``threads=1``: one slice at a time, on the caller's thread).
     inputs: paths, tuples of single-channel paths (stacked as channels, in order), (H, W[, C]) arrays
         or Sources; see :func:`kagglekit.io.load_image`.
     size, resize: the model's input size (int or (h, w)) and how to get there: ``"resize"`` (stretch),
@@ -220,11 +224,13 @@ def predict(models, inputs: Sequence, *, size=None, resize="resize", normalize="
     reduced_decode: decode a JPEG at 1/2, 1/4 or 1/8 of its size when the target allows (see above).
     progress: a tqdm bar over images.
     threads: torch threads for the CPU-side work. None / ``"auto"`` (default): each batch's cast,
-        normalisation, TTA views, forwards and merges on the cores that are free: this process's cores
-        less those kept busy by other processes and by the ``num_workers`` decoding threads (their CPU
-        use, measured while it runs), at least one; on CUDA the GPU work is unchanged. An integer:
-        everything on that many threads. The caller's ``torch.get_num_threads()`` is restored on return;
-        outputs are the same either way. Why: :mod:`kagglekit._threads`, bench/bench_load.py.
+        normalisation, TTA views and merges on the cores that are free: this process's cores less those
+        kept busy by other processes and by the ``num_workers`` decoding threads (their CPU use, measured
+        while it runs), at least one; each forward in one slice of the batch per usable core, each on one
+        thread, as many at once as cores are free; on CUDA the GPU work is unchanged. An integer N:
+        kagglekit's steps on N threads, N slices at once. The caller's ``torch.get_num_threads()`` is
+        restored on return; outputs are the same bits either way. Why: :mod:`kagglekit._threads`,
+        bench/bench_load.py.
 
     Holds the models, the outputs (N * C floats) and at most about three batches of decoded images;
     memory does not grow with N otherwise. Raises the first :class:`KagglekitError` of an unreadable input.

@@ -91,12 +91,12 @@ def extract_bag(backbone, source, *, slide: str | None = None, name: str | None 
         The backbone dominates on a CPU: ``amp="auto"`` (bfloat16 where the CPU has it) extracts 1.7x
         faster, features within about 1e-2 of float32's (bench_mil.py (b)).
     threads: torch threads for the CPU-side work, as :func:`kagglekit.infer.predict`: None / ``"auto"``
-        (default) runs the normalisation and the backbone on the cores that are free (this
-        process's cores less those kept busy by other processes and by the reader threads, which decode
-        a batch of TIFF tiles on a thread per core), measured as it runs; an integer runs everything on
-        that many threads. The caller's ``torch.get_num_threads()`` is restored on return. A backbone's
-        convolutions may round a small batch differently on another thread count (1e-7, see
-        :mod:`kagglekit._threads`): for bags that must be bit-identical on every run, pass ``threads=N``.
+        (default) runs the normalisation and the backbone's slices of each batch on the cores that are
+        free (this process's cores less those kept busy by other processes and by the reader threads,
+        which decode a batch of TIFF tiles on a thread per core), measured as it runs; an integer N runs
+        kagglekit's steps on N threads and N slices at once. The caller's ``torch.get_num_threads()`` is
+        restored on return. The features are the same bits whatever is chosen: each slice of a batch
+        always runs on one thread (:mod:`kagglekit._slices`).
 
     Raises :class:`NoTissueError` when no tile qualifies. Holds the source's own memory (a small PNG's
     decoded array; a streamed PNG's strip of rows, full width, and the batch of windows it read ahead; a

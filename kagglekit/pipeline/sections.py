@@ -251,8 +251,10 @@ class PipelineBase:
     amp: object = option(False, check=AMP, help="autocast: false (float32), true / \"auto\" (fp16 on CUDA, bf16 on CPU), "
                                                 "\"fp16\", \"bf16\"")
     threads: int | str = option("auto", check=THREADS,
-                                help='torch threads on the CPU ("auto": kagglekit\'s own steps on one, each model\'s forward on '
-                                     "the cores other processes and the decoding threads leave free; N: everything on N)")
+                                help='torch threads on the CPU ("auto": kagglekit\'s own steps on one, each model\'s forward in '
+                                     "a slice of the batch per core, one thread each, as many at once as other processes and the "
+                                     "decoding threads leave cores free; N: kagglekit's steps on N threads, N slices at once; the "
+                                     "same outputs either way)")
     notes: tuple[str, ...] = field(default=(), compare=False)
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import math
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,17 +43,21 @@ SKIPPED = float("nan")
 
 class _CountNonFinite(nn.Module):
     """``model`` counting its calls, the output pixels it returned and how many of them were NaN or
-    infinite (``model`` may be swapped for the next group of models; the counts go on)."""
+    infinite (``model`` may be swapped for the next group of models; the counts go on). On a CPU the
+    slices of a batch call it from several threads at once: the counts are added under a lock."""
 
     def __init__(self, model=None):
         super().__init__()
         self.model, self.calls, self.pixels, self.bad = model, 0, 0, 0
+        self.lock = threading.Lock()
 
     def forward(self, x):
         y = self.model(x)
-        self.calls += 1
-        self.pixels += y.numel()
-        self.bad += int(torch.isfinite(y).logical_not_().sum())
+        bad = int(torch.isfinite(y).logical_not_().sum())
+        with self.lock:
+            self.calls += 1
+            self.pixels += y.numel()
+            self.bad += bad
         return y
 
 
