@@ -132,9 +132,9 @@ class Recording:
 
         run = _slices.run_in_slices
 
-        def recorded(model, x, slices, workers):
+        def recorded(model, x, slices, workers, join=True):
             self.at_once = min(slices, workers, len(x))
-            return run(model, x, slices, workers)
+            return run(model, x, slices, workers, join)
 
         _slices.run_in_slices = recorded
 

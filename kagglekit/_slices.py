@@ -72,18 +72,19 @@ def _modes(torch):
     return enter
 
 
-def run_in_slices(model, x, slices: int, workers: int):
+def run_in_slices(model, x, slices: int, workers: int, join: bool = True):
     """``model(x)`` computed as ``slices`` slices of the batch ``x`` (torch.tensor_split along dim 0), each
-    on one torch thread, ``workers`` at a time (this thread and helper threads); the outputs concatenated.
+    on one torch thread, ``workers`` at a time (this thread and helper threads); the outputs concatenated,
+    or with ``join=False`` their list, in order (no copy: a caller that takes the slices one by one).
 
-    Holds the slices' outputs until they are joined (the size of one batch's output, twice). The caller's
+    Holds the slices' outputs (and, joined, a copy of them: one batch's output twice). The caller's
     ``torch.get_num_threads()`` is restored, also on an exception (a helper's is raised here). Where the
-    model does not return one tensor row per input, ``model(x)`` is returned as it is (the caller's shape
-    check then names what it returned)."""
+    model does not return one tensor row per input, ``model(x)`` is returned as it is (``[model(x)]``
+    with ``join=False``; the caller's shape check then names what it returned)."""
     import torch
 
     if getattr(_local, "inside", False) or not isinstance(x, torch.Tensor) or x.ndim == 0 or len(x) == 0:
-        return model(x)
+        return model(x) if join else [model(x)]
     cores, slices = slices, min(slices, len(x))
     parts = x.tensor_split(slices)
     outputs = [None] * slices
@@ -121,6 +122,8 @@ def run_in_slices(model, x, slices: int, workers: int):
     for helper in helpers:
         if not helper.cancelled():
             helper.result()
-    if all(isinstance(y, torch.Tensor) and y.ndim >= 1 and len(y) == len(p) for y, p in zip(outputs, parts)):
-        return outputs[0] if slices == 1 else torch.cat(outputs)
-    return model(x)
+    if not all(isinstance(y, torch.Tensor) and y.ndim >= 1 and len(y) == len(p) for y, p in zip(outputs, parts)):
+        return model(x) if join else [model(x)]
+    if not join:
+        return outputs
+    return outputs[0] if slices == 1 else torch.cat(outputs)

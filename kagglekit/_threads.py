@@ -35,8 +35,10 @@ What is chosen, and why (bench/bench_load.py measures it; bench/RESULTS.md, "Thr
   cores' counters are mostly other containers'), the free cores are the usable cores less the number of
   reader threads kagglekit started.
 - **the model's forward runs in fixed slices** (:mod:`kagglekit._slices`): the batch is cut into as many
-  slices as there are usable cores, each computed on one torch thread, as many at once as there are free
-  cores. The cut depends on the machine only, so the outputs are the same bits whatever the policy chooses
+  slices as there are usable cores, each computed on one torch thread, as many at once as there are cores
+  that other processes leave free (kagglekit's own reader threads are not subtracted: slices wait at no
+  barrier, so they and the readers share the cores as the OS schedules them; bench_load.py (b), decoding
+  threads busy beside the model: one slice at a time 1.51 s, two 1.37 s). The cut depends on the machine only, so the outputs are the same bits whatever the policy chooses
   (oneDNN's convolutions on a whole batch round differently on 1 and 2 threads); and slices share no barrier,
   so a busy core slows one slice instead of the whole team (bench_load.py: idle, a Unet's sliding window
   0.91 s whole on the free cores; see bench/RESULTS.md for the sliced figures). The model is not capped:
@@ -168,7 +170,8 @@ class _Monitor:
         self.readers = 0.0  # CPU seconds the background reader threads used, ever
         self.readers_alive = 0  # background reader threads running now
         self.snapshot = None  # (wall time, busy ticks, process CPU seconds, readers' CPU seconds)
-        self.others = None  # the last estimate, in cores
+        self.others = None  # the last estimate of the cores other processes keep busy
+        self.reading = 0.0  # ... and of the cores the reader threads used
 
     def add_reader_time(self, seconds: float) -> None:
         with self.lock:
@@ -178,25 +181,27 @@ class _Monitor:
         ticks = _busy_ticks(cpus)
         return None if ticks is None else (time.monotonic(), ticks, time.process_time(), self.readers)
 
-    def busy_elsewhere(self) -> float | None:
-        """Cores busy with other work (other processes, kagglekit's readers) over the last window."""
+    def busy_elsewhere(self, readers: bool = True) -> float | None:
+        """Cores busy with other processes' work (and, with ``readers``, kagglekit's reader threads') over
+        the last window."""
         cpus, cores, measurable = _cpus()
         if not measurable:
             return None
         with self.lock:
             now = time.monotonic()
             if self.snapshot is None or now - self.snapshot[0] > STALE:
-                self.snapshot, self.others = self._take(cpus), _running_others()
-                return self.others
-            if now - self.snapshot[0] >= MIN_WINDOW:
+                self.snapshot, self.others, self.reading = self._take(cpus), _running_others(), 0.0
+            elif now - self.snapshot[0] >= MIN_WINDOW:
                 new = self._take(cpus)
                 if new is not None:
                     wall = new[0] - self.snapshot[0]
                     busy = (new[1] - self.snapshot[1]) / _TICK
-                    own = (new[2] - self.snapshot[2]) - (new[3] - self.snapshot[3])  # the model's team and the caller
-                    self.others = min(float(cores), max(0.0, (busy - own) / wall))
+                    self.others = min(float(cores), max(0.0, (busy - (new[2] - self.snapshot[2])) / wall))
+                    self.reading = (new[3] - self.snapshot[3]) / wall
                     self.snapshot = new
-            return self.others
+            if self.others is None:
+                return None
+            return min(float(cores), self.others + self.reading) if readers else self.others
 
 
 _MONITOR = _Monitor()
@@ -213,13 +218,14 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork)
 
 
-def free_cores() -> int:
-    """How many cores are free for kagglekit now: the whole-batch ops' torch threads and the forward's
-    slices at once (see the module docstring)."""
+def free_cores(readers: bool = True) -> int:
+    """How many cores are free for kagglekit now (see the module docstring): less those kept busy by
+    other processes and, with ``readers`` (the whole-batch ops' torch threads), by kagglekit's reader
+    threads; without (the forward's slices at once), not."""
     cores = usable_cores()
-    others = _MONITOR.busy_elsewhere()
+    others = _MONITOR.busy_elsewhere(readers)
     if others is None:
-        return max(1, cores - _MONITOR.readers_alive)
+        return max(1, cores - (_MONITOR.readers_alive if readers else 0))
     return max(1, min(cores, int(cores - others + BUSY)))  # a core counts busy when others take >= BUSY of it
 
 
@@ -322,12 +328,13 @@ class CpuThreads:
             return _scope(self.fixed)
         return _scope(self.fixed or free_cores())
 
-    def forward(self, model):
+    def forward(self, model, join: bool = True):
         """``model`` as the batches call it: on CUDA itself; on a CPU a callable that runs a batch in
         :func:`kagglekit._slices.run_in_slices`, as many slices as usable cores, the free cores' worth
-        (or ``threads``) at once."""
+        (or ``threads``) at once. ``join=False``: the callable returns a list of outputs, one per slice
+        (on CUDA, one)."""
         if self.on_cuda:
-            return model
+            return model if join else lambda x: [model(x)]
         from kagglekit._slices import run_in_slices
 
-        return lambda x: run_in_slices(model, x, usable_cores(), self.fixed or free_cores())
+        return lambda x: run_in_slices(model, x, usable_cores(), self.fixed or free_cores(readers=False), join)

@@ -68,9 +68,9 @@ def at_once(monkeypatch):
     """How many slices each sliced forward was allowed to run at once (run_in_slices' ``workers``)."""
     seen, run = [], _slices.run_in_slices
 
-    def recorded(model, x, slices, workers):
+    def recorded(model, x, slices, workers, join=True):
         seen.append(workers)
-        return run(model, x, slices, workers)
+        return run(model, x, slices, workers, join)
 
     monkeypatch.setattr(_slices, "run_in_slices", recorded)
     return seen
@@ -116,7 +116,7 @@ def each_choice(monkeypatch, run):
     """``run(threads)`` under every choice of the policy: threads=1 and 2, and the default with 1 and 2 free cores."""
     outputs = []
     for threads, free in CHOICES:
-        monkeypatch.setattr(_threads, "free_cores", lambda free=free: free or 2)
+        monkeypatch.setattr(_threads, "free_cores", lambda readers=True, free=free: free or 2)
         outputs.append(run(threads))
     return outputs
 
@@ -254,14 +254,14 @@ def test_threads_reaches_the_forward_the_batch_and_the_stitching(threads, stitch
 
 def test_the_policy_stitches_on_one_thread_and_runs_the_batch_on_the_free_cores(monkeypatch, stitching, at_once):
     normalize, batch = recorded_batch_ops()
-    monkeypatch.setattr(_threads, "free_cores", lambda: 2)
+    monkeypatch.setattr(_threads, "free_cores", lambda readers=True: 2)
     sliding_window(Recording(), image(), tile=64, stride=48, progress=False, normalize=normalize)
     assert set(stitching) == {1} and set(batch) == {2} and set(at_once) == {2} and set(Recording.seen) == {1}
     stitching.clear()
     list(iter_strips(Recording(), image(), tile=64, stride=48, progress=False))
     assert set(stitching) == {1}
     at_once.clear()
-    monkeypatch.setattr(_threads, "free_cores", lambda: 1)
+    monkeypatch.setattr(_threads, "free_cores", lambda readers=True: 1)
     predict(Recording(pooled=True), [image(30, 30)] * 3, batch_size=2, progress=False)
     assert set(at_once) == {1}
 
@@ -405,11 +405,12 @@ def test_free_cores_are_the_usable_cores_less_what_others_and_the_readers_use(mo
     window(0.1, busy_cores=2.0, own_cores=1.0)  # less than MIN_WINDOW later: the last estimate stands
     assert _threads.free_cores() == 2
     window(0.5, busy_cores=2.0, own_cores=1.0)  # another process takes one core
-    assert _threads.free_cores() == 1
+    assert _threads.free_cores() == 1 and _threads.free_cores(readers=False) == 1
     window(0.5, busy_cores=1.4, own_cores=1.0)  # others take 0.4 of a core: less than half, still free
     assert _threads.free_cores() == 2
     window(0.5, busy_cores=2.0, own_cores=2.0, reader_cores=1.2)  # this process's own readers decode 1.2 cores
     assert _threads.free_cores() == 1
+    assert _threads.free_cores(readers=False) == 2  # the forward's slices share the cores with the readers
     window(0.5, busy_cores=2.0, own_cores=0.2)  # two other processes: still one thread, never zero
     assert _threads.free_cores() == 1
     clock.wall += _threads.STALE + 1  # an old estimate is not used: the first guess again
@@ -421,7 +422,7 @@ def test_without_proc_stat_the_free_cores_are_the_usable_cores_less_the_readers(
     monkeypatch.setattr(_threads, "_MONITOR", _threads._Monitor())
     assert _threads.free_cores() == 4
     with _threads.readers(2):
-        assert _threads.free_cores() == 2
+        assert _threads.free_cores() == 2 and _threads.free_cores(readers=False) == 4
         with _threads.readers(3):
             assert _threads.free_cores() == 1
     assert _threads.free_cores() == 4

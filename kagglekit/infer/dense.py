@@ -88,7 +88,8 @@ def _batch_outputs(model, plan: _Plan, device, amp, channels_last, normalize, tt
         return batch
 
     mixed = autocast(amp, device)
-    forward = cpu.forward(model)
+    # without TTA the slices' outputs are stitched one after another: no copy of the batch's output to join them
+    forward = cpu.forward(model, join=tta is not None)
     out_h, out_w = weights.tile_out
     for start, tiles in prefetch(read_batches(), depth=1) if on_cuda else read_batches():
         # per batch: the caller's code between yields runs in its own mode and on its own threads
@@ -103,14 +104,18 @@ def _batch_outputs(model, plan: _Plan, device, amp, channels_last, normalize, tt
             if affine.then is not None:
                 batch = affine.then(batch)
             with mixed:
-                pred = tta(forward, batch, start) if tta is not None else forward(batch)
-            if not isinstance(pred, torch.Tensor) or pred.ndim != 4 or pred.shape[0] != len(batch) or tuple(pred.shape[2:]) != (out_h, out_w):
-                got = tuple(pred.shape) if isinstance(pred, torch.Tensor) else type(pred).__name__
-                raise ShapeError(f"the model returned {got} for a batch of {tuple(batch.shape)}; expected (N, C, {out_h}, {out_w}) "
-                                 f"(tile {grid.tile} / out_scale {weights.scale}); set out_scale to the model's output stride")
-            # on CPU pred may be a view of the buffer (an identity model): it is stitched before the next fill
-            outputs = pred.float().cpu().numpy()
-        yield start, outputs
+                preds = [tta(forward, batch, start)] if tta is not None else forward(batch)
+            rows = sum(len(pred) if isinstance(pred, torch.Tensor) and pred.ndim else -1 for pred in preds)
+            for pred in preds:
+                if not isinstance(pred, torch.Tensor) or pred.ndim != 4 or rows != len(batch) or tuple(pred.shape[2:]) != (out_h, out_w):
+                    got = tuple(pred.shape) if isinstance(pred, torch.Tensor) else type(pred).__name__
+                    raise ShapeError(f"the model returned {got} for a batch of {tuple(batch.shape)}; expected (N, C, {out_h}, {out_w}) "
+                                     f"(tile {grid.tile} / out_scale {weights.scale}); set out_scale to the model's output stride")
+            # on CPU a pred may be a view of the buffer (an identity model): it is stitched before the next fill
+            outputs = [pred.float().cpu().numpy() for pred in preds]
+        for part in outputs:
+            yield start, part
+            start += len(part)
 
 
 def _tile_outputs(model, plan: _Plan, device, amp, channels_last, normalize, tta, progress, cpu: CpuThreads):
