@@ -24,6 +24,10 @@ Parts:
       sliding_window of an smp Unet-r18 (random weights) over 1024² RGB, tile 256, stride 192, batch 8
       (bench_sliding.py (c) at a quarter of the area), idle and beside one CPU loop only
 
+Paired: .venv/bin/python bench/bench_load.py --paired [b c] runs (b) and (c) in one process per load, call by
+call in turns: idle the policy and threads=all cores, beside each load the policy and threads=1 (the targets'
+few percent are below the fresh children's spread).
+
 Run: .venv/bin/python bench/bench_load.py [a b c d] [--rounds=N] [--resume]   (peers: the bench extra's
 pytorch-toolbelt and monai). The machine may be shared: each run waits until no other process keeps a core
 busy and is measured again (up to 4 tries) when another user's load came during it. --resume keeps the rows
@@ -149,7 +153,7 @@ def _threads_arg(method: str, rec: Recording):
         cpus, cores, _ = _threads._cpus()
         _threads._cpus = lambda: (cpus, cores, False)
     if method == WHOLE:
-        _threads.CpuThreads.forward = lambda self, model: model
+        _threads.CpuThreads.forward = lambda self, model, join=True: model if join else lambda x: [model(x)]
     rec.watch_slices()
     return {POLICY: None, SPLIT: None, WHOLE: None, ONE: 1, ALL: len(os.sched_getaffinity(0))}[method]
 
@@ -460,6 +464,63 @@ SECTIONS = {"a": "Thread policy under load (a): sliding_window (bench_load.py)",
             "d": "Thread policy under load (d): sliding_window of a Unet, the model's own threads (bench_load.py)"}
 
 
+PAIRED_CALLS = {"b": 8, "c": 6}
+
+
+def _in_turns(runs: dict, calls: int) -> dict:
+    """Each of ``runs``' callables ``calls`` times, in turns (the first to go alternates), after a warm-up call each."""
+    for fn in runs.values():
+        fn()
+    times: dict = {m: [] for m in runs}
+    order = list(runs)
+    for n in range(calls):
+        for m in order if n % 2 == 0 else order[::-1]:
+            t = time.perf_counter()
+            runs[m]()
+            times[m].append(time.perf_counter() - t)
+    return times
+
+
+def paired(part: str) -> None:
+    """Part (b) or (c) in one process, call by call in turns: idle, the policy against ``threads=all cores``
+    (the idle target's yardstick); beside each load, the policy against ``threads=1``. The fresh-child rows'
+    spread (start-up, page cache, the host) is larger than the few percent these targets are about; here it
+    cancels. Recorded as its own section."""
+    import statistics
+
+    from _common import machine, markdown_table, record
+
+    prepare(part)
+    rows, lines = [], []
+    for load in LOADS:
+        other = ALL if load == "idle" else ONE
+        wait_quiet()
+        neighbours = start_load(load) if load != "idle" else []
+        try:
+            recs = {m: PARTS[part][1](m) for m in (POLICY, other)}
+            times = _in_turns({m: fn for m, (fn, _) in recs.items()}, PAIRED_CALLS[part])
+        finally:
+            stop_load(neighbours)
+        for m in (POLICY, other):
+            rows.append([PARTS[part][0], load, m, min(times[m]), statistics.median(times[m]), max(times[m]),
+                         threads_note(recs[m][1].seen)])
+        best = min(times[POLICY]) / min(times[other])
+        median = statistics.median(times[POLICY]) / statistics.median(times[other])
+        if load == "idle":
+            lines.append(f"- ({part}) idle, the policy within 5 % of threads=all cores: {best:.3f}x (best calls), "
+                         f"{median:.3f}x (medians) — {'met' if best <= 1.05 else 'NOT met'}")
+        else:
+            lines.append(f"- ({part}) {load}, the policy not slower than threads=1: {best:.3f}x (best calls), "
+                         f"{median:.3f}x (medians) — {'met' if min(best, median) <= 1.0 else 'NOT met'}")
+    body = (f"One process per load; {PAIRED_CALLS[part]} calls of each method in turns after one warm-up call each; "
+            "the neighbours as in the fresh-child runs, started before the warm-up calls. "
+            f"Command: `.venv/bin/python bench/bench_load.py --paired {part}`.\n\n"
+            + markdown_table(["workload", "load beside it", "method", "best s", "median s", "worst s",
+                              "model forwards: K slices at once x T threads each"], rows) + "\n\n" + "\n".join(lines))
+    record(f"Thread policy under load ({part}, paired): in one process (bench_load.py --paired)", body,
+           machine().rsplit(", load average", 1)[0])
+
+
 def main(parts, rounds: int = 1, resume: bool = False) -> None:
     from _common import machine, markdown_table, record
 
@@ -482,6 +543,10 @@ def main(parts, rounds: int = 1, resume: bool = False) -> None:
 if __name__ == "__main__":
     if sys.argv[1:2] == ["--child"]:
         child(sys.argv[2], sys.argv[3])
+    elif sys.argv[1:2] == ["--paired"]:
+        sys.path.insert(0, str(HERE))
+        for part in sys.argv[2:] or ["b", "c"]:
+            paired(part)
     else:
         sys.path.insert(0, str(HERE))
         rounds = next((int(a.split("=")[1]) for a in sys.argv[1:] if a.startswith("--rounds=")), 1)

@@ -7,12 +7,13 @@ policy picks the count by the load it measures, so the bits would change from ru
 cut into as many slices as the process has usable cores (fewer when the batch is smaller): a property of the
 machine, not of the load or of ``threads=``. Each slice always runs on one torch thread, so its output is
 the same bits whichever thread runs it and however many run at once; only the number of slices computed at
-the same time follows the policy (the free cores, or ``threads=``).
+the same time follows the policy (the cores other processes leave free, or ``threads=``).
 
-It is also faster: the slices share no barrier, so a core taken by another process slows one slice instead
-of stalling every thread of an OpenMP team at each op (bench_load.py; resnet10t, batch 16 at 224 px on 2
-cores: 92 ms in two slices against 125 ms on two intra-op threads idle, 137 ms against 214 ms on one thread
-beside a busy process). A batch of one image runs on one thread: give ``batch_size`` at least the cores.
+It is also faster: the slices wait at no barrier, so a thread that shares its core (another process, a
+reader thread) slows one slice instead of stalling every thread of an OpenMP team at each op (bench_load.py,
+idle on 2 cores, two slices at once against each batch whole on two intra-op threads: predict (b) 1.29
+against 1.73 s, extract_bag (c) 3.59 against 3.83 s, an smp Unet's sliding window (d) 0.95 against 1.24 s).
+A batch of one image runs on one thread: give ``batch_size`` at least the cores.
 
 The model must compute each image of the batch on its own (any CNN or ViT in eval mode does); a model
 that mixes images of one batch (batch statistics) gets slices as its batches. It is called from several

@@ -18,8 +18,8 @@ What is chosen, and why (bench/bench_load.py measures it; bench/RESULTS.md, "Thr
   of them per image). On two threads they gain nothing measurable on an idle machine and are much slower
   when another process keeps one of the cores busy: an OpenMP team waits at every op's barrier for its
   thread that shares a core to get its next time slice (bench_load.py (a), 8192² through a 1x1 conv: idle,
-  0.26-0.31 s whichever the threads; beside one busy process, everything on both cores 0.64 s to 8.1 s,
-  the model alone on both cores 0.95 s, the policy 0.27-0.30 s).
+  0.24-0.30 s whichever the threads; beside one busy process, everything on both cores 6.75 s, the
+  batch's ops and two slices at once (no load measured) 0.76 s, the policy 0.28 s).
 - **whole-batch ops run on the cores that are free**: the batch's normalisation, TTA views, merges and
   activations (several megabytes each: two threads help on an idle machine), on the cores this process may
   use (``os.sched_getaffinity``, capped by a cgroup CPU quota) less the cores kept busy by other processes and
@@ -40,9 +40,9 @@ What is chosen, and why (bench/bench_load.py measures it; bench/RESULTS.md, "Thr
   barrier, so they and the readers share the cores as the OS schedules them; bench_load.py (b), decoding
   threads busy beside the model: one slice at a time 1.51 s, two 1.37 s). The cut depends on the machine only, so the outputs are the same bits whatever the policy chooses
   (oneDNN's convolutions on a whole batch round differently on 1 and 2 threads); and slices share no barrier,
-  so a busy core slows one slice instead of the whole team (bench_load.py: idle, a Unet's sliding window
-  0.91 s whole on the free cores; see bench/RESULTS.md for the sliced figures). The model is not capped:
-  on an idle machine its slices use every core.
+  so a busy core slows one slice instead of the whole team (bench_load.py, idle: predict 1.29 s sliced
+  against 1.73 s whole on two threads, extract_bag 3.59 against 3.83 s, a Unet's sliding window 0.95
+  against 1.24 s). The model is not capped: on an idle machine its slices use every core.
 - **``threads=N`` overrides both**: kagglekit's own ops run on N torch threads and N slices run at once
   (at most the usable cores: the cut stays the machine's); the outputs are the same bits as the policy's.
 - **on CUDA** the GPU work is unchanged (the model's context and its forward change nothing); only the
