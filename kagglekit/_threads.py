@@ -37,8 +37,9 @@ What is chosen, and why (bench/bench_load.py measures it; bench/RESULTS.md, "Thr
 - **the model's forward runs in fixed slices** (:mod:`kagglekit._slices`): the batch is cut into as many
   slices as there are usable cores, each computed on one torch thread, as many at once as there are cores
   that other processes leave free (kagglekit's own reader threads are not subtracted: slices wait at no
-  barrier, so they and the readers share the cores as the OS schedules them; bench_load.py (b), decoding
-  threads busy beside the model: one slice at a time 1.51 s, two 1.37 s). The cut depends on the machine only, so the outputs are the same bits whatever the policy chooses
+  barrier, so they and the readers share the cores as the OS schedules them; bench_load.py (b), idle with
+  two decoding threads busy: two slices at once on every forward, 1.29 s against 1.60 s on one thread).
+  The cut depends on the machine only, so the outputs are the same bits whatever the policy chooses
   (oneDNN's convolutions on a whole batch round differently on 1 and 2 threads); and slices share no barrier,
   so a busy core slows one slice instead of the whole team (bench_load.py, idle: predict 1.29 s sliced
   against 1.73 s whole on two threads, extract_bag 3.59 against 3.83 s, a Unet's sliding window 0.95
