@@ -252,9 +252,8 @@ class PipelineBase:
                                                 "\"fp16\", \"bf16\"")
     threads: int | str = option("auto", check=THREADS,
                                 help='torch threads on the CPU ("auto": kagglekit\'s own steps on one, each model\'s forward in '
-                                     "a slice of the batch per core, one thread each, as many at once as other processes and the "
-                                     "decoding threads leave cores free; N: kagglekit's steps on N threads, N slices at once; the "
-                                     "same outputs either way)")
+                                     "a slice of the batch per core, one thread each, as many at once as other processes leave cores "
+                                     "free; N: kagglekit's steps on N threads, N slices at once; the same outputs either way)")
     notes: tuple[str, ...] = field(default=(), compare=False)
 
 
