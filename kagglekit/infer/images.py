@@ -227,7 +227,7 @@ def predict(models, inputs: Sequence, *, size=None, resize="resize", normalize="
         normalisation, TTA views and merges on the cores that are free: this process's cores less those
         kept busy by other processes and by the ``num_workers`` decoding threads (their CPU use, measured
         while it runs), at least one; each forward in one slice of the batch per usable core, each on one
-        thread, as many at once as cores are free; on CUDA the GPU work is unchanged. An integer N:
+        thread, as many at once as other processes leave cores free; on CUDA the GPU work is unchanged. An integer N:
         kagglekit's steps on N threads, N slices at once. The caller's ``torch.get_num_threads()`` is
         restored on return; outputs are the same bits either way. Why: :mod:`kagglekit._threads`,
         bench/bench_load.py.

@@ -91,10 +91,10 @@ def extract_bag(backbone, source, *, slide: str | None = None, name: str | None 
         The backbone dominates on a CPU: ``amp="auto"`` (bfloat16 where the CPU has it) extracts 1.7x
         faster, features within about 1e-2 of float32's (bench_mil.py (b)).
     threads: torch threads for the CPU-side work, as :func:`kagglekit.infer.predict`: None / ``"auto"``
-        (default) runs the normalisation and the backbone's slices of each batch on the cores that are
-        free (this process's cores less those kept busy by other processes and by the reader threads,
-        which decode a batch of TIFF tiles on a thread per core), measured as it runs; an integer N runs
-        kagglekit's steps on N threads and N slices at once. The caller's ``torch.get_num_threads()`` is
+        (default) runs the normalisation on the cores that are free (this process's cores less those kept
+        busy by other processes and by the reader threads, which decode a batch of TIFF tiles on a thread
+        per core) and the backbone's slices of each batch on those other processes leave free, measured
+        as it runs; an integer N runs kagglekit's steps on N threads and N slices at once. The caller's ``torch.get_num_threads()`` is
         restored on return. The features are the same bits whatever is chosen: each slice of a batch
         always runs on one thread (:mod:`kagglekit._slices`).
 
