@@ -163,6 +163,17 @@ class ReinhardNormalizer(_SkipFlag):
         return self._done(_from_lab(lab))
 
 
+NORMALIZERS = {"macenko": MacenkoNormalizer, "reinhard": ReinhardNormalizer}
+
+
+def fitted_normalizer(method: str, reference: np.ndarray):
+    """A :class:`MacenkoNormalizer` (``method="macenko"``) or :class:`ReinhardNormalizer` (``"reinhard"``)
+    fitted on ``reference``, an RGB uint8 (H, W, 3) tissue image."""
+    from kagglekit._checks import one_of
+
+    return NORMALIZERS[one_of("stain method", method, tuple(NORMALIZERS))]().fit(reference)
+
+
 class StainAugmenter(_SkipFlag):
     """Jitter H and E concentrations: ``C' = C * scale + shift`` per stain (Tellez et al. 2018).
 

@@ -47,11 +47,10 @@ def stain_normalizer(slides):
     """The fitted stain normaliser of ``[slides.stain]`` (None without it), shared by every kind."""
     if slides.stain_method is None:
         return None
-    from kagglekit.augment.stain import MacenkoNormalizer, ReinhardNormalizer
+    from kagglekit.augment.stain import fitted_normalizer
     from kagglekit.io.decoded import decode_image
 
-    reference = decode_image(slides.stain_reference)[:, :, :3]
-    return {"macenko": MacenkoNormalizer, "reinhard": ReinhardNormalizer}[slides.stain_method]().fit(reference)
+    return fitted_normalizer(slides.stain_method, decode_image(slides.stain_reference)[:, :, :3])
 
 
 class MilModels:

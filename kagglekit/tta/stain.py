@@ -14,9 +14,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from kagglekit._checks import one_of
+from kagglekit.augment.stain import NORMALIZERS, fitted_normalizer
 from kagglekit.tta.crops import LabelView
-
-METHODS = ("macenko", "reinhard")
 
 
 @dataclass(frozen=True, eq=False)
@@ -38,9 +37,7 @@ class StainView(LabelView):
 def stain_view(method: str, reference) -> tuple[StainView]:
     """One view: ``method`` (``"macenko"`` or ``"reinhard"``) fitted on ``reference``, an RGB uint8 (H, W, 3)
     array or an image path (:func:`kagglekit.io.load_image`)."""
-    from kagglekit.augment import MacenkoNormalizer, ReinhardNormalizer
     from kagglekit.io import load_image
 
-    one_of("stain method", method, METHODS)
-    normalizer = (MacenkoNormalizer if method == "macenko" else ReinhardNormalizer)().fit(load_image(reference))
-    return (StainView(normalizer, method),)
+    one_of("stain method", method, tuple(NORMALIZERS))  # before the reference is read
+    return (StainView(fitted_normalizer(method, load_image(reference)), method),)
