@@ -136,9 +136,9 @@ class Recording:
 
         run = _slices.run_in_slices
 
-        def recorded(model, x, slices, workers, join=True):
-            self.at_once = min(slices, workers, len(x))
-            return run(model, x, slices, workers, join)
+        def recorded(model, x, cores, workers, join=True):
+            self.at_once = min(cores, workers, len(x))
+            return run(model, x, cores, workers, join)
 
         _slices.run_in_slices = recorded
 

@@ -73,8 +73,8 @@ def _modes(torch):
     return enter
 
 
-def run_in_slices(model, x, slices: int, workers: int, join: bool = True):
-    """``model(x)`` computed as ``slices`` slices of the batch ``x`` (torch.tensor_split along dim 0), each
+def run_in_slices(model, x, cores: int, workers: int, join: bool = True):
+    """``model(x)`` computed as ``min(cores, len(x))`` slices of the batch ``x`` (torch.tensor_split along dim 0), each
     on one torch thread, ``workers`` at a time (this thread and helper threads); the outputs concatenated,
     or with ``join=False`` their list, in order (no copy: a caller that takes the slices one by one).
 
@@ -86,7 +86,7 @@ def run_in_slices(model, x, slices: int, workers: int, join: bool = True):
 
     if getattr(_local, "inside", False) or not isinstance(x, torch.Tensor) or x.ndim == 0 or len(x) == 0:
         return model(x) if join else [model(x)]
-    cores, slices = slices, min(slices, len(x))
+    slices = min(cores, len(x))
     parts = x.tensor_split(slices)
     outputs = [None] * slices
     order, lock, failed = iter(range(slices)), threading.Lock(), threading.Event()

@@ -68,9 +68,9 @@ def at_once(monkeypatch):
     """How many slices each sliced forward was allowed to run at once (run_in_slices' ``workers``)."""
     seen, run = [], _slices.run_in_slices
 
-    def recorded(model, x, slices, workers, join=True):
+    def recorded(model, x, cores, workers, join=True):
         seen.append(workers)
-        return run(model, x, slices, workers, join)
+        return run(model, x, cores, workers, join)
 
     monkeypatch.setattr(_slices, "run_in_slices", recorded)
     return seen
