@@ -166,12 +166,16 @@ class ReinhardNormalizer(_SkipFlag):
 NORMALIZERS = {"macenko": MacenkoNormalizer, "reinhard": ReinhardNormalizer}
 
 
-def fitted_normalizer(method: str, reference: np.ndarray):
+def fitted_normalizer(method: str, reference):
     """A :class:`MacenkoNormalizer` (``method="macenko"``) or :class:`ReinhardNormalizer` (``"reinhard"``)
-    fitted on ``reference``, an RGB uint8 (H, W, 3) tissue image."""
+    fitted on ``reference``: a tissue image, an RGB(A) uint8 (H, W, C) array or an image path
+    (:func:`kagglekit.io.load_image`; the method is checked before it is read, an alpha channel dropped)."""
     from kagglekit._checks import one_of
+    from kagglekit.io import load_image
 
-    return NORMALIZERS[one_of("stain method", method, tuple(NORMALIZERS))]().fit(reference)
+    normalizer = NORMALIZERS[one_of("stain method", method, tuple(NORMALIZERS))]()
+    image = reference if isinstance(reference, np.ndarray) else load_image(reference)
+    return normalizer.fit(image[:, :, :3])
 
 
 class StainAugmenter(_SkipFlag):

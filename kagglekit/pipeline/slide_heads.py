@@ -48,9 +48,8 @@ def stain_normalizer(slides):
     if slides.stain_method is None:
         return None
     from kagglekit.augment.stain import fitted_normalizer
-    from kagglekit.io.decoded import decode_image
 
-    return fitted_normalizer(slides.stain_method, decode_image(slides.stain_reference)[:, :, :3])
+    return fitted_normalizer(slides.stain_method, slides.stain_reference)
 
 
 class MilModels:

@@ -13,8 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from kagglekit._checks import one_of
-from kagglekit.augment.stain import NORMALIZERS, fitted_normalizer
+from kagglekit.augment.stain import fitted_normalizer
 from kagglekit.tta.crops import LabelView
 
 
@@ -37,7 +36,4 @@ class StainView(LabelView):
 def stain_view(method: str, reference) -> tuple[StainView]:
     """One view: ``method`` (``"macenko"`` or ``"reinhard"``) fitted on ``reference``, an RGB uint8 (H, W, 3)
     array or an image path (:func:`kagglekit.io.load_image`)."""
-    from kagglekit.io import load_image
-
-    one_of("stain method", method, tuple(NORMALIZERS))  # before the reference is read
-    return (StainView(fitted_normalizer(method, load_image(reference)), method),)
+    return (StainView(fitted_normalizer(method, reference), method),)

@@ -70,7 +70,7 @@ class TTA(nn.Module):
         super().__init__()
         self.model = model
         self.task = one_of("task", task, TASKS)
-        self.views = checked_views(views, "TTA(task='segmentation')", dense=self.task == "segmentation")
+        self.views = checked_views(views, f"TTA(task={self.task!r})", dense=self.task == "segmentation")
         self.batched = bool(batched)
         Merger(merge, outputs)  # validate now rather than at the first forward
         self.merge, self.outputs = merge, outputs
