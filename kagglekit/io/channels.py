@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from kagglekit.errors import ShapeError
-from kagglekit.io.source import Source
+from kagglekit.io.source import Source, remembered
 
 __all__ = ["ChannelMatchedSource", "match_channels"]
 
@@ -36,6 +36,7 @@ class ChannelMatchedSource(Source):
     def _prefetch_inside(self, windows) -> None:
         self.inner._prefetch_inside(windows)
 
+    @remembered
     def thumbnail(self, max_side: int = 1024) -> np.ndarray:
         return self._adapt(self.inner.thumbnail(max_side))
 

@@ -48,7 +48,7 @@ from typing import NamedTuple
 import numpy as np
 
 from kagglekit.errors import ImageReadError
-from kagglekit.io.source import Source
+from kagglekit.io.source import Source, remembered
 
 __all__ = ["PNG_SIGNATURE", "WHOLE_BYTES", "PngHeader", "StreamedPngSource", "opencv_pixel_limit", "png_header"]
 
@@ -252,6 +252,7 @@ class StreamedPngSource(Source):
                 while self._cached_bytes > self.cache_bytes and len(self._cache) > 1:
                     self._cached_bytes -= self._cache.pop(next(iter(self._cache))).nbytes
 
+    @remembered
     def thumbnail(self, max_side: int = 1024) -> np.ndarray:
         """:meth:`Source.thumbnail` in one forward pass of row strips (about 64 MB each), then the pass ends:
         holds one strip and the thumbnail's sums, never the slide."""

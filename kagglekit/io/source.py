@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 import operator
 
@@ -9,6 +10,21 @@ import numpy as np
 
 from kagglekit._checks import positive_int
 from kagglekit.errors import InvalidArgumentError, ShapeError
+
+
+def remembered(thumbnail):
+    """A source's ``thumbnail`` method that keeps its last result (one small (h, w, C) array): asked again at
+    the same ``max_side`` (a slide's kind, then its tile plan) it makes no second pass over the image. Each
+    call returns its own copy."""
+
+    @functools.wraps(thumbnail)
+    def kept(self, max_side: int = 1024) -> np.ndarray:
+        last = self.__dict__.get("_last_thumbnail")
+        if last is None or last[0] != max_side:
+            last = self._last_thumbnail = (max_side, thumbnail(self, max_side))
+        return last[1].copy()
+
+    return kept
 
 
 class Source:
@@ -64,6 +80,7 @@ class Source:
     def _prefetch_inside(self, windows) -> None:
         """Hook for :meth:`prefetch`, given (y0, x0, y1, x1) windows clipped to the image."""
 
+    @remembered
     def thumbnail(self, max_side: int = 1024) -> np.ndarray:
         """Return the whole image shrunk by area averaging so that its longer side is ``max_side``.
 
@@ -72,7 +89,7 @@ class Source:
         is separable, so each row strip (at most about ``_STRIP_BYTES``) is first narrowed to the
         thumbnail's width and its rows are then added into the thumbnail rows they overlap: holds one
         strip and the thumbnail's sums (float32; float64 for float64 and 32- or 64-bit integers, whose
-        values float32 cannot hold), never the whole image.
+        values float32 cannot hold), never the whole image; keeps the last thumbnail (:func:`remembered`).
         """
         import cv2
 

@@ -18,7 +18,7 @@ import numpy as np
 
 from kagglekit._threads import counted
 from kagglekit.errors import ImageReadError, InvalidArgumentError, KagglekitError
-from kagglekit.io.source import Source
+from kagglekit.io.source import Source, remembered
 
 
 @functools.cache
@@ -223,6 +223,7 @@ class TiffSource(PageSource):
         self.levels = [lv.keyframe for lv in levels]
         super().__init__(TiffPageReader(self.tif, self.levels[level], str(path), cache_bytes))
 
+    @remembered
     def thumbnail(self, max_side: int = 1024) -> np.ndarray:
         """Thumbnail from the smallest pyramid level below this source's whose longer side is still at
         least ``max_side``."""

@@ -10,8 +10,8 @@ probabilities averaged with their weights (:mod:`kagglekit.pipeline.slide_heads`
 ``[tta]`` views, the tile probabilities aggregated per class (:mod:`kagglekit.pipeline.slide_tiles`).
 
 ``[slides.tma]`` / ``[slides.wsi]`` give a kind its own settings and models: each slide's kind comes from
-``tma_when`` over the table, else ``kind``, else its thumbnail (:func:`kagglekit.tiling.slide_kind`, one
-more thumbnail than the plan's: a streamed PNG costs one more pass). Models loaded once per distinct
+``tma_when`` over the table, else ``kind``, else its thumbnail (:func:`kagglekit.tiling.slide_kind`, on
+the same thumbnail the plan then uses: one pass over a streamed PNG). Models loaded once per distinct
 (models, route, backbone). Then the decision's temperature on the log of the slide's probabilities. A
 slide without tissue, or one that cannot be read, keeps its fallback row with the reason.
 """
