@@ -276,8 +276,9 @@ def fit_blend(tables, y, metric, *, method: str = "hill_climb", mode: str = "mea
     nested, oof = [], np.full(arrays[0].shape, np.nan)
     for train, held_out in fold_pairs(folds, y, seed):
         w, held = fitter.fit(fitter.space(arrays, train), y[train]), fitter.space(arrays, held_out)
-        nested.append(fitter.score(held, y[held_out], w))
-        oof[held_out] = from_space(_mix(held, w), mode)
+        total = _mix(held, w)
+        nested.append(fitter.scorer(y[held_out])(total))
+        oof[held_out] = from_space(total, mode)
     space = fitter.space(arrays, np.arange(len(y)))
     weights = fitter.fit(space, y)
     return BlendFit(weights, method, mode, in_sample=fitter.score(space, y, weights), nested=float(np.mean(nested)),
