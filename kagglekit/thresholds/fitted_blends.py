@@ -100,8 +100,7 @@ class BlendFit:
         if len(arrays) != len(self.weights):
             raise ShapeError(f"the blend was fitted on {len(self.weights)} models but got {len(arrays)} tables; pass "
                              "them in the fitted order")
-        kept = np.flatnonzero(self.weights > 0)
-        return blend([arrays[k] for k in kept], self.weights[kept], self.mode)
+        return blend_kept(arrays, self.weights, self.mode)
 
     def models_config(self, paths) -> list[dict]:
         """classify's ``[[models]]`` tables, ``{"path": str, "weight": float}``, for the M models ``paths`` in the
@@ -134,6 +133,13 @@ def _fit_mode(mode: str) -> str:
         raise InvalidArgumentError("mode='median' takes no weights, so there are none to fit; use blend(tables, "
                                    f"mode='median') as it is, or fit one of {list(FIT_MODES)}")
     return one_of("fitted blend mode", mode, FIT_MODES)
+
+
+def blend_kept(tables, weights, mode: str) -> np.ndarray:
+    """:func:`~kagglekit.thresholds.blend` of the tables whose fitted weight is above 0 (a fit may give a
+    model 0, which ``blend`` refuses and gmean's log 0 must not meet)."""
+    kept = [k for k, w in enumerate(weights) if w > 0]
+    return blend([tables[k] for k in kept], [weights[k] for k in kept], mode)
 
 
 def _mix(space: np.ndarray, w: np.ndarray) -> np.ndarray:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from kagglekit.thresholds.fitted_blends import FIT_MODES
+from kagglekit.thresholds.fitted_blends import FIT_MODES, blend_kept
 from kagglekit.thresholds.stacking import StackFileError, Stacker, check_format, read_json, stacker_from
 
 __all__ = ["BlendFile", "read_stack_file"]
@@ -33,10 +33,7 @@ class BlendFile:
 
     def predict(self, tables) -> np.ndarray:
         """The (N, C) float64 blend of the M (N, C) tables (those of weight 0 left out)."""
-        from kagglekit.thresholds.blends import blend
-
-        kept = [k for k, w in enumerate(self.weights) if w > 0]
-        return blend([tables[k] for k in kept], [self.weights[k] for k in kept], self.mode)
+        return blend_kept(tables, self.weights, self.mode)
 
 
 def _blend_from(data: dict, path) -> BlendFile:
