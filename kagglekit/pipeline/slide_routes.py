@@ -23,13 +23,15 @@ def load_routes(cfg, report) -> tuple[list, dict]:
     from kagglekit.pipeline.slide_tiles import TileModels
 
     slides, routes, engines = cfg.slides, {}, {}
+    tiles = any(slides.branch(kind).route == "tiles" for kind in slides.kinds())
+    activation = activation_of(cfg, _decision(cfg)) if tiles else None  # the decision file read once
     for kind in slides.kinds():
         settings, models = slides.branch(kind), slides.models_of(kind, cfg.models)
         key = (models, settings.route, settings.backbone, settings.weights)
         if key not in engines:
             loaded = load_models(models, report)
             engines[key] = (MilModels(settings, loaded, report) if settings.route == "mil"
-                            else TileModels(cfg, settings, loaded, report, activation_of(cfg, _decision(cfg))))
+                            else TileModels(cfg, settings, loaded, report, activation))
         routes[kind] = (settings, engines[key]) if engines[key].kept else None
     kept = [m for engine in engines.values() for m in engine.kept]
     counts = {f"{kind or 'every slide'}": route[1].kept[0].out_shape[1] for kind, route in routes.items() if route}
